@@ -1,0 +1,53 @@
+/**
+ * `npm run build`: one executable, dist/cortex, holding both modes.
+ *
+ * Worker entry points (`src/**\/*-worker.ts`) are compiled in as extra
+ * entry points so `new Worker(...)` finds them inside the binary. The native
+ * set (libllama, ggml and its backends, our C shim source and the matching
+ * headers) cannot run from Bun's virtual file system (libllama's RUNPATH is
+ * $ORIGIN and ggml dlopens its backends from a real folder), so it is copied
+ * beside the binary into dist/native/; the binary looks there first.
+ */
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { join, relative } from "node:path";
+import { Glob } from "bun";
+
+const root = join(import.meta.dir, "..");
+const dist = join(root, "dist");
+rmSync(dist, { recursive: true, force: true });
+mkdirSync(dist, { recursive: true });
+
+const workers = [...new Glob("src/**/*-worker.ts").scanSync({ cwd: root })].sort();
+const entrypoints = ["src/cli/main.ts", ...workers];
+const args = [
+  "build",
+  "--compile",
+  "--minify-syntax",
+  ...entrypoints,
+  "--outfile",
+  join(dist, "cortex"),
+];
+const build = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "inherit", stderr: "inherit" });
+if (build.exitCode !== 0) process.exit(build.exitCode ?? 1);
+
+const native = join(dist, "native");
+mkdirSync(native, { recursive: true });
+const cpuBins = join(root, "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64");
+if (!existsSync(cpuBins)) {
+  console.error(`build: ${relative(root, cpuBins)} is missing; run npm ci first`);
+  process.exit(1);
+}
+for (const file of readdirSync(cpuBins)) {
+  if (file.endsWith(".so") || file.endsWith(".json")) cpSync(join(cpuBins, file), join(native, "cpu", file));
+}
+const cudaBins = join(root, "node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda");
+if (existsSync(cudaBins)) {
+  for (const file of readdirSync(cudaBins)) {
+    if (file.endsWith(".so") || file.endsWith(".json")) cpSync(join(cudaBins, file), join(native, "cuda", file));
+  }
+}
+cpSync(join(root, "ffi/include"), join(native, "include"), { recursive: true });
+for (const file of readdirSync(join(root, "ffi"))) {
+  if (file.endsWith(".c")) cpSync(join(root, "ffi", file), join(native, file));
+}
+console.log(`build: dist/cortex (+ dist/native/, ${workers.length} worker entry point(s))`);

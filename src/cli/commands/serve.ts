@@ -1,0 +1,22 @@
+import { defineCommand } from "citty";
+import { configArg, loadConfigAndLogging, logArgs } from "../common-args.ts";
+
+export const serveCommand = defineCommand({
+  meta: { name: "serve", description: "Run the gateway: one OpenAI/Anthropic API in front of the fleet" },
+  args: {
+    ...configArg,
+    listen: {
+      type: "string",
+      description: "API listen address (env CORTEX_GATEWAY_LISTEN)",
+      valueHint: "host:port",
+    },
+    ...logArgs,
+  },
+  async run({ args }) {
+    const config = loadConfigAndLogging(args, [
+      { flag: "--listen", env: "CORTEX_GATEWAY_LISTEN", value: args.listen },
+    ]);
+    const { runGateway } = await import("../../gateway/run-gateway.ts");
+    return runGateway(config);
+  },
+});

@@ -1,0 +1,115 @@
+/**
+ * The TOML configuration file, as zod schemas. One file may hold both the
+ * gateway's sections and the neuron's; each mode reads its own. Objects are
+ * strict: an unknown key is an error, never silently ignored.
+ * Every key and default is documented in cortex.example.toml.
+ */
+import { z } from "zod";
+import { parseListen } from "./parse-listen.ts";
+import { parseSize } from "./parse-size.ts";
+
+const SIZE_EXPECTED = 'expected a size: a number of bytes or a string like "6GiB"';
+
+export const Size = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const bytes = parseSize(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: "custom", message: SIZE_EXPECTED, input: value });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+export const Listen = z.string().refine((value) => parseListen(value) !== undefined, {
+  message: 'expected an address like "0.0.0.0:31313" or ":31313"',
+});
+
+export const LogLevel = z.enum(["silent", "fatal", "error", "warn", "info", "debug", "trace"]);
+export type LogLevel = z.infer<typeof LogLevel>;
+export const LogFormat = z.enum(["text", "json"]);
+export type LogFormat = z.infer<typeof LogFormat>;
+
+const Url = z.string().refine((value) => URL.canParse(value) && /^https?:/.test(value), {
+  message: 'expected an http(s) URL like "http://beast.internal:13131"',
+});
+
+const ModelId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/, {
+  message: "expected a model id of letters, digits and . _ : / @ + -",
+});
+
+export const LogSection = z.strictObject({
+  level: LogLevel.default("info"),
+  format: LogFormat.default("text"),
+});
+
+export const GatewaySection = z.strictObject({
+  listen: Listen.default("0.0.0.0:31313"),
+  metrics_listen: Listen.default("0.0.0.0:31314"),
+  metrics: z.boolean().default(true),
+  api_keys: z.array(z.string().min(1)).default([]),
+  admin_token: z.string().default(""),
+  models_file: z.string().optional(),
+  poll_interval_ms: z.number().int().min(100).default(2000),
+  request_timeout_s: z.number().positive().default(600),
+  load_timeout_s: z.number().positive().default(300),
+  max_concurrency_per_model: z.number().int().positive().default(32),
+  queue_size_per_model: z.number().int().nonnegative().default(128),
+  queue_timeout_s: z.number().positive().default(120),
+});
+
+export const EvictionSection = z.strictObject({
+  strategy: z.enum(["lru", "priority"]).default("lru"),
+  idle_ttl_s: z.number().nonnegative().default(0),
+  defrag_after_cycles: z.number().int().nonnegative().default(50),
+});
+
+export const NeuronRef = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: "expected a name of letters, digits and . _ -" }),
+  endpoint: Url,
+  token: z.string().default(""),
+});
+
+export const ModelProfile = z.strictObject({
+  id: ModelId,
+  aliases: z.array(ModelId).default([]),
+  file: z.string().min(1),
+  /** Per-node file names where they differ from `file`. */
+  files: z.record(z.string(), z.string().min(1)).default({}),
+  context_size: z.number().int().positive().default(8192),
+  slots: z.number().int().positive().max(64).default(4),
+  devices: z.number().int().positive().default(1),
+  vram_estimate: Size.optional(),
+  affinity: z.array(z.string()).default([]),
+  priority: z.number().int().default(0),
+  pinned: z.boolean().default(false),
+  vision: z.boolean().default(false),
+});
+export type ModelProfile = z.infer<typeof ModelProfile>;
+
+export const NeuronSection = z.strictObject({
+  listen: Listen.default("0.0.0.0:13131"),
+  models_dir: z.string().optional(),
+  devices: z.union([z.literal("all"), z.array(z.string())]).default("all"),
+  step_timeout_s: z.number().positive().default(120),
+  stage2_grace_s: z.number().positive().default(30),
+  auth_token: z.string().default(""),
+  memory_limit: Size.optional(),
+  default_slots: z.number().int().positive().max(64).default(4),
+  default_context_size: z.number().int().positive().default(32768),
+  queue_size: z.number().int().nonnegative().default(64),
+  threads: z.number().int().nonnegative().default(0),
+});
+
+export const ConfigFile = z.strictObject({
+  log: LogSection.default({ level: "info", format: "text" }),
+  gateway: GatewaySection.default(GatewaySection.parse({})),
+  eviction: EvictionSection.default(EvictionSection.parse({})),
+  neurons: z.array(NeuronRef).default([]),
+  models: z.array(ModelProfile).default([]),
+  neuron: NeuronSection.default(NeuronSection.parse({})),
+});
+export type ConfigFile = z.infer<typeof ConfigFile>;
+
+/** A separate models file (`gateway.models_file`) holds only `[[models]]`. */
+export const ModelsFile = z.strictObject({ models: z.array(ModelProfile).default([]) });

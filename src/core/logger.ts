@@ -1,0 +1,79 @@
+/**
+ * Logging through consola: text for terminals, one JSON object per line for
+ * journald and log shippers. Request-scoped loggers carry the request id in
+ * every line (`withTag` in text, a `request_id` field in JSON).
+ */
+import {
+  type ConsolaInstance,
+  type ConsolaReporter,
+  createConsola,
+  LogLevels,
+  type LogObject,
+} from "consola";
+import type { LogFormat, LogLevel } from "./config/config-schema.ts";
+
+const LEVEL_NUMBERS: Record<LogLevel, number> = {
+  silent: LogLevels.silent,
+  fatal: LogLevels.fatal,
+  error: LogLevels.error,
+  warn: LogLevels.warn,
+  info: LogLevels.info,
+  debug: LogLevels.debug,
+  trace: LogLevels.trace,
+};
+
+const LEVEL_NAMES: Record<number, string> = {
+  0: "error",
+  1: "warn",
+  2: "info",
+  3: "info",
+  4: "debug",
+  5: "trace",
+};
+
+/** Writes each log call as one JSON line: {time, level, tag, msg, ...fields}. */
+export function jsonReporter(
+  write: (line: string) => void = (line) => process.stderr.write(line),
+): ConsolaReporter {
+  return {
+    log(logObj: LogObject) {
+      const fields: Record<string, unknown> = {};
+      const parts: string[] = [];
+      for (const arg of logObj.args) {
+        if (arg instanceof Error) {
+          parts.push(arg.message);
+          fields.error = { name: arg.name, message: arg.message, stack: arg.stack };
+        } else if (typeof arg === "object" && arg !== null && !Array.isArray(arg)) Object.assign(fields, arg);
+        else parts.push(String(arg));
+      }
+      const line = {
+        time: logObj.date.toISOString(),
+        level: logObj.type === "fatal" ? "fatal" : (LEVEL_NAMES[logObj.level] ?? "info"),
+        ...(logObj.tag ? { tag: logObj.tag } : {}),
+        msg: parts.join(" "),
+        ...fields,
+      };
+      write(`${JSON.stringify(line)}\n`);
+    },
+  };
+}
+
+let root: ConsolaInstance = createConsola({ level: LogLevels.info });
+
+export function configureLogging(options: { level: LogLevel; format: LogFormat }): ConsolaInstance {
+  root = createConsola({
+    level: LEVEL_NUMBERS[options.level],
+    ...(options.format === "json" ? { reporters: [jsonReporter()] } : { fancy: false }),
+    formatOptions: { date: true, colors: process.stderr.isTTY === true, compact: true },
+  });
+  return root;
+}
+
+/** The process-wide logger, tagged for a component (`gateway`, `neuron`, `poller`, …). */
+export function logger(tag?: string): ConsolaInstance {
+  return tag === undefined ? root : root.withTag(tag);
+}
+
+export function parseLogLevel(value: string): LogLevel | undefined {
+  return Object.hasOwn(LEVEL_NUMBERS, value) ? (value as LogLevel) : undefined;
+}

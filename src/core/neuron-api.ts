@@ -1,0 +1,127 @@
+/**
+ * The neuron's HTTP contract, shared by the neuron (which serves it) and the
+ * gateway (which polls and calls it). Partial schemas on the reading side:
+ * validate what is read, pass the rest through.
+ */
+import { z } from "zod";
+
+export const DeviceKind = z.enum(["cpu", "cuda"]);
+export type DeviceKind = z.infer<typeof DeviceKind>;
+
+export const DeviceInfo = z.object({
+  /** `cpu-0`, `cuda-dev-0`, … */
+  id: z.string(),
+  kind: DeviceKind,
+  index: z.number().int(),
+  name: z.string(),
+  uuid: z.string().optional(),
+  computeCapability: z.string().optional(),
+  /** Bytes usable by cortex on this device (after any configured cap). */
+  memoryTotal: z.number(),
+  memoryFree: z.number(),
+  poisoned: z.boolean(),
+  poisonReason: z.string().optional(),
+  /** Model load/unload cycles since this device's Worker started. */
+  loadCycles: z.number().int().default(0),
+});
+export type DeviceInfo = z.infer<typeof DeviceInfo>;
+
+export const ModelState = z.enum(["loading", "ready", "unloading", "failed"]);
+export type ModelState = z.infer<typeof ModelState>;
+
+export const LoadedModel = z.object({
+  /** The id requests use (the public model id the gateway asked for). */
+  id: z.string(),
+  /** GGUF file, relative to the neuron's models directory. */
+  file: z.string(),
+  state: ModelState,
+  devices: z.array(z.string()),
+  contextSize: z.number().int(),
+  slots: z.number().int(),
+  /** Epoch milliseconds of the last request start or finish. */
+  lastUsed: z.number(),
+  loadedAt: z.number(),
+  inFlight: z.number().int(),
+  queued: z.number().int().default(0),
+  /** Bytes this model holds on its devices (weights + KV cache + compute). */
+  memoryBytes: z.number(),
+  /** Pinned models are never evicted; kept on the neuron so every gateway replica agrees. */
+  pinned: z.boolean().default(false),
+  /** Eviction priority of the profile it was loaded under (higher stays longer). */
+  priority: z.number().default(0),
+  error: z.string().optional(),
+});
+export type LoadedModel = z.infer<typeof LoadedModel>;
+
+export const HealthResponse = z.object({
+  status: z.enum(["ok", "degraded", "unhealthy"]),
+  version: z.string(),
+  node: z.string(),
+  startedAt: z.number(),
+  devices: z.array(DeviceInfo),
+  loaded: z.array(LoadedModel),
+});
+export type HealthResponse = z.infer<typeof HealthResponse>;
+
+export const AvailableModel = z.object({
+  file: z.string(),
+  sizeBytes: z.number(),
+  architecture: z.string(),
+  name: z.string().optional(),
+  parameterCount: z.number().optional(),
+  quantization: z.string().optional(),
+  contextLength: z.number().int().optional(),
+  hasChatTemplate: z.boolean(),
+});
+export type AvailableModel = z.infer<typeof AvailableModel>;
+
+export const ModelsResponse = z.object({
+  available: z.array(AvailableModel),
+  loaded: z.array(LoadedModel),
+});
+export type ModelsResponse = z.infer<typeof ModelsResponse>;
+
+export const LoadRequest = z.object({
+  /** Public id to serve the model under; defaults to the file name without `.gguf`. */
+  id: z.string().min(1).optional(),
+  file: z.string().min(1),
+  contextSize: z.number().int().positive().optional(),
+  /** Concurrent sequences decoded together. */
+  slots: z.number().int().positive().max(64).optional(),
+  /** Number of devices (a tensor-parallel group when > 1). */
+  deviceCount: z.number().int().positive().optional(),
+  /** Specific devices, overriding deviceCount. */
+  devices: z.array(z.string()).optional(),
+  /** Estimated bytes; the neuron refuses with 507 when no device has this much free. */
+  memoryEstimateBytes: z.number().positive().optional(),
+  pinned: z.boolean().optional(),
+  priority: z.number().optional(),
+});
+export type LoadRequest = z.infer<typeof LoadRequest>;
+
+export const LoadResponse = z.object({ model: LoadedModel, alreadyLoaded: z.boolean() });
+export type LoadResponse = z.infer<typeof LoadResponse>;
+
+export const PinRequest = z.object({ id: z.string().min(1), pinned: z.boolean() });
+export type PinRequest = z.infer<typeof PinRequest>;
+
+export const UnloadRequest = z.object({ id: z.string().min(1), force: z.boolean().optional() });
+export type UnloadRequest = z.infer<typeof UnloadRequest>;
+
+export const RecycleRequest = z.object({ device: z.string().min(1) });
+export type RecycleRequest = z.infer<typeof RecycleRequest>;
+
+/**
+ * Chat requests to the neuron are OpenAI chat completions plus these
+ * extension fields. `context_overflow` says what to do when prompt +
+ * max_tokens exceed the context: fail with the counts, or clamp max_tokens.
+ */
+export const NeuronChatExtensions = z.object({
+  context_overflow: z.enum(["error", "clamp"]).optional(),
+});
+
+/** `POST /v1/chat/count_tokens`: an OpenAI chat request in, the prompt's token count out. */
+export const CountTokensResponse = z.object({ prompt_tokens: z.number().int() });
+export type CountTokensResponse = z.infer<typeof CountTokensResponse>;
+
+export const NEURON_DEFAULT_PORT = 13131;
