@@ -19,14 +19,7 @@ mkdirSync(dist, { recursive: true });
 
 const workers = [...new Glob("src/**/*-worker.ts").scanSync({ cwd: root })].sort();
 const entrypoints = ["src/cli/main.ts", ...workers];
-const args = [
-  "build",
-  "--compile",
-  "--minify-syntax",
-  ...entrypoints,
-  "--outfile",
-  join(dist, "cortex"),
-];
+const args = ["build", "--compile", "--minify-syntax", ...entrypoints, "--outfile", join(dist, "cortex")];
 const build = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "inherit", stderr: "inherit" });
 if (build.exitCode !== 0) process.exit(build.exitCode ?? 1);
 
@@ -43,7 +36,8 @@ for (const file of readdirSync(cpuBins)) {
 const cudaBins = join(root, "node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda");
 if (existsSync(cudaBins)) {
   for (const file of readdirSync(cudaBins)) {
-    if (file.endsWith(".so") || file.endsWith(".json")) cpSync(join(cudaBins, file), join(native, "cuda", file));
+    if (file.endsWith(".so") || file.endsWith(".json"))
+      cpSync(join(cudaBins, file), join(native, "cuda", file));
   }
 }
 cpSync(join(root, "ffi/include"), join(native, "include"), { recursive: true });

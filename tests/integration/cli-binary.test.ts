@@ -12,12 +12,21 @@ const root = join(import.meta.dir, "../..");
 const binary = join(root, "dist/cortex");
 
 function run(args: string[], env: Record<string, string> = {}) {
-  const proc = Bun.spawnSync([binary, ...args], { cwd: tmpdir(), env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawnSync([binary, ...args], {
+    cwd: tmpdir(),
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
 }
 
 beforeAll(() => {
-  const build = Bun.spawnSync([process.execPath, "scripts/build.ts"], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  const build = Bun.spawnSync([process.execPath, "scripts/build.ts"], {
+    cwd: root,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   if (build.exitCode !== 0) throw new Error(`build failed:\n${build.stderr.toString()}`);
 }, 120_000);
 
@@ -46,7 +55,9 @@ describe("dist/cortex", () => {
     writeFileSync(path, `[eviction]\nstrategy = "fifo"\n`);
     const result = run(["serve", "--config", path]);
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('cortex.toml: eviction.strategy: expected "lru" or "priority", got "fifo"');
+    expect(result.stderr).toContain(
+      'cortex.toml: eviction.strategy: expected "lru" or "priority", got "fifo"',
+    );
   });
 
   test("an unknown command is a usage error", () => {

@@ -70,7 +70,9 @@ affinity = ["beast"]
   test("unknown keys are reported, not ignored", () => {
     const path = writeConfig(`[gateway]\nlistn = ":1"\n[bogus]\nx = 1\n`);
     const problems = problemsOf(() => loadConfig({ path, env: {} }));
-    expect(problems).toContainEqual(expect.stringContaining('cortex.toml: gateway.listn: unknown key "listn"'));
+    expect(problems).toContainEqual(
+      expect.stringContaining('cortex.toml: gateway.listn: unknown key "listn"'),
+    );
     expect(problems).toContainEqual(expect.stringContaining('cortex.toml: bogus: unknown key "bogus"'));
   });
 
@@ -115,7 +117,9 @@ file = "n.gguf"
     expect(problems).toContainEqual(
       'cortex.toml: models[0].affinity[0]: expected the name of a configured neuron (a), got "b"',
     );
-    expect(problems).toContainEqual(expect.stringContaining('models[1].aliases[0]: expected a unique model id or alias, got "m"'));
+    expect(problems).toContainEqual(
+      expect.stringContaining('models[1].aliases[0]: expected a unique model id or alias, got "m"'),
+    );
   });
 
   test("a separate models file is merged and validated with its own name", () => {

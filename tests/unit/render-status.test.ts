@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import type { FleetView } from "../../src/core/admin-api.ts";
 import { formatDuration, memoryBar, renderStatus } from "../../src/cli/render-status.ts";
+import type { FleetView } from "../../src/core/admin-api.ts";
 
 const GiB = 1024 ** 3;
 
@@ -27,7 +27,16 @@ test("status shows nodes, device memory and loaded models with idle time", () =>
         endpoint: "http://beast:13131",
         state: "up",
         devices: [
-          { id: "cuda-dev-0", kind: "cuda", index: 0, name: "H200", memoryTotal: 8 * GiB, memoryFree: 2 * GiB, poisoned: false, loadCycles: 0 },
+          {
+            id: "cuda-dev-0",
+            kind: "cuda",
+            index: 0,
+            name: "H200",
+            memoryTotal: 8 * GiB,
+            memoryFree: 2 * GiB,
+            poisoned: false,
+            loadCycles: 0,
+          },
         ],
         loaded: [
           {
@@ -47,7 +56,14 @@ test("status shows nodes, device memory and loaded models with idle time", () =>
           },
         ],
       },
-      { name: "spare", endpoint: "http://spare:13131", state: "down", error: "ECONNREFUSED", devices: [], loaded: [] },
+      {
+        name: "spare",
+        endpoint: "http://spare:13131",
+        state: "down",
+        error: "ECONNREFUSED",
+        devices: [],
+        loaded: [],
+      },
     ],
   };
   const text = renderStatus(fleet, now);
