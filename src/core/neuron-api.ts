@@ -120,6 +120,15 @@ export const NeuronChatExtensions = z.object({
   context_overflow: z.enum(["error", "clamp"]).optional(),
 });
 
+/**
+ * Extension field on the finishing choice of a chat completion (streamed
+ * chunk or not): the stop sequence that ended generation, so the gateway can
+ * report Anthropic's `stop_reason: "stop_sequence"`. Absent or null otherwise.
+ */
+export const NeuronChoiceExtensions = z.object({
+  stop_sequence: z.string().nullish(),
+});
+
 /** `POST /v1/chat/count_tokens`: an OpenAI chat request in, the prompt's token count out. */
 export const CountTokensResponse = z.object({ prompt_tokens: z.number().int() });
 export type CountTokensResponse = z.infer<typeof CountTokensResponse>;

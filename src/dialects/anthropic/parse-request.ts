@@ -1,0 +1,313 @@
+/**
+ * Anthropic Messages request body → canonical request. Fields that do not
+ * change the answer (cache_control, thinking, service_tier, container,
+ * context_management, …) are accepted and ignored as the real API would
+ * accept them; content the fleet cannot read (documents, server-tool
+ * results) is refused with invalid_request_error rather than silently
+ * dropped from the prompt.
+ */
+import { consola } from "consola";
+import { z } from "zod";
+import { CortexError } from "../../core/errors.ts";
+import type {
+  AssistantMessage,
+  CanonicalMessage,
+  CanonicalRequest,
+  CanonicalResponseFormat,
+  CanonicalTool,
+  CanonicalToolChoice,
+  ImagePart,
+  TextPart,
+  ToolResultPart,
+} from "../canonical.ts";
+import { mergeToolMessages } from "../normalize-messages.ts";
+import { parseOrThrow } from "../zod-boundary.ts";
+
+const Block = z.looseObject({ type: z.string() });
+const TextBlock = z.object({ type: z.literal("text"), text: z.string() });
+const ImageBlock = z.object({
+  type: z.literal("image"),
+  source: z.union([
+    z.object({ type: z.literal("base64"), media_type: z.string(), data: z.string() }),
+    z.object({ type: z.literal("url"), url: z.string() }),
+  ]),
+});
+const ToolUseBlock = z.object({
+  type: z.literal("tool_use"),
+  id: z.string(),
+  name: z.string(),
+  input: z.record(z.string(), z.unknown()),
+});
+const ToolResultBlock = z.object({
+  type: z.literal("tool_result"),
+  tool_use_id: z.string(),
+  content: z.union([z.string(), z.array(Block)]).optional(),
+  is_error: z.boolean().optional(),
+});
+
+const MessageSchema = z.looseObject({
+  role: z.enum(["user", "assistant", "system"]),
+  content: z.union([z.string(), z.array(Block)]),
+});
+
+const ToolSchema = z.looseObject({
+  type: z.string().nullish(),
+  name: z.string().min(1),
+  description: z.string().optional(),
+  input_schema: z.record(z.string(), z.unknown()).optional(),
+  strict: z.boolean().optional(),
+});
+
+const ToolChoiceSchema = z.looseObject({
+  type: z.enum(["auto", "any", "tool", "none"]),
+  name: z.string().optional(),
+  disable_parallel_tool_use: z.boolean().optional(),
+});
+
+const JsonOutputFormat = z.looseObject({
+  type: z.literal("json_schema"),
+  schema: z.record(z.string(), z.unknown()),
+});
+
+const CommonSchema = z.looseObject({
+  model: z.string().min(1),
+  messages: z.array(MessageSchema),
+  system: z.union([z.string(), z.array(Block)]).optional(),
+  tools: z.array(ToolSchema).optional(),
+  tool_choice: ToolChoiceSchema.optional(),
+  output_config: z.looseObject({ format: JsonOutputFormat.nullish() }).optional(),
+  /** The structured-outputs beta spelling of output_config.format. */
+  output_format: JsonOutputFormat.nullish(),
+  mcp_servers: z.array(z.unknown()).optional(),
+});
+
+const MessagesSchema = CommonSchema.extend({
+  max_tokens: z.number().int().positive(),
+  stop_sequences: z.array(z.string()).optional(),
+  temperature: z.number().min(0).max(1).optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  top_k: z.number().int().nonnegative().optional(),
+  metadata: z.looseObject({ user_id: z.string().nullish() }).optional(),
+  stream: z.boolean().optional(),
+});
+
+export interface AnthropicParseOptions {
+  /** Told about every accepted-but-ignored setting that a user might miss (default: consola.warn). */
+  onWarning?: (message: string) => void;
+}
+
+/** `POST /v1/messages` body → canonical request. Throws CortexError (400) on what it cannot honour. */
+export function parseAnthropicRequest(body: unknown, options: AnthropicParseOptions = {}): CanonicalRequest {
+  const req = parseOrThrow(MessagesSchema, body, "");
+  const common = parseCommon(req, options);
+  return {
+    ...common,
+    maxTokens: req.max_tokens,
+    ...(req.temperature === undefined ? {} : { temperature: req.temperature }),
+    ...(req.top_p === undefined ? {} : { topP: req.top_p }),
+    ...(req.top_k === undefined ? {} : { topK: req.top_k }),
+    stop: req.stop_sequences ?? [],
+    stream: req.stream ?? false,
+    // Anthropic streams always carry usage.
+    includeUsage: req.stream ?? false,
+    ...(req.metadata?.user_id == null ? {} : { user: req.metadata.user_id }),
+  };
+}
+
+/** `POST /v1/messages/count_tokens` body → the canonical request whose prompt the neuron counts. */
+export function parseAnthropicCountTokensRequest(
+  body: unknown,
+  options: AnthropicParseOptions = {},
+): CanonicalRequest {
+  return {
+    ...parseCommon(parseOrThrow(CommonSchema, body, ""), options),
+    stop: [],
+    stream: false,
+    includeUsage: false,
+  };
+}
+
+/** The `count_tokens` answer body. */
+export function renderAnthropicCountTokensResponse(inputTokens: number): { input_tokens: number } {
+  return { input_tokens: inputTokens };
+}
+
+type Common = Pick<
+  CanonicalRequest,
+  "model" | "messages" | "tools" | "toolChoice" | "parallelToolCalls" | "responseFormat"
+>;
+
+function parseCommon(req: z.infer<typeof CommonSchema>, options: AnthropicParseOptions): Common {
+  const warn = options.onWarning ?? ((message: string) => consola.warn(`anthropic request: ${message}`));
+  if (req.mcp_servers !== undefined && req.mcp_servers.length > 0) {
+    throw invalid("mcp_servers", "MCP servers run by the API are not supported; connect them in the client");
+  }
+  const system: TextPart[] = req.system === undefined ? [] : parseSystem(req.system, "system");
+  const messages: CanonicalMessage[] = [];
+  req.messages.forEach((m, i) => {
+    const path = `messages.${i}`;
+    if (m.role === "system") {
+      // Claude Code sends reminders as role "system" messages; Anthropic folds them into the system prompt.
+      system.push(...parseSystem(m.content, `${path}.content`));
+    } else if (m.role === "user") {
+      messages.push(...parseUserContent(m.content, `${path}.content`));
+    } else {
+      const assistant = parseAssistantContent(m.content, `${path}.content`);
+      if (assistant.content.length > 0) messages.push(assistant);
+    }
+  });
+  const tools = (req.tools ?? []).flatMap((t, i) => parseTool(t, `tools.${i}`, warn));
+  const format = req.output_config?.format ?? req.output_format ?? undefined;
+  const responseFormat: CanonicalResponseFormat | undefined = format
+    ? { type: "json_schema", name: "response", schema: format.schema, strict: true }
+    : undefined;
+  const toolChoice = req.tool_choice === undefined ? undefined : parseToolChoice(req.tool_choice);
+  return {
+    model: req.model,
+    messages: mergeToolMessages([
+      ...(system.length > 0 ? [{ role: "system" as const, content: system }] : []),
+      ...messages,
+    ]),
+    tools,
+    ...(toolChoice === undefined ? {} : { toolChoice }),
+    ...(req.tool_choice?.disable_parallel_tool_use === true ? { parallelToolCalls: false } : {}),
+    ...(responseFormat === undefined ? {} : { responseFormat }),
+  };
+}
+
+function invalid(param: string, message: string): CortexError {
+  return new CortexError("invalid_request", `${param}: ${message}`, { param });
+}
+
+function parseSystem(content: string | Array<z.infer<typeof Block>>, path: string): TextPart[] {
+  if (typeof content === "string") return content === "" ? [] : [{ type: "text", text: content }];
+  return content.map((block, i) => {
+    if (block.type !== "text")
+      throw invalid(`${path}.${i}.type`, `system blocks must be text, not "${block.type}"`);
+    return { type: "text", text: parseOrThrow(TextBlock, block, `${path}.${i}`).text };
+  });
+}
+
+function parseImage(block: z.infer<typeof Block>, path: string): ImagePart {
+  const { source } = parseOrThrow(ImageBlock, block, path);
+  return source.type === "base64"
+    ? { type: "image", source: { kind: "base64", mediaType: source.media_type, data: source.data } }
+    : { type: "image", source: { kind: "url", url: source.url } };
+}
+
+/** A user turn may mix tool results and new content; each run becomes its own canonical message. */
+function parseUserContent(content: string | Array<z.infer<typeof Block>>, path: string): CanonicalMessage[] {
+  if (typeof content === "string") return [{ role: "user", content: [{ type: "text", text: content }] }];
+  const out: CanonicalMessage[] = [];
+  const pushPart = (part: TextPart | ImagePart | ToolResultPart) => {
+    const last = out.at(-1);
+    if (part.type === "tool_result") {
+      if (last?.role === "tool") last.content.push(part);
+      else out.push({ role: "tool", content: [part] });
+    } else if (last?.role === "user") {
+      last.content.push(part);
+    } else {
+      out.push({ role: "user", content: [part] });
+    }
+  };
+  content.forEach((block, i) => {
+    const where = `${path}.${i}`;
+    switch (block.type) {
+      case "text":
+        pushPart({ type: "text", text: parseOrThrow(TextBlock, block, where).text });
+        break;
+      case "image":
+        pushPart(parseImage(block, where));
+        break;
+      case "tool_result":
+        pushPart(parseToolResult(block, where));
+        break;
+      case "thinking":
+      case "redacted_thinking":
+        break;
+      default:
+        throw invalid(`${where}.type`, `content block type "${block.type}" is not supported`);
+    }
+  });
+  return out;
+}
+
+function parseToolResult(block: z.infer<typeof Block>, path: string): ToolResultPart {
+  const result = parseOrThrow(ToolResultBlock, block, path);
+  const content: Array<TextPart | ImagePart> = [];
+  if (typeof result.content === "string") {
+    content.push({ type: "text", text: result.content });
+  } else {
+    result.content?.forEach((inner, i) => {
+      const where = `${path}.content.${i}`;
+      if (inner.type === "text")
+        content.push({ type: "text", text: parseOrThrow(TextBlock, inner, where).text });
+      else if (inner.type === "image") content.push(parseImage(inner, where));
+      else throw invalid(`${where}.type`, `tool_result content type "${inner.type}" is not supported`);
+    });
+  }
+  return { type: "tool_result", toolCallId: result.tool_use_id, content, isError: result.is_error ?? false };
+}
+
+function parseAssistantContent(
+  content: string | Array<z.infer<typeof Block>>,
+  path: string,
+): AssistantMessage {
+  if (typeof content === "string")
+    return { role: "assistant", content: content === "" ? [] : [{ type: "text", text: content }] };
+  const parts: AssistantMessage["content"] = [];
+  content.forEach((block, i) => {
+    const where = `${path}.${i}`;
+    switch (block.type) {
+      case "text":
+        parts.push({ type: "text", text: parseOrThrow(TextBlock, block, where).text });
+        break;
+      case "tool_use": {
+        const use = parseOrThrow(ToolUseBlock, block, where);
+        parts.push({ type: "tool_call", id: use.id, name: use.name, arguments: JSON.stringify(use.input) });
+        break;
+      }
+      // Earlier turns' reasoning is not replayed into the prompt (chat templates drop it as well).
+      case "thinking":
+      case "redacted_thinking":
+        break;
+      default:
+        throw invalid(`${where}.type`, `content block type "${block.type}" is not supported`);
+    }
+  });
+  return { role: "assistant", content: parts };
+}
+
+/**
+ * Custom tools (no type, or "custom") are offered to the model, including
+ * ones marked `defer_loading`: with no tool search here, offering them is
+ * the only way the model can use them. Server tools and Anthropic-defined
+ * tools without an input schema (web_search_*, bash_*, …) cannot run here
+ * and are left out, with a warning.
+ */
+function parseTool(
+  tool: z.infer<typeof ToolSchema>,
+  path: string,
+  warn: (message: string) => void,
+): CanonicalTool[] {
+  const custom = tool.type == null || tool.type === "custom";
+  if (tool.input_schema === undefined) {
+    if (custom) throw invalid(`${path}.input_schema`, "required for custom tools");
+    warn(`tool "${tool.name}" of type "${tool.type}" is not available on this server and was left out`);
+    return [];
+  }
+  return [
+    {
+      name: tool.name,
+      ...(tool.description === undefined ? {} : { description: tool.description }),
+      parameters: tool.input_schema,
+      ...(tool.strict === undefined ? {} : { strict: tool.strict }),
+    },
+  ];
+}
+
+function parseToolChoice(choice: z.infer<typeof ToolChoiceSchema>): CanonicalToolChoice {
+  if (choice.type !== "tool") return { type: choice.type };
+  if (choice.name === undefined) throw invalid("tool_choice.name", 'required when type is "tool"');
+  return { type: "tool", name: choice.name };
+}

@@ -1,0 +1,37 @@
+import { type CortexError, toCortexError } from "../../core/errors.ts";
+import { contextOverflowCounts } from "../context-overflow.ts";
+import { type AnthropicErrorType, toAnthropicError } from "../map-anthropic-error.ts";
+import type { RenderedError } from "../rendered-error.ts";
+
+export interface AnthropicErrorBody {
+  type: "error";
+  error: { type: AnthropicErrorType; message: string };
+}
+
+/** Anything thrown → Anthropic's error body, with the status Anthropic pairs with its type. */
+export function renderAnthropicError(thrown: unknown): RenderedError<AnthropicErrorBody> {
+  const error = toCortexError(thrown);
+  return {
+    status: toAnthropicError(error.code).status,
+    headers: error.retryAfterS === undefined ? {} : { "retry-after": String(Math.ceil(error.retryAfterS)) },
+    body: anthropicErrorBody(error),
+  };
+}
+
+export function anthropicErrorBody(error: CortexError): AnthropicErrorBody {
+  return {
+    type: "error",
+    error: { type: toAnthropicError(error.code).type, message: anthropicErrorMessage(error) },
+  };
+}
+
+function anthropicErrorMessage(error: CortexError): string {
+  const counts = contextOverflowCounts(error);
+  if (counts === undefined) return error.message;
+  const { promptTokens, maxTokens, contextSize } = counts;
+  // Claude Code matches this exact text to shrink max_tokens and retry.
+  return (
+    `input length and \`max_tokens\` exceed context limit: ${promptTokens} + ${maxTokens} > ${contextSize}, ` +
+    "decrease input length or `max_tokens` and try again"
+  );
+}

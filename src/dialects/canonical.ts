@@ -1,0 +1,160 @@
+/**
+ * The canonical model every dialect translates to and from. The gateway
+ * routes, meters and forwards only canonical values; OpenAI and Anthropic
+ * wire shapes never leak past src/dialects.
+ */
+import type { WireError } from "../core/errors.ts";
+
+export interface TextPart {
+  type: "text";
+  text: string;
+}
+
+/** An image, either fetched by URL (http(s)) or carried inline as base64. */
+export type ImageSource = { kind: "url"; url: string } | { kind: "base64"; mediaType: string; data: string };
+
+export interface ImagePart {
+  type: "image";
+  source: ImageSource;
+}
+
+export interface ToolCallPart {
+  type: "tool_call";
+  id: string;
+  name: string;
+  /** The arguments as JSON text, exactly as the model produced them. */
+  arguments: string;
+}
+
+export interface ToolResultPart {
+  type: "tool_result";
+  toolCallId: string;
+  content: Array<TextPart | ImagePart>;
+  isError: boolean;
+}
+
+export interface ThinkingPart {
+  type: "thinking";
+  text: string;
+}
+
+export type ContentPart = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart;
+
+export interface SystemMessage {
+  role: "system";
+  content: TextPart[];
+}
+export interface UserMessage {
+  role: "user";
+  content: Array<TextPart | ImagePart>;
+}
+export interface AssistantMessage {
+  role: "assistant";
+  content: Array<TextPart | ToolCallPart | ThinkingPart>;
+}
+/** Results of earlier tool calls. Consecutive tool messages are always merged into one. */
+export interface ToolMessage {
+  role: "tool";
+  content: ToolResultPart[];
+}
+
+export type CanonicalMessage = SystemMessage | UserMessage | AssistantMessage | ToolMessage;
+export type CanonicalRole = CanonicalMessage["role"];
+
+export interface CanonicalTool {
+  name: string;
+  description?: string;
+  /** JSON schema of the arguments object. */
+  parameters: Record<string, unknown>;
+  strict?: boolean;
+}
+
+export type CanonicalToolChoice =
+  | { type: "auto" }
+  /** The model must call some tool (OpenAI "required", Anthropic "any"). */
+  | { type: "any" }
+  | { type: "none" }
+  | { type: "tool"; name: string };
+
+export type CanonicalResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | {
+      type: "json_schema";
+      name: string;
+      schema: Record<string, unknown>;
+      description?: string;
+      strict?: boolean;
+    };
+
+export interface CanonicalRequest {
+  model: string;
+  messages: CanonicalMessage[];
+  tools: CanonicalTool[];
+  toolChoice?: CanonicalToolChoice;
+  parallelToolCalls?: boolean;
+  /** Upper bound on generated tokens; absent means "until the context is full". */
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  stop: string[];
+  seed?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** Token id (as a decimal string) → bias. */
+  logitBias?: Record<string, number>;
+  responseFormat?: CanonicalResponseFormat;
+  stream: boolean;
+  /** The client wants usage reported in the stream (OpenAI `stream_options.include_usage`). */
+  includeUsage: boolean;
+  /** End-user id for abuse tracking (OpenAI `user`, Anthropic `metadata.user_id`). */
+  user?: string;
+  metadata?: Record<string, string>;
+}
+
+export type FinishReason = "stop" | "length" | "tool_calls" | "stop_sequence";
+
+export interface CanonicalUsage {
+  inputTokens: number;
+  outputTokens: number;
+  /** Prompt tokens served from a cache, where the upstream reports them. */
+  cachedInputTokens?: number;
+}
+
+export interface CanonicalResponse {
+  id: string;
+  model: string;
+  /** Unix seconds. */
+  created: number;
+  content: Array<TextPart | ToolCallPart | ThinkingPart>;
+  finishReason: FinishReason;
+  /** The stop sequence that ended generation, when finishReason is "stop_sequence". */
+  stopSequence?: string;
+  usage: CanonicalUsage;
+}
+
+/**
+ * One step of a streamed answer. Order: `message_start`, then any mix of
+ * deltas (a tool call's deltas sit between its start and end), then
+ * `finish`, then `usage` (when known), or `error` at any point, after which
+ * nothing follows.
+ */
+export type CanonicalStreamPart =
+  | { type: "message_start"; id: string; model: string; created: number }
+  | { type: "text_delta"; text: string }
+  | { type: "thinking_delta"; text: string }
+  /** `index` counts tool calls within this answer, from 0. */
+  | { type: "tool_call_start"; index: number; id: string; name: string }
+  | { type: "tool_call_delta"; index: number; argumentsDelta: string }
+  | { type: "tool_call_end"; index: number }
+  | { type: "finish"; reason: FinishReason; stopSequence?: string }
+  | { type: "usage"; usage: CanonicalUsage }
+  | { type: "error"; error: WireError };
+
+export type CanonicalStreamPartType = CanonicalStreamPart["type"];
+
+/** Compile-time exhaustiveness for switches over the unions above. */
+export function assertNever(value: never, what = "value"): never {
+  throw new Error(`unexpected ${what}: ${JSON.stringify(value)}`);
+}

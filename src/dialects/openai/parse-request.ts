@@ -1,0 +1,277 @@
+/**
+ * OpenAI Chat Completions request body → canonical request. Validates what
+ * it reads (partial zod schemas) and refuses, with a 400 naming the field,
+ * anything the fleet cannot honour; fields that do not change the answer
+ * (store, service_tier, prediction, …) are ignored.
+ */
+import { z } from "zod";
+import { CortexError } from "../../core/errors.ts";
+import type {
+  AssistantMessage,
+  CanonicalMessage,
+  CanonicalRequest,
+  CanonicalResponseFormat,
+  CanonicalTool,
+  CanonicalToolChoice,
+  ImagePart,
+  TextPart,
+  ToolCallPart,
+} from "../canonical.ts";
+import { imageSourceFromUrl } from "../images.ts";
+import { mergeToolMessages } from "../normalize-messages.ts";
+import { parseOrThrow, unsupported } from "../zod-boundary.ts";
+
+const Part = z.looseObject({ type: z.string() });
+const TextPartSchema = z.object({ type: z.literal("text"), text: z.string() });
+const RefusalPartSchema = z.object({ type: z.literal("refusal"), refusal: z.string() });
+const ImageUrlPartSchema = z.object({
+  type: z.literal("image_url"),
+  image_url: z.object({ url: z.string().min(1), detail: z.string().optional() }),
+});
+const Content = z.union([z.string(), z.array(Part)]).nullish();
+
+const ToolCallSchema = z.object({
+  id: z.string(),
+  type: z.literal("function").optional(),
+  function: z.object({ name: z.string(), arguments: z.string() }),
+});
+
+const MessageSchema = z.looseObject({
+  role: z.string(),
+  content: Content,
+  tool_calls: z.array(ToolCallSchema).nullish(),
+  tool_call_id: z.string().optional(),
+  function_call: z.unknown().optional(),
+});
+
+const FunctionToolSchema = z.object({
+  type: z.literal("function"),
+  function: z.object({
+    name: z.string().min(1),
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
+const ToolChoiceSchema = z.union([z.enum(["none", "auto", "required"]), z.looseObject({ type: z.string() })]);
+const NamedToolChoiceSchema = z.object({ function: z.object({ name: z.string() }) });
+
+const ResponseFormatSchema = z.looseObject({ type: z.string() });
+const JsonSchemaFormatSchema = z.object({
+  json_schema: z.object({
+    name: z.string(),
+    description: z.string().optional(),
+    schema: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
+const RequestSchema = z.looseObject({
+  model: z.string().min(1),
+  messages: z.array(MessageSchema).min(1),
+  tools: z.array(Part).nullish(),
+  tool_choice: ToolChoiceSchema.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  response_format: ResponseFormatSchema.nullish(),
+  stop: z.union([z.string(), z.array(z.string())]).nullish(),
+  max_tokens: z.number().int().positive().nullish(),
+  max_completion_tokens: z.number().int().positive().nullish(),
+  seed: z.number().int().nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  top_k: z.number().int().nonnegative().nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  logit_bias: z.record(z.string(), z.number()).nullish(),
+  user: z.string().nullish(),
+  metadata: z.record(z.string(), z.string()).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  n: z.number().int().positive().nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().nullish(),
+  modalities: z.array(z.string()).nullish(),
+  audio: z.unknown().optional(),
+  functions: z.unknown().optional(),
+  function_call: z.unknown().optional(),
+  web_search_options: z.unknown().optional(),
+});
+type RequestBody = z.infer<typeof RequestSchema>;
+
+export function parseOpenAIRequest(body: unknown): CanonicalRequest {
+  const req = parseOrThrow(RequestSchema, body, "");
+  rejectUnsupported(req);
+  const stop = req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
+  const maxTokens = req.max_completion_tokens ?? req.max_tokens ?? undefined;
+  const toolChoice = req.tool_choice == null ? undefined : parseToolChoice(req.tool_choice);
+  const responseFormat = req.response_format == null ? undefined : parseResponseFormat(req.response_format);
+  return {
+    model: req.model,
+    messages: mergeToolMessages(req.messages.map((m, i) => parseMessage(m, `messages.${i}`))),
+    tools: (req.tools ?? []).map((t, i) => parseTool(t, `tools.${i}`)),
+    ...(toolChoice === undefined ? {} : { toolChoice }),
+    ...(req.parallel_tool_calls == null ? {} : { parallelToolCalls: req.parallel_tool_calls }),
+    ...(maxTokens === undefined ? {} : { maxTokens }),
+    ...(req.temperature == null ? {} : { temperature: req.temperature }),
+    ...(req.top_p == null ? {} : { topP: req.top_p }),
+    ...(req.top_k == null ? {} : { topK: req.top_k }),
+    stop,
+    ...(req.seed == null ? {} : { seed: req.seed }),
+    ...(req.presence_penalty == null ? {} : { presencePenalty: req.presence_penalty }),
+    ...(req.frequency_penalty == null ? {} : { frequencyPenalty: req.frequency_penalty }),
+    ...(req.logit_bias == null ? {} : { logitBias: req.logit_bias }),
+    ...(responseFormat === undefined ? {} : { responseFormat }),
+    stream: req.stream ?? false,
+    includeUsage: req.stream_options?.include_usage ?? false,
+    ...(req.user == null ? {} : { user: req.user }),
+    ...(req.metadata == null ? {} : { metadata: req.metadata }),
+  };
+}
+
+function rejectUnsupported(req: RequestBody): void {
+  if (req.n != null && req.n > 1)
+    throw unsupported("n", "n > 1 is not supported; send one request per choice");
+  if (req.logprobs === true) throw unsupported("logprobs", "logprobs are not supported");
+  if (req.top_logprobs != null && req.top_logprobs > 0)
+    throw unsupported("top_logprobs", "top_logprobs are not supported");
+  if (req.modalities?.some((m) => m !== "text"))
+    throw unsupported("modalities", "only the text output modality is supported");
+  if (req.audio != null) throw unsupported("audio", "audio output is not supported");
+  if (req.functions != null) throw unsupported("functions", "`functions` is deprecated; use `tools`");
+  if (req.function_call != null)
+    throw unsupported("function_call", "`function_call` is deprecated; use `tool_choice`");
+  if (req.web_search_options != null) throw unsupported("web_search_options", "web search is not supported");
+}
+
+function parseMessage(m: z.infer<typeof MessageSchema>, path: string): CanonicalMessage {
+  switch (m.role) {
+    case "system":
+    case "developer":
+      return { role: "system", content: parseTextContent(m.content, `${path}.content`) };
+    case "user":
+      return { role: "user", content: parseUserContent(m.content, `${path}.content`) };
+    case "assistant":
+      return parseAssistant(m, path);
+    case "tool": {
+      if (m.tool_call_id === undefined)
+        throw new CortexError("invalid_request", `${path}.tool_call_id: required for role "tool"`, {
+          param: `${path}.tool_call_id`,
+        });
+      return {
+        role: "tool",
+        content: [
+          {
+            type: "tool_result",
+            toolCallId: m.tool_call_id,
+            content: parseUserContent(m.content, `${path}.content`),
+            isError: false,
+          },
+        ],
+      };
+    }
+    case "function":
+      throw unsupported(`${path}.role`, 'role "function" is deprecated; use tool messages');
+    default:
+      throw new CortexError("invalid_request", `${path}.role: unknown role ${JSON.stringify(m.role)}`, {
+        param: `${path}.role`,
+      });
+  }
+}
+
+function parseAssistant(m: z.infer<typeof MessageSchema>, path: string): AssistantMessage {
+  if (m.function_call != null)
+    throw unsupported(`${path}.function_call`, "`function_call` is deprecated; use `tool_calls`");
+  const content: AssistantMessage["content"] = [];
+  if (typeof m.content === "string") {
+    if (m.content !== "") content.push({ type: "text", text: m.content });
+  } else if (m.content != null) {
+    m.content.forEach((part, i) => {
+      const where = `${path}.content.${i}`;
+      if (part.type === "refusal") {
+        content.push({ type: "text", text: parseOrThrow(RefusalPartSchema, part, where).refusal });
+      } else {
+        content.push(parseTextPart(part, where));
+      }
+    });
+  }
+  for (const call of m.tool_calls ?? []) {
+    const part: ToolCallPart = {
+      type: "tool_call",
+      id: call.id,
+      name: call.function.name,
+      arguments: call.function.arguments,
+    };
+    content.push(part);
+  }
+  return { role: "assistant", content };
+}
+
+function parseTextContent(content: z.infer<typeof Content>, path: string): TextPart[] {
+  if (content == null) return [];
+  if (typeof content === "string") return [{ type: "text", text: content }];
+  return content.map((part, i) => parseTextPart(part, `${path}.${i}`));
+}
+
+function parseTextPart(part: z.infer<typeof Part>, path: string): TextPart {
+  if (part.type !== "text")
+    throw unsupported(`${path}.type`, `content part type "${part.type}" is not allowed here`);
+  return { type: "text", text: parseOrThrow(TextPartSchema, part, path).text };
+}
+
+function parseUserContent(content: z.infer<typeof Content>, path: string): Array<TextPart | ImagePart> {
+  if (content == null) return [];
+  if (typeof content === "string") return [{ type: "text", text: content }];
+  return content.map((part, i): TextPart | ImagePart => {
+    const where = `${path}.${i}`;
+    if (part.type === "image_url") {
+      const image = parseOrThrow(ImageUrlPartSchema, part, where);
+      return { type: "image", source: imageSourceFromUrl(image.image_url.url) };
+    }
+    if (part.type === "text") return parseTextPart(part, where);
+    throw unsupported(`${where}.type`, `content part type "${part.type}" is not supported`);
+  });
+}
+
+function parseTool(tool: z.infer<typeof Part>, path: string): CanonicalTool {
+  if (tool.type !== "function")
+    throw unsupported(`${path}.type`, `tool type "${tool.type}" is not supported`);
+  const { function: fn } = parseOrThrow(FunctionToolSchema, tool, path);
+  return {
+    name: fn.name,
+    ...(fn.description === undefined ? {} : { description: fn.description }),
+    parameters: fn.parameters ?? { type: "object", properties: {} },
+    ...(fn.strict == null ? {} : { strict: fn.strict }),
+  };
+}
+
+function parseToolChoice(choice: z.infer<typeof ToolChoiceSchema>): CanonicalToolChoice {
+  if (choice === "none") return { type: "none" };
+  if (choice === "auto") return { type: "auto" };
+  if (choice === "required") return { type: "any" };
+  if (choice.type === "function") {
+    return { type: "tool", name: parseOrThrow(NamedToolChoiceSchema, choice, "tool_choice").function.name };
+  }
+  throw unsupported("tool_choice", `tool_choice type "${choice.type}" is not supported`);
+}
+
+function parseResponseFormat(format: z.infer<typeof ResponseFormatSchema>): CanonicalResponseFormat {
+  switch (format.type) {
+    case "text":
+      return { type: "text" };
+    case "json_object":
+      return { type: "json_object" };
+    case "json_schema": {
+      const { json_schema: js } = parseOrThrow(JsonSchemaFormatSchema, format, "response_format");
+      return {
+        type: "json_schema",
+        name: js.name,
+        schema: js.schema ?? {},
+        ...(js.description === undefined ? {} : { description: js.description }),
+        ...(js.strict == null ? {} : { strict: js.strict }),
+      };
+    }
+    default:
+      throw unsupported("response_format", `response_format type "${format.type}" is not supported`);
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * Canonical request → OpenAI Chat Completions body. The neuron speaks this
+ * wire format, so `toUpstreamChatBody` is what the gateway sends upstream.
+ */
+import type { z } from "zod";
+import type { NeuronChatExtensions } from "../../core/neuron-api.ts";
+import {
+  assertNever,
+  type CanonicalMessage,
+  type CanonicalRequest,
+  type CanonicalResponseFormat,
+  type CanonicalToolChoice,
+  type ImagePart,
+  type TextPart,
+} from "../canonical.ts";
+import { imageSourceToUrl } from "../images.ts";
+
+export type OpenAIContentPart =
+  | { type: "text"; text: string }
+  | { type: "image_url"; image_url: { url: string } };
+
+export type OpenAIMessage =
+  | { role: "system"; content: string | Array<{ type: "text"; text: string }> }
+  | { role: "user"; content: string | OpenAIContentPart[] }
+  | {
+      role: "assistant";
+      content: string | Array<{ type: "text"; text: string }> | null;
+      tool_calls?: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }>;
+    }
+  | { role: "tool"; tool_call_id: string; content: string | OpenAIContentPart[] };
+
+export interface OpenAIChatRequestBody {
+  model: string;
+  messages: OpenAIMessage[];
+  tools?: Array<{
+    type: "function";
+    function: { name: string; description?: string; parameters: Record<string, unknown>; strict?: boolean };
+  }>;
+  tool_choice?: "none" | "auto" | "required" | { type: "function"; function: { name: string } };
+  parallel_tool_calls?: boolean;
+  max_completion_tokens?: number;
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  /** Not OpenAI: llama.cpp-style servers (the neuron included) accept it. */
+  top_k?: number;
+  stop?: string[];
+  seed?: number;
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  logit_bias?: Record<string, number>;
+  response_format?:
+    | { type: "text" }
+    | { type: "json_object" }
+    | {
+        type: "json_schema";
+        json_schema: {
+          name: string;
+          schema: Record<string, unknown>;
+          description?: string;
+          strict?: boolean;
+        };
+      };
+  stream?: boolean;
+  stream_options?: { include_usage: boolean };
+  user?: string;
+  metadata?: Record<string, string>;
+}
+
+/** The request as an OpenAI client would have sent it. */
+export function renderOpenAIRequest(req: CanonicalRequest): OpenAIChatRequestBody {
+  return {
+    model: req.model,
+    messages: req.messages.flatMap(renderMessage),
+    ...(req.tools.length === 0
+      ? {}
+      : {
+          tools: req.tools.map((t) => ({
+            type: "function" as const,
+            function: {
+              name: t.name,
+              ...(t.description === undefined ? {} : { description: t.description }),
+              parameters: t.parameters,
+              ...(t.strict === undefined ? {} : { strict: t.strict }),
+            },
+          })),
+        }),
+    ...(req.toolChoice === undefined ? {} : { tool_choice: renderToolChoice(req.toolChoice) }),
+    ...(req.parallelToolCalls === undefined ? {} : { parallel_tool_calls: req.parallelToolCalls }),
+    ...(req.maxTokens === undefined ? {} : { max_completion_tokens: req.maxTokens }),
+    ...(req.temperature === undefined ? {} : { temperature: req.temperature }),
+    ...(req.topP === undefined ? {} : { top_p: req.topP }),
+    ...(req.topK === undefined ? {} : { top_k: req.topK }),
+    ...(req.stop.length === 0 ? {} : { stop: req.stop }),
+    ...(req.seed === undefined ? {} : { seed: req.seed }),
+    ...(req.presencePenalty === undefined ? {} : { presence_penalty: req.presencePenalty }),
+    ...(req.frequencyPenalty === undefined ? {} : { frequency_penalty: req.frequencyPenalty }),
+    ...(req.logitBias === undefined ? {} : { logit_bias: req.logitBias }),
+    ...(req.responseFormat === undefined
+      ? {}
+      : { response_format: renderResponseFormat(req.responseFormat) }),
+    stream: req.stream,
+    ...(req.stream && req.includeUsage ? { stream_options: { include_usage: true } } : {}),
+    ...(req.user === undefined ? {} : { user: req.user }),
+    ...(req.metadata === undefined ? {} : { metadata: req.metadata }),
+  };
+}
+
+export type UpstreamChatBody = OpenAIChatRequestBody & z.infer<typeof NeuronChatExtensions>;
+
+export interface UpstreamOptions {
+  /** What the neuron does when prompt + max_tokens exceed the context (default: "error"). */
+  contextOverflow?: "error" | "clamp";
+  /** Stream from the neuron (default true: the gateway always streams upstream and collects when needed). */
+  stream?: boolean;
+}
+
+/**
+ * The body the gateway POSTs to a neuron's `/v1/chat/completions`. Usage is
+ * always requested so metrics never depend on what the client asked for.
+ * The stored model id is the one routing resolved, set on `req.model` first.
+ */
+export function toUpstreamChatBody(req: CanonicalRequest, options: UpstreamOptions = {}): UpstreamChatBody {
+  const stream = options.stream ?? true;
+  const body = renderOpenAIRequest({ ...req, stream, includeUsage: true });
+  // The end user's id and metadata are the gateway's business, not the neuron's; every
+  // OpenAI-style server reads max_tokens, not all read max_completion_tokens.
+  const { user: _user, metadata: _metadata, max_completion_tokens: maxTokens, ...rest } = body;
+  return {
+    ...rest,
+    ...(maxTokens === undefined ? {} : { max_tokens: maxTokens }),
+    context_overflow: options.contextOverflow ?? "error",
+  };
+}
+
+function renderMessage(message: CanonicalMessage): OpenAIMessage[] {
+  switch (message.role) {
+    case "system":
+      return [{ role: "system", content: textContent(message.content) }];
+    case "user":
+      return [{ role: "user", content: mixedContent(message.content) }];
+    case "assistant": {
+      const texts: TextPart[] = [];
+      const calls: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }> =
+        [];
+      for (const part of message.content) {
+        if (part.type === "text") texts.push(part);
+        else if (part.type === "tool_call")
+          calls.push({
+            id: part.id,
+            type: "function",
+            function: { name: part.name, arguments: part.arguments },
+          });
+        // Thinking from earlier turns is not part of the prompt: chat templates drop it too.
+      }
+      return [
+        {
+          role: "assistant",
+          content: texts.length === 0 ? null : textContent(texts),
+          ...(calls.length === 0 ? {} : { tool_calls: calls }),
+        },
+      ];
+    }
+    case "tool":
+      return message.content.map((result) => ({
+        role: "tool" as const,
+        tool_call_id: result.toolCallId,
+        content: mixedContent(result.content),
+      }));
+    default:
+      return assertNever(message, "message");
+  }
+}
+
+function textContent(parts: TextPart[]): string | Array<{ type: "text"; text: string }> {
+  if (parts.length === 1 && parts[0]) return parts[0].text;
+  return parts.map((p) => ({ type: "text" as const, text: p.text }));
+}
+
+function mixedContent(parts: Array<TextPart | ImagePart>): string | OpenAIContentPart[] {
+  if (parts.length === 1 && parts[0]?.type === "text") return parts[0].text;
+  return parts.map((p) =>
+    p.type === "text"
+      ? { type: "text" as const, text: p.text }
+      : { type: "image_url" as const, image_url: { url: imageSourceToUrl(p.source) } },
+  );
+}
+
+function renderToolChoice(choice: CanonicalToolChoice): NonNullable<OpenAIChatRequestBody["tool_choice"]> {
+  switch (choice.type) {
+    case "auto":
+      return "auto";
+    case "any":
+      return "required";
+    case "none":
+      return "none";
+    case "tool":
+      return { type: "function", function: { name: choice.name } };
+    default:
+      return assertNever(choice, "tool choice");
+  }
+}
+
+function renderResponseFormat(
+  format: CanonicalResponseFormat,
+): NonNullable<OpenAIChatRequestBody["response_format"]> {
+  switch (format.type) {
+    case "text":
+      return { type: "text" };
+    case "json_object":
+      return { type: "json_object" };
+    case "json_schema":
+      return {
+        type: "json_schema",
+        json_schema: {
+          name: format.name,
+          schema: format.schema,
+          ...(format.description === undefined ? {} : { description: format.description }),
+          ...(format.strict === undefined ? {} : { strict: format.strict }),
+        },
+      };
+    default:
+      return assertNever(format, "response format");
+  }
+}

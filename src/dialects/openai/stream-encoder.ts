@@ -1,0 +1,196 @@
+/**
+ * Canonical stream parts → OpenAI `chat.completion.chunk` SSE frames, ending
+ * in `data: [DONE]` (or in an error envelope, without [DONE], when the
+ * upstream failed mid-stream).
+ */
+import { CortexError } from "../../core/errors.ts";
+import { assertNever, type CanonicalStreamPart } from "../canonical.ts";
+import { newId } from "../ids.ts";
+import { toOpenAIFinishReason } from "../map-openai-finish-reason.ts";
+import { encodeSseEvent } from "../sse/sse-parser.ts";
+import { openAIErrorBody } from "./render-error.ts";
+import { type OpenAIUsage, renderOpenAIUsage } from "./render-response.ts";
+
+export interface OpenAIChunkDelta {
+  role?: "assistant";
+  content?: string;
+  reasoning_content?: string;
+  tool_calls?: Array<{
+    index: number;
+    id?: string;
+    type?: "function";
+    function: { name?: string; arguments: string };
+  }>;
+}
+
+export interface OpenAIChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    delta: OpenAIChunkDelta;
+    logprobs: null;
+    finish_reason: "stop" | "length" | "tool_calls" | null;
+    stop_sequence?: string;
+  }>;
+  usage?: OpenAIUsage | null;
+}
+
+export interface OpenAIStreamOptions {
+  /** Send the final usage chunk (`stream_options.include_usage`). */
+  includeUsage: boolean;
+  /** The model id to show the client (default: the upstream's). */
+  model?: string;
+  /** Add the matched stop sequence to the finishing choice (the neuron's extension, see NeuronChoiceExtensions). */
+  reportStopSequence?: boolean;
+}
+
+/** Pure state machine: each `push` returns the SSE text to write for one part. */
+export class OpenAIStreamEncoder {
+  readonly #options: OpenAIStreamOptions;
+  #id = "";
+  #model = "";
+  #created = 0;
+  #started = false;
+  #closed = false;
+
+  constructor(options: OpenAIStreamOptions) {
+    this.#options = options;
+  }
+
+  push(part: CanonicalStreamPart): string[] {
+    if (this.#closed) return [];
+    const frames: string[] = [];
+    if (!this.#started && part.type !== "message_start" && part.type !== "error") {
+      frames.push(
+        ...this.push({ type: "message_start", id: newId("chatcmpl-"), model: "", created: nowS() }),
+      );
+    }
+    switch (part.type) {
+      case "message_start":
+        if (this.#started) break;
+        this.#started = true;
+        this.#id = part.id;
+        this.#model = this.#options.model ?? part.model;
+        this.#created = part.created;
+        frames.push(this.#chunk({ role: "assistant", content: "" }, null));
+        break;
+      case "text_delta":
+        if (part.text !== "") frames.push(this.#chunk({ content: part.text }, null));
+        break;
+      case "thinking_delta":
+        if (part.text !== "") frames.push(this.#chunk({ reasoning_content: part.text }, null));
+        break;
+      case "tool_call_start":
+        frames.push(
+          this.#chunk(
+            {
+              tool_calls: [
+                {
+                  index: part.index,
+                  id: part.id,
+                  type: "function",
+                  function: { name: part.name, arguments: "" },
+                },
+              ],
+            },
+            null,
+          ),
+        );
+        break;
+      case "tool_call_delta":
+        if (part.argumentsDelta !== "")
+          frames.push(
+            this.#chunk(
+              { tool_calls: [{ index: part.index, function: { arguments: part.argumentsDelta } }] },
+              null,
+            ),
+          );
+        break;
+      case "tool_call_end":
+        break;
+      case "finish":
+        frames.push(
+          this.#chunk(
+            {},
+            toOpenAIFinishReason(part.reason),
+            this.#options.reportStopSequence && part.stopSequence !== undefined
+              ? part.stopSequence
+              : undefined,
+          ),
+        );
+        break;
+      case "usage":
+        if (this.#options.includeUsage) {
+          const chunk: OpenAIChatCompletionChunk = {
+            ...this.#envelope(),
+            choices: [],
+            usage: renderOpenAIUsage(part.usage),
+          };
+          frames.push(encodeSseEvent({ data: JSON.stringify(chunk) }));
+        }
+        break;
+      case "error":
+        this.#closed = true;
+        frames.push(
+          encodeSseEvent({ data: JSON.stringify(openAIErrorBody(CortexError.fromWire(part.error))) }),
+        );
+        break;
+      default:
+        return assertNever(part, "stream part");
+    }
+    return frames;
+  }
+
+  end(): string[] {
+    if (this.#closed) return [];
+    this.#closed = true;
+    return [encodeSseEvent({ data: "[DONE]" })];
+  }
+
+  #envelope(): Omit<OpenAIChatCompletionChunk, "choices"> {
+    return { id: this.#id, object: "chat.completion.chunk", created: this.#created, model: this.#model };
+  }
+
+  #chunk(
+    delta: OpenAIChunkDelta,
+    finishReason: OpenAIChatCompletionChunk["choices"][number]["finish_reason"],
+    stopSequence?: string,
+  ): string {
+    const chunk: OpenAIChatCompletionChunk = {
+      ...this.#envelope(),
+      choices: [
+        {
+          index: 0,
+          delta,
+          logprobs: null,
+          finish_reason: finishReason,
+          ...(stopSequence === undefined ? {} : { stop_sequence: stopSequence }),
+        },
+      ],
+      ...(this.#options.includeUsage ? { usage: null } : {}),
+    };
+    return encodeSseEvent({ data: JSON.stringify(chunk) });
+  }
+}
+
+function nowS(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** Canonical parts in, OpenAI SSE text out (encode to bytes with TextEncoderStream). */
+export function createOpenAIStreamEncoder(
+  options: OpenAIStreamOptions,
+): TransformStream<CanonicalStreamPart, string> {
+  const encoder = new OpenAIStreamEncoder(options);
+  return new TransformStream({
+    transform(part, controller) {
+      for (const frame of encoder.push(part)) controller.enqueue(frame);
+    },
+    flush(controller) {
+      for (const frame of encoder.end()) controller.enqueue(frame);
+    },
+  });
+}

@@ -1,0 +1,319 @@
+/**
+ * The neuron's answers (OpenAI chat completions, streamed or not) → canonical.
+ * Partial schemas: what is read is validated, the rest passes through.
+ */
+import { z } from "zod";
+import { CortexError, ERROR_CODES, isErrorCode } from "../../core/errors.ts";
+import type { CanonicalResponse, CanonicalStreamPart, CanonicalUsage, FinishReason } from "../canonical.ts";
+import { newId } from "../ids.ts";
+import { fromOpenAIFinishReason } from "../map-openai-finish-reason.ts";
+import type { SseEvent } from "../sse/sse-parser.ts";
+
+const UsageSchema = z.looseObject({
+  prompt_tokens: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+  prompt_tokens_details: z.looseObject({ cached_tokens: z.number().int().nullish() }).nullish(),
+});
+
+const ErrorBodySchema = z.looseObject({
+  message: z.string().optional(),
+  type: z.string().nullish(),
+  code: z.union([z.string(), z.number()]).nullish(),
+  param: z.string().nullish(),
+  details: z.record(z.string(), z.unknown()).nullish(),
+});
+
+const ToolCallDeltaSchema = z.looseObject({
+  index: z.number().int().nonnegative().optional(),
+  id: z.string().nullish(),
+  function: z.looseObject({ name: z.string().nullish(), arguments: z.string().nullish() }).nullish(),
+});
+
+/** The neuron reports which stop sequence matched on the finishing choice (`stop_sequence`). */
+const ChunkSchema = z.looseObject({
+  id: z.string().optional(),
+  model: z.string().optional(),
+  created: z.number().optional(),
+  choices: z
+    .array(
+      z.looseObject({
+        delta: z
+          .looseObject({
+            content: z.string().nullish(),
+            reasoning_content: z.string().nullish(),
+            tool_calls: z.array(ToolCallDeltaSchema).nullish(),
+          })
+          .nullish(),
+        finish_reason: z.string().nullish(),
+        stop_sequence: z.string().nullish(),
+      }),
+    )
+    .nullish(),
+  usage: UsageSchema.nullish(),
+  error: ErrorBodySchema.optional(),
+});
+export type UpstreamChunk = z.infer<typeof ChunkSchema>;
+
+const ResponseSchema = z.looseObject({
+  id: z.string().optional(),
+  model: z.string().optional(),
+  created: z.number().optional(),
+  choices: z
+    .array(
+      z.looseObject({
+        message: z.looseObject({
+          content: z.string().nullish(),
+          reasoning_content: z.string().nullish(),
+          tool_calls: z
+            .array(
+              z.looseObject({
+                id: z.string().nullish(),
+                function: z.looseObject({ name: z.string(), arguments: z.string().nullish() }),
+              }),
+            )
+            .nullish(),
+        }),
+        finish_reason: z.string().nullish(),
+        stop_sequence: z.string().nullish(),
+      }),
+    )
+    .min(1),
+  usage: UsageSchema.nullish(),
+});
+
+function toUsage(usage: z.infer<typeof UsageSchema>): CanonicalUsage {
+  const cached = usage.prompt_tokens_details?.cached_tokens;
+  return {
+    inputTokens: usage.prompt_tokens,
+    outputTokens: usage.completion_tokens,
+    ...(cached == null ? {} : { cachedInputTokens: cached }),
+  };
+}
+
+function nowS(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** A neuron error envelope (`{error:{…}}`, or the error object itself) as a CortexError. */
+export function parseUpstreamError(status: number, body: unknown): CortexError {
+  const envelope = z.looseObject({ error: ErrorBodySchema }).safeParse(body);
+  const direct = ErrorBodySchema.safeParse(body);
+  const error = envelope.success ? envelope.data.error : direct.success ? direct.data : undefined;
+  const code =
+    typeof error?.code === "string" && isErrorCode(error.code) ? error.code : codeForStatus(status);
+  const message = error?.message ?? `upstream answered HTTP ${status}`;
+  return new CortexError(code, message, {
+    ...(error?.param == null ? {} : { param: error.param }),
+    ...(error?.details == null ? {} : { details: error.details }),
+  });
+}
+
+function codeForStatus(status: number): keyof typeof ERROR_CODES {
+  const match = (Object.keys(ERROR_CODES) as Array<keyof typeof ERROR_CODES>).find(
+    (code) => ERROR_CODES[code].status === status,
+  );
+  // A neuron's 4xx without a known code is still the client's problem; anything else is the upstream's.
+  if (match) return match;
+  return status >= 400 && status < 500 ? "invalid_request" : "upstream_error";
+}
+
+/** A non-streamed upstream completion → canonical response. */
+export function parseUpstreamResponse(body: unknown): CanonicalResponse {
+  const result = ResponseSchema.safeParse(body);
+  if (!result.success) {
+    throw new CortexError(
+      "upstream_error",
+      `upstream sent an unreadable completion: ${result.error.message}`,
+      {
+        cause: result.error,
+      },
+    );
+  }
+  const res = result.data;
+  const choice = res.choices[0]!;
+  const content: CanonicalResponse["content"] = [];
+  if (choice.message.reasoning_content)
+    content.push({ type: "thinking", text: choice.message.reasoning_content });
+  if (choice.message.content) content.push({ type: "text", text: choice.message.content });
+  for (const call of choice.message.tool_calls ?? []) {
+    content.push({
+      type: "tool_call",
+      id: call.id || newId("call_"),
+      name: call.function.name,
+      arguments: call.function.arguments ?? "",
+    });
+  }
+  let finishReason = fromOpenAIFinishReason(choice.finish_reason, choice.stop_sequence);
+  if (finishReason === "stop" && content.some((p) => p.type === "tool_call")) finishReason = "tool_calls";
+  return {
+    id: res.id ?? newId("chatcmpl-"),
+    model: res.model ?? "",
+    created: res.created ?? nowS(),
+    content,
+    finishReason,
+    ...(finishReason === "stop_sequence" && choice.stop_sequence
+      ? { stopSequence: choice.stop_sequence }
+      : {}),
+    usage: res.usage ? toUsage(res.usage) : { inputTokens: 0, outputTokens: 0 },
+  };
+}
+
+interface ToolCallState {
+  index: number;
+  open: boolean;
+}
+
+/**
+ * Upstream SSE events → canonical stream parts. Pure state machine: `push`
+ * and `end` return the parts each step produces. Guarantees the canonical
+ * order (message_start first, tool calls closed before finish, nothing
+ * after an error) whatever order the upstream used, and reports a stream
+ * that ends before its finish as an error.
+ */
+export class UpstreamStreamDecoder {
+  #started = false;
+  #done = false;
+  #finished = false;
+  #usageSent = false;
+  #tools = new Map<number, ToolCallState>();
+  #openTool: ToolCallState | undefined;
+  #sawToolCall = false;
+  readonly #fallbackModel: string;
+
+  constructor(fallbackModel = "") {
+    this.#fallbackModel = fallbackModel;
+  }
+
+  push(event: SseEvent): CanonicalStreamPart[] {
+    if (this.#done) return [];
+    if (event.data === "[DONE]") {
+      this.#done = true;
+      return this.#closeOut();
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(event.data);
+    } catch {
+      return this.#fail(new CortexError("upstream_error", "upstream sent a stream event that is not JSON"));
+    }
+    const parsed = ChunkSchema.safeParse(json);
+    if (!parsed.success) {
+      return this.#fail(
+        new CortexError("upstream_error", `upstream sent an unreadable chunk: ${parsed.error.message}`),
+      );
+    }
+    const chunk = parsed.data;
+    if (chunk.error !== undefined || event.event === "error")
+      return this.#fail(parseUpstreamError(502, json));
+    return this.#chunk(chunk);
+  }
+
+  /** End of the upstream byte stream. */
+  end(): CanonicalStreamPart[] {
+    if (this.#done) return [];
+    return this.#closeOut();
+  }
+
+  #chunk(chunk: UpstreamChunk): CanonicalStreamPart[] {
+    const parts: CanonicalStreamPart[] = [];
+    if (!this.#started) parts.push(this.#start(chunk));
+    const choice = chunk.choices?.[0];
+    const delta = choice?.delta;
+    if (delta && !this.#finished) {
+      if (delta.reasoning_content) parts.push({ type: "thinking_delta", text: delta.reasoning_content });
+      if (delta.content) parts.push({ type: "text_delta", text: delta.content });
+      for (const call of delta.tool_calls ?? []) parts.push(...this.#toolDelta(call));
+    }
+    if (choice?.finish_reason && !this.#finished) {
+      parts.push(...this.#closeTool());
+      this.#finished = true;
+      let reason: FinishReason = fromOpenAIFinishReason(choice.finish_reason, choice.stop_sequence);
+      if (reason === "stop" && this.#sawToolCall) reason = "tool_calls";
+      parts.push({
+        type: "finish",
+        reason,
+        ...(reason === "stop_sequence" && choice.stop_sequence ? { stopSequence: choice.stop_sequence } : {}),
+      });
+    }
+    if (chunk.usage && !this.#usageSent) {
+      this.#usageSent = true;
+      parts.push({ type: "usage", usage: toUsage(chunk.usage) });
+    }
+    return parts;
+  }
+
+  #start(chunk: Pick<UpstreamChunk, "id" | "model" | "created">): CanonicalStreamPart {
+    this.#started = true;
+    return {
+      type: "message_start",
+      id: chunk.id ?? newId("chatcmpl-"),
+      model: chunk.model ?? this.#fallbackModel,
+      created: chunk.created ?? nowS(),
+    };
+  }
+
+  #toolDelta(call: z.infer<typeof ToolCallDeltaSchema>): CanonicalStreamPart[] {
+    const parts: CanonicalStreamPart[] = [];
+    const upstreamIndex = call.index ?? this.#openTool?.index ?? 0;
+    let tool = this.#tools.get(upstreamIndex);
+    if (!tool) {
+      parts.push(...this.#closeTool());
+      tool = { index: this.#tools.size, open: true };
+      this.#tools.set(upstreamIndex, tool);
+      this.#openTool = tool;
+      this.#sawToolCall = true;
+      parts.push({
+        type: "tool_call_start",
+        index: tool.index,
+        id: call.id || newId("call_"),
+        name: call.function?.name ?? "",
+      });
+    }
+    const args = call.function?.arguments;
+    if (args) parts.push({ type: "tool_call_delta", index: tool.index, argumentsDelta: args });
+    return parts;
+  }
+
+  #closeTool(): CanonicalStreamPart[] {
+    const tool = this.#openTool;
+    if (!tool?.open) return [];
+    tool.open = false;
+    this.#openTool = undefined;
+    return [{ type: "tool_call_end", index: tool.index }];
+  }
+
+  /** `[DONE]` or end of bytes after a finish: nothing more to say. */
+  #closeOut(): CanonicalStreamPart[] {
+    if (this.#finished) return [];
+    this.#done = true;
+    const parts = this.#started ? [] : [this.#start({})];
+    return [
+      ...parts,
+      this.#errorPart(new CortexError("upstream_error", "upstream stream ended before it finished")),
+    ];
+  }
+
+  #fail(error: CortexError): CanonicalStreamPart[] {
+    this.#done = true;
+    const parts: CanonicalStreamPart[] = this.#started ? [] : [this.#start({})];
+    parts.push(this.#errorPart(error));
+    return parts;
+  }
+
+  #errorPart(error: CortexError): CanonicalStreamPart {
+    return { type: "error", error: error.toWire() };
+  }
+}
+
+/** Parsed upstream SSE events in, canonical parts out (see UpstreamStreamDecoder). */
+export function createUpstreamDecoder(fallbackModel = ""): TransformStream<SseEvent, CanonicalStreamPart> {
+  const decoder = new UpstreamStreamDecoder(fallbackModel);
+  return new TransformStream({
+    transform(event, controller) {
+      for (const part of decoder.push(event)) controller.enqueue(part);
+    },
+    flush(controller) {
+      for (const part of decoder.end()) controller.enqueue(part);
+    },
+  });
+}

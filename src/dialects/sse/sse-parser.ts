@@ -1,0 +1,162 @@
+/**
+ * Server-sent events, parsed as the WHATWG HTML spec says
+ * (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+ * lines end in CRLF, LF or CR (a CRLF split across two chunks is one line
+ * end), `data:` lines join with "\n", `:` lines are comments, `id:` and
+ * `retry:` are honoured, and an unterminated event at end of stream is
+ * dropped.
+ */
+
+export interface SseEvent {
+  /** The `event:` field, or "message" when absent. */
+  event: string;
+  data: string;
+  /** The last event id seen so far in the stream (spec: "last event ID"). */
+  id: string;
+  /** The `retry:` value given in this event's block, in milliseconds. */
+  retry?: number;
+}
+
+/** Incremental parser state; `push` returns the events completed by a chunk. */
+export class SseDecoder {
+  #buffer = "";
+  #skipLeadingLf = false;
+  #bomChecked = false;
+  #eventType = "";
+  #data: string[] = [];
+  #lastEventId = "";
+  #retry: number | undefined;
+  readonly #utf8 = new TextDecoder("utf-8");
+
+  push(chunk: Uint8Array | string): SseEvent[] {
+    let text = typeof chunk === "string" ? chunk : this.#utf8.decode(chunk, { stream: true });
+    if (!this.#bomChecked && text.length > 0) {
+      this.#bomChecked = true;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
+    return this.#consume(text);
+  }
+
+  /** End of stream: flushes the UTF-8 decoder; a partial event is discarded per spec. */
+  end(): SseEvent[] {
+    const rest = this.#utf8.decode();
+    const events = rest.length > 0 ? this.#consume(rest) : [];
+    this.#buffer = "";
+    this.#data = [];
+    this.#eventType = "";
+    return events;
+  }
+
+  #consume(text: string): SseEvent[] {
+    const events: SseEvent[] = [];
+    let input = text;
+    if (this.#skipLeadingLf && input.length > 0) {
+      this.#skipLeadingLf = false;
+      if (input.charCodeAt(0) === 0x0a) input = input.slice(1);
+    }
+    this.#buffer += input;
+    let start = 0;
+    for (let i = 0; i < this.#buffer.length; i++) {
+      const c = this.#buffer.charCodeAt(i);
+      if (c !== 0x0a && c !== 0x0d) continue;
+      const line = this.#buffer.slice(start, i);
+      if (c === 0x0d) {
+        if (i + 1 < this.#buffer.length) {
+          if (this.#buffer.charCodeAt(i + 1) === 0x0a) i++;
+        } else {
+          // A CR at the very end may be the first half of a CRLF split across chunks.
+          this.#skipLeadingLf = true;
+        }
+      }
+      start = i + 1;
+      const event = this.#line(line);
+      if (event) events.push(event);
+    }
+    this.#buffer = this.#buffer.slice(start);
+    return events;
+  }
+
+  #line(line: string): SseEvent | undefined {
+    if (line.length === 0) return this.#dispatch();
+    if (line.charCodeAt(0) === 0x3a) return undefined;
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.charCodeAt(0) === 0x20) value = value.slice(1);
+    switch (field) {
+      case "event":
+        this.#eventType = value;
+        break;
+      case "data":
+        this.#data.push(value);
+        break;
+      case "id":
+        if (!value.includes("\0")) this.#lastEventId = value;
+        break;
+      case "retry":
+        if (/^[0-9]+$/.test(value)) this.#retry = Number(value);
+        break;
+      default:
+        break;
+    }
+    return undefined;
+  }
+
+  #dispatch(): SseEvent | undefined {
+    const retry = this.#retry;
+    this.#retry = undefined;
+    if (this.#data.length === 0) {
+      this.#eventType = "";
+      return undefined;
+    }
+    const event: SseEvent = {
+      event: this.#eventType === "" ? "message" : this.#eventType,
+      data: this.#data.join("\n"),
+      id: this.#lastEventId,
+      ...(retry === undefined ? {} : { retry }),
+    };
+    this.#data = [];
+    this.#eventType = "";
+    return event;
+  }
+}
+
+/** Bytes (or text) of an event stream in, parsed events out. */
+export function createSseParser(): TransformStream<Uint8Array | string, SseEvent> {
+  const decoder = new SseDecoder();
+  return new TransformStream({
+    transform(chunk, controller) {
+      for (const event of decoder.push(chunk)) controller.enqueue(event);
+    },
+    flush(controller) {
+      for (const event of decoder.end()) controller.enqueue(event);
+    },
+  });
+}
+
+export interface SseFrame {
+  event?: string;
+  data: string;
+  id?: string;
+  retry?: number;
+}
+
+/** One event as wire text, ending in the blank line that dispatches it. */
+export function encodeSseEvent(frame: SseFrame): string {
+  let out = "";
+  if (frame.event !== undefined) out += `event: ${assertSingleLine(frame.event, "event")}\n`;
+  if (frame.id !== undefined) out += `id: ${assertSingleLine(frame.id, "id")}\n`;
+  if (frame.retry !== undefined) out += `retry: ${Math.max(0, Math.trunc(frame.retry))}\n`;
+  for (const line of frame.data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
+  return `${out}\n`;
+}
+
+/** A comment line; clients ignore it, proxies see traffic (keep-alive). */
+export function encodeSseComment(text = ""): string {
+  return `: ${assertSingleLine(text, "comment")}\n\n`;
+}
+
+function assertSingleLine(value: string, what: string): string {
+  if (/[\r\n]/.test(value)) throw new Error(`SSE ${what} must not contain a line break`);
+  return value;
+}

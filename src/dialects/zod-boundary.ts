@@ -1,0 +1,17 @@
+import type { z } from "zod";
+import { CortexError } from "../core/errors.ts";
+
+/** Validates one received value; a failure is a 400 naming the offending field. */
+export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, path: string): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const where = [path, ...(issue?.path ?? []).map(String)].filter((p) => p !== "").join(".");
+  const message = issue ? `${where}: ${issue.message}` : `${where}: invalid value`;
+  throw new CortexError("invalid_request", message, { param: where, cause: result.error });
+}
+
+/** A 400 for a field the fleet cannot honour (it would change the answer if ignored). */
+export function unsupported(param: string, message: string): CortexError {
+  return new CortexError("unsupported_parameter", message, { param });
+}
