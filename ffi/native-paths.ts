@@ -1,0 +1,171 @@
+/**
+ * Finds the prebuilt native set (libllama, libggml, libggml-base and the ggml
+ * backends) that must sit together in one real folder: libllama's RUNPATH is
+ * `$ORIGIN` and ggml `dlopen`s its backends from a directory at run time.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { consola } from "consola";
+import { z } from "zod";
+import { CortexError } from "../src/core/errors.ts";
+import versionJson from "./include/VERSION.json" with { type: "json" };
+
+export const LLAMA_LIB = "libllama.v0.5.0.so";
+export const GGML_LIB = "libggml.v0.5.0.so";
+export const GGML_BASE_LIB = "libggml-base.so";
+
+const CPU_PACKAGE = "@node-llama-cpp/linux-x64";
+const CUDA_PACKAGE = "@node-llama-cpp/linux-x64-cuda";
+
+export type NativeFlavor = "cpu" | "cuda";
+
+export interface NativeSet {
+  /** Real directory holding every library of the set. */
+  dir: string;
+  flavor: NativeFlavor;
+  /** Where the directory came from, for the start-up log line. */
+  source: "env" | "beside-executable" | "option" | "package";
+  libllama: string;
+  libggml: string;
+  libggmlBase: string;
+  /** ggml backend libraries found in `dir` (`libggml-cpu-*.so`, `libggml-cuda.so`). */
+  backends: string[];
+  /** node-llama-cpp package version, when known. */
+  packageVersion: string | undefined;
+  /** llama.cpp release tag of the binaries, when known. */
+  llamaCppTag: string | undefined;
+}
+
+export interface LocateOptions {
+  /** Explicit directory (e.g. from config); wins over everything else. */
+  nativeDir?: string;
+  env?: Record<string, string | undefined>;
+  /** Defaults to `process.execPath`; a `native/` folder beside it is searched. */
+  execPath?: string;
+  /** Directory whose node_modules is searched; defaults to `process.cwd()`. */
+  cwd?: string;
+  /** Whether libcuda is usable on this machine (see ffi/cuda.ts). */
+  cudaAvailable?: boolean;
+}
+
+const ExpectedVersion = z.object({ nodeLlamaCpp: z.string(), llamaCppTag: z.string() });
+const EXPECTED = ExpectedVersion.parse(versionJson);
+
+const BuildMetadata = z.object({
+  buildOptions: z.object({ llamaCpp: z.object({ release: z.string() }).partial() }).partial(),
+});
+const PackageJson = z.object({ version: z.string() });
+
+interface Candidate {
+  dir: string;
+  source: NativeSet["source"];
+  flavor: NativeFlavor;
+}
+
+function packageBinsDir(cwd: string, pkg: string): string {
+  return join(cwd, "node_modules", pkg, "bins", pkg === CPU_PACKAGE ? "linux-x64" : "linux-x64-cuda");
+}
+
+/** Ordered candidate directories; pure so the search order is testable. */
+export function candidateDirs(options: LocateOptions): Candidate[] {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const execPath = options.execPath ?? process.execPath;
+  const out: Candidate[] = [];
+  if (options.nativeDir) out.push({ dir: resolve(options.nativeDir), source: "option", flavor: "cpu" });
+  const fromEnv = env.CORTEX_NATIVE_DIR;
+  if (fromEnv) out.push({ dir: resolve(fromEnv), source: "env", flavor: "cpu" });
+  out.push({ dir: join(dirname(execPath), "native"), source: "beside-executable", flavor: "cpu" });
+  if (options.cudaAvailable)
+    out.push({ dir: packageBinsDir(cwd, CUDA_PACKAGE), source: "package", flavor: "cuda" });
+  out.push({ dir: packageBinsDir(cwd, CPU_PACKAGE), source: "package", flavor: "cpu" });
+  return out;
+}
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+function inspect(candidate: Candidate): NativeSet | undefined {
+  const { dir } = candidate;
+  const libllama = join(dir, LLAMA_LIB);
+  const libggml = join(dir, GGML_LIB);
+  const libggmlBase = join(dir, GGML_BASE_LIB);
+  if (![libllama, libggml, libggmlBase].every((p) => existsSync(p))) return undefined;
+  const backends = readdirSync(dir)
+    .filter((f) => /^libggml-(cpu|cuda|vulkan)[-.\w]*\.so$/.test(f))
+    .map((f) => join(dir, f));
+  // The CUDA package ships a CUDA backend; a folder without one is CPU-only whatever its name.
+  const flavor: NativeFlavor = backends.some((b) => b.includes("libggml-cuda")) ? "cuda" : "cpu";
+  const meta = BuildMetadata.safeParse(readJson(join(dir, "_nlcBuildMetadata.json")));
+  const pkg = PackageJson.safeParse(readJson(join(dir, "..", "..", "package.json")));
+  return {
+    dir,
+    flavor,
+    source: candidate.source,
+    libllama,
+    libggml,
+    libggmlBase,
+    backends,
+    packageVersion: pkg.success ? pkg.data.version : undefined,
+    llamaCppTag: meta.success ? meta.data.buildOptions?.llamaCpp?.release : undefined,
+  };
+}
+
+/**
+ * Version mismatches between the binaries and the vendored headers would
+ * corrupt every struct passed by value, so they are fatal, not warnings.
+ */
+export function checkVersions(set: Pick<NativeSet, "dir" | "packageVersion" | "llamaCppTag">): void {
+  if (set.llamaCppTag !== undefined && set.llamaCppTag !== EXPECTED.llamaCppTag)
+    throw new CortexError(
+      "internal",
+      `native libraries in ${set.dir} are llama.cpp ${set.llamaCppTag}, but ffi/include was vendored from ${EXPECTED.llamaCppTag}`,
+    );
+  if (set.packageVersion !== undefined && set.packageVersion !== EXPECTED.nodeLlamaCpp)
+    throw new CortexError(
+      "internal",
+      `native libraries in ${set.dir} come from node-llama-cpp ${set.packageVersion}, expected ${EXPECTED.nodeLlamaCpp}`,
+    );
+}
+
+/** Locates the native set or throws one CortexError naming every place searched. */
+export function locateNativeSet(options: LocateOptions = {}): NativeSet {
+  const candidates = candidateDirs(options);
+  const explicit = candidates.filter((c) => c.source === "option" || c.source === "env");
+  // An explicitly named directory that lacks the set is a configuration error, not a reason to fall back.
+  for (const c of explicit) {
+    const found = inspect(c);
+    if (!found)
+      throw new CortexError(
+        "internal",
+        `native libraries not found in ${c.dir} (from ${c.source === "env" ? "CORTEX_NATIVE_DIR" : "nativeDir"}): expected ${LLAMA_LIB}, ${GGML_LIB} and ${GGML_BASE_LIB}`,
+      );
+    checkVersions(found);
+    return found;
+  }
+  let cudaMissingLogged = false;
+  for (const c of candidates) {
+    const found = inspect(c);
+    if (found) {
+      checkVersions(found);
+      return found;
+    }
+    if (c.flavor === "cuda" && !cudaMissingLogged) {
+      cudaMissingLogged = true;
+      consola.info(`libcuda present but ${CUDA_PACKAGE} is not installed (${c.dir}); using CPU libraries`);
+    }
+  }
+  throw new CortexError(
+    "internal",
+    `native libraries not found: looked for ${LLAMA_LIB}, ${GGML_LIB} and ${GGML_BASE_LIB} in ${candidates
+      .map((c) => c.dir)
+      .join(", ")}; set CORTEX_NATIVE_DIR or install ${CPU_PACKAGE}`,
+  );
+}
+
+export const EXPECTED_NATIVE_VERSION = EXPECTED;

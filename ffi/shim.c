@@ -1,0 +1,184 @@
+// Wrappers for the llama.cpp entry points that take or return structs by
+// value, which bun:ffi cannot marshal. Compiled at run time by bun:ffi's
+// built-in TinyCC (see ffi/shim.ts); keep it plain C99 and dependency-free.
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include "llama.h"
+
+// --- logging ---------------------------------------------------------------
+// llama_log_set is process-wide while each device Worker is its own thread, so
+// a JS callback would be called from whichever thread logs. Instead lines go
+// into one locked ring that any Worker drains on its own thread.
+
+#define SHIM_LOG_CAP 65536
+static char shim_log_buf[SHIM_LOG_CAP];
+static int shim_log_len = 0;
+static int shim_log_dropped = 0;
+static int shim_log_min_level = GGML_LOG_LEVEL_WARN;
+static int shim_log_last_level = GGML_LOG_LEVEL_INFO;
+static pthread_mutex_t shim_log_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static void shim_log_cb(enum ggml_log_level level, const char * text, void * user_data) {
+  (void)user_data;
+  int effective = level == GGML_LOG_LEVEL_CONT ? shim_log_last_level : (int)level;
+  shim_log_last_level = effective;
+  if (effective < shim_log_min_level || text == NULL) return;
+  pthread_mutex_lock(&shim_log_mutex);
+  size_t n = strlen(text);
+  if (shim_log_len + (int)n + 2 < SHIM_LOG_CAP) {
+    if (level != GGML_LOG_LEVEL_CONT) shim_log_buf[shim_log_len++] = (char)('0' + effective);
+    memcpy(shim_log_buf + shim_log_len, text, n);
+    shim_log_len += (int)n;
+  } else {
+    shim_log_dropped++;
+  }
+  pthread_mutex_unlock(&shim_log_mutex);
+}
+
+void shim_log_install(int min_level) {
+  shim_log_min_level = min_level;
+  llama_log_set(shim_log_cb, NULL);
+}
+
+// Copies buffered log text (each line prefixed by its level digit) into out;
+// returns the byte count. Lines that did not fit stay for the next drain.
+int shim_log_drain(char * out, int cap) {
+  pthread_mutex_lock(&shim_log_mutex);
+  int n = shim_log_len < cap ? shim_log_len : cap;
+  memcpy(out, shim_log_buf, n);
+  memmove(shim_log_buf, shim_log_buf + n, shim_log_len - n);
+  shim_log_len -= n;
+  pthread_mutex_unlock(&shim_log_mutex);
+  return n;
+}
+
+// --- abort -------------------------------------------------------------------
+// data points at an int32 in a SharedArrayBuffer: another thread (the watchdog
+// on the main thread) sets it to make a running llama_decode return 2.
+
+static bool shim_abort_cb(void * data) {
+  return data != NULL && *(volatile int32_t *)data != 0;
+}
+
+// --- model -----------------------------------------------------------------
+
+struct llama_model * shim_model_load(const char * path, int32_t n_gpu_layers, int32_t main_gpu, bool use_mmap) {
+  struct llama_model_params p = llama_model_default_params();
+  p.n_gpu_layers = n_gpu_layers;
+  p.main_gpu = main_gpu;
+  p.split_mode = LLAMA_SPLIT_MODE_NONE;
+  p.load_mode = use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+  return llama_model_load_from_file(path, p);
+}
+
+// --- context ---------------------------------------------------------------
+
+struct llama_context * shim_context_new(struct llama_model * model, uint32_t n_ctx, uint32_t n_batch,
+                                        uint32_t n_seq_max, int32_t n_threads, int32_t * abort_flag) {
+  struct llama_context_params p = llama_context_default_params();
+  p.n_ctx = n_ctx;
+  p.n_batch = n_batch;
+  p.n_ubatch = n_batch;
+  p.n_seq_max = n_seq_max;
+  p.n_threads = n_threads;
+  p.n_threads_batch = n_threads;
+  // One KV stream per sequence: every slot owns n_ctx / n_seq_max cells, so a
+  // slot can always use the model's full configured context.
+  p.kv_unified = false;
+  p.no_perf = true;
+  p.abort_callback = shim_abort_cb;
+  p.abort_callback_data = abort_flag;
+  return llama_init_from_model(model, p);
+}
+
+// --- batch -----------------------------------------------------------------
+
+struct llama_batch * shim_batch_new(int32_t n_tokens) {
+  struct llama_batch * b = (struct llama_batch *)malloc(sizeof(struct llama_batch));
+  if (b == NULL) return NULL;
+  *b = llama_batch_init(n_tokens, 0, 1);
+  return b;
+}
+
+void shim_batch_free(struct llama_batch * b) {
+  if (b == NULL) return;
+  llama_batch_free(*b);
+  free(b);
+}
+
+// Fills the batch from parallel arrays (one seq id per token) and decodes it.
+int32_t shim_batch_decode(struct llama_context * ctx, struct llama_batch * b, int32_t n, const int32_t * tokens,
+                          const int32_t * pos, const int32_t * seq, const int8_t * logits) {
+  for (int32_t i = 0; i < n; i++) {
+    b->token[i] = tokens[i];
+    b->pos[i] = pos[i];
+    b->n_seq_id[i] = 1;
+    b->seq_id[i][0] = seq[i];
+    b->logits[i] = logits[i];
+  }
+  b->n_tokens = n;
+  return llama_decode(ctx, *b);
+}
+
+// --- sampling --------------------------------------------------------------
+
+// Builds bias → penalties → top-k → top-p → min-p → temperature → dist, or
+// greedy when temperature <= 0 (bias and penalties still apply).
+struct llama_sampler * shim_sampler_new(int32_t n_vocab, float temperature, int32_t top_k, float top_p, float min_p,
+                                        uint32_t seed, int32_t penalty_last_n, float penalty_repeat,
+                                        float penalty_freq, float penalty_present, int32_t n_bias,
+                                        const int32_t * bias_tokens, const float * bias_values) {
+  struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
+  cp.no_perf = true;
+  struct llama_sampler * chain = llama_sampler_chain_init(cp);
+  if (chain == NULL) return NULL;
+  if (n_bias > 0) {
+    llama_logit_bias * biases = (llama_logit_bias *)malloc(sizeof(llama_logit_bias) * n_bias);
+    if (biases == NULL) {
+      llama_sampler_free(chain);
+      return NULL;
+    }
+    for (int32_t i = 0; i < n_bias; i++) {
+      biases[i].token = bias_tokens[i];
+      biases[i].bias = bias_values[i];
+    }
+    // The sampler copies the array.
+    llama_sampler_chain_add(chain, llama_sampler_init_logit_bias(n_vocab, n_bias, biases));
+    free(biases);
+  }
+  if (penalty_last_n != 0 && (penalty_repeat != 1.0f || penalty_freq != 0.0f || penalty_present != 0.0f))
+    llama_sampler_chain_add(chain, llama_sampler_init_penalties(n_vocab, penalty_last_n, penalty_repeat,
+                                                                penalty_freq, penalty_present));
+  if (temperature <= 0.0f) {
+    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    return chain;
+  }
+  if (top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(top_k));
+  if (top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(top_p, 1));
+  if (min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(min_p, 1));
+  llama_sampler_chain_add(chain, llama_sampler_init_temp(temperature));
+  llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
+  return chain;
+}
+
+// --- chat template fallback ------------------------------------------------
+
+// Renders with llama.cpp's built-in (non-Jinja) templates; roles and contents
+// are parallel arrays. Returns the length needed (may exceed cap).
+int32_t shim_chat_apply_template(const char * tmpl, int32_t n_msg, const char ** roles, const char ** contents,
+                                 bool add_ass, char * buf, int32_t cap) {
+  llama_chat_message * msgs = (llama_chat_message *)malloc(sizeof(llama_chat_message) * (n_msg > 0 ? n_msg : 1));
+  if (msgs == NULL) return -1;
+  for (int32_t i = 0; i < n_msg; i++) {
+    msgs[i].role = roles[i];
+    msgs[i].content = contents[i];
+  }
+  int32_t n = llama_chat_apply_template(tmpl, msgs, (size_t)n_msg, add_ass, buf, cap);
+  free(msgs);
+  return n;
+}
+
+// Struct sizes as this compiler sees them, checked against the expected ABI at start.
+int32_t shim_sizeof_context_params(void) { return (int32_t)sizeof(struct llama_context_params); }
+int32_t shim_sizeof_model_params(void) { return (int32_t)sizeof(struct llama_model_params); }

@@ -1,0 +1,299 @@
+/**
+ * Continuous batching for one model inside its device Worker: every active
+ * sequence advances in the same llama_decode per step (one token each while
+ * generating, prompt chunks while prefilling), new sequences join at the next
+ * step, and finished or cancelled ones free their KV at once.
+ */
+import type { LlamaSamplerPtr } from "../../../ffi/llama-symbols.ts";
+import { CortexError, toCortexError } from "../../core/errors.ts";
+import { completionBudget } from "./context-budget.ts";
+import { BATCH_TOKENS, type NativeModel, type NativeRuntime } from "./native-runtime.ts";
+import { TokenText } from "./token-text.ts";
+import type { FinishReason, GenerateParams, GenerationEvent } from "./types.ts";
+
+/** A native failure that poisons the device (as opposed to a bad request). */
+export class DeviceFault extends Error {
+  override readonly name = "DeviceFault";
+}
+
+interface Sequence {
+  key: number;
+  slot: number;
+  prompt: Int32Array;
+  /** Prompt tokens already decoded. */
+  prefilled: number;
+  sampler: LlamaSamplerPtr;
+  maxTokens: number;
+  completion: number;
+  lastToken: number;
+  text: TokenText;
+  cancelled: boolean;
+  /** Its consumer fell behind: skipped by steps, slot and KV kept. */
+  paused: boolean;
+}
+
+export type EventSink = (seqKey: number, event: GenerationEvent) => void;
+
+export interface SchedulerStats {
+  decodeCalls: number;
+  tokensDecoded: number;
+  tokensSampled: number;
+}
+
+const DEFAULT_PENALTY_LAST_N = 64;
+
+export class BatchScheduler {
+  readonly #rt: NativeRuntime;
+  readonly #model: NativeModel;
+  readonly #contextSize: number;
+  readonly #emit: EventSink;
+  readonly #stats: SchedulerStats;
+  readonly #freeSlots: number[];
+  /** Submitted while every slot was busy; admitted as slots free up. */
+  readonly #waiting: Array<{ key: number; params: GenerateParams }> = [];
+  readonly #active = new Map<number, Sequence>();
+  // Reused step buffers, sized for a full batch.
+  readonly #tokens = new Int32Array(BATCH_TOKENS);
+  readonly #pos = new Int32Array(BATCH_TOKENS);
+  readonly #seq = new Int32Array(BATCH_TOKENS);
+  readonly #logits = new Int8Array(BATCH_TOKENS);
+  /** Set by fault injection: the next decode runs with the abort flag raised. */
+  failNextDecode = false;
+
+  constructor(
+    rt: NativeRuntime,
+    model: NativeModel,
+    opts: { contextSize: number; slots: number },
+    emit: EventSink,
+    stats: SchedulerStats,
+  ) {
+    this.#rt = rt;
+    this.#model = model;
+    this.#contextSize = opts.contextSize;
+    this.#emit = emit;
+    this.#stats = stats;
+    this.#freeSlots = Array.from({ length: opts.slots }, (_, i) => opts.slots - 1 - i);
+  }
+
+  /** Whether a step would do anything (paused sequences wait for a resume message). */
+  get busy(): boolean {
+    if (this.#waiting.length > 0 && this.#freeSlots.length > 0) return true;
+    for (const seq of this.#active.values()) if (!seq.paused || seq.cancelled) return true;
+    return false;
+  }
+
+  setPaused(key: number, paused: boolean): void {
+    const seq = this.#active.get(key);
+    if (seq) seq.paused = paused;
+  }
+
+  /** Validates and queues a sequence; request errors go to its stream, not to the device. */
+  submit(key: number, params: GenerateParams): void {
+    this.#waiting.push({ key, params });
+    this.#admit();
+  }
+
+  cancel(key: number): void {
+    const waitingAt = this.#waiting.findIndex((w) => w.key === key);
+    if (waitingAt >= 0) {
+      this.#waiting.splice(waitingAt, 1);
+      this.#emit(key, {
+        type: "done",
+        finishReason: "stop",
+        usage: { promptTokens: 0, completionTokens: 0 },
+      });
+      return;
+    }
+    const seq = this.#active.get(key);
+    if (seq) seq.cancelled = true;
+  }
+
+  /** Ends every sequence with an error (unload with force, device fault). */
+  failAll(error: CortexError): void {
+    for (const w of this.#waiting.splice(0)) this.#emit(w.key, { type: "error", error: error.toWire() });
+    for (const seq of [...this.#active.values()])
+      this.#release(seq, { type: "error", error: error.toWire() });
+  }
+
+  /** Clears the KV cache; only valid while idle. */
+  resetKv(): void {
+    if (this.#active.size > 0)
+      throw new CortexError("conflict", "cannot reset the KV cache while sequences run");
+    this.#rt.llama.llama_memory_clear(this.#model.memory, true);
+  }
+
+  #admit(): void {
+    while (this.#waiting.length > 0 && this.#freeSlots.length > 0) {
+      const next = this.#waiting.shift()!;
+      try {
+        this.#start(next.key, next.params);
+      } catch (error) {
+        this.#emit(next.key, { type: "error", error: toCortexError(error).toWire() });
+      }
+    }
+  }
+
+  #start(key: number, params: GenerateParams): void {
+    const prompt = this.#model.tokenize(params.prompt);
+    if (prompt.length === 0)
+      throw new CortexError("invalid_request", "the prompt is empty", { param: "messages" });
+    const maxTokens = completionBudget({
+      promptTokens: prompt.length,
+      contextSize: this.#contextSize,
+      maxTokens: params.maxTokens,
+      overflow: params.contextOverflow ?? "error",
+    });
+    const sampler = this.#makeSampler(params);
+    const slot = this.#freeSlots.pop()!;
+    this.#active.set(key, {
+      key,
+      slot,
+      prompt: prompt.slice(),
+      prefilled: 0,
+      sampler,
+      maxTokens,
+      completion: 0,
+      lastToken: -1,
+      text: new TokenText(params.stop ?? []),
+      cancelled: false,
+      paused: false,
+    });
+  }
+
+  #makeSampler(p: GenerateParams): LlamaSamplerPtr {
+    const bias = Object.entries(p.logitBias ?? {}).filter(([token]) => {
+      const id = Number(token);
+      return Number.isInteger(id) && id >= 0 && id < this.#model.nVocab;
+    });
+    const sampler = this.#rt.shim.shim_sampler_new(
+      this.#model.nVocab,
+      p.temperature ?? 1,
+      p.topK ?? 0,
+      p.topP ?? 1,
+      p.minP ?? 0,
+      // A missing seed still has to differ between requests.
+      p.seed ?? Math.floor(Math.random() * 0xffffffff),
+      p.penaltyLastN ?? DEFAULT_PENALTY_LAST_N,
+      p.repeatPenalty ?? 1,
+      p.frequencyPenalty ?? 0,
+      p.presencePenalty ?? 0,
+      bias.length,
+      bias.length > 0 ? new Int32Array(bias.map(([t]) => Number(t))) : null,
+      bias.length > 0 ? new Float32Array(bias.map(([, v]) => v)) : null,
+    );
+    if (!sampler) throw new DeviceFault("llama_sampler_chain_init returned null");
+    return sampler;
+  }
+
+  /**
+   * Runs one llama_decode over every active sequence and samples where a
+   * sequence produced logits. Returns whether work remains.
+   */
+  step(): boolean {
+    for (const seq of [...this.#active.values()]) if (seq.cancelled) this.#finish(seq, "stop");
+    this.#admit();
+    if (!this.busy) return false;
+    let n = 0;
+    const outputs: Array<{ seq: Sequence; index: number }> = [];
+    // Generating sequences first: one token each keeps their latency flat while prompts prefill.
+    for (const seq of this.#active.values()) {
+      if (seq.paused || seq.prefilled < seq.prompt.length) continue;
+      this.#put(n, seq.lastToken, seq.prompt.length + seq.completion - 1, seq.slot, true);
+      outputs.push({ seq, index: n });
+      n++;
+    }
+    for (const seq of this.#active.values()) {
+      if (n >= BATCH_TOKENS) break;
+      const left = seq.prompt.length - seq.prefilled;
+      if (left <= 0 || seq.paused) continue;
+      const take = Math.min(left, BATCH_TOKENS - n);
+      for (let i = 0; i < take; i++) {
+        const at = seq.prefilled + i;
+        const last = at === seq.prompt.length - 1;
+        this.#put(n, seq.prompt[at]!, at, seq.slot, last);
+        if (last) outputs.push({ seq, index: n });
+        n++;
+      }
+      seq.prefilled += take;
+    }
+    if (n === 0) return this.busy;
+    if (this.failNextDecode) {
+      this.failNextDecode = false;
+      Atomics.store(this.#rt.abortFlag, 0, 1);
+    }
+    const rc = this.#rt.shim.shim_batch_decode(
+      this.#model.ctx,
+      this.#model.batch,
+      n,
+      this.#tokens,
+      this.#pos,
+      this.#seq,
+      this.#logits,
+    );
+    this.#stats.decodeCalls++;
+    this.#stats.tokensDecoded += n;
+    if (rc !== 0) {
+      const aborted = Atomics.exchange(this.#rt.abortFlag, 0, 0) !== 0;
+      throw new DeviceFault(
+        rc === 2 || aborted ? "llama_decode was aborted" : `llama_decode failed with status ${rc}`,
+      );
+    }
+    for (const { seq, index } of outputs) this.#sample(seq, index);
+    return this.busy;
+  }
+
+  #put(i: number, token: number, pos: number, slot: number, logits: boolean): void {
+    this.#tokens[i] = token;
+    this.#pos[i] = pos;
+    this.#seq[i] = slot;
+    this.#logits[i] = logits ? 1 : 0;
+  }
+
+  #sample(seq: Sequence, index: number): void {
+    if (seq.cancelled) return;
+    const token = this.#rt.llama.llama_sampler_sample(seq.sampler, this.#model.ctx, index);
+    this.#stats.tokensSampled++;
+    seq.completion++;
+    if (this.#rt.llama.llama_vocab_is_eog(this.#model.vocab, token)) {
+      this.#finish(seq, "stop");
+      return;
+    }
+    const pushed = seq.text.push(this.#model.piece(token));
+    if (pushed.text) this.#emit(seq.key, { type: "text", text: pushed.text });
+    if (pushed.stopped !== undefined) {
+      this.#finish(seq, "stop", pushed.stopped);
+      return;
+    }
+    if (seq.completion >= seq.maxTokens) {
+      this.#finish(seq, "length");
+      return;
+    }
+    seq.lastToken = token;
+  }
+
+  #finish(seq: Sequence, reason: FinishReason, stopSequence?: string): void {
+    if (stopSequence === undefined && !seq.cancelled) {
+      const rest = seq.text.finish();
+      if (rest) this.#emit(seq.key, { type: "text", text: rest });
+    }
+    this.#release(seq, {
+      type: "done",
+      finishReason: reason,
+      usage: { promptTokens: seq.prompt.length, completionTokens: seq.completion },
+      ...(stopSequence === undefined ? {} : { stopSequence }),
+    });
+  }
+
+  #release(seq: Sequence, last: GenerationEvent): void {
+    this.#active.delete(seq.key);
+    this.#rt.llama.llama_memory_seq_rm(this.#model.memory, seq.slot, -1, -1);
+    this.#rt.llama.llama_sampler_free(seq.sampler);
+    this.#freeSlots.push(seq.slot);
+    this.#emit(seq.key, last);
+  }
+
+  /** Frees every sampler; the model itself is freed by its owner. */
+  dispose(): void {
+    this.failAll(new CortexError("unavailable", "the model was unloaded"));
+  }
+}

@@ -1,0 +1,697 @@
+/**
+ * Main-thread API of the engine: one Worker per device, models placed on
+ * devices, admission (slots + bounded wait queue) and generation streams.
+ * Nothing native runs on this thread; every native call is a job sent to the
+ * device's Worker.
+ */
+import { statSync } from "node:fs";
+import { availableParallelism, freemem, totalmem } from "node:os";
+import { consola } from "consola";
+import { discoverCudaDevices } from "../../../ffi/cuda.ts";
+import { type NativeProcess, prepareNativeProcess } from "../../../ffi/native-process.ts";
+import type { ShimSources } from "../../../ffi/shim.ts";
+import { CortexError, type WireError } from "../../core/errors.ts";
+import type { DeviceInfo, LoadedModel, ModelState } from "../../core/neuron-api.ts";
+import {
+  type ChatRenderInput,
+  type ChatToolInput,
+  renderChatTemplate,
+  type TemplateReadyMessage,
+  templateMessages,
+} from "./chat-template.ts";
+import type { JobMap, JobType, MainToWorker, WorkerInit, WorkerToMain } from "./protocol.ts";
+import { SequenceStream } from "./sequence-stream.ts";
+import { toolCallTransform } from "./tool-call-parser.ts";
+import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./types.ts";
+
+export interface DevicePoolOptions {
+  /** Restrict to these device ids (`cpu-0`, `cuda-dev-1`); default: every device found. */
+  devices?: string[];
+  /** Caps usable memory per device (tests use it to force 507s and evictions). */
+  memoryLimitBytes?: number;
+  /**
+   * Folder of the native set (else CORTEX_NATIVE_DIR, `native/` beside the
+   * executable, node_modules). Native set-up is once per process: the first
+   * pool's choice holds for later ones.
+   */
+  nativeDir?: string;
+  /** shim.c and headers extracted by the compiled executable; default: the repo's ffi/. */
+  shimSources?: ShimSources;
+  /** Worker entry module; the compiled executable passes its embedded path. */
+  workerUrl?: string | URL;
+  /** Allows `injectFault` (tests, CI). */
+  faultInjection?: boolean;
+  /**
+   * CPU threads per device Worker; default: all cores but one for the CPU
+   * device (ggml's spinning threads starve the main thread otherwise), 2 for GPUs.
+   */
+  threads?: number;
+}
+
+interface DeviceSpec {
+  id: string;
+  kind: "cpu" | "cuda";
+  index: number;
+  name: string;
+  uuid?: string;
+  computeCapability?: string;
+  memoryTotal: number;
+}
+
+interface PendingJob {
+  resolve(value: unknown): void;
+  reject(error: CortexError): void;
+}
+
+interface Device {
+  spec: DeviceSpec;
+  worker: Worker;
+  ready: Promise<void>;
+  jobs: Map<number, PendingJob>;
+  sequences: Map<number, ActiveSequence>;
+  poisonReason: string | undefined;
+  loadCycles: number;
+  abortFlag: SharedArrayBuffer;
+  closed: boolean;
+}
+
+interface ActiveSequence {
+  model: ModelEntry;
+  channel: SequenceStream;
+}
+
+interface QueuedRequest {
+  seqKey: number;
+  params: GenerateParams;
+  channel: SequenceStream;
+}
+
+interface ModelEntry {
+  info: ModelInfo;
+  state: ModelState;
+  deviceId: string;
+  inFlight: number;
+  queue: QueuedRequest[];
+  maxQueue: number;
+  lastUsed: number;
+  /** Resolves when inFlight reaches 0 (unload waits on it). */
+  idleWaiters: Array<() => void>;
+}
+
+const DEFAULT_CONTEXT = 4096;
+
+let nextJobId = 1;
+let nextSeqKey = 1;
+let nextCallPrefix = 1;
+
+function ggmlLogLevel(): number {
+  // consola: 4 debug, 5 trace; ggml: 1 debug, 2 info, 3 warn.
+  if (consola.level >= 5) return 1;
+  if (consola.level >= 4) return 2;
+  return 3;
+}
+
+export class DevicePool {
+  readonly #options: DevicePoolOptions;
+  readonly #native: NativeProcess;
+  readonly #devices = new Map<string, Device>();
+  readonly #models = new Map<string, ModelEntry>();
+  #closed = false;
+
+  private constructor(options: DevicePoolOptions, native: NativeProcess) {
+    this.#options = options;
+    this.#native = native;
+  }
+
+  /** Discovers devices, starts one Worker each and waits until all have loaded the native set. */
+  static async start(options: DevicePoolOptions = {}): Promise<DevicePool> {
+    const cuda = discoverCudaDevices();
+    const native = prepareNativeProcess({
+      ...(options.nativeDir ? { nativeDir: options.nativeDir } : {}),
+      ...(options.shimSources ? { shimSources: options.shimSources } : {}),
+      cudaAvailable: cuda.length > 0,
+      logLevel: ggmlLogLevel(),
+    });
+    let specs: DeviceSpec[] =
+      native.set.flavor === "cuda" && cuda.length > 0
+        ? cuda.map((d) => ({
+            id: `cuda-dev-${d.index}`,
+            kind: "cuda" as const,
+            index: d.index,
+            name: d.name,
+            uuid: d.uuid,
+            computeCapability: d.computeCapability,
+            memoryTotal: d.memoryTotal,
+          }))
+        : [{ id: "cpu-0", kind: "cpu", index: 0, name: "CPU", memoryTotal: totalmem() }];
+    if (cuda.length > 0 && native.set.flavor !== "cuda")
+      consola.info(`${cuda.length} CUDA device(s) found but the native set is CPU-only; using cpu-0`);
+    if (options.devices) {
+      const wanted = new Set(options.devices);
+      specs = specs.filter((s) => wanted.has(s.id));
+      if (specs.length === 0)
+        throw new CortexError("invalid_request", `none of the devices ${options.devices.join(", ")} exist`);
+    }
+    const pool = new DevicePool(options, native);
+    try {
+      await Promise.all(specs.map((spec) => pool.#startDevice(spec)));
+    } catch (error) {
+      await pool.close();
+      throw error;
+    }
+    return pool;
+  }
+
+  #startDevice(spec: DeviceSpec): Promise<void> {
+    const url = this.#options.workerUrl ?? new URL("./device-worker.ts", import.meta.url);
+    const worker = new Worker(url);
+    const abortFlag = new SharedArrayBuffer(4);
+    let readyResolve!: () => void;
+    let readyReject!: (error: CortexError) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
+    const device: Device = {
+      spec,
+      worker,
+      ready,
+      jobs: new Map(),
+      sequences: new Map(),
+      poisonReason: undefined,
+      loadCycles: 0,
+      abortFlag,
+      closed: false,
+    };
+    this.#devices.set(spec.id, device);
+    worker.onmessage = (event: MessageEvent<WorkerToMain>) => {
+      const message = event.data;
+      if (message.type === "ready") {
+        consola.debug(`${spec.id}: ready (${message.systemInfo.trim()})`);
+        readyResolve();
+        return;
+      }
+      if (message.type === "init-failed") {
+        readyReject(CortexError.fromWire(message.error));
+        return;
+      }
+      this.#onWorkerMessage(device, message);
+    };
+    worker.onerror = (event) => {
+      this.#poison(device, `worker crashed: ${event.message}`);
+      readyReject(
+        new CortexError("device_fault", `${spec.id}: worker crashed while starting: ${event.message}`),
+      );
+    };
+    worker.addEventListener("close", () => {
+      if (!device.closed) this.#poison(device, "worker exited unexpectedly");
+    });
+    const init: WorkerInit = {
+      deviceId: spec.id,
+      gpuIndex: spec.kind === "cuda" ? spec.index : -1,
+      libllama: this.#native.set.libllama,
+      shimAddresses: this.#native.shimAddresses,
+      abortFlag,
+      logLevel: ggmlLogLevel(),
+      faultInjection: this.#options.faultInjection ?? false,
+      threads: this.#options.threads ?? (spec.kind === "cpu" ? Math.max(1, availableParallelism() - 1) : 2),
+    };
+    this.#post(device, { type: "init", init });
+    return ready;
+  }
+
+  #post(device: Device, message: MainToWorker): void {
+    device.worker.postMessage(message);
+  }
+
+  #onWorkerMessage(device: Device, message: WorkerToMain): void {
+    switch (message.type) {
+      case "result": {
+        const job = device.jobs.get(message.jobId);
+        device.jobs.delete(message.jobId);
+        if (!job) return;
+        if (message.ok) job.resolve(message.value);
+        else job.reject(CortexError.fromWire(message.error));
+        return;
+      }
+      case "seq": {
+        const active = device.sequences.get(message.seqKey);
+        if (!active) return;
+        const final = message.event.type === "done" || message.event.type === "error";
+        active.channel.push(message.event);
+        if (final) {
+          device.sequences.delete(message.seqKey);
+          this.#sequenceEnded(active.model);
+        }
+        return;
+      }
+      case "fault":
+        this.#poison(device, message.reason);
+        return;
+      case "ready":
+      case "init-failed":
+        return;
+      default: {
+        const unknown: never = message;
+        consola.warn(`unknown worker message ${JSON.stringify(unknown)}`);
+      }
+    }
+  }
+
+  #poison(device: Device, reason: string): void {
+    if (device.closed || device.poisonReason) return;
+    device.poisonReason = reason;
+    consola.error(`${device.spec.id}: device fault: ${reason}; poisoned until recycled`);
+    const error = new CortexError("device_fault", `${device.spec.id} failed: ${reason}`);
+    // A crashed Worker cannot end its sequences itself.
+    for (const [key, active] of device.sequences) {
+      active.channel.push({ type: "error", error: error.toWire() });
+      device.sequences.delete(key);
+      this.#sequenceEnded(active.model);
+    }
+    for (const model of this.#models.values()) {
+      if (model.deviceId !== device.spec.id) continue;
+      model.state = "failed";
+      for (const queued of model.queue.splice(0))
+        queued.channel.push({ type: "error", error: error.toWire() });
+    }
+  }
+
+  #job<K extends JobType>(device: Device, job: JobMap[K]["job"]): Promise<JobMap[K]["result"]> {
+    if (device.closed)
+      return Promise.reject(new CortexError("unavailable", `${device.spec.id} is shut down`));
+    const jobId = nextJobId++;
+    return new Promise((resolve, reject) => {
+      device.jobs.set(jobId, { resolve: (v) => resolve(v as JobMap[K]["result"]), reject });
+      this.#post(device, { type: "job", jobId, job });
+    });
+  }
+
+  #device(id: string): Device {
+    const device = this.#devices.get(id);
+    if (!device) throw new CortexError("not_found", `no device ${id}`);
+    return device;
+  }
+
+  #usedBytes(deviceId: string): number {
+    let used = 0;
+    for (const m of this.#models.values()) if (m.deviceId === deviceId) used += m.info.memoryBytes;
+    return used;
+  }
+
+  #memory(device: Device): { total: number; free: number } {
+    const cap = this.#options.memoryLimitBytes;
+    const total = cap === undefined ? device.spec.memoryTotal : Math.min(cap, device.spec.memoryTotal);
+    const used = this.#usedBytes(device.spec.id);
+    let free = Math.max(0, total - used);
+    if (cap === undefined && device.spec.kind === "cpu") free = Math.min(free, freemem());
+    return { total, free };
+  }
+
+  /** Devices with memory as cortex may use it, and their poison state. */
+  devices(): DeviceInfo[] {
+    return [...this.#devices.values()].map((d) => {
+      const mem = this.#memory(d);
+      return {
+        id: d.spec.id,
+        kind: d.spec.kind,
+        index: d.spec.index,
+        name: d.spec.name,
+        ...(d.spec.uuid === undefined ? {} : { uuid: d.spec.uuid }),
+        ...(d.spec.computeCapability === undefined ? {} : { computeCapability: d.spec.computeCapability }),
+        memoryTotal: mem.total,
+        memoryFree: mem.free,
+        poisoned: d.poisonReason !== undefined,
+        ...(d.poisonReason === undefined ? {} : { poisonReason: d.poisonReason }),
+        loadCycles: d.loadCycles,
+      };
+    });
+  }
+
+  /** Loaded models in the neuron API's shape (pinning and priority are the service's). */
+  models(): Array<Omit<LoadedModel, "pinned" | "priority">> {
+    return [...this.#models.values()].map((m) => ({
+      id: m.info.id,
+      file: m.info.path,
+      state: m.state,
+      devices: m.info.deviceIds,
+      contextSize: m.info.contextSize,
+      slots: m.info.slots,
+      lastUsed: m.lastUsed,
+      loadedAt: m.info.loadedAt,
+      inFlight: m.inFlight,
+      queued: m.queue.length,
+      memoryBytes: m.info.memoryBytes,
+    }));
+  }
+
+  model(id: string): ModelInfo | undefined {
+    return this.#models.get(id)?.info;
+  }
+
+  /** Load-balancing and eviction inputs of one model. */
+  modelStats(id: string): { inFlight: number; queued: number; lastUsed: number } | undefined {
+    const m = this.#models.get(id);
+    return m && { inFlight: m.inFlight, queued: m.queue.length, lastUsed: m.lastUsed };
+  }
+
+  /**
+   * Loads a GGUF onto one device. Idempotent for the same id and path;
+   * refuses with insufficient_memory (507) when the estimate does not fit.
+   */
+  async load(options: LoadOptions): Promise<ModelInfo> {
+    this.#assertOpen();
+    const existing = this.#models.get(options.id);
+    if (existing) {
+      if (existing.info.path === options.path && existing.state !== "failed") return existing.info;
+      throw new CortexError("conflict", `model id ${options.id} is already used by ${existing.info.path}`);
+    }
+    const contextSize = options.contextSize ?? DEFAULT_CONTEXT;
+    const slots = options.slots ?? 1;
+    if (options.deviceIds && options.deviceIds.length > 1)
+      throw new CortexError(
+        "unsupported_parameter",
+        "multi-device (tensor-parallel) placement is not supported yet",
+        {
+          param: "devices",
+        },
+      );
+    let fileBytes: number;
+    try {
+      fileBytes = statSync(options.path).size;
+    } catch (error) {
+      throw new CortexError("load_failed", `model file not readable: ${options.path}`, { cause: error });
+    }
+    const needAtLeast = options.memoryEstimateBytes ?? fileBytes;
+    const candidates = options.deviceIds
+      ? options.deviceIds.map((id) => this.#device(id))
+      : [...this.#devices.values()].filter((d) => !d.poisonReason);
+    const device = candidates.find((d) => !d.poisonReason && this.#memory(d).free >= needAtLeast);
+    if (!device) {
+      const poisoned = candidates.find((d) => d.poisonReason);
+      if (poisoned && candidates.length === 1)
+        throw new CortexError("device_fault", `${poisoned.spec.id} is poisoned (${poisoned.poisonReason})`);
+      const best = Math.max(0, ...candidates.map((d) => this.#memory(d).free));
+      throw new CortexError(
+        "insufficient_memory",
+        `${options.id} needs at least ${needAtLeast} bytes; the most free on any device is ${best}`,
+        { details: { required_bytes: needAtLeast, free_bytes: best } },
+      );
+    }
+    const entry: ModelEntry = {
+      info: {
+        id: options.id,
+        path: options.path,
+        deviceIds: [device.spec.id],
+        contextSize,
+        slots,
+        trainedContextSize: 0,
+        chatTemplate: null,
+        bosToken: "",
+        eosToken: "",
+        addBos: false,
+        memoryBytes: 0,
+        description: "",
+        loadedAt: Date.now(),
+      },
+      state: "loading",
+      deviceId: device.spec.id,
+      inFlight: 0,
+      queue: [],
+      maxQueue: options.maxQueue ?? slots * 4,
+      lastUsed: Date.now(),
+      idleWaiters: [],
+    };
+    const budget = this.#memory(device).free;
+    this.#models.set(options.id, entry);
+    try {
+      const result = await this.#job<"load">(device, {
+        type: "load",
+        modelId: options.id,
+        path: options.path,
+        contextSize,
+        slots,
+        memoryBudgetBytes: budget,
+      });
+      entry.info = { ...entry.info, ...result, loadedAt: Date.now() };
+      entry.state = "ready";
+      consola.info(
+        `loaded ${options.id} on ${device.spec.id}: ${result.description}, ctx ${contextSize} × ${slots} slots, ~${Math.round(result.memoryBytes / 2 ** 20)} MiB`,
+      );
+      return entry.info;
+    } catch (error) {
+      this.#models.delete(options.id);
+      throw error;
+    }
+  }
+
+  /**
+   * Unloads a model. Waits for in-flight sequences unless `force`, which
+   * ends them with an `unavailable` error; queued requests get that error at once.
+   */
+  async unload(id: string, options: { force?: boolean } = {}): Promise<void> {
+    const model = this.#models.get(id);
+    if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
+    if (model.state === "unloading") {
+      await new Promise<void>((resolve) => model.idleWaiters.push(resolve));
+      return;
+    }
+    model.state = "unloading";
+    const gone = new CortexError("unavailable", `model ${id} is being unloaded`, { retryAfterS: 1 });
+    for (const queued of model.queue.splice(0)) queued.channel.push({ type: "error", error: gone.toWire() });
+    const device = this.#device(model.deviceId);
+    if (!options.force && model.inFlight > 0 && !device.poisonReason)
+      await new Promise<void>((resolve) => model.idleWaiters.push(resolve));
+    try {
+      if (!device.poisonReason && !device.closed)
+        await this.#job<"unload">(device, { type: "unload", modelId: id });
+    } finally {
+      this.#models.delete(id);
+      device.loadCycles++;
+      for (const wake of model.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  /**
+   * Starts a generation. Throws synchronously when the request cannot be
+   * admitted (model_not_found, unavailable, rate_limited, device_fault).
+   * Errors found by the Worker (context_length_exceeded, bad prompt) arrive
+   * as the stream's first and only event, so read one event before
+   * committing response headers. The signal cancels the sequence within one
+   * decode step and frees its slot; the stream then errors with the signal's reason.
+   */
+  generate(id: string, params: GenerateParams, signal?: AbortSignal): ReadableStream<GenerationEvent> {
+    this.#assertOpen();
+    const model = this.#models.get(id);
+    if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
+    const device = this.#device(model.deviceId);
+    if (device.poisonReason)
+      throw new CortexError(
+        "device_fault",
+        `${device.spec.id} is poisoned (${device.poisonReason}); recycle it`,
+      );
+    if (model.state !== "ready")
+      throw new CortexError("unavailable", `model ${id} is ${model.state}`, { retryAfterS: 1 });
+    if (model.inFlight >= model.info.slots && model.queue.length >= model.maxQueue)
+      throw new CortexError(
+        "rate_limited",
+        `model ${id} is busy: ${model.inFlight} running, ${model.queue.length} waiting`,
+        {
+          retryAfterS: Math.max(1, Math.ceil(model.queue.length / model.info.slots)),
+        },
+      );
+    signal?.throwIfAborted();
+    const seqKey = nextSeqKey++;
+    const channel = new SequenceStream(
+      () => this.#cancel(model, seqKey),
+      (pause) => {
+        const device = this.#devices.get(model.deviceId);
+        if (device?.sequences.has(seqKey) && !device.closed)
+          this.#post(device, { type: pause ? "pause" : "resume", seqKey });
+      },
+    );
+    const request: QueuedRequest = { seqKey, params, channel };
+    model.lastUsed = Date.now();
+    if (model.inFlight < model.info.slots) this.#dispatch(model, device, request);
+    else model.queue.push(request);
+    signal?.addEventListener(
+      "abort",
+      () => {
+        this.#cancel(model, seqKey);
+        channel.fail(signal.reason);
+      },
+      { once: true },
+    );
+    if (!params.parseToolCalls) return channel.stream;
+    return channel.stream.pipeThrough(toolCallTransform(`call_${nextCallPrefix++}_`));
+  }
+
+  #dispatch(model: ModelEntry, device: Device, request: QueuedRequest): void {
+    model.inFlight++;
+    device.sequences.set(request.seqKey, { model, channel: request.channel });
+    this.#post(device, {
+      type: "submit",
+      seqKey: request.seqKey,
+      modelId: model.info.id,
+      params: request.params,
+    });
+  }
+
+  #cancel(model: ModelEntry, seqKey: number): void {
+    const queuedAt = model.queue.findIndex((q) => q.seqKey === seqKey);
+    if (queuedAt >= 0) {
+      model.queue.splice(queuedAt, 1);
+      return;
+    }
+    const device = this.#devices.get(model.deviceId);
+    if (device?.sequences.has(seqKey) && !device.closed) this.#post(device, { type: "cancel", seqKey });
+  }
+
+  #sequenceEnded(model: ModelEntry): void {
+    model.inFlight--;
+    model.lastUsed = Date.now();
+    const device = this.#devices.get(model.deviceId);
+    while (device && !device.poisonReason && model.inFlight < model.info.slots && model.queue.length > 0) {
+      const next = model.queue.shift()!;
+      if (next.channel.ended) continue;
+      this.#dispatch(model, device, next);
+    }
+    if (model.inFlight === 0 && model.queue.length === 0)
+      for (const wake of model.idleWaiters.splice(0)) wake();
+  }
+
+  /** Prompt tokens of a rendered prompt, as generate would count them. */
+  async countTokens(id: string, prompt: string): Promise<number> {
+    const model = this.#models.get(id);
+    if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
+    const { tokens } = await this.#job<"count-tokens">(this.#device(model.deviceId), {
+      type: "count-tokens",
+      modelId: id,
+      prompt,
+    });
+    return tokens;
+  }
+
+  /** renderPrompt for OpenAI-shaped messages (content parts, arguments as JSON strings). */
+  renderChat(id: string, input: ChatRenderInput): Promise<string> {
+    return this.renderPrompt(
+      id,
+      templateMessages(input.messages),
+      input.tools ?? [],
+      input.addGenerationPrompt,
+    );
+  }
+
+  /**
+   * Renders template-ready messages with the model's own chat template, or
+   * llama.cpp's built-in chatml when the GGUF has none (tools are then not
+   * rendered).
+   */
+  async renderPrompt(
+    id: string,
+    messages: readonly TemplateReadyMessage[],
+    tools: readonly ChatToolInput[] = [],
+    addGenerationPrompt = true,
+  ): Promise<string> {
+    const model = this.#models.get(id);
+    if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
+    if (model.info.chatTemplate !== null)
+      return renderChatTemplate(
+        model.info.chatTemplate,
+        { messages, tools, addGenerationPrompt },
+        model.info,
+      );
+    if (tools.length > 0) consola.warn(`${id} has no chat template; tools are not rendered into the prompt`);
+    const { prompt } = await this.#job<"apply-builtin-template">(this.#device(model.deviceId), {
+      type: "apply-builtin-template",
+      template: "chatml",
+      messages: messages.map((m) => ({ role: m.role, content: m.content })),
+      addAssistant: addGenerationPrompt,
+    });
+    return prompt;
+  }
+
+  /** Clears a model's KV cache (only while it has nothing in flight). */
+  async resetKv(id: string): Promise<void> {
+    const model = this.#models.get(id);
+    if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
+    await this.#job<"reset-kv">(this.#device(model.deviceId), { type: "reset-kv", modelId: id });
+  }
+
+  /** Decode counters of a device since its Worker started (batching is visible here). */
+  stats(deviceId: string): Promise<JobMap["stats"]["result"]> {
+    return this.#job<"stats">(this.#device(deviceId), { type: "stats" });
+  }
+
+  /** Makes the device's next decode fail natively (abort path); needs `faultInjection`. */
+  async injectFault(deviceId: string): Promise<void> {
+    if (!this.#options.faultInjection) throw new CortexError("forbidden", "fault injection is not enabled");
+    await this.#job<"inject-fault">(this.#device(deviceId), { type: "inject-fault", fault: "decode" });
+  }
+
+  /**
+   * Terminates a device's Worker and starts a fresh one. Refused (409) while
+   * a model on it has work in flight, unless the device is poisoned; models
+   * on it are dropped and must be loaded again.
+   */
+  async recycle(deviceId: string): Promise<void> {
+    this.#assertOpen();
+    const device = this.#device(deviceId);
+    const onDevice = [...this.#models.values()].filter((m) => m.deviceId === deviceId);
+    if (!device.poisonReason && onDevice.some((m) => m.inFlight > 0 || m.queue.length > 0))
+      throw new CortexError("conflict", `${deviceId} has requests in flight; recycle it when idle`, {
+        retryAfterS: 1,
+      });
+    for (const m of onDevice) {
+      this.#models.delete(m.info.id);
+      for (const wake of m.idleWaiters.splice(0)) wake();
+    }
+    await this.#stopDevice(device);
+    this.#devices.delete(deviceId);
+    await this.#startDevice(device.spec);
+    consola.info(
+      `${deviceId}: worker recycled${onDevice.length ? `; dropped ${onDevice.map((m) => m.info.id).join(", ")}` : ""}`,
+    );
+  }
+
+  async #stopDevice(device: Device): Promise<void> {
+    if (device.closed) return;
+    if (!device.poisonReason) {
+      // A responsive Worker frees its native state; a wedged one is just terminated.
+      await Promise.race([
+        this.#job<"shutdown">(device, { type: "shutdown" }).catch(() => undefined),
+        new Promise((resolve) => setTimeout(resolve, 5000)),
+      ]);
+    }
+    device.closed = true;
+    const gone = new CortexError("unavailable", `${device.spec.id} shut down`);
+    for (const job of device.jobs.values()) job.reject(gone);
+    device.jobs.clear();
+    for (const [key, active] of device.sequences) {
+      active.channel.push({ type: "error", error: gone.toWire() });
+      device.sequences.delete(key);
+    }
+    device.worker.terminate();
+  }
+
+  /** Stops every Worker; the pool is unusable afterwards. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const gone: WireError = new CortexError("unavailable", "the engine is shutting down").toWire();
+    for (const model of this.#models.values())
+      for (const queued of model.queue.splice(0)) queued.channel.push({ type: "error", error: gone });
+    this.#models.clear();
+    await Promise.all([...this.#devices.values()].map((d) => this.#stopDevice(d)));
+    this.#devices.clear();
+  }
+
+  /** Number of live device Workers (0 after close). */
+  get workerCount(): number {
+    return [...this.#devices.values()].filter((d) => !d.closed).length;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new CortexError("unavailable", "the engine is shut down");
+  }
+}

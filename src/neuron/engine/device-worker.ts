@@ -1,0 +1,276 @@
+/**
+ * Entry point of a device Worker: owns the device's native state for its
+ * lifetime and answers the job channel (protocol.ts). Generation runs one
+ * decode step per macrotask, so cancels and new sequences are seen between
+ * steps. A native failure poisons the Worker: every later job fails with
+ * device_fault until the main thread recycles it.
+ */
+import { ptr as ptrOf } from "bun:ffi";
+import { CortexError, toCortexError, type WireError } from "../../core/errors.ts";
+import { BatchScheduler, DeviceFault, type SchedulerStats } from "./batch-scheduler.ts";
+import { NativeModel, NativeRuntime } from "./native-runtime.ts";
+import type { Job, JobMap, JobType, MainToWorker, WorkerInit, WorkerToMain } from "./protocol.ts";
+import type { GenerationEvent } from "./types.ts";
+
+declare const self: Worker;
+
+interface Loaded {
+  native: NativeModel;
+  scheduler: BatchScheduler;
+}
+
+let init: WorkerInit | undefined;
+let runtime: NativeRuntime | undefined;
+let poisoned: string | undefined;
+const models = new Map<string, Loaded>();
+/** Which model each live sequence belongs to, for cancels. */
+const sequenceModel = new Map<number, string>();
+const stats: SchedulerStats = { decodeCalls: 0, tokensDecoded: 0, tokensSampled: 0 };
+let tickScheduled = false;
+
+function send(message: WorkerToMain): void {
+  self.postMessage(message);
+}
+
+function emit(seqKey: number, event: GenerationEvent): void {
+  if (event.type === "done" || event.type === "error") sequenceModel.delete(seqKey);
+  send({ type: "seq", seqKey, event });
+}
+
+function poison(reason: string): void {
+  if (poisoned) return;
+  poisoned = reason;
+  send({ type: "fault", reason });
+  const error = new CortexError("device_fault", `device ${init?.deviceId} failed: ${reason}`);
+  for (const loaded of models.values()) loaded.scheduler.failAll(error);
+}
+
+function faultError(): CortexError {
+  return new CortexError("device_fault", `device ${init?.deviceId} is poisoned (${poisoned}); recycle it`);
+}
+
+function scheduleTick(): void {
+  if (tickScheduled) return;
+  tickScheduled = true;
+  setImmediate(tick);
+}
+
+function tick(): void {
+  tickScheduled = false;
+  if (poisoned) return;
+  let more = false;
+  for (const loaded of models.values()) {
+    try {
+      if (loaded.scheduler.step()) more = true;
+    } catch (error) {
+      poison(
+        error instanceof DeviceFault
+          ? error.message
+          : `unexpected failure in a decode step: ${String(error)}`,
+      );
+      return;
+    } finally {
+      runtime?.drainLog();
+    }
+  }
+  if (more) scheduleTick();
+}
+
+function requireModel(modelId: string): Loaded {
+  const loaded = models.get(modelId);
+  if (!loaded)
+    throw new CortexError("model_not_found", `model ${modelId} is not loaded on ${init?.deviceId}`);
+  return loaded;
+}
+
+function requireRuntime(): NativeRuntime {
+  if (!runtime) throw new CortexError("unavailable", "device worker not initialised");
+  return runtime;
+}
+
+type Results = { [K in JobType]: JobMap[K]["result"] };
+
+function runJob(job: Job): Results[JobType] {
+  if (poisoned && job.type !== "shutdown" && job.type !== "stats") throw faultError();
+  switch (job.type) {
+    case "load": {
+      if (models.has(job.modelId))
+        throw new CortexError("conflict", `model ${job.modelId} is already loaded`);
+      const rt = requireRuntime();
+      const native = NativeModel.load(rt, {
+        path: job.path,
+        contextSize: job.contextSize,
+        slots: job.slots,
+        gpuIndex: init?.gpuIndex ?? -1,
+        threads: init?.threads ?? 1,
+        memoryBudgetBytes: job.memoryBudgetBytes,
+      });
+      const scheduler = new BatchScheduler(
+        rt,
+        native,
+        { contextSize: job.contextSize, slots: job.slots },
+        emit,
+        stats,
+      );
+      models.set(job.modelId, { native, scheduler });
+      return {
+        trainedContextSize: native.trainedContextSize,
+        chatTemplate: native.chatTemplate,
+        bosToken: native.tokenText(native.bos),
+        eosToken: native.tokenText(native.eos),
+        addBos: native.addBos,
+        memoryBytes: native.memoryBytes,
+        description: native.description,
+      } satisfies Results["load"];
+    }
+    case "unload": {
+      const loaded = requireModel(job.modelId);
+      loaded.scheduler.dispose();
+      loaded.native.free();
+      models.delete(job.modelId);
+      return { freedBytes: loaded.native.memoryBytes } satisfies Results["unload"];
+    }
+    case "reset-kv":
+      requireModel(job.modelId).scheduler.resetKv();
+      return {};
+    case "memory": {
+      const perModel: Record<string, number> = {};
+      let usedBytes = 0;
+      for (const [id, loaded] of models) {
+        perModel[id] = loaded.native.memoryBytes;
+        usedBytes += loaded.native.memoryBytes;
+      }
+      return { usedBytes, models: perModel } satisfies Results["memory"];
+    }
+    case "count-tokens":
+      return {
+        tokens: requireModel(job.modelId).native.tokenize(job.prompt).length,
+      } satisfies Results["count-tokens"];
+    case "apply-builtin-template":
+      return {
+        prompt: applyBuiltinTemplate(requireRuntime(), job),
+      } satisfies Results["apply-builtin-template"];
+    case "stats":
+      return { ...stats } satisfies Results["stats"];
+    case "inject-fault": {
+      if (!init?.faultInjection) throw new CortexError("forbidden", "fault injection is not enabled");
+      for (const loaded of models.values()) loaded.scheduler.failNextDecode = true;
+      return {};
+    }
+    case "shutdown": {
+      for (const loaded of models.values()) {
+        loaded.scheduler.dispose();
+        loaded.native.free();
+      }
+      models.clear();
+      return {};
+    }
+    default: {
+      const unknown: never = job;
+      throw new CortexError("internal", `unknown job ${JSON.stringify(unknown)}`);
+    }
+  }
+}
+
+function applyBuiltinTemplate(rt: NativeRuntime, job: JobMap["apply-builtin-template"]["job"]): string {
+  const keep: Buffer[] = [];
+  const pointers = (values: string[]): BigUint64Array => {
+    const arr = new BigUint64Array(Math.max(values.length, 1));
+    values.forEach((v, i) => {
+      const buf = Buffer.from(`${v}\0`, "utf8");
+      keep.push(buf);
+      arr[i] = BigInt(ptrOf(buf));
+    });
+    return arr;
+  };
+  const roles = pointers(job.messages.map((m) => m.role));
+  const contents = pointers(job.messages.map((m) => m.content));
+  const tmpl = Buffer.from(`${job.template}\0`, "utf8");
+  let cap = 1024 + job.messages.reduce((n, m) => n + 2 * Buffer.byteLength(m.content) + 64, 0);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const buf = new Uint8Array(cap);
+    const n = rt.shim.shim_chat_apply_template(
+      tmpl,
+      job.messages.length,
+      roles,
+      contents,
+      job.addAssistant,
+      buf,
+      cap,
+    );
+    if (n < 0)
+      throw new CortexError("invalid_request", `llama.cpp has no built-in chat template "${job.template}"`);
+    if (n <= cap) return new TextDecoder().decode(buf.subarray(0, n));
+    cap = n + 1;
+  }
+  keep.length = 0;
+  throw new CortexError("internal", "chat template output kept growing");
+}
+
+function onMessage(message: MainToWorker): void {
+  switch (message.type) {
+    case "init": {
+      init = message.init;
+      try {
+        runtime = NativeRuntime.open(init);
+        send({ type: "ready", systemInfo: runtime.systemInfo });
+      } catch (error) {
+        send({ type: "init-failed", error: toCortexError(error).toWire() });
+      }
+      return;
+    }
+    case "job": {
+      try {
+        const value = runJob(message.job);
+        send({ type: "result", jobId: message.jobId, ok: true, value });
+      } catch (error) {
+        if (error instanceof DeviceFault) poison(error.message);
+        const wire: WireError =
+          error instanceof DeviceFault ? faultError().toWire() : toCortexError(error).toWire();
+        send({ type: "result", jobId: message.jobId, ok: false, error: wire });
+      } finally {
+        runtime?.drainLog();
+      }
+      // The main thread terminates the Worker once it has this answer.
+      if (message.job.type === "shutdown") {
+        runtime?.close();
+        runtime = undefined;
+      }
+      return;
+    }
+    case "submit": {
+      if (poisoned) {
+        emit(message.seqKey, { type: "error", error: faultError().toWire() });
+        return;
+      }
+      try {
+        const loaded = requireModel(message.modelId);
+        sequenceModel.set(message.seqKey, message.modelId);
+        loaded.scheduler.submit(message.seqKey, message.params);
+        scheduleTick();
+      } catch (error) {
+        emit(message.seqKey, { type: "error", error: toCortexError(error).toWire() });
+      }
+      return;
+    }
+    case "cancel": {
+      const modelId = sequenceModel.get(message.seqKey);
+      if (modelId !== undefined) models.get(modelId)?.scheduler.cancel(message.seqKey);
+      scheduleTick();
+      return;
+    }
+    case "pause":
+    case "resume": {
+      const modelId = sequenceModel.get(message.seqKey);
+      if (modelId !== undefined) models.get(modelId)?.scheduler.setPaused(message.seqKey, message.type === "pause");
+      scheduleTick();
+      return;
+    }
+    default: {
+      const unknown: never = message;
+      throw new Error(`unknown message ${JSON.stringify(unknown)}`);
+    }
+  }
+}
+
+self.onmessage = (event: MessageEvent<MainToWorker>) => onMessage(event.data);

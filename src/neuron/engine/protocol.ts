@@ -1,0 +1,99 @@
+/**
+ * The typed job channel between the main thread and a device Worker. Only
+ * plain data crosses it: native pointers stay in the Worker, errors cross as
+ * WireError.
+ */
+
+import type { ShimAddresses } from "../../../ffi/shim.ts";
+import type { WireError } from "../../core/errors.ts";
+import type { GenerateParams, GenerationEvent } from "./types.ts";
+
+export interface WorkerInit {
+  deviceId: string;
+  /** CUDA ordinal, or -1 for the CPU device. */
+  gpuIndex: number;
+  /** libllama of the native set the main thread prepared. */
+  libllama: string;
+  /** The shim the main thread compiled (ffi/native-process.ts). */
+  shimAddresses: ShimAddresses;
+  /** ggml log level routed to consola (1 debug … 4 error). */
+  logLevel: number;
+  /** Int32 flag the main thread sets to abort a running decode (watchdog, fault path). */
+  abortFlag: SharedArrayBuffer;
+  /** Allows `inject-fault` jobs. */
+  faultInjection: boolean;
+  threads: number;
+}
+
+export interface LoadJob {
+  type: "load";
+  modelId: string;
+  path: string;
+  contextSize: number;
+  slots: number;
+  /** Bytes the model may use on this device; the Worker refuses above it (507). */
+  memoryBudgetBytes: number;
+}
+
+export interface LoadResult {
+  trainedContextSize: number;
+  chatTemplate: string | null;
+  bosToken: string;
+  eosToken: string;
+  addBos: boolean;
+  memoryBytes: number;
+  description: string;
+}
+
+export interface ChatMessageText {
+  role: string;
+  content: string;
+}
+
+/** Jobs answered by exactly one `result` message, and what each answers with. */
+export interface JobMap {
+  load: { job: LoadJob; result: LoadResult };
+  unload: { job: { type: "unload"; modelId: string }; result: { freedBytes: number } };
+  "reset-kv": { job: { type: "reset-kv"; modelId: string }; result: Record<string, never> };
+  memory: { job: { type: "memory" }; result: { usedBytes: number; models: Record<string, number> } };
+  "count-tokens": {
+    job: { type: "count-tokens"; modelId: string; prompt: string };
+    result: { tokens: number };
+  };
+  "apply-builtin-template": {
+    job: {
+      type: "apply-builtin-template";
+      template: string;
+      messages: ChatMessageText[];
+      addAssistant: boolean;
+    };
+    result: { prompt: string };
+  };
+  stats: {
+    job: { type: "stats" };
+    result: { decodeCalls: number; tokensDecoded: number; tokensSampled: number };
+  };
+  "inject-fault": { job: { type: "inject-fault"; fault: "decode" }; result: Record<string, never> };
+  shutdown: { job: { type: "shutdown" }; result: Record<string, never> };
+}
+
+export type JobType = keyof JobMap;
+export type Job = JobMap[JobType]["job"];
+
+export type MainToWorker =
+  | { type: "init"; init: WorkerInit }
+  | { type: "job"; jobId: number; job: Job }
+  | { type: "submit"; seqKey: number; modelId: string; params: GenerateParams }
+  | { type: "cancel"; seqKey: number }
+  /** Flow control: the consumer of a sequence fell behind (pause) or caught up (resume). */
+  | { type: "pause" | "resume"; seqKey: number };
+
+export type WorkerToMain =
+  | { type: "ready"; systemInfo: string }
+  | { type: "init-failed"; error: WireError }
+  | { type: "result"; jobId: number; ok: true; value: unknown }
+  | { type: "result"; jobId: number; ok: false; error: WireError }
+  /** Events of one sequence; a `done` or `error` event is its last. */
+  | { type: "seq"; seqKey: number; event: GenerationEvent }
+  /** A native failure: the device is poisoned until recycled. */
+  | { type: "fault"; reason: string };

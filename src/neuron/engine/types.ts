@@ -1,0 +1,95 @@
+/**
+ * Public types of the inference engine (main-thread side). Everything here
+ * is plain data: it crosses the Worker boundary by structured clone.
+ */
+import type { WireError } from "../../core/errors.ts";
+
+export type FinishReason = "stop" | "length" | "tool_calls";
+
+export interface Usage {
+  promptTokens: number;
+  /** Tokens sampled for this request, the end-of-generation token included. */
+  completionTokens: number;
+}
+
+/** An OpenAI-style tool call parsed from model output. */
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+export type GenerationEvent =
+  | { type: "text"; text: string }
+  | { type: "tool_calls"; calls: ToolCall[] }
+  | { type: "done"; finishReason: FinishReason; usage: Usage; stopSequence?: string }
+  | { type: "error"; error: WireError };
+
+/** Sampling and limits of one sequence. Defaults follow OpenAI's. */
+export interface SamplingParams {
+  /** 0 = greedy. Default 1. */
+  temperature?: number;
+  topP?: number;
+  /** 0 = disabled. */
+  topK?: number;
+  minP?: number;
+  /** Random seed; fixed seeds give repeatable output at any temperature. */
+  seed?: number;
+  /** llama.cpp repetition penalty (1 = off). */
+  repeatPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** Window of recent tokens the penalties look at. Default 64. */
+  penaltyLastN?: number;
+  /** Token id → additive logit bias (OpenAI `logit_bias`). */
+  logitBias?: Record<string, number>;
+}
+
+export interface GenerateParams extends SamplingParams {
+  /** Fully rendered prompt (see chat-template.ts); special tokens in it are parsed. */
+  prompt: string;
+  /** Upper bound on completion tokens; default: whatever the context has left. */
+  maxTokens?: number;
+  /** Strings that end generation; never emitted, even when split across tokens. */
+  stop?: string[];
+  /** What to do when prompt + maxTokens exceed the context. Default "error". */
+  contextOverflow?: "error" | "clamp";
+  /** Parse tool calls out of the output (the request carried tools). */
+  parseToolCalls?: boolean;
+}
+
+export interface LoadOptions {
+  /** Public id the model is served under. */
+  id: string;
+  /** GGUF path (absolute or relative to the process' cwd). */
+  path: string;
+  /** Tokens each sequence may use (prompt + completion). Default 4096. */
+  contextSize?: number;
+  /** Sequences decoded together. Default 1. */
+  slots?: number;
+  /** Devices to place the model on; default: the first device with room. */
+  deviceIds?: string[];
+  /** Requests allowed to wait for a slot before 429. Default 4 × slots. */
+  maxQueue?: number;
+  /** Overrides the estimate used to check free memory before loading. */
+  memoryEstimateBytes?: number;
+}
+
+/** What the engine knows about a loaded model; renders chat prompts without native calls. */
+export interface ModelInfo {
+  id: string;
+  path: string;
+  deviceIds: string[];
+  contextSize: number;
+  slots: number;
+  trainedContextSize: number;
+  /** `tokenizer.chat_template`, or null when the GGUF has none. */
+  chatTemplate: string | null;
+  bosToken: string;
+  eosToken: string;
+  addBos: boolean;
+  /** Bytes held: weights + KV cache + compute buffers. */
+  memoryBytes: number;
+  description: string;
+  loadedAt: number;
+}
