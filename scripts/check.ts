@@ -1,42 +1,74 @@
 /**
  * `npm test`: every check CI runs, in order, failing fast on the cheap ones:
  * format, lint (warnings are errors), types, then the whole test suite.
- * Ends with one plain summary line, `N passed, N failed, N skipped`.
+ *
+ * Each test file runs in its own `bun test` process: several files load
+ * libllama natively (in Workers and on the main thread), and one process per
+ * file keeps a native crash or a leaked Worker from taking the others down
+ * or hiding in them. Ends with one plain summary line,
+ * `N passed, N failed, N skipped`.
+ *
+ * `npm test -- <filter>` skips the static checks and runs matching files only.
  */
-const bin = (name: string) => `${import.meta.dir}/../node_modules/.bin/${name}`;
+import { Glob } from "bun";
 
-interface Step {
-  name: string;
-  cmd: string[];
-}
+const root = `${import.meta.dir}/..`;
+const bin = (name: string) => `${root}/node_modules/.bin/${name}`;
+const filters = process.argv.slice(2);
 
-const steps: Step[] = [
+const steps = [
   { name: "format", cmd: [bin("biome"), "format", "."] },
   { name: "lint", cmd: [bin("biome"), "lint", "--error-on-warnings", "."] },
   { name: "types", cmd: [bin("tsc"), "--noEmit", "-p", "."] },
 ];
 
-for (const step of steps) {
-  const started = performance.now();
-  const proc = Bun.spawnSync(step.cmd, { stdout: "inherit", stderr: "inherit" });
-  const seconds = ((performance.now() - started) / 1000).toFixed(1);
-  if (proc.exitCode !== 0) {
-    console.error(`check: ${step.name} failed (${seconds}s)`);
-    process.exit(proc.exitCode ?? 1);
+if (filters.length === 0) {
+  for (const step of steps) {
+    const started = performance.now();
+    const proc = Bun.spawnSync(step.cmd, { cwd: root, stdout: "inherit", stderr: "inherit" });
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    if (proc.exitCode !== 0) {
+      console.error(`check: ${step.name} failed (${seconds}s)`);
+      process.exit(proc.exitCode ?? 1);
+    }
+    console.log(`check: ${step.name} ok (${seconds}s)`);
   }
-  console.log(`check: ${step.name} ok (${seconds}s)`);
 }
 
-const testArgs = process.argv.slice(2);
-const test = Bun.spawn([process.execPath, "test", ...testArgs], { stdout: "inherit", stderr: "pipe" });
-// bun test writes its report to stderr; pass it through and keep the summary.
-let tail = "";
-const decoder = new TextDecoder();
-for await (const chunk of test.stderr) {
-  process.stderr.write(chunk);
-  tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4000);
+const files = [...new Glob("tests/**/*.test.ts").scanSync({ cwd: root })]
+  .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))
+  .sort();
+const totals = { pass: 0, fail: 0, skip: 0 };
+const failedFiles: string[] = [];
+const started = performance.now();
+for (const file of files) {
+  const proc = Bun.spawn([process.execPath, "test", "--timeout", "60000", `./${file}`], {
+    cwd: root,
+    stdout: "inherit",
+    stderr: "pipe",
+  });
+  // bun test writes its report to stderr: pass it through and keep the summary.
+  let tail = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of proc.stderr) {
+    process.stderr.write(chunk);
+    tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4000);
+  }
+  const exitCode = await proc.exited;
+  const count = (word: string) => Number(new RegExp(`^\\s*(\\d+) ${word}$`, "m").exec(tail)?.[1] ?? 0);
+  const pass = count("pass");
+  const fail = count("fail");
+  totals.pass += pass;
+  totals.fail += fail;
+  totals.skip += count("skip");
+  if (exitCode !== 0) {
+    failedFiles.push(file);
+    // A crash or a non-zero exit with no failing test still fails the run.
+    if (fail === 0) totals.fail += 1;
+  }
 }
-const exitCode = await test.exited;
-const count = (word: string) => Number(new RegExp(`^\\s*(\\d+) ${word}$`, "m").exec(tail)?.[1] ?? 0);
-console.log(`${count("pass")} passed, ${count("fail")} failed, ${count("skip")} skipped`);
-process.exit(exitCode);
+const seconds = ((performance.now() - started) / 1000).toFixed(1);
+console.log(`\ncheck: ${files.length} test files in ${seconds}s`);
+if (failedFiles.length > 0) console.log(`check: failing files:\n  ${failedFiles.join("\n  ")}`);
+console.log(`${totals.pass} passed, ${totals.fail} failed, ${totals.skip} skipped`);
+process.exit(failedFiles.length > 0 || files.length === 0 ? 1 : 0);

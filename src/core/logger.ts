@@ -3,13 +3,7 @@
  * journald and log shippers. Request-scoped loggers carry the request id in
  * every line (`withTag` in text, a `request_id` field in JSON).
  */
-import {
-  type ConsolaInstance,
-  type ConsolaReporter,
-  createConsola,
-  LogLevels,
-  type LogObject,
-} from "consola";
+import { type ConsolaInstance, type ConsolaReporter, consola, LogLevels, type LogObject } from "consola";
 import type { LogFormat, LogLevel } from "./config/config-schema.ts";
 
 const LEVEL_NUMBERS: Record<LogLevel, number> = {
@@ -58,14 +52,19 @@ export function jsonReporter(
   };
 }
 
-let root: ConsolaInstance = createConsola({ level: LogLevels.info });
+// The global consola instance, so modules that import `consola` directly
+// follow the configured level and format too.
+const root: ConsolaInstance = consola;
 
 export function configureLogging(options: { level: LogLevel; format: LogFormat }): ConsolaInstance {
-  root = createConsola({
-    level: LEVEL_NUMBERS[options.level],
-    ...(options.format === "json" ? { reporters: [jsonReporter()] } : { fancy: false }),
-    formatOptions: { date: true, colors: process.stderr.isTTY === true, compact: true },
-  });
+  root.level = LEVEL_NUMBERS[options.level];
+  if (options.format === "json") root.setReporters([jsonReporter()]);
+  root.options.formatOptions = {
+    ...root.options.formatOptions,
+    date: true,
+    colors: process.stderr.isTTY === true,
+    compact: true,
+  };
   return root;
 }
 

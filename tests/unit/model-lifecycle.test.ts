@@ -1,5 +1,10 @@
 import { expect, test } from "bun:test";
-import { type LifecycleEvent, type LifecycleState, LifecycleTable, nextState } from "../../src/neuron/model-lifecycle.ts";
+import {
+  type LifecycleEvent,
+  type LifecycleState,
+  LifecycleTable,
+  nextState,
+} from "../../src/neuron/model-lifecycle.ts";
 
 test.each([
   ["absent", "load", "loading"],
@@ -14,9 +19,12 @@ test.each([
   ["loading", "unload", undefined],
   ["unloading", "load", undefined],
   ["ready", "load", undefined],
-] as Array<[LifecycleState, LifecycleEvent, LifecycleState | undefined]>)("%s --%s--> %s", (from, event, to) => {
-  expect(nextState(from, event)).toBe(to);
-});
+] as Array<[LifecycleState, LifecycleEvent, LifecycleState | undefined]>)(
+  "%s --%s--> %s",
+  (from, event, to) => {
+    expect(nextState(from, event)).toBe(to);
+  },
+);
 
 test("compare-and-swap: only one of two racing unloads wins, and listeners see each transition once", () => {
   const table = new LifecycleTable();
@@ -29,5 +37,10 @@ test("compare-and-swap: only one of two racing unloads wins, and listeners see e
   expect(table.transition("m", "unloaded")).toBe(true);
   expect(table.state("m")).toBe("absent");
   expect(table.ids()).toEqual([]);
-  expect(seen).toEqual(["m:absent->loading", "m:loading->ready", "m:ready->unloading", "m:unloading->absent"]);
+  expect(seen).toEqual([
+    "m:absent->loading",
+    "m:loading->ready",
+    "m:ready->unloading",
+    "m:unloading->absent",
+  ]);
 });

@@ -101,6 +101,11 @@ export const NeuronSection = z.strictObject({
   threads: z.number().int().nonnegative().default(0),
 });
 
+export type NeuronSection = z.infer<typeof NeuronSection>;
+export type GatewaySection = z.infer<typeof GatewaySection>;
+export type EvictionSection = z.infer<typeof EvictionSection>;
+export type NeuronRef = z.infer<typeof NeuronRef>;
+
 export const ConfigFile = z.strictObject({
   log: LogSection.default({ level: "info", format: "text" }),
   gateway: GatewaySection.default(GatewaySection.parse({})),

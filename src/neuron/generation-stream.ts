@@ -1,0 +1,152 @@
+/**
+ * Engine generation events → canonical stream parts, and the non-streamed
+ * answer folded from the same parts, so a streamed answer and a plain one
+ * can never disagree.
+ */
+import { CortexError } from "../core/errors.ts";
+import type { CanonicalResponse, CanonicalStreamPart, FinishReason } from "../dialects/canonical.ts";
+import { assertNever } from "../dialects/canonical.ts";
+import type { GenerationEvent } from "./engine/types.ts";
+
+export interface StreamIdentity {
+  id: string;
+  model: string;
+  created: number;
+}
+
+export function generationToCanonical(
+  identity: StreamIdentity,
+): TransformStream<GenerationEvent, CanonicalStreamPart> {
+  let toolIndex = 0;
+  return new TransformStream({
+    start(controller) {
+      controller.enqueue({ type: "message_start", ...identity });
+    },
+    transform(event, controller) {
+      switch (event.type) {
+        case "text":
+          if (event.text !== "") controller.enqueue({ type: "text_delta", text: event.text });
+          break;
+        case "tool_calls":
+          for (const call of event.calls) {
+            const index = toolIndex++;
+            controller.enqueue({ type: "tool_call_start", index, id: call.id, name: call.function.name });
+            controller.enqueue({ type: "tool_call_delta", index, argumentsDelta: call.function.arguments });
+            controller.enqueue({ type: "tool_call_end", index });
+          }
+          break;
+        case "done": {
+          const reason: FinishReason =
+            event.stopSequence === undefined ? event.finishReason : "stop_sequence";
+          controller.enqueue({
+            type: "finish",
+            reason,
+            ...(event.stopSequence === undefined ? {} : { stopSequence: event.stopSequence }),
+          });
+          controller.enqueue({
+            type: "usage",
+            usage: { inputTokens: event.usage.promptTokens, outputTokens: event.usage.completionTokens },
+          });
+          break;
+        }
+        case "error":
+          controller.enqueue({ type: "error", error: event.error });
+          break;
+        default:
+          assertNever(event, "generation event");
+      }
+    },
+  });
+}
+
+/** Reads a whole canonical stream into one response; an error part throws. */
+export async function collectResponse(
+  parts: ReadableStream<CanonicalStreamPart>,
+): Promise<CanonicalResponse> {
+  const response: CanonicalResponse = {
+    id: "",
+    model: "",
+    created: 0,
+    content: [],
+    finishReason: "stop",
+    usage: { inputTokens: 0, outputTokens: 0 },
+  };
+  let text = "";
+  const calls = new Map<number, { id: string; name: string; arguments: string }>();
+  for await (const part of parts) {
+    switch (part.type) {
+      case "message_start":
+        response.id = part.id;
+        response.model = part.model;
+        response.created = part.created;
+        break;
+      case "text_delta":
+        text += part.text;
+        break;
+      case "thinking_delta":
+        break;
+      case "tool_call_start":
+        calls.set(part.index, { id: part.id, name: part.name, arguments: "" });
+        break;
+      case "tool_call_delta": {
+        const call = calls.get(part.index);
+        if (call) call.arguments += part.argumentsDelta;
+        break;
+      }
+      case "tool_call_end":
+        break;
+      case "finish":
+        response.finishReason = part.reason;
+        if (part.stopSequence !== undefined) response.stopSequence = part.stopSequence;
+        break;
+      case "usage":
+        response.usage = part.usage;
+        break;
+      case "error":
+        throw CortexError.fromWire(part.error);
+      default:
+        assertNever(part, "stream part");
+    }
+  }
+  if (text !== "") response.content.push({ type: "text", text });
+  for (const [, call] of [...calls].sort(([a], [b]) => a - b))
+    response.content.push({ type: "tool_call", id: call.id, name: call.name, arguments: call.arguments });
+  return response;
+}
+
+/**
+ * Waits for the first event so that failures known before any output
+ * (queue full, prompt too long) become an HTTP error status instead of a
+ * 200 stream that fails at once. Returns a stream that replays that event.
+ */
+export async function peekFirst<T extends { type: string }>(
+  stream: ReadableStream<T>,
+  isError: (event: T) => CortexError | undefined,
+): Promise<ReadableStream<T>> {
+  const reader = stream.getReader();
+  const first = await reader.read();
+  if (!first.done) {
+    const error = isError(first.value);
+    if (error) {
+      reader.releaseLock();
+      await stream.cancel().catch(() => {});
+      throw error;
+    }
+  }
+  let replayed = first.done;
+  return new ReadableStream<T>({
+    async pull(controller) {
+      if (!replayed) {
+        replayed = true;
+        controller.enqueue(first.value as T);
+        return;
+      }
+      const next = await reader.read();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}

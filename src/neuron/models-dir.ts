@@ -1,0 +1,89 @@
+/**
+ * The GGUF files a neuron can load: everything under its models directory,
+ * with metadata read from each header (cached by path, size and mtime, so a
+ * poll every two seconds does not re-read gigabytes of headers).
+ */
+import { readdir, stat } from "node:fs/promises";
+import { join, relative, resolve, sep } from "node:path";
+import { logger } from "../core/logger.ts";
+import type { AvailableModel } from "../core/neuron-api.ts";
+import { readGgufInfo } from "./gguf/gguf-reader.ts";
+
+const log = logger("models-dir");
+const MAX_DEPTH = 3;
+
+interface CacheEntry {
+  key: string;
+  model: AvailableModel | undefined;
+}
+
+export class ModelsDir {
+  readonly root: string;
+  readonly #cache = new Map<string, CacheEntry>();
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  /**
+   * Resolves a file named in a load request to an absolute path inside the
+   * models directory, or undefined when it is outside it (no `../` escapes).
+   */
+  resolveFile(file: string): string | undefined {
+    const path = resolve(this.root, file);
+    return path === this.root || !path.startsWith(this.root + sep) ? undefined : path;
+  }
+
+  async list(): Promise<AvailableModel[]> {
+    const files = await this.#scan(this.root, 0);
+    const models = await Promise.all(files.map((path) => this.#describe(path)));
+    return models.filter((model): model is AvailableModel => model !== undefined);
+  }
+
+  async #scan(dir: string, depth: number): Promise<string[]> {
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return [];
+    }
+    const out: string[] = [];
+    for (const entry of entries) {
+      if (entry.name.startsWith(".")) continue;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory() && depth < MAX_DEPTH) out.push(...(await this.#scan(path, depth + 1)));
+      else if ((entry.isFile() || entry.isSymbolicLink()) && entry.name.endsWith(".gguf")) out.push(path);
+    }
+    return out.sort();
+  }
+
+  async #describe(path: string): Promise<AvailableModel | undefined> {
+    let key: string;
+    try {
+      const info = await stat(path);
+      key = `${info.size}:${info.mtimeMs}`;
+    } catch {
+      return undefined;
+    }
+    const cached = this.#cache.get(path);
+    if (cached?.key === key) return cached.model;
+    let model: AvailableModel | undefined;
+    try {
+      const info = await readGgufInfo(path);
+      model = {
+        file: relative(this.root, path),
+        sizeBytes: info.fileSize,
+        architecture: info.architecture ?? "unknown",
+        ...(info.name === undefined ? {} : { name: info.name }),
+        parameterCount: info.parameterCount,
+        quantization: info.quantization,
+        ...(info.contextLength === undefined ? {} : { contextLength: info.contextLength }),
+        hasChatTemplate: info.hasChatTemplate,
+      };
+    } catch (error) {
+      log.warn(`skipping ${path}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    this.#cache.set(path, { key, model });
+    return model;
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * The neuron's HTTP API (elysia). Handlers only translate between HTTP and
+ * NeuronService; every error leaves in OpenAI's envelope with its status.
+ */
+import { Elysia } from "elysia";
+import { CortexError, toCortexError } from "../core/errors.ts";
+import { logger } from "../core/logger.ts";
+import { LoadRequest, PinRequest, RecycleRequest, UnloadRequest } from "../core/neuron-api.ts";
+import { renderOpenAIError } from "../dialects/openai/render-error.ts";
+import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
+import { createOpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
+import { collectResponse } from "./generation-stream.ts";
+import type { NeuronService } from "./neuron-service.ts";
+
+const log = logger("neuron-http");
+
+export interface NeuronAppOptions {
+  service: NeuronService;
+  /** Bearer token required on everything but /health; empty = open. */
+  authToken: string;
+  /** Extra routes (metrics) mounted by the caller. */
+  metrics?: () => Promise<{ body: string; contentType: string }>;
+}
+
+const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  connection: "keep-alive",
+  "x-accel-buffering": "no",
+} as const;
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+function errorResponse(error: unknown, requestId: string): Response {
+  const cortex = toCortexError(error);
+  const rendered = renderOpenAIError(cortex);
+  // The gateway re-renders errors in its client's dialect: carry the counts
+  // (prompt, max_tokens, context) that OpenAI's envelope has no field for.
+  const body =
+    cortex.details === undefined
+      ? rendered.body
+      : { error: { ...rendered.body.error, details: cortex.details } };
+  return json(body, rendered.status, { ...rendered.headers, "x-request-id": requestId });
+}
+
+async function readJson(request: Request): Promise<unknown> {
+  const text = await request.text();
+  if (text.trim() === "")
+    throw new CortexError("invalid_request", "the request body is empty; expected JSON");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CortexError("invalid_request", "the request body is not valid JSON");
+  }
+}
+
+function parseWith<T>(
+  schema: {
+    safeParse(
+      value: unknown,
+    ):
+      | { success: true; data: T }
+      | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } };
+  },
+  value: unknown,
+): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const path = issue?.path.map(String).join(".") || "body";
+  throw new CortexError("invalid_request", `${path}: ${issue?.message ?? "invalid"}`, { param: path });
+}
+
+export function createNeuronApp(options: NeuronAppOptions) {
+  const { service } = options;
+
+  const handle =
+    (route: string, fn: (request: Request, requestId: string) => Promise<Response>) =>
+    async ({ request }: { request: Request }): Promise<Response> => {
+      const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
+      const started = performance.now();
+      if (options.authToken !== "" && route !== "GET /health") {
+        const header = request.headers.get("authorization") ?? "";
+        if (header !== `Bearer ${options.authToken}`) {
+          log.warn(`${route} 401 request_id=${requestId}: missing or wrong bearer token`);
+          return errorResponse(new CortexError("unauthorized", "missing or invalid bearer token"), requestId);
+        }
+      }
+      let response: Response;
+      try {
+        response = await fn(request, requestId);
+      } catch (error) {
+        const cortex = toCortexError(error);
+        if (cortex.status >= 500)
+          log.error(`${route} ${cortex.status} request_id=${requestId}: ${cortex.message}`);
+        response = errorResponse(cortex, requestId);
+      }
+      response.headers.set("x-request-id", requestId);
+      if (route !== "GET /health" && route !== "GET /models" && route !== "GET /metrics")
+        log.info(
+          `${route} ${response.status} request_id=${requestId} ${Math.round(performance.now() - started)}ms`,
+        );
+      return response;
+    };
+
+  return new Elysia()
+    .get(
+      "/health",
+      handle("GET /health", async () => json(service.health())),
+    )
+    .get(
+      "/models",
+      handle("GET /models", async () => json(await service.models())),
+    )
+    .post(
+      "/models/load",
+      handle("POST /models/load", async (request) => {
+        const result = await service.load(parseWith(LoadRequest, await readJson(request)));
+        return json(result, result.alreadyLoaded ? 200 : 201);
+      }),
+    )
+    .post(
+      "/models/unload",
+      handle("POST /models/unload", async (request) => {
+        await service.unload(parseWith(UnloadRequest, await readJson(request)));
+        return json({ ok: true });
+      }),
+    )
+    .post(
+      "/models/pin",
+      handle("POST /models/pin", async (request) =>
+        json({ model: service.pin(parseWith(PinRequest, await readJson(request))) }),
+      ),
+    )
+    .post(
+      "/devices/recycle",
+      handle("POST /devices/recycle", async (request) => {
+        await service.recycle(parseWith(RecycleRequest, await readJson(request)).device);
+        return json({ ok: true });
+      }),
+    )
+    .post(
+      "/v1/chat/count_tokens",
+      handle("POST /v1/chat/count_tokens", async (request) =>
+        json({ prompt_tokens: await service.countTokens(await readJson(request)) }),
+      ),
+    )
+    .post(
+      "/v1/chat/completions",
+      handle("POST /v1/chat/completions", async (request) => {
+        const { request: chat, parts } = await service.chat(await readJson(request), request.signal);
+        if (!chat.stream)
+          return json(renderOpenAIResponse(await collectResponse(parts), { reportStopSequence: true }));
+        const body = parts
+          .pipeThrough(
+            createOpenAIStreamEncoder({ includeUsage: chat.includeUsage, reportStopSequence: true }),
+          )
+          .pipeThrough(new TextEncoderStream());
+        return new Response(body, { headers: SSE_HEADERS });
+      }),
+    )
+    .get(
+      "/metrics",
+      handle("GET /metrics", async () => {
+        if (!options.metrics) throw new CortexError("not_found", "metrics are not enabled");
+        const { body, contentType } = await options.metrics();
+        return new Response(body, { headers: { "content-type": contentType } });
+      }),
+    )
+    .onError(({ error, code }) => {
+      // Elysia's own errors (unknown route, unparsable body) in our envelope too.
+      const status = code === "NOT_FOUND" ? "not_found" : "invalid_request";
+      const message =
+        code === "NOT_FOUND" ? "no such endpoint" : error instanceof Error ? error.message : String(error);
+      return errorResponse(new CortexError(status, message), crypto.randomUUID());
+    });
+}

@@ -1,0 +1,368 @@
+/**
+ * The neuron's behaviour behind its HTTP API: which models are loaded, their
+ * lifecycle, and chat requests turned into engine generations. HTTP concerns
+ * (routing, auth, status codes, SSE) stay in neuron-app.ts.
+ */
+import { hostname } from "node:os";
+import type { NeuronSection } from "../core/config/config-schema.ts";
+import { CortexError } from "../core/errors.ts";
+import { logger } from "../core/logger.ts";
+import type {
+  DeviceInfo,
+  HealthResponse,
+  LoadedModel,
+  LoadRequest,
+  LoadResponse,
+  ModelsResponse,
+  PinRequest,
+  UnloadRequest,
+} from "../core/neuron-api.ts";
+import type { CanonicalRequest, CanonicalStreamPart } from "../dialects/canonical.ts";
+import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
+import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./engine/types.ts";
+import { generationToCanonical, peekFirst } from "./generation-stream.ts";
+import { LifecycleTable } from "./model-lifecycle.ts";
+import type { ModelsDir } from "./models-dir.ts";
+import {
+  type TemplateMessage,
+  type TemplateTool,
+  toTemplateMessages,
+  toTemplateTools,
+} from "./template-messages.ts";
+
+const log = logger("neuron");
+
+/** What the service needs from the engine (src/neuron/engine/device-pool.ts). */
+export interface EnginePool {
+  devices(): DeviceInfo[];
+  load(options: LoadOptions): Promise<ModelInfo>;
+  unload(id: string, options?: { force?: boolean }): Promise<void>;
+  generate(id: string, params: GenerateParams, signal: AbortSignal): ReadableStream<GenerationEvent>;
+  countTokens(id: string, prompt: string): Promise<number>;
+  renderChat(id: string, input: { messages: TemplateMessage[]; tools?: TemplateTool[] }): Promise<string>;
+  modelStats(id: string): { inFlight: number; queued: number; lastUsed: number } | undefined;
+  recycle(deviceId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Entry {
+  id: string;
+  file: string;
+  path: string;
+  contextSize: number;
+  slots: number;
+  devices: string[];
+  pinned: boolean;
+  priority: number;
+  loadedAt: number;
+  info?: ModelInfo;
+  loading?: Promise<ModelInfo>;
+  error?: string;
+}
+
+export interface NeuronServiceOptions {
+  pool: EnginePool;
+  modelsDir: ModelsDir;
+  config: Pick<NeuronSection, "default_context_size" | "default_slots" | "queue_size">;
+  version: string;
+  /** Set when the neuron must exit for its supervisor to restart it (TP watchdog Stage 2). */
+  unhealthyReason?: () => string | undefined;
+}
+
+export interface ChatResult {
+  request: CanonicalRequest;
+  parts: ReadableStream<CanonicalStreamPart>;
+}
+
+export class NeuronService {
+  readonly #pool: EnginePool;
+  readonly #modelsDir: ModelsDir;
+  readonly #options: NeuronServiceOptions;
+  readonly #lifecycle = new LifecycleTable();
+  readonly #entries = new Map<string, Entry>();
+  readonly startedAt = Date.now();
+
+  constructor(options: NeuronServiceOptions) {
+    this.#pool = options.pool;
+    this.#modelsDir = options.modelsDir;
+    this.#options = options;
+    this.#lifecycle.onTransition((record) =>
+      log.info(`model ${record.id}: ${record.from} -> ${record.to} (${record.event})`),
+    );
+  }
+
+  health(): HealthResponse {
+    const devices = this.#pool.devices();
+    const unhealthy = this.#options.unhealthyReason?.();
+    return {
+      status: unhealthy ? "unhealthy" : devices.some((device) => device.poisoned) ? "degraded" : "ok",
+      version: this.#options.version,
+      node: hostname(),
+      startedAt: this.startedAt,
+      devices,
+      loaded: this.loaded(),
+    };
+  }
+
+  async models(): Promise<ModelsResponse> {
+    return { available: await this.#modelsDir.list(), loaded: this.loaded() };
+  }
+
+  loaded(): LoadedModel[] {
+    return [...this.#entries.values()].map((entry) => this.#describe(entry));
+  }
+
+  #describe(entry: Entry): LoadedModel {
+    const stats = this.#pool.modelStats(entry.id);
+    const state = this.#lifecycle.state(entry.id);
+    return {
+      id: entry.id,
+      file: entry.file,
+      state: state === "absent" ? "unloading" : state,
+      devices: entry.info?.deviceIds ?? entry.devices,
+      contextSize: entry.info?.contextSize ?? entry.contextSize,
+      slots: entry.slots,
+      lastUsed: stats?.lastUsed ?? entry.loadedAt,
+      loadedAt: entry.loadedAt,
+      inFlight: stats?.inFlight ?? 0,
+      queued: stats?.queued ?? 0,
+      memoryBytes: entry.info?.memoryBytes ?? 0,
+      pinned: entry.pinned,
+      priority: entry.priority,
+      ...(entry.error === undefined ? {} : { error: entry.error }),
+    };
+  }
+
+  /** Idempotent: a model already loaded (or loading) under this id answers with it. */
+  async load(request: LoadRequest): Promise<LoadResponse> {
+    const id =
+      request.id ??
+      request.file
+        .replace(/\.gguf$/i, "")
+        .split("/")
+        .at(-1) ??
+      request.file;
+    const existing = this.#entries.get(id);
+    const state = this.#lifecycle.state(id);
+    if (existing && state === "ready") {
+      if (existing.file !== request.file)
+        throw new CortexError(
+          "conflict",
+          `model id ${id} is already loaded from ${existing.file}, not ${request.file}`,
+        );
+      return { model: this.#describe(existing), alreadyLoaded: true };
+    }
+    if (existing && state === "loading" && existing.loading) {
+      await existing.loading;
+      return { model: this.#describe(existing), alreadyLoaded: true };
+    }
+    if (state === "unloading")
+      throw new CortexError("conflict", `model ${id} is unloading; retry when it is gone`, {
+        retryAfterS: 1,
+      });
+
+    const path = this.#modelsDir.resolveFile(request.file);
+    const available = await this.#modelsDir.list();
+    const file = available.find((model) => this.#modelsDir.resolveFile(model.file) === path);
+    if (path === undefined || file === undefined)
+      throw new CortexError(
+        "not_found",
+        `no GGUF file ${JSON.stringify(request.file)} in ${this.#modelsDir.root}`,
+      );
+    const trained = file.contextLength ?? Number.POSITIVE_INFINITY;
+    const contextSize = Math.min(request.contextSize ?? this.#options.config.default_context_size, trained);
+    const slots = request.slots ?? this.#options.config.default_slots;
+
+    if (!this.#lifecycle.transition(id, "load"))
+      throw new CortexError("conflict", `model ${id} is ${this.#lifecycle.state(id)}`);
+    const entry: Entry = {
+      id,
+      file: file.file,
+      path,
+      contextSize,
+      slots,
+      devices: request.devices ?? [],
+      pinned: request.pinned ?? false,
+      priority: request.priority ?? 0,
+      loadedAt: Date.now(),
+    };
+    this.#entries.set(id, entry);
+    const started = performance.now();
+    entry.loading = this.#pool.load({
+      id,
+      path,
+      contextSize,
+      slots,
+      maxQueue: this.#options.config.queue_size,
+      ...(request.devices === undefined ? {} : { deviceIds: request.devices }),
+      ...(request.memoryEstimateBytes === undefined
+        ? {}
+        : { memoryEstimateBytes: request.memoryEstimateBytes }),
+    });
+    try {
+      entry.info = await entry.loading;
+      entry.loadedAt = Date.now();
+      this.#lifecycle.transition(id, "loaded", "loading");
+      log.info(
+        `loaded ${id} (${file.file}) on ${entry.info.deviceIds.join(",")} in ${Math.round(performance.now() - started)} ms: ctx ${entry.info.contextSize}, ${slots} slot(s)`,
+      );
+      return { model: this.#describe(entry), alreadyLoaded: false };
+    } catch (error) {
+      // A failed load leaves nothing behind: the id is free for the next attempt.
+      this.#lifecycle.transition(id, "failed", "loading");
+      this.#lifecycle.transition(id, "unloaded", "failed");
+      this.#entries.delete(id);
+      log.error(
+        `load of ${id} (${file.file}) failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      throw error;
+    } finally {
+      delete entry.loading;
+    }
+  }
+
+  async unload(request: UnloadRequest): Promise<void> {
+    const entry = this.#entries.get(request.id);
+    if (!entry) throw new CortexError("model_not_found", `model ${request.id} is not loaded`);
+    const stats = this.#pool.modelStats(request.id);
+    const busy = (stats?.inFlight ?? 0) + (stats?.queued ?? 0);
+    if (busy > 0 && !request.force)
+      throw new CortexError(
+        "conflict",
+        `model ${request.id} has ${busy} request(s) in flight or queued; unload with force to cancel them`,
+      );
+    if (!this.#lifecycle.transition(request.id, "unload"))
+      throw new CortexError(
+        "conflict",
+        `model ${request.id} is ${this.#lifecycle.state(request.id)}; cannot unload now`,
+      );
+    try {
+      await this.#pool.unload(request.id, { force: request.force === true });
+    } finally {
+      this.#lifecycle.transition(request.id, "unloaded");
+      this.#entries.delete(request.id);
+    }
+  }
+
+  /** The engine lost a model to a device fault (watchdog): forget it so the gateway reloads on demand. */
+  forget(id: string, reason: string): void {
+    const entry = this.#entries.get(id);
+    if (!entry) return;
+    this.#lifecycle.transition(id, "fault");
+    this.#lifecycle.transition(id, "unloaded");
+    this.#entries.delete(id);
+    log.warn(`model ${id} dropped: ${reason}`);
+  }
+
+  pin(request: PinRequest): LoadedModel {
+    const entry = this.#entries.get(request.id);
+    if (!entry) throw new CortexError("model_not_found", `model ${request.id} is not loaded`);
+    entry.pinned = request.pinned;
+    return this.#describe(entry);
+  }
+
+  async recycle(deviceId: string): Promise<void> {
+    if (!this.#pool.devices().some((device) => device.id === deviceId))
+      throw new CortexError("not_found", `no device ${deviceId} on this neuron`);
+    await this.#pool.recycle(deviceId);
+  }
+
+  async #ready(id: string): Promise<Entry> {
+    const entry = this.#entries.get(id);
+    if (entry?.loading) await entry.loading;
+    if (!entry || this.#lifecycle.state(id) !== "ready")
+      throw new CortexError("model_not_found", `model ${id} is not loaded on this neuron`, {
+        param: "model",
+      });
+    return entry;
+  }
+
+  async #prompt(entry: Entry, request: CanonicalRequest): Promise<string> {
+    const tools = toTemplateTools(request.tools);
+    return this.#pool.renderChat(entry.id, {
+      messages: toTemplateMessages(request.messages, entry.id),
+      ...(tools.length > 0 ? { tools } : {}),
+    });
+  }
+
+  /**
+   * Starts a chat completion. Failures known before any output (unknown
+   * model, bad request, queue full, prompt too long) throw; later ones arrive
+   * as an `error` part.
+   */
+  async chat(body: unknown, signal: AbortSignal): Promise<ChatResult> {
+    const request = parseOpenAIRequest(body);
+    const extras = readExtras(body);
+    const entry = await this.#ready(request.model);
+    if (request.toolChoice?.type === "tool" || request.toolChoice?.type === "any") {
+      // Without grammar-constrained decoding we cannot force a call; say so rather than pretend.
+      log.debug(`tool_choice ${request.toolChoice.type} is advisory on ${entry.id}`);
+    }
+    const prompt = await this.#prompt(entry, request);
+    const params: GenerateParams = {
+      prompt,
+      stop: request.stop,
+      parseToolCalls: request.tools.length > 0 && request.toolChoice?.type !== "none",
+      contextOverflow: extras.contextOverflow ?? "error",
+      ...(request.maxTokens === undefined ? {} : { maxTokens: request.maxTokens }),
+      ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+      ...(request.topP === undefined ? {} : { topP: request.topP }),
+      ...(request.topK === undefined ? {} : { topK: request.topK }),
+      ...(extras.minP === undefined ? {} : { minP: extras.minP }),
+      ...(extras.repeatPenalty === undefined ? {} : { repeatPenalty: extras.repeatPenalty }),
+      ...(request.seed === undefined ? {} : { seed: request.seed }),
+      ...(request.presencePenalty === undefined ? {} : { presencePenalty: request.presencePenalty }),
+      ...(request.frequencyPenalty === undefined ? {} : { frequencyPenalty: request.frequencyPenalty }),
+      ...(request.logitBias === undefined ? {} : { logitBias: request.logitBias }),
+    };
+    const events = await peekFirst(this.#pool.generate(entry.id, params, signal), (event) =>
+      event.type === "error" ? CortexError.fromWire(event.error) : undefined,
+    );
+    const identity = {
+      id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
+      model: entry.id,
+      created: Math.floor(Date.now() / 1000),
+    };
+    return { request, parts: events.pipeThrough(generationToCanonical(identity)) };
+  }
+
+  async countTokens(body: unknown): Promise<number> {
+    const request = parseOpenAIRequest(body);
+    const entry = await this.#ready(request.model);
+    return this.#pool.countTokens(entry.id, await this.#prompt(entry, request));
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+}
+
+interface Extras {
+  contextOverflow?: "error" | "clamp";
+  minP?: number;
+  repeatPenalty?: number;
+}
+
+/** llama.cpp-style sampling fields and our neuron extension, read beside the OpenAI body. */
+function readExtras(body: unknown): Extras {
+  if (typeof body !== "object" || body === null) return {};
+  const record = body as Record<string, unknown>;
+  const extras: Extras = {};
+  if (record.context_overflow === "error" || record.context_overflow === "clamp")
+    extras.contextOverflow = record.context_overflow;
+  else if (record.context_overflow !== undefined)
+    throw new CortexError("invalid_request", 'context_overflow: expected "error" or "clamp"', {
+      param: "context_overflow",
+    });
+  for (const [key, target] of [
+    ["min_p", "minP"],
+    ["repeat_penalty", "repeatPenalty"],
+  ] as const) {
+    const value = record[key];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== "number" || !Number.isFinite(value))
+      throw new CortexError("invalid_request", `${key}: expected a number`, { param: key });
+    extras[target] = value;
+  }
+  return extras;
+}

@@ -1,0 +1,109 @@
+/**
+ * Canonical messages → the message shape chat templates are written for
+ * (Hugging Face convention: `content` as a string, `tool_calls` with
+ * `function.arguments` as an object, tool results as role `tool`).
+ */
+import { CortexError } from "../core/errors.ts";
+import type { CanonicalMessage, CanonicalTool } from "../dialects/canonical.ts";
+import { assertNever } from "../dialects/canonical.ts";
+
+export interface TemplateToolCall {
+  id: string;
+  type: "function";
+  /** JSON text; the template renderer decides whether the template wants an object. */
+  function: { name: string; arguments: string };
+}
+
+export interface TemplateMessage {
+  role: "system" | "user" | "assistant" | "tool";
+  content: string;
+  tool_calls?: TemplateToolCall[];
+  tool_call_id?: string;
+  name?: string;
+}
+
+export interface TemplateTool {
+  type: "function";
+  function: { name: string; description?: string; parameters: Record<string, unknown> };
+}
+
+export function toTemplateMessages(
+  messages: readonly CanonicalMessage[],
+  modelId: string,
+): TemplateMessage[] {
+  const out: TemplateMessage[] = [];
+  const toolNames = new Map<string, string>();
+  for (const message of messages) {
+    switch (message.role) {
+      case "system":
+        out.push({ role: "system", content: message.content.map((part) => part.text).join("\n") });
+        break;
+      case "user": {
+        const text: string[] = [];
+        for (const part of message.content) {
+          if (part.type === "image") throw imagesUnsupported(modelId);
+          text.push(part.text);
+        }
+        out.push({ role: "user", content: text.join("\n") });
+        break;
+      }
+      case "assistant": {
+        const text: string[] = [];
+        const calls: TemplateToolCall[] = [];
+        for (const part of message.content) {
+          if (part.type === "text") text.push(part.text);
+          else if (part.type === "tool_call") {
+            toolNames.set(part.id, part.name);
+            calls.push({
+              id: part.id,
+              type: "function",
+              function: { name: part.name, arguments: part.arguments },
+            });
+          }
+          // Thinking from earlier turns is not replayed: templates drop it too.
+        }
+        out.push({
+          role: "assistant",
+          content: text.join(""),
+          ...(calls.length > 0 ? { tool_calls: calls } : {}),
+        });
+        break;
+      }
+      case "tool":
+        for (const result of message.content) {
+          const parts = result.content.map((part) => {
+            if (part.type === "image") throw imagesUnsupported(modelId);
+            return part.text;
+          });
+          const name = toolNames.get(result.toolCallId);
+          out.push({
+            role: "tool",
+            content: (result.isError ? "Error: " : "") + parts.join("\n"),
+            tool_call_id: result.toolCallId,
+            ...(name === undefined ? {} : { name }),
+          });
+        }
+        break;
+      default:
+        assertNever(message, "message role");
+    }
+  }
+  return out;
+}
+
+export function toTemplateTools(tools: readonly CanonicalTool[]): TemplateTool[] {
+  return tools.map((tool) => ({
+    type: "function",
+    function: {
+      name: tool.name,
+      ...(tool.description === undefined ? {} : { description: tool.description }),
+      parameters: tool.parameters,
+    },
+  }));
+}
+
+function imagesUnsupported(modelId: string): CortexError {
+  return new CortexError("invalid_request", `model ${modelId} does not take images; send text only`, {
+    param: "messages",
+  });
+}
