@@ -141,15 +141,26 @@ export function cString(text: string): Buffer {
  * Libraries stay open for the life of the process (state in them is global).
  */
 export function openLlama(libllama: string): LlamaSymbols {
-  return dlopen(libllama, llamaDefs).symbols as unknown as LlamaSymbols;
+  const lib = dlopen(libllama, llamaDefs);
+  pinned.push(lib);
+  return lib.symbols as unknown as LlamaSymbols;
 }
+
+/**
+ * Library handles are never closed or collected: if every handle to
+ * libllama went away (a Worker's handle, a test's own shim) the library
+ * would be unmapped under the compiled shim, which points into it.
+ */
+const pinned: unknown[] = [];
 
 /**
  * Opens libggml and registers the backends found in `dir`. The backend
  * registry is process-wide: call this once per process, not per Worker.
  */
 export function openGgmlAndLoadBackends(paths: { dir: string; libggml: string }): GgmlSymbols {
-  const ggml = dlopen(paths.libggml, ggmlDefs).symbols as unknown as GgmlSymbols;
+  const lib = dlopen(paths.libggml, ggmlDefs);
+  pinned.push(lib);
+  const ggml = lib.symbols as unknown as GgmlSymbols;
   ggml.ggml_backend_load_all_from_path(cString(paths.dir));
   return ggml;
 }

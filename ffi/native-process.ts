@@ -5,7 +5,7 @@
  * and open libllama themselves; no model state lives here.
  */
 import { consola } from "consola";
-import { openGgmlAndLoadBackends } from "./llama-symbols.ts";
+import { openGgmlAndLoadBackends, openLlama } from "./llama-symbols.ts";
 import { type LocateOptions, locateNativeSet, type NativeSet } from "./native-paths.ts";
 import { compileShim, linkShim, type ShimAddresses, type ShimSources } from "./shim.ts";
 
@@ -22,8 +22,14 @@ let prepared: NativeProcess | undefined;
 export function prepareNativeProcess(
   options: LocateOptions & { shimSources?: ShimSources; logLevel?: number },
 ): NativeProcess {
-  if (prepared) return prepared;
+  if (prepared) {
+    // Someone else in the process may have replaced llama.cpp's (global) log callback since.
+    linkShim(prepared.shimAddresses).shim_log_install(options.logLevel ?? 3);
+    return prepared;
+  }
   const set = locateNativeSet(options);
+  // Pin libllama in this process before the shim links against it.
+  openLlama(set.libllama);
   const shimAddresses = compileShim(set.dir, options.shimSources);
   // Before the backends load, so their log lines go through consola too.
   linkShim(shimAddresses).shim_log_install(options.logLevel ?? 3);

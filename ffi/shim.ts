@@ -101,7 +101,11 @@ export interface ShimSources {
 /** Where shim.c and the headers live in a source checkout (this file's folder). */
 export function repoShimSources(): ShimSources {
   const here = import.meta.dir;
-  return { source: join(here, "shim.c"), includeDir: join(here, "include"), libcIncludeDir: join(here, "shim-include") };
+  return {
+    source: join(here, "shim.c"),
+    includeDir: join(here, "include"),
+    libcIncludeDir: join(here, "shim-include"),
+  };
 }
 
 /** Entry-point addresses of a compiled shim, sendable to Workers. */

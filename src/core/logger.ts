@@ -56,7 +56,10 @@ export function jsonReporter(
 // follow the configured level and format too.
 const root: ConsolaInstance = consola;
 
+let currentFormat: LogFormat = "text";
+
 export function configureLogging(options: { level: LogLevel; format: LogFormat }): ConsolaInstance {
+  currentFormat = options.format;
   root.level = LEVEL_NUMBERS[options.level];
   if (options.format === "json") root.setReporters([jsonReporter()]);
   root.options.formatOptions = {
@@ -75,4 +78,30 @@ export function logger(tag?: string): ConsolaInstance {
 
 export function parseLogLevel(value: string): LogLevel | undefined {
   return Object.hasOwn(LEVEL_NUMBERS, value) ? (value as LogLevel) : undefined;
+}
+
+export type FieldValue = string | number | boolean | undefined;
+
+/**
+ * One structured line: `msg key=value …` in text, `{msg, key: value, …}` in
+ * JSON, so request logs are greppable in a terminal and queryable in a shipper.
+ */
+export function logFields(
+  log: ConsolaInstance,
+  level: "info" | "warn" | "error" | "debug",
+  message: string,
+  fields: Record<string, FieldValue>,
+): void {
+  const defined = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
+  if (currentFormat === "json") {
+    log[level](message, defined);
+    return;
+  }
+  const text = Object.entries(defined)
+    .map(
+      ([key, value]) =>
+        `${key}=${typeof value === "string" && /\s/.test(value) ? JSON.stringify(value) : value}`,
+    )
+    .join(" ");
+  log[level](`${message} ${text}`);
 }

@@ -3,8 +3,8 @@
  * answer folded from the same parts, so a streamed answer and a plain one
  * can never disagree.
  */
-import { CortexError } from "../core/errors.ts";
-import type { CanonicalResponse, CanonicalStreamPart, FinishReason } from "../dialects/canonical.ts";
+import type { CortexError } from "../core/errors.ts";
+import type { CanonicalStreamPart, FinishReason } from "../dialects/canonical.ts";
 import { assertNever } from "../dialects/canonical.ts";
 import type { GenerationEvent } from "./engine/types.ts";
 
@@ -57,61 +57,6 @@ export function generationToCanonical(
       }
     },
   });
-}
-
-/** Reads a whole canonical stream into one response; an error part throws. */
-export async function collectResponse(
-  parts: ReadableStream<CanonicalStreamPart>,
-): Promise<CanonicalResponse> {
-  const response: CanonicalResponse = {
-    id: "",
-    model: "",
-    created: 0,
-    content: [],
-    finishReason: "stop",
-    usage: { inputTokens: 0, outputTokens: 0 },
-  };
-  let text = "";
-  const calls = new Map<number, { id: string; name: string; arguments: string }>();
-  for await (const part of parts) {
-    switch (part.type) {
-      case "message_start":
-        response.id = part.id;
-        response.model = part.model;
-        response.created = part.created;
-        break;
-      case "text_delta":
-        text += part.text;
-        break;
-      case "thinking_delta":
-        break;
-      case "tool_call_start":
-        calls.set(part.index, { id: part.id, name: part.name, arguments: "" });
-        break;
-      case "tool_call_delta": {
-        const call = calls.get(part.index);
-        if (call) call.arguments += part.argumentsDelta;
-        break;
-      }
-      case "tool_call_end":
-        break;
-      case "finish":
-        response.finishReason = part.reason;
-        if (part.stopSequence !== undefined) response.stopSequence = part.stopSequence;
-        break;
-      case "usage":
-        response.usage = part.usage;
-        break;
-      case "error":
-        throw CortexError.fromWire(part.error);
-      default:
-        assertNever(part, "stream part");
-    }
-  }
-  if (text !== "") response.content.push({ type: "text", text });
-  for (const [, call] of [...calls].sort(([a], [b]) => a - b))
-    response.content.push({ type: "tool_call", id: call.id, name: call.name, arguments: call.arguments });
-  return response;
 }
 
 /**

@@ -6,10 +6,10 @@ import { Elysia } from "elysia";
 import { CortexError, toCortexError } from "../core/errors.ts";
 import { logger } from "../core/logger.ts";
 import { LoadRequest, PinRequest, RecycleRequest, UnloadRequest } from "../core/neuron-api.ts";
+import { collectCanonicalStream } from "../dialects/collect-stream.ts";
 import { renderOpenAIError } from "../dialects/openai/render-error.ts";
 import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
 import { createOpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
-import { collectResponse } from "./generation-stream.ts";
 import type { NeuronService } from "./neuron-service.ts";
 
 const log = logger("neuron-http");
@@ -155,7 +155,9 @@ export function createNeuronApp(options: NeuronAppOptions) {
       handle("POST /v1/chat/completions", async (request) => {
         const { request: chat, parts } = await service.chat(await readJson(request), request.signal);
         if (!chat.stream)
-          return json(renderOpenAIResponse(await collectResponse(parts), { reportStopSequence: true }));
+          return json(
+            renderOpenAIResponse(await collectCanonicalStream(parts), { reportStopSequence: true }),
+          );
         const body = parts
           .pipeThrough(
             createOpenAIStreamEncoder({ includeUsage: chat.includeUsage, reportStopSequence: true }),

@@ -138,7 +138,10 @@ describe("DevicePool on the tiny model", () => {
     const second = (await pool.stats("cpu-0")).tokensSampled;
     expect(second).toBe(first);
     expect(first - before).toBeLessThan(200);
-    expect(last(await collect(stream))).toMatchObject({ finishReason: "length", usage: { completionTokens: 1000 } });
+    expect(last(await collect(stream))).toMatchObject({
+      finishReason: "length",
+      usage: { completionTokens: 1000 },
+    });
   });
 
   test("a prompt longer than the context is refused with its counts", async () => {

@@ -32,7 +32,9 @@ describe("completionBudget", () => {
   });
 
   test("max_tokens below 1 is a bad request, not a zero-length answer", () => {
-    const e = error(() => completionBudget({ promptTokens: 10, contextSize: 100, maxTokens: 0, overflow: "error" }));
+    const e = error(() =>
+      completionBudget({ promptTokens: 10, contextSize: 100, maxTokens: 0, overflow: "error" }),
+    );
     expect(e.code).toBe("invalid_request");
     expect(e.param).toBe("max_tokens");
   });

@@ -262,7 +262,8 @@ function onMessage(message: MainToWorker): void {
     case "pause":
     case "resume": {
       const modelId = sequenceModel.get(message.seqKey);
-      if (modelId !== undefined) models.get(modelId)?.scheduler.setPaused(message.seqKey, message.type === "pause");
+      if (modelId !== undefined)
+        models.get(modelId)?.scheduler.setPaused(message.seqKey, message.type === "pause");
       scheduleTick();
       return;
     }

@@ -42,9 +42,13 @@ export class NativeRuntime {
     libllama: string;
     shimAddresses: ShimAddresses;
     abortFlag: SharedArrayBuffer;
+    logLevel: number;
   }): NativeRuntime {
     const llama = openLlama(options.libllama);
     const shim = linkShim(options.shimAddresses);
+    // llama_log_set is process-wide, and other code in the process (a test's
+    // own shim, say) may have replaced the callback, or freed the code it pointed to.
+    shim.shim_log_install(options.logLevel);
     llama.llama_backend_init();
     const runtime = new NativeRuntime(llama, shim, new Int32Array(options.abortFlag));
     runtime.drainLog();
