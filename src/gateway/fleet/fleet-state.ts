@@ -1,0 +1,305 @@
+/**
+ * The gateway's store of fleet state.
+ *
+ * Source of truth: the neurons. What is loaded where, its state, its last use,
+ * its pin and priority and its in-flight counts are whatever each neuron said
+ * in its latest `/health` + `/models` answer (polled, and re-read right after
+ * every load or unload). Nothing the gateway decides is kept only here, so
+ * several gateway replicas in front of one fleet converge on the same picture
+ * within one poll interval, and a restarted gateway loses nothing.
+ *
+ * On top of each node's snapshot the store keeps short-lived local deltas,
+ * things this gateway did that the next poll has not shown yet:
+ * - loads it has started (a `loading` entry holding their estimated memory),
+ * - victims it is unloading (their memory counts as about to be free),
+ * - requests it has sent (in-flight per copy; the view takes the larger of the
+ *   neuron's count and ours, since the neuron's includes ours once it is seen),
+ * - reservations (requests that waited on a load and have not reached the
+ *   neuron yet; such a copy is never chosen as a victim).
+ * Each delta is removed by the code that added it (the returned function), so
+ * a lost poll never leaves one behind.
+ */
+import type { FleetNode } from "../../core/admin-api.ts";
+import type {
+  AvailableModel,
+  DeviceInfo,
+  HealthResponse,
+  LoadedModel,
+  ModelsResponse,
+} from "../../core/neuron-api.ts";
+import type { FleetModel, FleetNodeView, FleetSnapshot } from "./fleet-types.ts";
+import {
+  type NodeStateChange,
+  type NodeStateListener,
+  NodeStateMachine,
+  stateFromHealth,
+} from "./node-state.ts";
+
+/** A load this gateway started and the neurons have not reported yet. */
+export interface PendingLoad {
+  id: string;
+  file: string;
+  devices: readonly string[];
+  memoryBytes: number;
+  contextSize: number;
+  slots: number;
+  pinned: boolean;
+  priority: number;
+}
+
+interface NodeRecord {
+  name: string;
+  endpoint: string;
+  machine: NodeStateMachine;
+  version: string | undefined;
+  lastSeen: number | undefined;
+  error: string | undefined;
+  devices: DeviceInfo[];
+  loaded: LoadedModel[];
+  available: AvailableModel[];
+  /** Bumped by every local change to `loaded`, so a poll started earlier cannot undo it. */
+  epoch: number;
+  pendingLoads: Map<string, PendingLoad & { startedAt: number }>;
+  unloading: Map<string, number>;
+  inFlight: Map<string, number>;
+  reserved: Map<string, number>;
+}
+
+export interface FleetStateOptions {
+  nodes: readonly { name: string; endpoint: string }[];
+  now?: () => number;
+}
+
+export class FleetState {
+  readonly #nodes = new Map<string, NodeRecord>();
+  readonly #listeners = new Set<NodeStateListener>();
+  readonly #now: () => number;
+
+  constructor(options: FleetStateOptions) {
+    this.#now = options.now ?? Date.now;
+    for (const node of options.nodes) {
+      this.#nodes.set(node.name, {
+        name: node.name,
+        endpoint: node.endpoint,
+        machine: new NodeStateMachine(node.name, (change) => this.#emit(change)),
+        version: undefined,
+        lastSeen: undefined,
+        error: undefined,
+        devices: [],
+        loaded: [],
+        available: [],
+        epoch: 0,
+        pendingLoads: new Map(),
+        unloading: new Map(),
+        inFlight: new Map(),
+        reserved: new Map(),
+      });
+    }
+  }
+
+  /** Subscribes to node state changes; returns the unsubscribe function. */
+  onStateChange(listener: NodeStateListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  nodeNames(): string[] {
+    return [...this.#nodes.keys()];
+  }
+
+  stateOf(node: string) {
+    return this.#record(node).machine.state;
+  }
+
+  /** The epoch a poll must quote back to applyPoll. */
+  epoch(node: string): number {
+    return this.#record(node).epoch;
+  }
+
+  /**
+   * A successful poll. Ignored when the node changed locally after the poll
+   * began (its answer may predate a load we already applied).
+   */
+  applyPoll(node: string, health: HealthResponse, models: ModelsResponse, startedEpoch: number): void {
+    const record = this.#record(node);
+    record.lastSeen = this.#now();
+    record.version = health.version;
+    record.error = undefined;
+    record.devices = health.devices;
+    record.available = models.available;
+    if (startedEpoch === record.epoch) record.loaded = mergeLoaded(health.loaded, models.loaded);
+    record.machine.moveTo(stateFromHealth(health), `neuron reports ${health.status}`);
+  }
+
+  applyPollFailure(node: string, error: string): void {
+    const record = this.#record(node);
+    record.error = error;
+    record.machine.moveTo("down", error);
+  }
+
+  /** Takes a node out of routing until its next good poll (a proxied request could not connect). */
+  markDown(node: string, reason: string): void {
+    const record = this.#record(node);
+    record.error = reason;
+    record.machine.moveTo("down", reason);
+  }
+
+  /** A neuron confirmed a load: show it now, before the next poll. */
+  applyLoaded(node: string, model: LoadedModel): void {
+    const record = this.#record(node);
+    record.epoch += 1;
+    record.loaded = [...record.loaded.filter((m) => m.id !== model.id), model];
+  }
+
+  /** A neuron confirmed an unload. */
+  applyUnloaded(node: string, modelId: string): void {
+    const record = this.#record(node);
+    record.epoch += 1;
+    record.loaded = record.loaded.filter((m) => m.id !== modelId);
+  }
+
+  /** Records a load in progress; call the returned function when it settles. */
+  beginLoad(node: string, load: PendingLoad): () => void {
+    const record = this.#record(node);
+    const entry = { ...load, startedAt: this.#now() };
+    record.pendingLoads.set(load.id, entry);
+    return once(() => {
+      if (record.pendingLoads.get(load.id) === entry) record.pendingLoads.delete(load.id);
+    });
+  }
+
+  /** Records an unload in progress (the model is no victim for anyone else). */
+  beginUnload(node: string, modelId: string): () => void {
+    return this.#count(this.#record(node).unloading, modelId);
+  }
+
+  /** Records a request sent to a copy; call the returned function when its response ends. */
+  beginRequest(node: string, modelId: string): () => void {
+    return this.#count(this.#record(node).inFlight, modelId);
+  }
+
+  /** Protects a copy from eviction until the returned function is called. */
+  reserve(node: string, modelId: string): () => void {
+    return this.#count(this.#record(node).reserved, modelId);
+  }
+
+  /** The routing view: snapshots merged with local deltas (see the module comment). */
+  view(): FleetSnapshot {
+    return { now: this.#now(), nodes: [...this.#nodes.values()].map(nodeView) };
+  }
+
+  /** The `/admin/fleet` nodes: what the neurons said, plus loads in progress here. */
+  fleetNodes(): FleetNode[] {
+    return [...this.#nodes.values()].map((record) => {
+      const view = nodeView(record);
+      return {
+        name: record.name,
+        endpoint: record.endpoint,
+        state: record.machine.state,
+        ...(record.version === undefined ? {} : { version: record.version }),
+        ...(record.lastSeen === undefined ? {} : { lastSeen: record.lastSeen }),
+        ...(record.error === undefined ? {} : { error: record.error }),
+        devices: record.devices,
+        loaded: view.loaded.map(({ reserved: _reserved, ...model }) => model),
+      };
+    });
+  }
+
+  #count(map: Map<string, number>, key: string): () => void {
+    map.set(key, (map.get(key) ?? 0) + 1);
+    return once(() => {
+      const next = (map.get(key) ?? 1) - 1;
+      if (next <= 0) map.delete(key);
+      else map.set(key, next);
+    });
+  }
+
+  #record(node: string): NodeRecord {
+    const record = this.#nodes.get(node);
+    if (record === undefined) throw new Error(`unknown node ${JSON.stringify(node)}`);
+    return record;
+  }
+
+  #emit(change: NodeStateChange): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(change);
+      } catch {
+        // a listener's bug must not stop state changes
+      }
+    }
+  }
+}
+
+/** `/health` and `/models` each list loaded models; the later answer wins per id. */
+function mergeLoaded(fromHealth: LoadedModel[], fromModels: LoadedModel[]): LoadedModel[] {
+  const byId = new Map<string, LoadedModel>();
+  for (const model of [...fromHealth, ...fromModels]) byId.set(model.id, model);
+  return [...byId.values()];
+}
+
+function nodeView(record: NodeRecord): FleetNodeView {
+  const freeDelta = new Map<string, number>();
+  const adjust = (devices: readonly string[], bytes: number) => {
+    if (devices.length === 0) return;
+    for (const device of devices)
+      freeDelta.set(device, (freeDelta.get(device) ?? 0) + bytes / devices.length);
+  };
+  const snapshotIds = new Set(record.loaded.map((m) => m.id));
+  const loaded: FleetModel[] = record.loaded.map((model) => {
+    const unloading = record.unloading.has(model.id);
+    if (unloading) adjust(model.devices, model.memoryBytes);
+    return {
+      ...model,
+      state: unloading && model.state !== "failed" ? "unloading" : model.state,
+      inFlight: Math.max(model.inFlight, record.inFlight.get(model.id) ?? 0),
+      reserved: record.reserved.get(model.id) ?? 0,
+    };
+  });
+  for (const pending of record.pendingLoads.values()) {
+    if (snapshotIds.has(pending.id)) continue;
+    adjust(pending.devices, -pending.memoryBytes);
+    loaded.push({
+      id: pending.id,
+      file: pending.file,
+      state: "loading",
+      devices: [...pending.devices],
+      contextSize: pending.contextSize,
+      slots: pending.slots,
+      lastUsed: pending.startedAt,
+      loadedAt: pending.startedAt,
+      inFlight: record.inFlight.get(pending.id) ?? 0,
+      queued: 0,
+      memoryBytes: pending.memoryBytes,
+      pinned: pending.pinned,
+      priority: pending.priority,
+      reserved: record.reserved.get(pending.id) ?? 0,
+    });
+  }
+  return {
+    name: record.name,
+    endpoint: record.endpoint,
+    state: record.machine.state,
+    devices: record.devices.map((device) => {
+      const delta = freeDelta.get(device.id) ?? 0;
+      return delta === 0
+        ? device
+        : { ...device, memoryFree: clamp(device.memoryFree + delta, 0, device.memoryTotal) };
+    }),
+    loaded,
+    available: record.available,
+  };
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, value));
+}
+
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+}

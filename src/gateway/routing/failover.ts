@@ -1,0 +1,113 @@
+/**
+ * Routing with failover, for the proxy: pick (or load) a copy, send the
+ * request with the caller's `attempt` function, and when that fails before
+ * its first byte with a retryable error, tell the fleet (an unreachable node
+ * leaves routing until it answers a poll; any other failure forces a re-read)
+ * and try another node, up to `maxAttempts` nodes in all.
+ *
+ * `attempt` must resolve once the upstream answered with a 2xx status and
+ * headers (the first byte), and throw otherwise: a network error as is, a
+ * non-2xx answer as `errorFromResponse(node, status, body, retryAfter)`.
+ * After it resolves the request is committed to that node: failures while
+ * streaming the body are the caller's to report, never retried here.
+ *
+ * The returned `finish()` must be called when the response has ended (or was
+ * abandoned): until then the request counts as in flight on that copy, which
+ * keeps it from being chosen as a victim and steers other requests away.
+ */
+
+import type { ModelProfile } from "../../core/config/config-schema.ts";
+import { CortexError } from "../../core/errors.ts";
+import { logger } from "../../core/logger.ts";
+import type { Fleet } from "../fleet/fleet.ts";
+import { classifyNeuronError, type NeuronApi, type UpstreamTarget } from "../neuron-client.ts";
+import type { ModelLoader } from "./model-loader.ts";
+
+export interface RouteTarget {
+  node: string;
+  /** The id to send upstream as `model` (the profile id, whatever alias the client used). */
+  modelId: string;
+  profile: ModelProfile | undefined;
+  /** 1 for the first node tried. */
+  attempt: number;
+  client: NeuronApi;
+  /** URL and auth headers for a path on that neuron (`/v1/chat/completions`). */
+  upstream(path: string): UpstreamTarget;
+}
+
+export interface Routed<T> {
+  value: T;
+  node: string;
+  modelId: string;
+  attempts: number;
+  /** Ends the request's in-flight count on its copy; idempotent. */
+  finish: () => void;
+}
+
+export interface RouteOptions {
+  signal?: AbortSignal | undefined;
+  /** Epoch ms; loads waited on give up at this time. */
+  deadline?: number | undefined;
+  /** Nodes to try at most. Default 3. */
+  maxAttempts?: number | undefined;
+}
+
+/** Whether a failure before the first byte is worth another node. */
+export function shouldFailover(error: CortexError): boolean {
+  return error.retryable;
+}
+
+export async function routeWithFailover<T>(
+  services: { fleet: Fleet; loader: ModelLoader },
+  model: string,
+  attempt: (target: RouteTarget) => Promise<T>,
+  options: RouteOptions = {},
+): Promise<Routed<T>> {
+  const { fleet, loader } = services;
+  const maxAttempts = options.maxAttempts ?? 3;
+  const tried = new Set<string>();
+  let lastError: CortexError | undefined;
+  for (let attemptNo = 1; attemptNo <= maxAttempts; attemptNo++) {
+    options.signal?.throwIfAborted();
+    let target: Awaited<ReturnType<ModelLoader["ensureLoaded"]>>;
+    try {
+      target = await loader.ensureLoaded(model, {
+        signal: options.signal,
+        deadline: options.deadline,
+        exclude: tried,
+        // A busy copy is no reason to load another one elsewhere.
+        loadedOnly: lastError?.code === "rate_limited" || lastError?.code === "overloaded",
+      });
+    } catch (error) {
+      // After a failed attempt, the first failure explains more than "nowhere else to go".
+      if (lastError !== undefined && !options.signal?.aborted) throw lastError;
+      throw error;
+    }
+    const finish = fleet.state.beginRequest(target.node, target.modelId);
+    target.release();
+    const client = fleet.client(target.node);
+    try {
+      const value = await attempt({
+        node: target.node,
+        modelId: target.modelId,
+        profile: target.profile,
+        attempt: attemptNo,
+        client,
+        upstream: (path) => client.target(path),
+      });
+      return { value, node: target.node, modelId: target.modelId, attempts: attemptNo, finish };
+    } catch (error) {
+      finish();
+      if (options.signal?.aborted) throw error;
+      const failure = classifyNeuronError(error, target.node);
+      if (!shouldFailover(failure)) throw failure;
+      logger("router").warn(
+        `${target.modelId} on ${target.node} failed before the first byte: ${failure.message}`,
+      );
+      fleet.reportFailure(target.node, failure);
+      tried.add(target.node);
+      lastError = failure;
+    }
+  }
+  throw lastError ?? new CortexError("unavailable", `no node could serve ${model}`, { retryAfterS: 1 });
+}

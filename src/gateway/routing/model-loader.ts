@@ -1,0 +1,358 @@
+/**
+ * Gets a model loaded somewhere so a request can be sent to it.
+ *
+ * - Loaded and ready on a live node → that copy at once (least busy).
+ * - Otherwise one load per model at a time (single flight): every request
+ *   for the same cold model waits on the same promise; a waiter that aborts
+ *   or times out leaves, the load goes on for the others.
+ * - A load executes a placement plan: unload the victims (not forced; each
+ *   logged as a make_room eviction), load on the chosen node, re-read it.
+ *   When that fails (507 from the neuron, a failed load, an unreachable
+ *   node) the next candidate node is tried with a fresh plan.
+ * - When a load succeeds, each request still waiting gets a reservation on
+ *   the new copy, so it cannot be evicted before they are served (release it
+ *   once the request is counted in flight; routeWithFailover does this).
+ * - Waiters give up after `load_timeout_s` (or their own deadline) with 503
+ *   unavailable + Retry-After.
+ */
+import type { ModelProfile } from "../../core/config/config-schema.ts";
+import { CortexError } from "../../core/errors.ts";
+import { logger } from "../../core/logger.ts";
+import type { LoadedModel, LoadRequest } from "../../core/neuron-api.ts";
+import type { Fleet } from "../fleet/fleet.ts";
+import { classifyNeuronError } from "../neuron-client.ts";
+import type { EvictionStrategy } from "./choose-victims.ts";
+import { formatBytes } from "./memory-need.ts";
+import { findLoadingCopy, pickLoadedNode } from "./pick-loaded-node.ts";
+import { type PlacementPlan, planPlacements } from "./plan-placement.ts";
+import { type ResolvedModel, requireModel } from "./resolve-model.ts";
+
+export interface ModelLoaderOptions {
+  fleet: Fleet;
+  profiles: readonly ModelProfile[];
+  strategy: EvictionStrategy;
+  loadTimeoutS: number;
+  /** How often to re-read a node while a load there reports `loading`. Default 250 ms. */
+  loadingPollMs?: number;
+  now?: () => number;
+}
+
+export interface EnsureLoadedOptions {
+  signal?: AbortSignal | undefined;
+  /** Epoch ms after which the caller stops waiting (capped by load_timeout_s). */
+  deadline?: number | undefined;
+  /** Nodes not to use (they failed this request already). */
+  exclude?: ReadonlySet<string> | undefined;
+  /** Use only this node (an admin load on a named node). */
+  only?: string | undefined;
+  /** Only an existing ready copy will do; never start a load. */
+  loadedOnly?: boolean | undefined;
+}
+
+/** A ready copy the caller may send a request to. */
+export interface LoadedTarget {
+  node: string;
+  modelId: string;
+  profile: ModelProfile | undefined;
+  /** True when this call waited on a load. */
+  loaded: boolean;
+  /** Drops the reservation that keeps the copy from eviction; idempotent. */
+  release: () => void;
+}
+
+interface Waiter {
+  reservation: (() => void) | undefined;
+}
+
+interface Flight {
+  promise: Promise<{ node: string; model: LoadedModel }>;
+  waiters: Set<Waiter>;
+}
+
+export class ModelLoader {
+  readonly #fleet: Fleet;
+  readonly #profiles: readonly ModelProfile[];
+  readonly #strategy: EvictionStrategy;
+  readonly #loadTimeoutMs: number;
+  readonly #loadingPollMs: number;
+  readonly #now: () => number;
+  readonly #flights = new Map<string, Flight>();
+  readonly #log = logger("loader");
+
+  constructor(options: ModelLoaderOptions) {
+    this.#fleet = options.fleet;
+    this.#profiles = options.profiles;
+    this.#strategy = options.strategy;
+    this.#loadTimeoutMs = options.loadTimeoutS * 1000;
+    this.#loadingPollMs = options.loadingPollMs ?? 250;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Name or alias → model; 404 model_not_found when neither configured nor loaded. */
+  resolve(name: string): ResolvedModel {
+    return requireModel(this.#profiles, this.#fleet.view(), name);
+  }
+
+  /** Models with a load under way at this gateway. */
+  loading(): string[] {
+    return [...this.#flights.keys()];
+  }
+
+  async ensureLoaded(name: string, options: EnsureLoadedOptions = {}): Promise<LoadedTarget> {
+    options.signal?.throwIfAborted();
+    const resolved = this.resolve(name);
+    const waitUntil = Math.min(
+      options.deadline ?? Number.POSITIVE_INFINITY,
+      this.#now() + this.#loadTimeoutMs,
+    );
+    // A shared load may land on a node this caller must avoid; then look again.
+    for (let round = 0; round < 3; round++) {
+      const ready = this.#readyCopy(resolved.id, options);
+      if (ready !== undefined) return ready;
+      if (options.loadedOnly)
+        throw new CortexError("unavailable", `${resolved.id} has no ready copy on another node`, {
+          retryAfterS: 1,
+        });
+      let flight = this.#flights.get(resolved.id);
+      if (flight === undefined) {
+        flight = this.#startFlight(resolved, options);
+      }
+      const result = await this.#wait(resolved.id, flight, waitUntil, options.signal);
+      if (
+        (options.exclude?.has(result.node) ?? false) ||
+        (options.only !== undefined && result.node !== options.only)
+      ) {
+        result.release();
+        continue;
+      }
+      return { ...result, profile: resolved.profile, loaded: true };
+    }
+    throw new CortexError("unavailable", `${resolved.id} could not be placed on a usable node`, {
+      retryAfterS: 5,
+    });
+  }
+
+  #readyCopy(modelId: string, options: EnsureLoadedOptions): LoadedTarget | undefined {
+    const exclude = new Set(options.exclude);
+    if (options.only !== undefined)
+      for (const node of this.#fleet.nodeNames()) if (node !== options.only) exclude.add(node);
+    const copy = pickLoadedNode(this.#fleet.view(), modelId, { exclude });
+    if (copy === undefined) return undefined;
+    const profile = this.#profiles.find((candidate) => candidate.id === modelId);
+    return {
+      node: copy.node,
+      modelId,
+      profile,
+      loaded: false,
+      release: this.#fleet.state.reserve(copy.node, modelId),
+    };
+  }
+
+  #startFlight(resolved: ResolvedModel, options: EnsureLoadedOptions): Flight {
+    const waiters = new Set<Waiter>();
+    const promise = this.#load(resolved, options).then((result) => {
+      // Reserve for every waiter before any of them resumes, so nothing can evict the copy in between.
+      for (const waiter of waiters) waiter.reservation = this.#fleet.state.reserve(result.node, resolved.id);
+      return result;
+    });
+    const flight: Flight = { promise, waiters };
+    this.#flights.set(resolved.id, flight);
+    const forget = () => {
+      if (this.#flights.get(resolved.id) === flight) this.#flights.delete(resolved.id);
+    };
+    promise.then(forget, forget);
+    return flight;
+  }
+
+  #wait(
+    modelId: string,
+    flight: Flight,
+    waitUntil: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ node: string; modelId: string; release: () => void }> {
+    const waiter: Waiter = { reservation: undefined };
+    flight.waiters.add(waiter);
+    const startedAt = this.#now();
+    return new Promise((resolve, reject) => {
+      const leave = () => {
+        flight.waiters.delete(waiter);
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        waiter.reservation?.();
+      };
+      const onAbort = () => {
+        leave();
+        reject(signal?.reason);
+      };
+      const retryAfterS = Math.min(30, Math.max(1, Math.ceil(this.#loadTimeoutMs / 10_000)));
+      const timer = setTimeout(
+        () => {
+          leave();
+          reject(
+            new CortexError(
+              "unavailable",
+              `${modelId} is still loading; gave up waiting after ${Math.round((waitUntil - startedAt) / 1000)} s`,
+              { retryAfterS, details: { model: modelId } },
+            ),
+          );
+        },
+        Math.max(0, waitUntil - this.#now()),
+      );
+      signal?.addEventListener("abort", onAbort, { once: true });
+      flight.promise.then(
+        (result) => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+          flight.waiters.delete(waiter);
+          resolve({ node: result.node, modelId, release: waiter.reservation ?? (() => {}) });
+        },
+        (error: unknown) => {
+          leave();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** Plans and executes loads, node after node, until one succeeds or none is left. */
+  async #load(
+    resolved: ResolvedModel,
+    options: EnsureLoadedOptions,
+  ): Promise<{ node: string; model: LoadedModel }> {
+    const tried = new Set(options.exclude);
+    let lastError: CortexError | undefined;
+    for (;;) {
+      const plan = this.#plan(resolved, tried, options.only, lastError);
+      try {
+        return await this.#execute(resolved, plan);
+      } catch (error) {
+        const failure = classifyNeuronError(error, plan.node);
+        this.#log.warn(`loading ${resolved.id} on ${plan.node} failed: ${failure.message}`);
+        this.#fleet.reportFailure(plan.node, failure);
+        tried.add(plan.node);
+        lastError = failure;
+      }
+    }
+  }
+
+  #plan(
+    resolved: ResolvedModel,
+    tried: ReadonlySet<string>,
+    only: string | undefined,
+    lastError: CortexError | undefined,
+  ): PlacementPlan {
+    const view = this.#fleet.view();
+    const loading = findLoadingCopy(view, resolved.id, { exclude: tried });
+    if (loading !== undefined && (only === undefined || loading.node === only))
+      // Another load (a replica's, or ours before a restart) is under way: join it; loads are idempotent.
+      return {
+        node: loading.node,
+        file: loading.model.file,
+        devices: [...loading.model.devices],
+        victims: [],
+        needBytes: loading.model.memoryBytes,
+        freeBytes: 0,
+      };
+    if (resolved.profile === undefined)
+      throw (
+        lastError ??
+        new CortexError(
+          "model_not_found",
+          `${resolved.id} is no longer loaded anywhere and has no profile to load it by`,
+          {
+            param: "model",
+          },
+        )
+      );
+    const result = planPlacements(resolved.profile, view, this.#strategy, {
+      exclude: tried,
+      ...(only === undefined ? {} : { only }),
+    });
+    if (result.ok) return result.plans[0]!;
+    if (lastError === undefined) throw result.error;
+    const code = lastError.code === "insufficient_memory" ? "insufficient_memory" : "load_failed";
+    throw new CortexError(code, `${lastError.message}; no other node can load ${resolved.id}`, {
+      cause: lastError,
+      details: { model: resolved.id },
+    });
+  }
+
+  async #execute(
+    resolved: ResolvedModel,
+    plan: PlacementPlan,
+  ): Promise<{ node: string; model: LoadedModel }> {
+    const profile = resolved.profile;
+    const endPending = this.#fleet.state.beginLoad(plan.node, {
+      id: resolved.id,
+      file: plan.file,
+      devices: plan.devices,
+      memoryBytes: plan.needBytes,
+      contextSize: profile?.context_size ?? 0,
+      slots: profile?.slots ?? 1,
+      pinned: profile?.pinned ?? false,
+      priority: profile?.priority ?? 0,
+    });
+    const startedAt = this.#now();
+    try {
+      for (const victim of plan.victims)
+        await this.#fleet.unload(plan.node, victim.id, {
+          reason: "make_room",
+          detail: `to load ${resolved.id}`,
+        });
+      const request: LoadRequest = {
+        id: resolved.id,
+        file: plan.file,
+        ...(profile === undefined
+          ? {}
+          : {
+              contextSize: profile.context_size,
+              slots: profile.slots,
+              deviceCount: profile.devices,
+              pinned: profile.pinned,
+              priority: profile.priority,
+            }),
+        ...(plan.devices.length > 0 ? { devices: plan.devices } : {}),
+        ...(plan.needBytes > 0 ? { memoryEstimateBytes: plan.needBytes } : {}),
+      };
+      this.#log.info(
+        `loading ${resolved.id} on ${plan.node} (${plan.devices.join(", ") || "any device"}, ~${formatBytes(plan.needBytes)})`,
+      );
+      const response = await this.#fleet.client(plan.node).load(request, { timeoutMs: this.#loadTimeoutMs });
+      this.#fleet.state.applyLoaded(plan.node, response.model);
+      const model = await this.#untilReady(plan.node, response.model, startedAt);
+      this.#log.info(
+        `loaded ${resolved.id} on ${plan.node} in ${((this.#now() - startedAt) / 1000).toFixed(1)} s`,
+      );
+      void this.#fleet.refresh(plan.node);
+      return { node: plan.node, model };
+    } catch (error) {
+      throw classifyNeuronError(error, plan.node);
+    } finally {
+      endPending();
+    }
+  }
+
+  /** A neuron may answer a load before the model is ready; re-read the node until it is. */
+  async #untilReady(node: string, model: LoadedModel, startedAt: number): Promise<LoadedModel> {
+    let current: LoadedModel | undefined = model;
+    while (current?.state === "loading") {
+      if (this.#now() - startedAt > this.#loadTimeoutMs)
+        throw new CortexError("timeout", `neuron ${node} still loading ${model.id} after the load timeout`);
+      await Bun.sleep(this.#loadingPollMs);
+      await this.#fleet.refresh(node);
+      current = this.#fleet
+        .view()
+        .nodes.find((n) => n.name === node)
+        ?.loaded.find((m) => m.id === model.id);
+    }
+    if (current === undefined)
+      throw new CortexError("load_failed", `neuron ${node} dropped ${model.id} while loading it`);
+    if (current.state !== "ready")
+      throw new CortexError(
+        "load_failed",
+        `neuron ${node} could not load ${model.id}: ${current.error ?? current.state}`,
+        { details: { node } },
+      );
+    return current;
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * Builders for gateway routing tests, and an in-memory neuron that follows
+ * the neuron contract closely enough for placement (loads take memory from a
+ * device and refuse with 507 when it does not fit; unloads give it back).
+ */
+import { ModelProfile } from "../../src/core/config/config-schema.ts";
+import { CortexError } from "../../src/core/errors.ts";
+import type {
+  AvailableModel,
+  DeviceInfo,
+  HealthResponse,
+  LoadedModel,
+  LoadRequest,
+  LoadResponse,
+  ModelsResponse,
+  PinRequest,
+  RecycleRequest,
+  UnloadRequest,
+} from "../../src/core/neuron-api.ts";
+import type { FleetModel, FleetNodeView, FleetSnapshot } from "../../src/gateway/fleet/fleet-types.ts";
+import type { CallOptions, NeuronApi, UpstreamTarget } from "../../src/gateway/neuron-client.ts";
+
+export const GiB = 1024 ** 3;
+export const NOW = 1_700_000_000_000;
+
+export function device(id: string, options: Partial<DeviceInfo> = {}): DeviceInfo {
+  return {
+    id,
+    kind: "cuda",
+    index: Number(id.split("-").at(-1) ?? 0),
+    name: "GPU",
+    memoryTotal: 24 * GiB,
+    memoryFree: 24 * GiB,
+    poisoned: false,
+    loadCycles: 0,
+    ...options,
+  };
+}
+
+export function model(id: string, options: Partial<FleetModel> = {}): FleetModel {
+  return {
+    id,
+    file: `${id}.gguf`,
+    state: "ready",
+    devices: ["cuda-dev-0"],
+    contextSize: 8192,
+    slots: 4,
+    lastUsed: NOW - 60_000,
+    loadedAt: NOW - 3_600_000,
+    inFlight: 0,
+    queued: 0,
+    memoryBytes: 4 * GiB,
+    pinned: false,
+    priority: 0,
+    reserved: 0,
+    ...options,
+  };
+}
+
+export function file(name: string, sizeBytes: number): AvailableModel {
+  return { file: name, sizeBytes, architecture: "llama", hasChatTemplate: true };
+}
+
+export function node(name: string, options: Partial<FleetNodeView> = {}): FleetNodeView {
+  return {
+    name,
+    endpoint: `http://${name}:13131`,
+    state: "up",
+    devices: [device("cuda-dev-0")],
+    loaded: [],
+    available: [],
+    ...options,
+  };
+}
+
+export function fleet(...nodes: FleetNodeView[]): FleetSnapshot {
+  return { now: NOW, nodes };
+}
+
+export function profile(fields: Partial<ModelProfile> & { id: string }): ModelProfile {
+  const { vram_estimate, ...rest } = fields;
+  return { ...ModelProfile.parse({ file: `${fields.id}.gguf`, ...rest }), vram_estimate };
+}
+
+/** An in-memory neuron. Hooks let a test hold or fail loads. */
+export class MemoryNeuron implements NeuronApi {
+  readonly name: string;
+  readonly endpoint: string;
+  devices: DeviceInfo[];
+  available: AvailableModel[];
+  loaded: LoadedModel[] = [];
+  status: HealthResponse["status"] = "ok";
+  /** When set, every call fails with this (e.g. a network error). */
+  down: Error | undefined;
+  /** Runs before a load is applied; may wait or throw. */
+  beforeLoad: ((request: LoadRequest) => Promise<void>) | undefined;
+  readonly calls: {
+    load: LoadRequest[];
+    unload: UnloadRequest[];
+    recycle: RecycleRequest[];
+    pin: PinRequest[];
+  } = {
+    load: [],
+    unload: [],
+    recycle: [],
+    pin: [],
+  };
+
+  constructor(name: string, options: { devices?: DeviceInfo[]; available?: AvailableModel[] } = {}) {
+    this.name = name;
+    this.endpoint = `http://${name}.test:13131`;
+    this.devices = options.devices ?? [device("cuda-dev-0")];
+    this.available = options.available ?? [];
+  }
+
+  target(path: string): UpstreamTarget {
+    return { url: `${this.endpoint}${path}`, headers: {} };
+  }
+
+  async health(_options?: CallOptions): Promise<HealthResponse> {
+    this.#check();
+    return {
+      status: this.status,
+      version: "test",
+      node: this.name,
+      startedAt: 0,
+      devices: structuredClone(this.devices),
+      loaded: structuredClone(this.loaded),
+    };
+  }
+
+  async models(_options?: CallOptions): Promise<ModelsResponse> {
+    this.#check();
+    return { available: structuredClone(this.available), loaded: structuredClone(this.loaded) };
+  }
+
+  async load(request: LoadRequest, _options?: CallOptions): Promise<LoadResponse> {
+    this.#check();
+    this.calls.load.push(request);
+    await this.beforeLoad?.(request);
+    this.#check();
+    const id = request.id ?? request.file.replace(/\.gguf$/, "");
+    const existing = this.loaded.find((m) => m.id === id);
+    if (existing) return { model: structuredClone(existing), alreadyLoaded: true };
+    if (!this.available.some((f) => f.file === request.file))
+      throw new CortexError("not_found", `neuron ${this.name}: no file ${request.file}`);
+    const bytes = request.memoryEstimateBytes ?? 1 * GiB;
+    const targets = request.devices ?? [this.devices[0]!.id];
+    const perDevice = bytes / targets.length;
+    for (const target of targets) {
+      const dev = this.devices.find((d) => d.id === target);
+      if (dev === undefined || dev.memoryFree < perDevice)
+        throw new CortexError("insufficient_memory", `neuron ${this.name}: not enough memory on ${target}`);
+    }
+    for (const target of targets) {
+      const dev = this.devices.find((d) => d.id === target)!;
+      dev.memoryFree -= perDevice;
+      dev.loadCycles += 1;
+    }
+    const loaded: LoadedModel = {
+      id,
+      file: request.file,
+      state: "ready",
+      devices: targets,
+      contextSize: request.contextSize ?? 4096,
+      slots: request.slots ?? 1,
+      lastUsed: Date.now(),
+      loadedAt: Date.now(),
+      inFlight: 0,
+      queued: 0,
+      memoryBytes: bytes,
+      pinned: request.pinned ?? false,
+      priority: request.priority ?? 0,
+    };
+    this.loaded.push(loaded);
+    return { model: structuredClone(loaded), alreadyLoaded: false };
+  }
+
+  async unload(request: UnloadRequest, _options?: CallOptions): Promise<void> {
+    this.#check();
+    this.calls.unload.push(request);
+    const found = this.loaded.find((m) => m.id === request.id);
+    if (found === undefined)
+      throw new CortexError("not_found", `neuron ${this.name}: ${request.id} is not loaded`);
+    this.loaded = this.loaded.filter((m) => m !== found);
+    for (const target of found.devices) {
+      const dev = this.devices.find((d) => d.id === target)!;
+      dev.memoryFree += found.memoryBytes / found.devices.length;
+      dev.loadCycles += 1;
+    }
+  }
+
+  async pin(request: PinRequest, _options?: CallOptions): Promise<void> {
+    this.#check();
+    this.calls.pin.push(request);
+    const found = this.loaded.find((m) => m.id === request.id);
+    if (found) found.pinned = request.pinned;
+  }
+
+  async recycle(request: RecycleRequest, _options?: CallOptions): Promise<void> {
+    this.#check();
+    this.calls.recycle.push(request);
+    const dev = this.devices.find((d) => d.id === request.device);
+    if (dev) dev.loadCycles = 0;
+  }
+
+  #check(): void {
+    if (this.down) throw this.down;
+  }
+}
+
+/** A Bun-style connection refusal. */
+export function refused(): Error {
+  return Object.assign(new TypeError("ECONNREFUSED: Unable to connect"), { code: "ECONNREFUSED" });
+}
