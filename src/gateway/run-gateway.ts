@@ -1,7 +1,161 @@
-import { EXIT, ExitError } from "../cli/exit-codes.ts";
+/**
+ * `cortex serve`: routing services over the configured neurons (or over a
+ * neuron started in this process when none are configured), the API server,
+ * and the metrics server on its own port.
+ */
+import type { ModelProfile, NeuronRef } from "../core/config/config-schema.ts";
 import type { LoadedConfig } from "../core/config/load-config.ts";
+import { logger } from "../core/logger.ts";
+import { VERSION } from "../core/version.ts";
+import { TINY_MODEL_FILE } from "../neuron/gguf/tiny-model.ts";
+import { DEMO_MODEL_ID, type RunningNeuron, startNeuron } from "../neuron/start-neuron.ts";
+import { createAdminOps } from "./admin-ops.ts";
+import { createGatewayApp } from "./gateway-app.ts";
+import { attachFleetGauges } from "./metrics/fleet-gauges.ts";
+import { GatewayMetrics } from "./metrics/gateway-metrics.ts";
+import { instrumentNeuron } from "./metrics/instrumented-neuron.ts";
+import { NeuronClient } from "./neuron-client.ts";
+import { createRoutingServices } from "./routing/routing-services.ts";
 
-/** Starts the gateway and resolves with an exit code when it stops. */
-export async function runGateway(_config: LoadedConfig): Promise<number> {
-  throw new ExitError("the gateway is not built yet", EXIT.failure);
+const log = logger("gateway");
+
+export interface RunningGateway {
+  url: string;
+  port: number;
+  metricsUrl: string | undefined;
+  stop(): Promise<void>;
+}
+
+/** The placement profile of the generated demo model, served when nothing else is configured. */
+export function demoProfile(contextSize: number): ModelProfile {
+  return {
+    id: DEMO_MODEL_ID,
+    aliases: [],
+    file: TINY_MODEL_FILE,
+    files: {},
+    context_size: contextSize,
+    slots: 4,
+    devices: 1,
+    affinity: [],
+    priority: 0,
+    pinned: false,
+    vision: false,
+  };
+}
+
+export async function startGateway(config: LoadedConfig): Promise<RunningGateway> {
+  const gateway = config.file.gateway;
+  let embedded: RunningNeuron | undefined;
+  let neurons: Array<Pick<NeuronRef, "name" | "endpoint" | "token">> = [...config.file.neurons];
+  let effective = config;
+  if (neurons.length === 0) {
+    embedded = await startNeuron({
+      config: config.file.neuron,
+      listen: { hostname: "127.0.0.1", port: 0 },
+      preloadDemo: config.models.length === 0,
+    });
+    neurons = [{ name: "local", endpoint: embedded.url, token: config.file.neuron.auth_token }];
+    if (config.models.length === 0 && config.file.neuron.models_dir === undefined)
+      effective = { ...config, models: [demoProfile(config.file.neuron.default_context_size)] };
+    log.info(`no [[neurons]] configured: serving from a neuron in this process (${embedded.url})`);
+  }
+  const metrics = gateway.metrics ? new GatewayMetrics() : undefined;
+  const services = createRoutingServices(effective, {
+    version: VERSION,
+    neurons,
+    ...(metrics === undefined
+      ? {}
+      : {
+          clientFactory: (neuron: Pick<NeuronRef, "name" | "endpoint" | "token">) =>
+            instrumentNeuron(
+              new NeuronClient({
+                name: neuron.name,
+                endpoint: neuron.endpoint,
+                token: neuron.token,
+                lifecycleTimeoutMs: gateway.load_timeout_s * 1000,
+              }),
+              metrics,
+            ),
+        }),
+  });
+  if (metrics)
+    attachFleetGauges(metrics, {
+      view: () => services.fleet.state.view(),
+      depths: () => services.admission.depths(),
+      evictions: services.fleet.evictions,
+      knownModels: () => [
+        ...effective.models.map((model) => model.id),
+        ...services.fleet.state.view().nodes.flatMap((node) => node.loaded.map((model) => model.id)),
+      ],
+    });
+  services.start();
+
+  const app = createGatewayApp({
+    routing: services,
+    admin: createAdminOps(services),
+    metrics,
+    version: VERSION,
+    apiKeys: gateway.api_keys,
+    adminToken: gateway.admin_token,
+    requestTimeoutMs: gateway.request_timeout_s * 1000,
+  });
+  app.listen({ hostname: config.gatewayListen.hostname, port: config.gatewayListen.port, idleTimeout: 0 });
+  const port = app.server?.port ?? config.gatewayListen.port;
+  const host = config.gatewayListen.hostname === "0.0.0.0" ? "127.0.0.1" : config.gatewayListen.hostname;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+
+  let metricsServer: ReturnType<typeof Bun.serve> | undefined;
+  if (metrics) {
+    metricsServer = Bun.serve({
+      hostname: config.metricsListen.hostname,
+      port: config.metricsListen.port,
+      async fetch(request) {
+        if (new URL(request.url).pathname !== "/metrics")
+          return new Response("see /metrics\n", { status: 404 });
+        const { body, contentType } = await metrics.render();
+        return new Response(body, { headers: { "content-type": contentType } });
+      },
+    });
+  }
+  const metricsUrl = metricsServer ? `http://${host}:${metricsServer.port}/metrics` : undefined;
+  if (gateway.api_keys.length === 0)
+    log.warn("no gateway.api_keys configured: the API is open to anyone who can reach it");
+  if (gateway.admin_token === "")
+    log.info("no gateway.admin_token: the admin API answers loopback clients only");
+  log.info(
+    `gateway ${VERSION} listening on ${config.gatewayListen.hostname}:${port}${metricsUrl ? `, metrics on ${config.metricsListen.hostname}:${metricsServer?.port}` : ""}; ${neurons.length} neuron(s), ${effective.models.length} model profile(s)`,
+  );
+  let stopped = false;
+  return {
+    url,
+    port,
+    metricsUrl,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      services.stop();
+      await app.stop(true);
+      metricsServer?.stop(true);
+      await embedded?.stop();
+    },
+  };
+}
+
+/** Runs until SIGINT/SIGTERM, then stops and exits 0. */
+export async function runGateway(config: LoadedConfig): Promise<number> {
+  const running = await startGateway(config);
+  return new Promise<number>((resolve) => {
+    const shutdown = (signal: string) => {
+      log.info(`${signal}: stopping`);
+      running.stop().then(
+        () => resolve(0),
+        (error: unknown) => {
+          log.error(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+          resolve(1);
+        },
+      );
+    };
+    process.once("SIGINT", () => shutdown("SIGINT"));
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+  });
 }

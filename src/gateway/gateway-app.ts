@@ -1,0 +1,298 @@
+/**
+ * The gateway's HTTP API (elysia): OpenAI and Anthropic endpoints, the merged
+ * catalogue, the admin API and the OpenAPI page. Handlers only translate
+ * between HTTP and the pipeline; errors leave in the caller's dialect.
+ */
+import { swagger } from "@elysiajs/swagger";
+import { Elysia } from "elysia";
+import { AdminModelAction } from "../core/admin-api.ts";
+import { CortexError, toCortexError } from "../core/errors.ts";
+import { logger } from "../core/logger.ts";
+import {
+  parseAnthropicCountTokensRequest,
+  parseAnthropicRequest,
+  renderAnthropicCountTokensResponse,
+} from "../dialects/anthropic/parse-request.ts";
+import { renderAnthropicError } from "../dialects/anthropic/render-error.ts";
+import { renderAnthropicResponse } from "../dialects/anthropic/render-response.ts";
+import { createAnthropicStreamEncoder } from "../dialects/anthropic/stream-encoder.ts";
+import { collectCanonicalStream } from "../dialects/collect-stream.ts";
+import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
+import { renderOpenAIError } from "../dialects/openai/render-error.ts";
+import { toUpstreamChatBody } from "../dialects/openai/render-request.ts";
+import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
+import { createOpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
+import type { AdminOps } from "./admin-ops.ts";
+import { type ChatContext, startChat } from "./chat-pipeline.ts";
+import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
+import { errorFromResponse } from "./neuron-client.ts";
+import type { RoutingServices } from "./routing/routing-services.ts";
+
+const log = logger("gateway-http");
+
+export interface GatewayAppOptions {
+  routing: RoutingServices;
+  admin: AdminOps;
+  /** gateway.request_timeout_s in ms: bounds waiting for a load. */
+  requestTimeoutMs?: number;
+  metrics: GatewayMetrics | undefined;
+  version: string;
+  apiKeys: readonly string[];
+  adminToken: string;
+  /** Upper bound on a request body (bytes); bigger bodies get 413. */
+  maxBodyBytes?: number;
+}
+
+const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  connection: "keep-alive",
+  "x-accel-buffering": "no",
+} as const;
+
+const DEFAULT_MAX_BODY = 32 * 1024 * 1024;
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+function renderError(dialect: Dialect, error: unknown): Response {
+  const rendered = dialect === "anthropic" ? renderAnthropicError(error) : renderOpenAIError(error);
+  return json(rendered.body, rendered.status, rendered.headers);
+}
+
+async function readJson(request: Request, maxBytes: number): Promise<unknown> {
+  const length = Number(request.headers.get("content-length") ?? 0);
+  if (length > maxBytes)
+    throw new CortexError(
+      "request_too_large",
+      `request body of ${length} bytes is over the limit of ${maxBytes}`,
+    );
+  const text = await request.text();
+  if (text.length > maxBytes)
+    throw new CortexError("request_too_large", `request body is over the limit of ${maxBytes} bytes`);
+  if (text.trim() === "")
+    throw new CortexError("invalid_request", "the request body is empty; expected JSON");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CortexError("invalid_request", "the request body is not valid JSON");
+  }
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
+}
+
+export function createGatewayApp(options: GatewayAppOptions) {
+  const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const keys = new Set(options.apiKeys);
+
+  const clientAuthorized = (request: Request): boolean => {
+    if (keys.size === 0) return true;
+    const bearer = request.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
+    const apiKey = request.headers.get("x-api-key");
+    return (bearer !== undefined && keys.has(bearer)) || (apiKey !== null && keys.has(apiKey));
+  };
+
+  const chatHandler =
+    (dialect: Dialect) =>
+    async ({ request }: { request: Request }): Promise<Response> => {
+      const startedAt = performance.now();
+      const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
+      const withId = (response: Response) => {
+        response.headers.set("x-request-id", requestId);
+        return response;
+      };
+      try {
+        if (!clientAuthorized(request))
+          throw new CortexError(
+            "unauthorized",
+            "invalid API key: send it as Authorization: Bearer or x-api-key",
+          );
+        const body = await readJson(request, maxBody);
+        const canonical =
+          dialect === "anthropic"
+            ? parseAnthropicRequest(body, {
+                onWarning: (message) => log.debug(`request_id=${requestId}: ${message}`),
+              })
+            : parseOpenAIRequest(body);
+        const ctx: ChatContext = { dialect, requestId, signal: request.signal, startedAt };
+        const chat = await startChat(
+          {
+            routing: options.routing,
+            metrics: options.metrics,
+            ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+          },
+          canonical,
+          ctx,
+        );
+        if (!canonical.stream) {
+          const response = await collectCanonicalStream(chat.parts);
+          return withId(
+            json(
+              dialect === "anthropic"
+                ? renderAnthropicResponse(response, { model: canonical.model })
+                : renderOpenAIResponse(response, { model: canonical.model }),
+            ),
+          );
+        }
+        const encoder =
+          dialect === "anthropic"
+            ? createAnthropicStreamEncoder({ model: canonical.model })
+            : createOpenAIStreamEncoder({ includeUsage: canonical.includeUsage, model: canonical.model });
+        const body$ = chat.parts.pipeThrough(encoder).pipeThrough(new TextEncoderStream());
+        return withId(new Response(body$, { headers: SSE_HEADERS }));
+      } catch (error) {
+        return withId(renderError(dialect, error));
+      }
+    };
+
+  const adminGuard = (
+    request: Request,
+    server: { requestIP(request: Request): { address: string } | null } | null,
+  ) => {
+    if (options.adminToken === "") {
+      if (!isLoopback(server?.requestIP(request)?.address))
+        throw new CortexError(
+          "forbidden",
+          "the admin API is only open to loopback; set gateway.admin_token to use it remotely",
+        );
+      return;
+    }
+    const bearer = request.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
+    if (bearer !== options.adminToken)
+      throw new CortexError("unauthorized", "missing or invalid admin token");
+  };
+
+  const adminAction =
+    (fn: (action: AdminModelAction) => Promise<string>) =>
+    async ({ request, server }: { request: Request; server: Parameters<typeof adminGuard>[1] }) => {
+      try {
+        adminGuard(request, server);
+        const parsed = AdminModelAction.safeParse(await readJson(request, maxBody));
+        if (!parsed.success) throw new CortexError("invalid_request", "expected {model, node?, force?}");
+        const message = await fn(parsed.data);
+        log.info(`admin: ${message}`);
+        return json({ ok: true, message });
+      } catch (error) {
+        return renderError("openai", error);
+      }
+    };
+
+  return new Elysia()
+    .use(
+      swagger({
+        path: "/docs",
+        documentation: {
+          info: {
+            title: "cortex gateway",
+            version: options.version,
+            description:
+              "OpenAI- and Anthropic-compatible API in front of a fleet of llama.cpp nodes, plus the admin API.",
+          },
+        },
+      }),
+    )
+    .get("/health", () => json({ status: "ok", version: options.version }))
+    .get("/v1/models", ({ request }) => {
+      if (!clientAuthorized(request))
+        return renderError("openai", new CortexError("unauthorized", "invalid API key"));
+      return json({ object: "list", data: options.routing.catalogue() });
+    })
+    .get("/v1/models/:id", ({ request, params }) => {
+      if (!clientAuthorized(request))
+        return renderError("openai", new CortexError("unauthorized", "invalid API key"));
+      const id = decodeURIComponent(params.id);
+      const entry = options.routing
+        .catalogue()
+        .find((model) => model.id === id || model.cortex.aliases.includes(id));
+      if (!entry)
+        return renderError("openai", new CortexError("model_not_found", `model ${id} does not exist`));
+      return json(entry);
+    })
+    .post("/v1/chat/completions", chatHandler("openai"))
+    .post("/v1/messages", chatHandler("anthropic"))
+    .post("/v1/messages/count_tokens", async ({ request }) => {
+      try {
+        if (!clientAuthorized(request)) throw new CortexError("unauthorized", "invalid API key");
+        const canonical = parseAnthropicCountTokensRequest(await readJson(request, maxBody));
+        const model = options.routing.loader.resolve(canonical.model).id;
+        const routed = await options.routing.route(
+          model,
+          async (target) => {
+            const upstream = target.upstream("v1/chat/count_tokens");
+            const response = await fetch(upstream.url, {
+              method: "POST",
+              headers: { ...upstream.headers, "content-type": "application/json" },
+              body: JSON.stringify(
+                toUpstreamChatBody({ ...canonical, model: target.modelId }, { stream: false }),
+              ),
+              signal: request.signal,
+            });
+            const body: unknown = await response.json().catch(() => undefined);
+            if (!response.ok)
+              throw errorFromResponse(
+                target.node,
+                response.status,
+                body,
+                response.headers.get("retry-after"),
+              );
+            const count = (body as { prompt_tokens?: unknown } | undefined)?.prompt_tokens;
+            if (typeof count !== "number")
+              throw new CortexError(
+                "upstream_error",
+                `node ${target.node} answered count_tokens without a count`,
+              );
+            return count;
+          },
+          { signal: request.signal },
+        );
+        routed.finish();
+        return json(renderAnthropicCountTokensResponse(routed.value));
+      } catch (error) {
+        return renderError("anthropic", error);
+      }
+    })
+    .get("/admin/fleet", ({ request, server }) => {
+      try {
+        adminGuard(request, server);
+        return json(options.routing.fleetView());
+      } catch (error) {
+        return renderError("openai", error);
+      }
+    })
+    .post(
+      "/admin/models/load",
+      adminAction((a) => options.admin.load(a.model, a.node)),
+    )
+    .post(
+      "/admin/models/unload",
+      adminAction((a) => options.admin.unload(a.model, a.node, a.force)),
+    )
+    .post(
+      "/admin/models/pin",
+      adminAction((a) => options.admin.pin(a.model, true)),
+    )
+    .post(
+      "/admin/models/unpin",
+      adminAction((a) => options.admin.pin(a.model, false)),
+    )
+    .onError(({ code, error, request }) => {
+      const dialect: Dialect = new URL(request.url).pathname.startsWith("/v1/messages")
+        ? "anthropic"
+        : "openai";
+      const cortex =
+        code === "NOT_FOUND"
+          ? new CortexError(
+              "not_found",
+              `no such endpoint: ${request.method} ${new URL(request.url).pathname}`,
+            )
+          : toCortexError(error);
+      return renderError(dialect, cortex);
+    });
+}
