@@ -75,6 +75,8 @@ export function candidateDirs(options: LocateOptions): Candidate[] {
   if (options.nativeDir) out.push({ dir: resolve(options.nativeDir), source: "option", flavor: "cpu" });
   const fromEnv = env.CORTEX_NATIVE_DIR;
   if (fromEnv) out.push({ dir: resolve(fromEnv), source: "env", flavor: "cpu" });
+  if (options.cudaAvailable)
+    out.push({ dir: join(dirname(execPath), "native", "cuda"), source: "beside-executable", flavor: "cuda" });
   out.push({ dir: join(dirname(execPath), "native"), source: "beside-executable", flavor: "cpu" });
   if (options.cudaAvailable)
     out.push({ dir: packageBinsDir(cwd, CUDA_PACKAGE), source: "package", flavor: "cuda" });

@@ -6,7 +6,7 @@
  */
 import { cc, type FFIFunction, linkSymbols, type Pointer } from "bun:ffi";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { CortexError } from "../src/core/errors.ts";
 import type {
   LlamaBatchPtr,
@@ -98,9 +98,14 @@ export interface ShimSources {
   libcIncludeDir: string;
 }
 
-/** Where shim.c and the headers live in a source checkout (this file's folder). */
+/**
+ * Where shim.c and the headers live: this file's folder in a source checkout;
+ * in the compiled executable (whose modules sit in Bun's virtual file
+ * system) the `native/` folder that `npm run build` puts beside it.
+ */
 export function repoShimSources(): ShimSources {
-  const here = import.meta.dir;
+  const inRepo = import.meta.dir;
+  const here = existsSync(join(inRepo, "shim.c")) ? inRepo : join(dirname(process.execPath), "native");
   return {
     source: join(here, "shim.c"),
     includeDir: join(here, "include"),

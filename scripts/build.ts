@@ -30,18 +30,17 @@ if (!existsSync(cpuBins)) {
   console.error(`build: ${relative(root, cpuBins)} is missing; run npm ci first`);
   process.exit(1);
 }
-for (const file of readdirSync(cpuBins)) {
-  if (file.endsWith(".so") || file.endsWith(".json")) cpSync(join(cpuBins, file), join(native, "cpu", file));
-}
-const cudaBins = join(root, "node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda");
-if (existsSync(cudaBins)) {
-  for (const file of readdirSync(cudaBins)) {
-    if (file.endsWith(".so") || file.endsWith(".json"))
-      cpSync(join(cudaBins, file), join(native, "cuda", file));
+const copyLibs = (from: string, to: string) => {
+  mkdirSync(to, { recursive: true });
+  for (const file of readdirSync(from)) {
+    if (file.endsWith(".so") || file.endsWith(".json")) cpSync(join(from, file), join(to, file));
   }
-}
+};
+copyLibs(cpuBins, native);
+const cudaBins = join(root, "node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda");
+if (existsSync(cudaBins)) copyLibs(cudaBins, join(native, "cuda"));
+// The C shim is compiled at start by Bun's built-in TinyCC, from these sources.
+cpSync(join(root, "ffi/shim.c"), join(native, "shim.c"));
 cpSync(join(root, "ffi/include"), join(native, "include"), { recursive: true });
-for (const file of readdirSync(join(root, "ffi"))) {
-  if (file.endsWith(".c")) cpSync(join(root, "ffi", file), join(native, file));
-}
+cpSync(join(root, "ffi/shim-include"), join(native, "shim-include"), { recursive: true });
 console.log(`build: dist/cortex (+ dist/native/, ${workers.length} worker entry point(s))`);
