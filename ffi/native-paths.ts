@@ -104,7 +104,10 @@ function inspect(candidate: Candidate): NativeSet | undefined {
   // The CUDA package ships a CUDA backend; a folder without one is CPU-only whatever its name.
   const flavor: NativeFlavor = backends.some((b) => b.includes("libggml-cuda")) ? "cuda" : "cpu";
   const meta = BuildMetadata.safeParse(readJson(join(dir, "_nlcBuildMetadata.json")));
-  const pkg = PackageJson.safeParse(readJson(join(dir, "..", "..", "package.json")));
+  // In node_modules the package.json is two levels up; the build copies it beside the libraries.
+  const pkg = PackageJson.safeParse(
+    readJson(join(dir, "package.json")) ?? readJson(join(dir, "..", "..", "package.json")),
+  );
   return {
     dir,
     flavor,

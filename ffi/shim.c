@@ -72,6 +72,36 @@ struct llama_model * shim_model_load(const char * path, int32_t n_gpu_layers, in
   return llama_model_load_from_file(path, p);
 }
 
+// A tensor-parallel group's model: every layer offloaded, split by layer over
+// the group's devices only (ggml device names such as "CUDA0", passed as
+// `n_devices` NUL-terminated strings back to back in `names`). Returns NULL,
+// after logging why, when a name is not a registered ggml device.
+struct llama_model * shim_model_load_devices(const char * path, const char * names, int32_t n_devices,
+                                             int32_t split_mode, bool use_mmap) {
+  ggml_backend_dev_t devs[65];
+  if (n_devices < 1 || n_devices > 64 || names == NULL) return NULL;
+  const char * name = names;
+  for (int32_t i = 0; i < n_devices; i++) {
+    ggml_backend_dev_t dev = ggml_backend_dev_by_name(name);
+    if (dev == NULL) {
+      shim_log_cb(GGML_LOG_LEVEL_ERROR, "shim_model_load_devices: no ggml device named ", NULL);
+      shim_log_cb(GGML_LOG_LEVEL_CONT, name, NULL);
+      shim_log_cb(GGML_LOG_LEVEL_CONT, "\n", NULL);
+      return NULL;
+    }
+    devs[i] = dev;
+    name += strlen(name) + 1;
+  }
+  devs[n_devices] = NULL;
+  struct llama_model_params p = llama_model_default_params();
+  p.devices = devs; // copied into the model by llama_model_load_from_file
+  p.n_gpu_layers = -1;
+  p.main_gpu = 0;   // index into `devices`: the leader's device holds the output layer
+  p.split_mode = (enum llama_split_mode)split_mode;
+  p.load_mode = use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+  return llama_model_load_from_file(path, p);
+}
+
 // --- context ---------------------------------------------------------------
 
 struct llama_context * shim_context_new(struct llama_model * model, uint32_t n_ctx, uint32_t n_batch,

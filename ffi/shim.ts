@@ -23,6 +23,7 @@ export const shimDefs = {
   shim_log_install: { args: ["i32"], returns: "void" },
   shim_log_drain: { args: ["ptr", "i32"], returns: "i32" },
   shim_model_load: { args: ["ptr", "i32", "i32", "bool"], returns: "ptr" },
+  shim_model_load_devices: { args: ["ptr", "ptr", "i32", "i32", "bool"], returns: "ptr" },
   shim_context_new: { args: ["ptr", "u32", "u32", "u32", "i32", "ptr"], returns: "ptr" },
   shim_batch_new: { args: ["i32"], returns: "ptr" },
   shim_batch_free: { args: ["ptr"], returns: "void" },
@@ -41,6 +42,17 @@ export interface ShimSymbols {
   shim_log_install(minLevel: number): void;
   shim_log_drain(out: PtrArg, cap: number): number;
   shim_model_load(path: PtrArg, nGpuLayers: number, mainGpu: number, useMmap: boolean): LlamaModelPtr | null;
+  /**
+   * Loads a model split over several ggml devices (`names`: NUL-terminated
+   * names back to back, e.g. "CUDA0\0CUDA1\0"); `splitMode` is a llama_split_mode.
+   */
+  shim_model_load_devices(
+    path: PtrArg,
+    names: PtrArg,
+    nDevices: number,
+    splitMode: number,
+    useMmap: boolean,
+  ): LlamaModelPtr | null;
   shim_context_new(
     model: LlamaModelPtr,
     nCtx: number,

@@ -37,8 +37,13 @@ const copyLibs = (from: string, to: string) => {
   }
 };
 copyLibs(cpuBins, native);
+// The package's version travels with its libraries so the binary can check it at start.
+cpSync(join(cpuBins, "../../package.json"), join(native, "package.json"));
 const cudaBins = join(root, "node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda");
-if (existsSync(cudaBins)) copyLibs(cudaBins, join(native, "cuda"));
+if (existsSync(cudaBins)) {
+  copyLibs(cudaBins, join(native, "cuda"));
+  cpSync(join(cudaBins, "../../package.json"), join(native, "cuda", "package.json"));
+}
 // The C shim is compiled at start by Bun's built-in TinyCC, from these sources.
 cpSync(join(root, "ffi/shim.c"), join(native, "shim.c"));
 cpSync(join(root, "ffi/include"), join(native, "include"), { recursive: true });

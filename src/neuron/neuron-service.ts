@@ -195,6 +195,7 @@ export class NeuronService {
       slots,
       maxQueue: this.#options.config.queue_size,
       ...(request.devices === undefined ? {} : { deviceIds: request.devices }),
+      ...(request.deviceCount === undefined ? {} : { deviceCount: request.deviceCount }),
       ...(request.memoryEstimateBytes === undefined
         ? {}
         : { memoryEstimateBytes: request.memoryEstimateBytes }),

@@ -13,7 +13,7 @@ export async function runNeuron(
   const neuron = await startNeuron({
     config: config.file.neuron,
     listen: config.neuronListen,
-    faultInjection: options.faultInjection !== undefined,
+    ...(options.faultInjection === undefined ? {} : { faultInjection: options.faultInjection }),
   });
   return new Promise<number>((resolve) => {
     const shutdown = (signal: string) => {

@@ -13,18 +13,34 @@ import { DevicePool, type DevicePoolOptions } from "./engine/device-pool.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "./gguf/tiny-model.ts";
 import { ModelsDir } from "./models-dir.ts";
 import { createNeuronApp } from "./neuron-app.ts";
+import { createNeuronMetrics, type NeuronMetrics } from "./neuron-metrics.ts";
 import { NeuronService } from "./neuron-service.ts";
+import {
+  announceFaultPlan,
+  type FaultPlan,
+  faultPlanFrom,
+  NO_FAULTS,
+  parseFaultSpec,
+} from "./tp/fault-injection.ts";
 
 const log = logger("neuron");
 
 export const DEMO_MODEL_ID = "cortex-tiny";
+/** Context the demo model is served with: enough for Claude Code's ~35k-token first request. */
+export const DEMO_CONTEXT_SIZE = 65536;
 
 export interface StartNeuronOptions {
   config: NeuronSection;
   listen: ListenAddress;
   /** Load the demo model at start when serving the demo models directory. */
   preloadDemo?: boolean;
-  faultInjection?: boolean;
+  /**
+   * Test only. A spec (tp/fault-injection.ts) injects those faults into
+   * tensor-parallel groups; `true` reads the spec from `--fault-injection`
+   * in argv or CORTEX_FAULT_INJECTION (and allows the engine's inject-fault
+   * jobs either way). Without it only CORTEX_FAULT_INJECTION can turn faults on.
+   */
+  faultInjection?: boolean | string;
   pool?: Partial<DevicePoolOptions>;
 }
 
@@ -33,7 +49,15 @@ export interface RunningNeuron {
   port: number;
   service: NeuronService;
   pool: DevicePool;
+  metrics: NeuronMetrics;
   stop(): Promise<void>;
+}
+
+function faultPlanOf(option: boolean | string | undefined): FaultPlan {
+  if (typeof option === "string") return parseFaultSpec(option);
+  if (option === true) return faultPlanFrom(process.argv, process.env);
+  const env = process.env.CORTEX_FAULT_INJECTION;
+  return env ? parseFaultSpec(env) : NO_FAULTS;
 }
 
 /** Where the generated demo model lives when no models directory is configured. */
@@ -51,22 +75,39 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     demo = true;
     log.info(`no models_dir configured: serving the generated demo model from ${root}`);
   }
+  const faults = faultPlanOf(options.faultInjection);
+  announceFaultPlan(faults);
+  const metrics = createNeuronMetrics();
+  // The service exists only once the pool does; the pool reports lost models through this.
+  let service: NeuronService | undefined;
   const pool = await DevicePool.start({
     ...(config.devices === "all" ? {} : { devices: config.devices }),
     ...(config.memory_limit === undefined ? {} : { memoryLimitBytes: config.memory_limit }),
     ...(config.threads > 0 ? { threads: config.threads } : {}),
-    faultInjection: options.faultInjection === true,
+    cpuDevices: config.cpu_devices,
+    faultInjection: options.faultInjection !== undefined && options.faultInjection !== false,
+    faultSpec: faults.spec,
+    tpTimings: { stepTimeoutMs: config.step_timeout_s * 1000, graceMs: config.stage2_grace_s * 1000 },
+    onModelLost: (id, reason) => service?.forget(id, reason),
+    observer: metrics.observer,
     ...options.pool,
   });
-  const service = new NeuronService({ pool, modelsDir: new ModelsDir(root), config, version: VERSION });
+  metrics.bind(pool);
+  service = new NeuronService({
+    pool,
+    modelsDir: new ModelsDir(root),
+    config,
+    version: VERSION,
+    unhealthyReason: () => pool.fatalReason,
+  });
   if (demo && options.preloadDemo !== false) {
     await service.load({
       id: DEMO_MODEL_ID,
       file: TINY_MODEL_FILE,
-      contextSize: config.default_context_size,
+      contextSize: DEMO_CONTEXT_SIZE,
     });
   }
-  const app = createNeuronApp({ service, authToken: config.auth_token });
+  const app = createNeuronApp({ service, authToken: config.auth_token, metrics: () => metrics.render() });
   app.listen({ hostname: options.listen.hostname, port: options.listen.port, idleTimeout: 0 });
   const server = app.server;
   if (!server) throw new Error("neuron HTTP server did not start");
@@ -86,6 +127,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     port: server.port ?? options.listen.port,
     service,
     pool,
+    metrics,
     async stop() {
       if (stopped) return;
       stopped = true;

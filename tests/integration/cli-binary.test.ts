@@ -1,9 +1,10 @@
 /**
  * The compiled executable, as a user runs it: build once, then --version,
- * --help and a bad config (exit code 2 with the file, key and expectation).
+ * --help and a bad config (exit code 2 with the file, key and expectation),
+ * and the binary copied elsewhere with its native/ folder serving a real chat.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
@@ -69,4 +70,70 @@ describe("dist/cortex", () => {
     expect(result.code).toBe(3);
     expect(result.stderr).toContain("cannot reach the gateway at http://127.0.0.1:9");
   });
+
+  test("copied elsewhere with native/ beside it, `serve` answers a chat, `status` sees it, SIGTERM exits 0", async () => {
+    // Far from the checkout, so nothing can fall back to node_modules or src/.
+    const install = mkdtempSync(join(tmpdir(), "cortex-install-"));
+    cpSync(join(root, "dist"), install, { recursive: true });
+    const config = join(install, "cortex.toml");
+    writeFileSync(config, `[gateway]\nlisten = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:0"\n`);
+    const proc = Bun.spawn([join(install, "cortex"), "serve", "--config", config], {
+      cwd: install,
+      stdin: "ignore",
+      env: { ...process.env, XDG_CACHE_HOME: join(install, "cache"), CORTEX_LOG_LEVEL: "info" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    try {
+      const url = await waitForListening(proc);
+      const response = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "cortex-tiny",
+          messages: [{ role: "user", content: "Tell me about the cat." }],
+          max_tokens: 12,
+        }),
+      });
+      expect(response.status).toBe(200);
+      const body = (await response.json()) as {
+        choices: Array<{ message: { content: string } }>;
+        usage: { completion_tokens: number };
+      };
+      expect(body.choices[0]?.message.content.length).toBeGreaterThan(0);
+      expect(body.usage.completion_tokens).toBeGreaterThan(0);
+
+      const status = Bun.spawn([join(install, "cortex"), "status", "--json", "--gateway", url], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      expect(await status.exited).toBe(0);
+      const fleet = JSON.parse(await new Response(status.stdout).text()) as {
+        nodes: Array<{ name: string; state: string; loaded: Array<{ id: string }> }>;
+      };
+      expect(fleet.nodes.map((n) => [n.name, n.state])).toEqual([["local", "up"]]);
+      expect(fleet.nodes[0]?.loaded.map((m) => m.id)).toContain("cortex-tiny");
+    } finally {
+      proc.kill("SIGTERM");
+    }
+    expect(await proc.exited).toBe(0);
+  }, 60_000);
 });
+
+/** Drains both output streams (a full pipe would block the server) until the gateway says where it listens. */
+async function waitForListening(proc: Bun.Subprocess<"ignore", "pipe", "pipe">): Promise<string> {
+  let seen = "";
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) seen += decoder.decode(chunk, { stream: true });
+  };
+  void drain(proc.stdout);
+  void drain(proc.stderr);
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const match = /gateway \S+ listening on ([\d.]+:\d+)/.exec(seen);
+    if (match) return `http://${match[1]}`;
+    await Bun.sleep(50);
+  }
+  throw new Error(`the gateway never said it was listening:\n${seen}`);
+}

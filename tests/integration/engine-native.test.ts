@@ -27,6 +27,7 @@ describe("native set lookup", () => {
     expect(dirs).toEqual([
       "/opt/a",
       "/opt/b",
+      "/usr/local/bin/native/cuda",
       "/usr/local/bin/native",
       "/srv/node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda",
       "/srv/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64",

@@ -92,7 +92,7 @@ describe("lifecycle", () => {
       }>;
     };
     const tiny = models.available.find((m) => m.file === TINY_MODEL_FILE);
-    expect(tiny).toMatchObject({ architecture: "llama", contextLength: 32768, hasChatTemplate: true });
+    expect(tiny).toMatchObject({ architecture: "llama", contextLength: 131072, hasChatTemplate: true });
     expect(tiny?.sizeBytes).toBeGreaterThan(0);
   });
 

@@ -204,7 +204,7 @@ describe("ensureDemoModel", () => {
     expect(await ensureDemoModel(dir)).toBe(path);
     const info = await readGgufInfo(path);
     expect(info.metadata[TINY_MODEL_VERSION_KEY]).toBe(model.version);
-    expect(info.contextLength).toBe(32768);
+    expect(info.contextLength).toBe(131072);
     expect([...new Bun.Glob("*").scanSync(dir)]).toEqual(["cortex-tiny.gguf"]);
   });
 });

@@ -99,6 +99,8 @@ export const NeuronSection = z.strictObject({
   default_context_size: z.number().int().positive().default(32768),
   queue_size: z.number().int().nonnegative().default(64),
   threads: z.number().int().nonnegative().default(0),
+  /** CPU mode: how many CPU devices (`cpu-0` …) to expose, each its own Worker (tensor-parallel groups on CPU). */
+  cpu_devices: z.number().int().positive().max(64).default(1),
 });
 
 export type NeuronSection = z.infer<typeof NeuronSection>;

@@ -59,6 +59,8 @@ export class BatchScheduler {
   readonly #logits = new Int8Array(BATCH_TOKENS);
   /** Set by fault injection: the next decode runs with the abort flag raised. */
   failNextDecode = false;
+  /** What the last `step` decoded (undefined when it decoded nothing), for metrics. */
+  lastBatch: { sequences: number; tokens: number } | undefined;
 
   constructor(
     rt: NativeRuntime,
@@ -80,6 +82,13 @@ export class BatchScheduler {
     if (this.#waiting.length > 0 && this.#freeSlots.length > 0) return true;
     for (const seq of this.#active.values()) if (!seq.paused || seq.cancelled) return true;
     return false;
+  }
+
+  /** KV cells held by live sequences (prompt decoded so far plus completion). */
+  get kvTokens(): number {
+    let used = 0;
+    for (const seq of this.#active.values()) used += seq.prefilled + Math.max(0, seq.completion - 1);
+    return used;
   }
 
   setPaused(key: number, paused: boolean): void {
@@ -190,10 +199,12 @@ export class BatchScheduler {
    * sequence produced logits. Returns whether work remains.
    */
   step(): boolean {
+    this.lastBatch = undefined;
     for (const seq of [...this.#active.values()]) if (seq.cancelled) this.#finish(seq, "stop");
     this.#admit();
     if (!this.busy) return false;
     let n = 0;
+    let sequences = 0;
     const outputs: Array<{ seq: Sequence; index: number }> = [];
     // Generating sequences first: one token each keeps their latency flat while prompts prefill.
     for (const seq of this.#active.values()) {
@@ -201,6 +212,7 @@ export class BatchScheduler {
       this.#put(n, seq.lastToken, seq.prompt.length + seq.completion - 1, seq.slot, true);
       outputs.push({ seq, index: n });
       n++;
+      sequences++;
     }
     for (const seq of this.#active.values()) {
       if (n >= BATCH_TOKENS) break;
@@ -215,6 +227,7 @@ export class BatchScheduler {
         n++;
       }
       seq.prefilled += take;
+      sequences++;
     }
     if (n === 0) return this.busy;
     if (this.failNextDecode) {
@@ -232,6 +245,7 @@ export class BatchScheduler {
     );
     this.#stats.decodeCalls++;
     this.#stats.tokensDecoded += n;
+    this.lastBatch = { sequences, tokens: n };
     if (rc !== 0) {
       const aborted = Atomics.exchange(this.#rt.abortFlag, 0, 0) !== 0;
       throw new DeviceFault(

@@ -9,9 +9,26 @@ import { availableParallelism, freemem, totalmem } from "node:os";
 import { consola } from "consola";
 import { discoverCudaDevices } from "../../../ffi/cuda.ts";
 import { type NativeProcess, prepareNativeProcess } from "../../../ffi/native-process.ts";
+import { findNcclLibrary, ncclMissingMessage } from "../../../ffi/nccl.ts";
 import type { ShimSources } from "../../../ffi/shim.ts";
 import { CortexError, type WireError } from "../../core/errors.ts";
 import type { DeviceInfo, LoadedModel, ModelState } from "../../core/neuron-api.ts";
+import { workerUrl } from "../../core/worker-url.ts";
+import { type Aborter, createWorkerAborter } from "../tp/aborter.ts";
+import type { CommunicatorBackendName } from "../tp/communicator.ts";
+import { formGroup } from "../tp/form-group.ts";
+import type { RankPort, TpRankCall } from "../tp/rank-client.ts";
+import {
+  createTpCounters,
+  exitForSupervisor,
+  type FatalReport,
+  type RecoveryHooks,
+  StepWatchdog,
+  type TpCounters,
+  type TpLogger,
+  type WatchdogTimings,
+  watchdogTimingsFromEnv,
+} from "../tp/step-watchdog.ts";
 import {
   type ChatRenderInput,
   type ChatToolInput,
@@ -19,10 +36,11 @@ import {
   type TemplateReadyMessage,
   templateMessages,
 } from "./chat-template.ts";
-import type { JobMap, JobType, MainToWorker, WorkerInit, WorkerToMain } from "./protocol.ts";
+import type { GroupStepResult, JobMap, JobType, MainToWorker, WorkerInit, WorkerToMain } from "./protocol.ts";
 import { SequenceStream } from "./sequence-stream.ts";
 import { toolCallTransform } from "./tool-call-parser.ts";
-import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./types.ts";
+import { chooseGroupDevices, ggmlCudaNames, groupShareBytes } from "./tp-placement.ts";
+import type { EngineObserver, GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./types.ts";
 
 export interface DevicePoolOptions {
   /** Restrict to these device ids (`cpu-0`, `cuda-dev-1`); default: every device found. */
@@ -46,6 +64,24 @@ export interface DevicePoolOptions {
    * device (ggml's spinning threads starve the main thread otherwise), 2 for GPUs.
    */
   threads?: number;
+  /**
+   * CPU mode: how many CPU devices to expose (`cpu-0` … `cpu-<n-1>`), each
+   * its own Worker, so tensor-parallel groups run on CPU (shm communicator).
+   * Default 1.
+   */
+  cpuDevices?: number;
+  /** Fault-injection spec handed to every tensor-parallel rank (tp/fault-injection.ts); "" = none. */
+  faultSpec?: string;
+  /** Step watchdog timings of tensor-parallel groups; default: the NEURON_TP_* environment. */
+  tpTimings?: Partial<WatchdogTimings>;
+  /** Stage 2 sink; default exitForSupervisor (the process exits 70). `fatalReason` is set first either way. */
+  onFatal?: (report: FatalReport) => void;
+  /** A model the pool dropped on its own (Stage 1 recovery); the service forgets it so the gateway reloads on demand. */
+  onModelLost?: (id: string, reason: string) => void;
+  /** Watchdog log sink (tests capture it); default consola. */
+  tpLogger?: TpLogger;
+  /** Metrics hooks. */
+  observer?: EngineObserver;
 }
 
 interface DeviceSpec {
@@ -73,6 +109,30 @@ interface Device {
   loadCycles: number;
   abortFlag: SharedArrayBuffer;
   closed: boolean;
+  /** Resolves when the Worker thread has closed. */
+  exited: Promise<void>;
+  /** The tensor-parallel group this device belongs to. */
+  groupId: string | undefined;
+}
+
+/** A model spread over several devices: the leader runs it, every member joins the per-step collective. */
+interface TpGroup {
+  id: string;
+  modelId: string;
+  kind: "cpu" | "cuda";
+  /** Leader first. */
+  deviceIds: string[];
+  specs: DeviceSpec[];
+  backend: CommunicatorBackendName;
+  watchdog: StepWatchdog;
+  /** A step loop is running. */
+  pumping: boolean;
+  /** Another step is due (work submitted, resumed, cancelled, or the last step left some). */
+  wantStep: boolean;
+  /** Set by unload/close: no new steps. */
+  closing: boolean;
+  /** The running step loop, if any. */
+  pumpDone: Promise<void> | undefined;
 }
 
 interface ActiveSequence {
@@ -96,6 +156,9 @@ interface ModelEntry {
   lastUsed: number;
   /** Resolves when inFlight reaches 0 (unload waits on it). */
   idleWaiters: Array<() => void>;
+  /** KV cells its live sequences hold, as of the last step. */
+  kvTokens: number;
+  group?: TpGroup;
 }
 
 const DEFAULT_CONTEXT = 4096;
@@ -103,6 +166,20 @@ const DEFAULT_CONTEXT = 4096;
 let nextJobId = 1;
 let nextSeqKey = 1;
 let nextCallPrefix = 1;
+let nextGroup = 1;
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Resolves with `promise`, or rejects with `onLate()` after `ms`. */
+function within<T>(promise: Promise<T>, ms: number, onLate: () => Error): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onLate()), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
 
 function ggmlLogLevel(): number {
   // consola: 4 debug, 5 trace; ggml: 1 debug, 2 info, 3 warn.
@@ -116,11 +193,25 @@ export class DevicePool {
   readonly #native: NativeProcess;
   readonly #devices = new Map<string, Device>();
   readonly #models = new Map<string, ModelEntry>();
+  readonly #groups = new Map<string, TpGroup>();
+  /** Stage 1 recoveries under way; a load waits for them (the devices come back fresh). */
+  readonly #recoveries = new Set<Promise<unknown>>();
+  readonly #tpTimings: WatchdogTimings;
+  #aborter: Aborter | undefined;
+  #fatalReason: string | undefined;
   #closed = false;
+  /** Watchdog counters of this pool's groups (the metrics read them). */
+  readonly tpCounters: TpCounters = createTpCounters();
 
   private constructor(options: DevicePoolOptions, native: NativeProcess) {
     this.#options = options;
     this.#native = native;
+    this.#tpTimings = { ...watchdogTimingsFromEnv(), ...options.tpTimings };
+  }
+
+  /** Set when a group's watchdog gave up (Stage 2): the neuron is about to exit and must report unhealthy. */
+  get fatalReason(): string | undefined {
+    return this.#fatalReason;
   }
 
   /** Discovers devices, starts one Worker each and waits until all have loaded the native set. */
@@ -143,7 +234,13 @@ export class DevicePool {
             computeCapability: d.computeCapability,
             memoryTotal: d.memoryTotal,
           }))
-        : [{ id: "cpu-0", kind: "cpu", index: 0, name: "CPU", memoryTotal: totalmem() }];
+        : Array.from({ length: Math.max(1, options.cpuDevices ?? 1) }, (_, index) => ({
+            id: `cpu-${index}`,
+            kind: "cpu" as const,
+            index,
+            name: "CPU",
+            memoryTotal: totalmem(),
+          }));
     if (cuda.length > 0 && native.set.flavor !== "cuda")
       consola.info(`${cuda.length} CUDA device(s) found but the native set is CPU-only; using cpu-0`);
     if (options.devices) {
@@ -163,9 +260,15 @@ export class DevicePool {
   }
 
   #startDevice(spec: DeviceSpec): Promise<void> {
-    const url = this.#options.workerUrl ?? new URL("./device-worker.ts", import.meta.url);
+    const url =
+      this.#options.workerUrl ??
+      workerUrl("neuron/engine/device-worker.ts", new URL("./device-worker.ts", import.meta.url));
     const worker = new Worker(url);
     const abortFlag = new SharedArrayBuffer(4);
+    let exitedResolve!: () => void;
+    const exited = new Promise<void>((resolve) => {
+      exitedResolve = resolve;
+    });
     let readyResolve!: () => void;
     let readyReject!: (error: CortexError) => void;
     const ready = new Promise<void>((resolve, reject) => {
@@ -182,6 +285,8 @@ export class DevicePool {
       loadCycles: 0,
       abortFlag,
       closed: false,
+      exited,
+      groupId: undefined,
     };
     this.#devices.set(spec.id, device);
     worker.onmessage = (event: MessageEvent<WorkerToMain>) => {
@@ -204,7 +309,9 @@ export class DevicePool {
       );
     };
     worker.addEventListener("close", () => {
+      exitedResolve();
       if (!device.closed) this.#poison(device, "worker exited unexpectedly");
+      readyReject(new CortexError("device_fault", `${spec.id}: worker exited while starting`));
     });
     const init: WorkerInit = {
       deviceId: spec.id,
@@ -214,10 +321,16 @@ export class DevicePool {
       abortFlag,
       logLevel: ggmlLogLevel(),
       faultInjection: this.#options.faultInjection ?? false,
-      threads: this.#options.threads ?? (spec.kind === "cpu" ? Math.max(1, availableParallelism() - 1) : 2),
+      threads: this.#options.threads ?? (spec.kind === "cpu" ? this.#cpuThreads() : 2),
     };
     this.#post(device, { type: "init", init });
     return ready;
+  }
+
+  /** All cores but one, shared by the CPU devices (ggml's spinning threads starve the main thread otherwise). */
+  #cpuThreads(): number {
+    const cpuDevices = Math.max(1, this.#options.cpuDevices ?? 1);
+    return Math.max(1, Math.floor((availableParallelism() - 1) / cpuDevices));
   }
 
   #post(device: Device, message: MainToWorker): void {
@@ -238,6 +351,9 @@ export class DevicePool {
         const active = device.sequences.get(message.seqKey);
         if (!active) return;
         const final = message.event.type === "done" || message.event.type === "error";
+        const event = message.event;
+        if (event.type === "done")
+          this.#observe(() => this.#options.observer?.sequenceDone?.(active.model.info.id, event.usage));
         active.channel.push(message.event);
         if (final) {
           device.sequences.delete(message.seqKey);
@@ -248,6 +364,15 @@ export class DevicePool {
       case "fault":
         this.#poison(device, message.reason);
         return;
+      case "step": {
+        const { modelId, batchSize, tokens, kvTokens, ms } = message;
+        const model = this.#models.get(modelId);
+        if (model) model.kvTokens = kvTokens;
+        this.#observe(() =>
+          this.#options.observer?.step?.({ modelId, batchSize, tokens, kvTokens, ms, group: false }),
+        );
+        return;
+      }
       case "ready":
       case "init-failed":
         return;
@@ -278,13 +403,26 @@ export class DevicePool {
   }
 
   #job<K extends JobType>(device: Device, job: JobMap[K]["job"]): Promise<JobMap[K]["result"]> {
+    return this.#request(device, (jobId) => ({ type: "job", jobId, job })) as Promise<JobMap[K]["result"]>;
+  }
+
+  /** Posts a message answered by one `result` and waits for it. */
+  #request(device: Device, message: (jobId: number) => MainToWorker): Promise<unknown> {
     if (device.closed)
       return Promise.reject(new CortexError("unavailable", `${device.spec.id} is shut down`));
     const jobId = nextJobId++;
     return new Promise((resolve, reject) => {
-      device.jobs.set(jobId, { resolve: (v) => resolve(v as JobMap[K]["result"]), reject });
-      this.#post(device, { type: "job", jobId, job });
+      device.jobs.set(jobId, { resolve, reject });
+      this.#post(device, message(jobId));
     });
+  }
+
+  #observe(call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      consola.debug(`engine observer failed: ${describeError(error)}`);
+    }
   }
 
   #device(id: string): Device {
@@ -295,7 +433,10 @@ export class DevicePool {
 
   #usedBytes(deviceId: string): number {
     let used = 0;
-    for (const m of this.#models.values()) if (m.deviceId === deviceId) used += m.info.memoryBytes;
+    for (const m of this.#models.values()) {
+      if (m.group) used += groupShareBytes(m.info.memoryBytes, m.group, deviceId);
+      else if (m.deviceId === deviceId) used += m.info.memoryBytes;
+    }
     return used;
   }
 
@@ -349,6 +490,15 @@ export class DevicePool {
     return this.#models.get(id)?.info;
   }
 
+  /** KV cells in use and KV capacity (context × slots) per loaded model, for metrics. */
+  kvUsage(): Array<{ id: string; usedTokens: number; sizeTokens: number }> {
+    return [...this.#models.values()].map((m) => ({
+      id: m.info.id,
+      usedTokens: m.kvTokens,
+      sizeTokens: m.info.contextSize * m.info.slots,
+    }));
+  }
+
   /** Load-balancing and eviction inputs of one model. */
   modelStats(id: string): { inFlight: number; queued: number; lastUsed: number } | undefined {
     const m = this.#models.get(id);
@@ -361,6 +511,9 @@ export class DevicePool {
    */
   async load(options: LoadOptions): Promise<ModelInfo> {
     this.#assertOpen();
+    // A device being recovered comes back with a fresh Worker; wait rather than refuse.
+    if (this.#recoveries.size > 0) await Promise.allSettled([...this.#recoveries]);
+    this.#assertOpen();
     const existing = this.#models.get(options.id);
     if (existing) {
       if (existing.info.path === options.path && existing.state !== "failed") return existing.info;
@@ -368,14 +521,7 @@ export class DevicePool {
     }
     const contextSize = options.contextSize ?? DEFAULT_CONTEXT;
     const slots = options.slots ?? 1;
-    if (options.deviceIds && options.deviceIds.length > 1)
-      throw new CortexError(
-        "unsupported_parameter",
-        "multi-device (tensor-parallel) placement is not supported yet",
-        {
-          param: "devices",
-        },
-      );
+    const count = options.deviceIds?.length ?? options.deviceCount ?? 1;
     let fileBytes: number;
     try {
       fileBytes = statSync(options.path).size;
@@ -383,6 +529,7 @@ export class DevicePool {
       throw new CortexError("load_failed", `model file not readable: ${options.path}`, { cause: error });
     }
     const needAtLeast = options.memoryEstimateBytes ?? fileBytes;
+    if (count > 1) return this.#loadGroup(options, { contextSize, slots, count, needAtLeast });
     const candidates = options.deviceIds
       ? options.deviceIds.map((id) => this.#device(id))
       : [...this.#devices.values()].filter((d) => !d.poisonReason);
@@ -421,9 +568,11 @@ export class DevicePool {
       maxQueue: options.maxQueue ?? slots * 4,
       lastUsed: Date.now(),
       idleWaiters: [],
+      kvTokens: 0,
     };
     const budget = this.#memory(device).free;
     this.#models.set(options.id, entry);
+    const started = performance.now();
     try {
       const result = await this.#job<"load">(device, {
         type: "load",
@@ -438,10 +587,338 @@ export class DevicePool {
       consola.info(
         `loaded ${options.id} on ${device.spec.id}: ${result.description}, ctx ${contextSize} × ${slots} slots, ~${Math.round(result.memoryBytes / 2 ** 20)} MiB`,
       );
+      const ms = performance.now() - started;
+      this.#observe(() => this.#options.observer?.modelLoaded?.(options.id, ms, entry.info.deviceIds));
       return entry.info;
     } catch (error) {
       this.#models.delete(options.id);
       throw error;
+    }
+  }
+
+  /** Forms a tensor-parallel group over `count` devices and loads the model on its leader. */
+  async #loadGroup(
+    options: LoadOptions,
+    sizing: { contextSize: number; slots: number; count: number; needAtLeast: number },
+  ): Promise<ModelInfo> {
+    const { contextSize, slots, count } = sizing;
+    const chosen = chooseGroupDevices(
+      [...this.#devices.values()].map((d) => ({
+        id: d.spec.id,
+        kind: d.spec.kind,
+        free: this.#memory(d).free,
+        poisoned: d.poisonReason !== undefined || d.closed,
+        busy: d.groupId !== undefined || this.#usedBytes(d.spec.id) > 0 || this.#hostsModel(d.spec.id),
+      })),
+      {
+        modelId: options.id,
+        count,
+        needBytes: sizing.needAtLeast,
+        ...(options.deviceIds ? { deviceIds: options.deviceIds } : {}),
+      },
+    );
+    const members = chosen.map((c) => this.#device(c.id));
+    const leader = members[0]!;
+    const kind = leader.spec.kind;
+    const groupId = `tp${nextGroup++}`;
+    for (const m of members) m.groupId = groupId;
+    const deviceIds = members.map((m) => m.spec.id);
+    const entry: ModelEntry = {
+      info: {
+        id: options.id,
+        path: options.path,
+        deviceIds,
+        contextSize,
+        slots,
+        trainedContextSize: 0,
+        chatTemplate: null,
+        bosToken: "",
+        eosToken: "",
+        addBos: false,
+        memoryBytes: 0,
+        description: "",
+        loadedAt: Date.now(),
+      },
+      state: "loading",
+      deviceId: leader.spec.id,
+      inFlight: 0,
+      queue: [],
+      maxQueue: options.maxQueue ?? slots * 4,
+      lastUsed: Date.now(),
+      idleWaiters: [],
+      kvTokens: 0,
+    };
+    this.#models.set(options.id, entry);
+    const started = performance.now();
+    let formed = false;
+    try {
+      const backend = this.#groupBackend(kind);
+      const { handles } = await formGroup({
+        groupId,
+        backend: backend.name,
+        ports: members.map((m) => this.#rankPort(m)),
+        ...(backend.libraryPath === undefined
+          ? {}
+          : { libraryPath: backend.libraryPath, memory: "cuda" as const }),
+        ...(kind === "cuda" ? { deviceOrdinals: members.map((m) => m.spec.index) } : {}),
+        faults: this.#options.faultSpec ?? "",
+        timeoutMs: Math.max(30_000, this.#tpTimings.stepTimeoutMs),
+      });
+      formed = true;
+      this.#aborter ??= createWorkerAborter();
+      if (backend.libraryPath !== undefined) await this.#aborter.warm([backend.libraryPath]);
+      const budget =
+        kind === "cuda"
+          ? members.reduce((sum, m) => sum + this.#memory(m).free, 0)
+          : this.#memory(leader).free;
+      const result = await this.#job<"load">(leader, {
+        type: "load",
+        modelId: options.id,
+        path: options.path,
+        contextSize,
+        slots,
+        memoryBudgetBytes: budget,
+        driven: true,
+        ...(kind === "cuda" ? { splitDevices: ggmlCudaNames(members.map((m) => m.spec.index)) } : {}),
+      });
+      const identity = { id: groupId, modelId: options.id, deviceIds, specs: members.map((m) => m.spec) };
+      const watchdog = new StepWatchdog({
+        group: { groupId, model: options.id, devices: deviceIds },
+        handles,
+        aborter: this.#aborter,
+        raiseAbortFlag: () => Atomics.store(new Int32Array(leader.abortFlag), 0, 1),
+        recovery: this.#recoveryHooks(identity),
+        onFatal: (report) => this.#onFatal(report),
+        timings: this.#tpTimings,
+        counters: this.tpCounters,
+        ...(this.#options.tpLogger ? { logger: this.#options.tpLogger } : {}),
+      });
+      watchdog.markReady();
+      const group: TpGroup = {
+        ...identity,
+        kind,
+        backend: backend.name,
+        watchdog,
+        pumping: false,
+        wantStep: false,
+        closing: false,
+        pumpDone: undefined,
+      };
+      this.#groups.set(groupId, group);
+      entry.group = group;
+      entry.info = { ...entry.info, ...result, loadedAt: Date.now() };
+      entry.state = "ready";
+      consola.info(
+        `loaded ${options.id} on tensor-parallel group ${groupId} [${deviceIds.join(",")}] (${backend.name}): ${result.description}, ctx ${contextSize} × ${slots} slots, ~${Math.round(result.memoryBytes / 2 ** 20)} MiB`,
+      );
+      const ms = performance.now() - started;
+      this.#observe(() => this.#options.observer?.modelLoaded?.(options.id, ms, deviceIds));
+      return entry.info;
+    } catch (error) {
+      this.#models.delete(options.id);
+      if (formed) {
+        await Promise.all(members.map((m) => this.#tpCall(m, { type: "tp-leave" }).catch(() => undefined)));
+        for (const m of members) m.groupId = undefined;
+      } else {
+        // A rank that never joined may be stuck in init: give every member a fresh Worker.
+        consola.error(
+          `tensor-parallel group ${groupId} did not form: ${describeError(error)}; restarting [${deviceIds.join(",")}]`,
+        );
+        await this.#replaceDevices(members, this.#tpTimings.graceMs).catch((e: unknown) =>
+          consola.error(`restarting [${deviceIds.join(",")}] failed: ${describeError(e)}`),
+        );
+      }
+      throw error;
+    }
+  }
+
+  #hostsModel(deviceId: string): boolean {
+    for (const m of this.#models.values()) if (m.info.deviceIds.includes(deviceId)) return true;
+    return false;
+  }
+
+  /** nccl between CUDA devices when libnccl is found, else the shm communicator (CPU groups always). */
+  #groupBackend(kind: "cpu" | "cuda"): { name: CommunicatorBackendName; libraryPath?: string } {
+    if (kind === "cpu") return { name: "shm" };
+    const lookup = findNcclLibrary();
+    if (lookup.path) return { name: "nccl", libraryPath: lookup.path };
+    consola.warn(ncclMissingMessage(lookup));
+    return { name: "shm" };
+  }
+
+  #tpCall(device: Device, call: TpRankCall): Promise<unknown> {
+    return this.#request(device, (jobId) => ({ type: "tp", jobId, call }));
+  }
+
+  #rankPort(device: Device): RankPort {
+    return {
+      request: (call) => this.#tpCall(device, call),
+      terminate: (timeoutMs) => this.#terminateDevice(device, timeoutMs ?? 5_000),
+    };
+  }
+
+  /** Terminates a device's Worker without asking it anything; rejects if the thread has not closed in time. */
+  async #terminateDevice(device: Device, timeoutMs: number): Promise<void> {
+    if (!device.closed) {
+      device.closed = true;
+      const gone = new CortexError("unavailable", `${device.spec.id} was restarted`);
+      for (const job of device.jobs.values()) job.reject(gone);
+      device.jobs.clear();
+      for (const [key, active] of device.sequences) {
+        active.channel.push({ type: "error", error: gone.toWire() });
+        device.sequences.delete(key);
+        this.#sequenceEnded(active.model);
+      }
+      device.worker.terminate();
+    }
+    await within(
+      device.exited,
+      timeoutMs,
+      () => new CortexError("timeout", `${device.spec.id}: Worker did not close within ${timeoutMs} ms`),
+    );
+  }
+
+  /** Fresh Workers on the same devices (the old ones are terminated first). */
+  async #replaceDevices(devices: readonly Device[], timeoutMs: number): Promise<void> {
+    await Promise.all(devices.map((d) => this.#terminateDevice(d, timeoutMs)));
+    if (this.#closed) return;
+    await Promise.all(
+      devices.map((d) => {
+        if (this.#devices.get(d.spec.id) === d) this.#devices.delete(d.spec.id);
+        return this.#startDevice(d.spec);
+      }),
+    );
+  }
+
+  /** Stage 1, as the watchdog runs it: each hook is bounded by the grace period there. */
+  #recoveryHooks(group: Pick<TpGroup, "id" | "modelId" | "deviceIds" | "specs">): RecoveryHooks {
+    const current = () => group.deviceIds.map((id) => this.#devices.get(id)).filter((d) => d !== undefined);
+    return {
+      unload: async () => {
+        const leader = this.#devices.get(group.deviceIds[0]!);
+        if (!leader) throw new CortexError("unavailable", "the leader device is gone");
+        await this.#job<"unload">(leader, { type: "unload", modelId: group.modelId });
+      },
+      terminateWorkers: async () => {
+        await Promise.all(current().map((d) => this.#terminateDevice(d, this.#tpTimings.graceMs)));
+      },
+      startWorkers: async () => {
+        if (this.#closed) return;
+        await Promise.all(
+          group.specs.map((spec) => {
+            const old = this.#devices.get(spec.id);
+            if (old?.closed) this.#devices.delete(spec.id);
+            return this.#devices.has(spec.id) ? undefined : this.#startDevice(spec);
+          }),
+        );
+      },
+      reportUnloaded: (reason) => {
+        this.#groups.delete(group.id);
+        const model = this.#models.get(group.modelId);
+        if (model?.group?.id === group.id) {
+          this.#models.delete(group.modelId);
+          for (const wake of model.idleWaiters.splice(0)) wake();
+        }
+        this.#options.onModelLost?.(group.modelId, reason);
+      },
+    };
+  }
+
+  #onFatal(report: FatalReport): void {
+    this.#fatalReason = `tp watchdog Stage 2 on ${report.group.groupId} (${report.group.model}): ${report.reason}`;
+    const sink = this.#options.onFatal ?? exitForSupervisor();
+    sink(report);
+  }
+
+  /** Asks for another step of a group's model, starting its step loop if idle. */
+  #kick(model: ModelEntry): void {
+    const group = model.group;
+    if (!group || group.closing) return;
+    group.wantStep = true;
+    if (group.pumping) return;
+    group.pumping = true;
+    group.pumpDone = this.#pump(model, group).finally(() => {
+      group.pumping = false;
+    });
+  }
+
+  /** The group's step loop: one watched step at a time while work remains. */
+  async #pump(model: ModelEntry, group: TpGroup): Promise<void> {
+    while (
+      group.wantStep &&
+      !group.closing &&
+      !this.#closed &&
+      model.state !== "failed" &&
+      group.watchdog.state === "ready"
+    ) {
+      group.wantStep = false;
+      let result: GroupStepResult;
+      try {
+        const meta = { batchSize: model.inFlight, tokens: model.inFlight };
+        result = await group.watchdog.runStep((step) => this.#groupStep(group, step, meta), meta);
+      } catch (error) {
+        this.#groupStepFailed(model, group, error);
+        return;
+      }
+      model.kvTokens = result.kvTokens;
+      const { modelId, batchSize, tokens, kvTokens, ms } = result;
+      this.#observe(() =>
+        this.#options.observer?.step?.({ modelId, batchSize, tokens, kvTokens, ms, group: true }),
+      );
+      if (result.more) group.wantStep = true;
+    }
+  }
+
+  /** One step: the followers' collective and the leader's collective + forward; resolves with the leader's reply. */
+  #groupStep(
+    group: TpGroup,
+    step: number,
+    meta: { batchSize: number; tokens: number },
+  ): Promise<GroupStepResult> {
+    const members = group.deviceIds.map((id) => this.#device(id));
+    for (const follower of members.slice(1))
+      this.#tpCall(follower, { type: "tp-step", step, ...meta }).catch(() => undefined);
+    return this.#request(members[0]!, (jobId) => ({
+      type: "group-step",
+      jobId,
+      modelId: group.modelId,
+      step,
+      ...meta,
+    })) as Promise<GroupStepResult>;
+  }
+
+  /**
+   * A step failed. A device fault (the watchdog fired) poisons the group:
+   * every request on it ends with the watchdog's error, and Stage 1 runs in
+   * the watchdog. Anything else ends the model's running requests only.
+   */
+  #groupStepFailed(model: ModelEntry, group: TpGroup, error: unknown): void {
+    const cortex = error instanceof CortexError ? error : new CortexError("internal", describeError(error));
+    const leader = this.#devices.get(group.deviceIds[0]!);
+    if (cortex.code === "device_fault") {
+      model.state = "failed";
+      const reason = `tensor-parallel group ${group.id} is poisoned: ${cortex.message}`;
+      for (const id of group.deviceIds) {
+        const device = this.#devices.get(id);
+        if (device && !device.poisonReason) device.poisonReason = reason;
+      }
+      const recovery = group.watchdog.recovery;
+      if (recovery) {
+        this.#recoveries.add(recovery);
+        void recovery.finally(() => this.#recoveries.delete(recovery));
+      }
+    }
+    const wire = cortex.toWire();
+    for (const queued of model.queue.splice(0)) queued.channel.push({ type: "error", error: wire });
+    if (!leader) return;
+    for (const [key, active] of leader.sequences) {
+      if (active.model !== model) continue;
+      active.channel.push({ type: "error", error: wire });
+      leader.sequences.delete(key);
+      // A healthy group keeps stepping: free the slot in the Worker too.
+      if (cortex.code !== "device_fault" && !leader.closed)
+        this.#post(leader, { type: "cancel", seqKey: key });
+      this.#sequenceEnded(model);
     }
   }
 
@@ -462,12 +939,44 @@ export class DevicePool {
     const device = this.#device(model.deviceId);
     if (!options.force && model.inFlight > 0 && !device.poisonReason)
       await new Promise<void>((resolve) => model.idleWaiters.push(resolve));
+    if (model.group) {
+      await this.#unloadGroup(model, model.group);
+      return;
+    }
     try {
       if (!device.poisonReason && !device.closed)
         await this.#job<"unload">(device, { type: "unload", modelId: id });
     } finally {
       this.#models.delete(id);
       device.loadCycles++;
+      for (const wake of model.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  /** Normal teardown of a group: stop stepping, unload on the leader, every rank leaves; the Workers stay. */
+  async #unloadGroup(model: ModelEntry, group: TpGroup): Promise<void> {
+    group.closing = true;
+    await group.pumpDone;
+    const recovery = group.watchdog.recovery;
+    if (recovery) {
+      // The watchdog fired: Stage 1 unloads and drops the model itself.
+      await recovery;
+      return;
+    }
+    const members = group.deviceIds.map((id) => this.#devices.get(id)).filter((d) => d !== undefined);
+    try {
+      const leader = members[0];
+      if (leader && !leader.closed)
+        await this.#job<"unload">(leader, { type: "unload", modelId: model.info.id });
+      await Promise.all(members.map((m) => this.#tpCall(m, { type: "tp-leave" }).catch(() => undefined)));
+    } finally {
+      group.watchdog.close("unloaded");
+      this.#groups.delete(group.id);
+      for (const m of members) {
+        if (m.groupId === group.id) m.groupId = undefined;
+        m.loadCycles++;
+      }
+      this.#models.delete(model.info.id);
       for (const wake of model.idleWaiters.splice(0)) wake();
     }
   }
@@ -488,7 +997,10 @@ export class DevicePool {
     if (device.poisonReason)
       throw new CortexError(
         "device_fault",
-        `${device.spec.id} is poisoned (${device.poisonReason}); recycle it`,
+        model.group
+          ? `model ${id} is unavailable: ${device.poisonReason}; it is being unloaded and will load again on demand`
+          : `${device.spec.id} is poisoned (${device.poisonReason}); recycle it`,
+        { retryAfterS: model.group ? 5 : 1 },
       );
     if (model.state !== "ready")
       throw new CortexError("unavailable", `model ${id} is ${model.state}`, { retryAfterS: 1 });
@@ -506,8 +1018,10 @@ export class DevicePool {
       () => this.#cancel(model, seqKey),
       (pause) => {
         const device = this.#devices.get(model.deviceId);
-        if (device?.sequences.has(seqKey) && !device.closed)
+        if (device?.sequences.has(seqKey) && !device.closed) {
           this.#post(device, { type: pause ? "pause" : "resume", seqKey });
+          if (!pause) this.#kick(model);
+        }
       },
     );
     const request: QueuedRequest = { seqKey, params, channel };
@@ -535,6 +1049,7 @@ export class DevicePool {
       modelId: model.info.id,
       params: request.params,
     });
+    this.#kick(model);
   }
 
   #cancel(model: ModelEntry, seqKey: number): void {
@@ -544,7 +1059,10 @@ export class DevicePool {
       return;
     }
     const device = this.#devices.get(model.deviceId);
-    if (device?.sequences.has(seqKey) && !device.closed) this.#post(device, { type: "cancel", seqKey });
+    if (device?.sequences.has(seqKey) && !device.closed) {
+      this.#post(device, { type: "cancel", seqKey });
+      this.#kick(model);
+    }
   }
 
   #sequenceEnded(model: ModelEntry): void {
@@ -637,6 +1155,13 @@ export class DevicePool {
   async recycle(deviceId: string): Promise<void> {
     this.#assertOpen();
     const device = this.#device(deviceId);
+    const group = device.groupId === undefined ? undefined : this.#groups.get(device.groupId);
+    if (group)
+      throw new CortexError(
+        "conflict",
+        `${deviceId} belongs to tensor-parallel group ${group.id} serving ${group.modelId}; unload that model first`,
+        { retryAfterS: 1 },
+      );
     const onDevice = [...this.#models.values()].filter((m) => m.deviceId === deviceId);
     if (!device.poisonReason && onDevice.some((m) => m.inFlight > 0 || m.queue.length > 0))
       throw new CortexError("conflict", `${deviceId} has requests in flight; recycle it when idle`, {
@@ -682,8 +1207,15 @@ export class DevicePool {
     for (const model of this.#models.values())
       for (const queued of model.queue.splice(0)) queued.channel.push({ type: "error", error: gone });
     this.#models.clear();
+    for (const group of this.#groups.values()) {
+      group.closing = true;
+      group.watchdog.close("the engine is shutting down");
+    }
+    this.#groups.clear();
     await Promise.all([...this.#devices.values()].map((d) => this.#stopDevice(d)));
     this.#devices.clear();
+    this.#aborter?.close();
+    this.#aborter = undefined;
   }
 
   /** Number of live device Workers (0 after close). */

@@ -6,10 +6,22 @@
  * device_fault until the main thread recycles it.
  */
 import { ptr as ptrOf } from "bun:ffi";
+import { loadNccl } from "../../../ffi/nccl.ts";
 import { CortexError, toCortexError, type WireError } from "../../core/errors.ts";
+import type { TpRankCall } from "../tp/rank-client.ts";
+import { TpRankRuntime } from "../tp/rank-runtime.ts";
 import { BatchScheduler, DeviceFault, type SchedulerStats } from "./batch-scheduler.ts";
 import { NativeModel, NativeRuntime } from "./native-runtime.ts";
-import type { Job, JobMap, JobType, MainToWorker, WorkerInit, WorkerToMain } from "./protocol.ts";
+import type {
+  GroupStepResult,
+  Job,
+  JobMap,
+  JobType,
+  MainToWorker,
+  StepStats,
+  WorkerInit,
+  WorkerToMain,
+} from "./protocol.ts";
 import type { GenerationEvent } from "./types.ts";
 
 declare const self: Worker;
@@ -17,6 +29,10 @@ declare const self: Worker;
 interface Loaded {
   native: NativeModel;
   scheduler: BatchScheduler;
+  /** A tensor-parallel leader's model: stepped only by `group-step`, never by `tick`. */
+  driven: boolean;
+  /** KV use last reported, so an unchanged idle model sends nothing. */
+  reportedKv: number;
 }
 
 let init: WorkerInit | undefined;
@@ -27,6 +43,8 @@ const models = new Map<string, Loaded>();
 const sequenceModel = new Map<number, string>();
 const stats: SchedulerStats = { decodeCalls: 0, tokensDecoded: 0, tokensSampled: 0 };
 let tickScheduled = false;
+/** This device's place in a tensor-parallel group, if any. */
+const tp = new TpRankRuntime();
 
 function send(message: WorkerToMain): void {
   self.postMessage(message);
@@ -55,13 +73,39 @@ function scheduleTick(): void {
   setImmediate(tick);
 }
 
+/** Runs one scheduler step and measures it. */
+function timedStep(modelId: string, loaded: Loaded, run: (step: () => boolean) => boolean): GroupStepResult {
+  const started = performance.now();
+  const more = run(() => loaded.scheduler.step());
+  const batch = loaded.scheduler.lastBatch;
+  const kvTokens = loaded.scheduler.kvTokens;
+  return {
+    modelId,
+    more,
+    batchSize: batch?.sequences ?? 0,
+    tokens: batch?.tokens ?? 0,
+    kvTokens,
+    ms: performance.now() - started,
+  };
+}
+
+function reportStep(loaded: Loaded, stats: StepStats): void {
+  if (stats.tokens === 0 && stats.kvTokens === loaded.reportedKv) return;
+  loaded.reportedKv = stats.kvTokens;
+  const { modelId, batchSize, tokens, kvTokens, ms } = stats;
+  send({ type: "step", modelId, batchSize, tokens, kvTokens, ms });
+}
+
 function tick(): void {
   tickScheduled = false;
   if (poisoned) return;
   let more = false;
-  for (const loaded of models.values()) {
+  for (const [modelId, loaded] of models) {
+    if (loaded.driven) continue;
     try {
-      if (loaded.scheduler.step()) more = true;
+      const result = timedStep(modelId, loaded, (step) => step());
+      if (result.more) more = true;
+      reportStep(loaded, result);
     } catch (error) {
       poison(
         error instanceof DeviceFault
@@ -104,6 +148,7 @@ function runJob(job: Job): Results[JobType] {
         gpuIndex: init?.gpuIndex ?? -1,
         threads: init?.threads ?? 1,
         memoryBudgetBytes: job.memoryBudgetBytes,
+        ...(job.splitDevices === undefined ? {} : { splitDevices: job.splitDevices }),
       });
       const scheduler = new BatchScheduler(
         rt,
@@ -112,7 +157,7 @@ function runJob(job: Job): Results[JobType] {
         emit,
         stats,
       );
-      models.set(job.modelId, { native, scheduler });
+      models.set(job.modelId, { native, scheduler, driven: job.driven === true, reportedKv: 0 });
       return {
         trainedContextSize: native.trainedContextSize,
         chatTemplate: native.chatTemplate,
@@ -207,6 +252,61 @@ function applyBuiltinTemplate(rt: NativeRuntime, job: JobMap["apply-builtin-temp
   throw new CortexError("internal", "chat template output kept growing");
 }
 
+/** The tensor-parallel rank messages (tp/rank-protocol.ts); cpu-rank-worker.ts is the reference. */
+function runTp(call: TpRankCall): unknown {
+  switch (call.type) {
+    case "tp-unique-id":
+      return loadNccl(call.libraryPath).getUniqueId();
+    case "tp-join":
+      return tp.join(call.init, call.faults);
+    case "tp-step":
+      // Followers only: the leader steps through `group-step`, which also runs its forward.
+      tp.lockstep(call.step);
+      return { step: call.step };
+    case "tp-leave":
+    case "unload":
+      tp.leave();
+      return undefined;
+    case "ping":
+      return "pong";
+    default: {
+      const unknown: never = call;
+      throw new CortexError("invalid_request", `unknown tp request ${JSON.stringify(unknown)}`);
+    }
+  }
+}
+
+/** Group leader: lockstep with the followers, then one decode step under the rank's fault hooks. */
+function groupStep(modelId: string, step: number): GroupStepResult {
+  const loaded = models.get(modelId);
+  if (!loaded?.driven) {
+    // Still join the collective: the followers are already waiting in it.
+    tp.lockstep(step);
+    throw new CortexError("model_not_found", `model ${modelId} is not led by ${init?.deviceId}`);
+  }
+  try {
+    return timedStep(modelId, loaded, (run) => {
+      tp.lockstep(step);
+      return tp.forward(step, run);
+    });
+  } catch (error) {
+    // Not poison(): the group's watchdog owns recovery, and the unload it sends next must still work.
+    if (error instanceof DeviceFault)
+      throw new CortexError("device_fault", `${init?.deviceId}: ${error.message} (step ${step})`);
+    throw error;
+  }
+}
+
+function reply(jobId: number, run: () => unknown): void {
+  try {
+    send({ type: "result", jobId, ok: true, value: run() });
+  } catch (error) {
+    send({ type: "result", jobId, ok: false, error: toCortexError(error).toWire() });
+  } finally {
+    runtime?.drainLog();
+  }
+}
+
 function onMessage(message: MainToWorker): void {
   switch (message.type) {
     case "init": {
@@ -238,6 +338,12 @@ function onMessage(message: MainToWorker): void {
       }
       return;
     }
+    case "tp":
+      reply(message.jobId, () => runTp(message.call));
+      return;
+    case "group-step":
+      reply(message.jobId, () => groupStep(message.modelId, message.step));
+      return;
     case "submit": {
       if (poisoned) {
         emit(message.seqKey, { type: "error", error: faultError().toWire() });

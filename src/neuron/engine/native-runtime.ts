@@ -87,6 +87,28 @@ export interface ModelConfig {
   gpuIndex: number;
   threads: number;
   memoryBudgetBytes: number;
+  /**
+   * Tensor-parallel leader on CUDA: the group's ggml devices (`CUDA0`, …,
+   * leader first); llama.cpp splits the layers over them. Absent = one device.
+   */
+  splitDevices?: readonly string[];
+}
+
+/** llama_split_mode LLAMA_SPLIT_MODE_LAYER: layers and KV split across the group's devices. */
+const SPLIT_MODE_LAYER = 1;
+
+function loadModelPointer(rt: NativeRuntime, config: ModelConfig): LlamaModelPtr | null {
+  const split = config.splitDevices ?? [];
+  if (split.length > 1) {
+    const names = Buffer.from(split.map((name) => `${name}\0`).join(""), "utf8");
+    return rt.shim.shim_model_load_devices(cString(config.path), names, split.length, SPLIT_MODE_LAYER, true);
+  }
+  return rt.shim.shim_model_load(
+    cString(config.path),
+    config.gpuIndex >= 0 ? -1 : 0,
+    Math.max(0, config.gpuIndex),
+    true,
+  );
 }
 
 /** One model with its context and batch; freed exactly once, never mid-decode. */
@@ -131,15 +153,13 @@ export class NativeModel {
   static load(rt: NativeRuntime, config: ModelConfig): NativeModel {
     const { llama, shim } = rt;
     const fileBytes = fileSize(config.path);
-    const model = shim.shim_model_load(
-      cString(config.path),
-      config.gpuIndex >= 0 ? -1 : 0,
-      Math.max(0, config.gpuIndex),
-      true,
-    );
+    const model = loadModelPointer(rt, config);
     rt.drainLog();
     if (!model)
-      throw new CortexError("load_failed", `llama.cpp could not load ${config.path} (see the log for why)`);
+      throw new CortexError(
+        "load_failed",
+        `llama.cpp could not load ${config.path}${config.splitDevices && config.splitDevices.length > 1 ? ` over ${config.splitDevices.join(",")}` : ""} (see the log for why)`,
+      );
     const release: Array<() => void> = [() => llama.llama_model_free(model)];
     try {
       const vocab = llama.llama_model_get_vocab(model);

@@ -6,6 +6,7 @@
 
 import type { ShimAddresses } from "../../../ffi/shim.ts";
 import type { WireError } from "../../core/errors.ts";
+import type { TpRankCall } from "../tp/rank-client.ts";
 import type { GenerateParams, GenerationEvent } from "./types.ts";
 
 export interface WorkerInit {
@@ -33,6 +34,32 @@ export interface LoadJob {
   slots: number;
   /** Bytes the model may use on this device; the Worker refuses above it (507). */
   memoryBudgetBytes: number;
+  /**
+   * Tensor-parallel leader: the main thread drives every decode step of this
+   * model with `group-step` messages (under its watchdog) instead of the
+   * Worker stepping it on its own.
+   */
+  driven?: boolean;
+  /** CUDA group leader: the group's ggml devices (`CUDA0`, …), leader first, to split the model over. */
+  splitDevices?: string[];
+}
+
+/** What one decode step did, for metrics (and the watchdog's flight recorder). */
+export interface StepStats {
+  modelId: string;
+  /** Sequences and tokens in the llama_decode (0 when the step decoded nothing). */
+  batchSize: number;
+  tokens: number;
+  /** KV cells held by the model's live sequences after the step. */
+  kvTokens: number;
+  /** Milliseconds the step took in the Worker (lockstep collective included for a group). */
+  ms: number;
+}
+
+/** A group leader's answer to `group-step`. */
+export interface GroupStepResult extends StepStats {
+  /** Work remains (another step is due). */
+  more: boolean;
 }
 
 export interface LoadResult {
@@ -85,6 +112,10 @@ export type MainToWorker =
   | { type: "job"; jobId: number; job: Job }
   | { type: "submit"; seqKey: number; modelId: string; params: GenerateParams }
   | { type: "cancel"; seqKey: number }
+  /** A tensor-parallel rank message (tp/rank-protocol.ts), answered by one `result`. */
+  | { type: "tp"; jobId: number; call: TpRankCall }
+  /** Group leader: the lockstep collective, then one decode step of a driven model; answered by one `result` (GroupStepResult). */
+  | { type: "group-step"; jobId: number; modelId: string; step: number; batchSize: number; tokens: number }
   /** Flow control: the consumer of a sequence fell behind (pause) or caught up (resume). */
   | { type: "pause" | "resume"; seqKey: number };
 
@@ -96,4 +127,6 @@ export type WorkerToMain =
   /** Events of one sequence; a `done` or `error` event is its last. */
   | { type: "seq"; seqKey: number; event: GenerationEvent }
   /** A native failure: the device is poisoned until recycled. */
-  | { type: "fault"; reason: string };
+  | { type: "fault"; reason: string }
+  /** After a self-driven step that decoded something or changed the KV use. */
+  | ({ type: "step" } & StepStats);

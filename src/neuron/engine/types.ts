@@ -67,8 +67,10 @@ export interface LoadOptions {
   contextSize?: number;
   /** Sequences decoded together. Default 1. */
   slots?: number;
-  /** Devices to place the model on; default: the first device with room. */
+  /** Devices to place the model on; default: the first device with room. More than one forms a tensor-parallel group. */
   deviceIds?: string[];
+  /** Number of devices when `deviceIds` is absent; > 1 forms a tensor-parallel group. Default 1. */
+  deviceCount?: number;
   /** Requests allowed to wait for a slot before 429. Default 4 × slots. */
   maxQueue?: number;
   /** Overrides the estimate used to check free memory before loading. */
@@ -92,4 +94,26 @@ export interface ModelInfo {
   memoryBytes: number;
   description: string;
   loadedAt: number;
+}
+
+/** One decode step of a model, as the metrics see it. */
+export interface StepObservation {
+  modelId: string;
+  /** Sequences in the step's llama_decode (0: nothing decoded). */
+  batchSize: number;
+  tokens: number;
+  /** KV cells the model's live sequences hold after the step. */
+  kvTokens: number;
+  /** Milliseconds the step took (a group's lockstep collective included). */
+  ms: number;
+  /** Stepped by a tensor-parallel group's watchdog. */
+  group: boolean;
+}
+
+/** Hooks the engine calls as work happens (the neuron's metrics); each must be cheap and never throw. */
+export interface EngineObserver {
+  step?(step: StepObservation): void;
+  /** A sequence ended normally; `usage` is what its client was told. */
+  sequenceDone?(modelId: string, usage: Usage): void;
+  modelLoaded?(modelId: string, ms: number, deviceIds: readonly string[]): void;
 }

@@ -16,7 +16,12 @@ export const TINY_MODEL_FILE = "cortex-tiny.gguf";
 export const TINY_MODEL_VERSION_KEY = "cortex.tiny_model.version";
 /** Prefix of the version string; the rest is a hash of everything else in the file. */
 const TINY_MODEL_FORMAT = "1";
-export const TINY_CONTEXT_LENGTH = 32768;
+/**
+ * Trained context. Real clients' prompts are long (Claude Code's first request
+ * is ~35k tokens in this small vocabulary, ~57k with every tool), and the KV
+ * cache of a 1-layer, 32-dim model costs 128 bytes a token, so be generous.
+ */
+export const TINY_CONTEXT_LENGTH = 131072;
 /** Bound on a greedy answer's length in tokens, end-of-generation included; building fails beyond it. */
 export const TINY_GREEDY_LIMIT = 64;
 

@@ -5,6 +5,8 @@
  * (terminate is best effort against a thread stuck in native code) and the
  * next abort gets a fresh one.
  */
+
+import { workerUrl } from "../../core/worker-url.ts";
 import type { AborterEvent, AborterRequest } from "./aborter-protocol.ts";
 import type { AbortOutcome, CommunicatorHandle } from "./communicator.ts";
 
@@ -31,7 +33,10 @@ export interface Aborter {
   close(): void;
 }
 
-const DEFAULT_WORKER_URL = new URL("./aborter-worker.ts", import.meta.url);
+const DEFAULT_WORKER_URL = workerUrl(
+  "neuron/tp/aborter-worker.ts",
+  new URL("./aborter-worker.ts", import.meta.url),
+);
 
 export function createWorkerAborter(options: { workerUrl?: URL | string } = {}): Aborter {
   const url = options.workerUrl ?? DEFAULT_WORKER_URL;
