@@ -1,4 +1,4 @@
-import type { ImageSource } from "./canonical.ts";
+import type { CanonicalRequest, ImageSource } from "./canonical.ts";
 
 const DATA_URL = /^data:([^;,]+)((?:;[^;,]*)*);base64,(.*)$/s;
 
@@ -12,4 +12,15 @@ export function imageSourceFromUrl(url: string): ImageSource {
 /** The OpenAI `image_url.url` for a canonical image: inline data as a data URL. */
 export function imageSourceToUrl(source: ImageSource): string {
   return source.kind === "url" ? source.url : `data:${source.mediaType};base64,${source.data}`;
+}
+
+/** True when any user turn or tool result carries an image. */
+export function requestHasImages(req: Pick<CanonicalRequest, "messages">): boolean {
+  return req.messages.some((message) =>
+    message.content.some(
+      (part) =>
+        part.type === "image" ||
+        (part.type === "tool_result" && part.content.some((inner) => inner.type === "image")),
+    ),
+  );
 }

@@ -29,7 +29,9 @@ function anthropicErrorMessage(error: CortexError): string {
   const counts = contextOverflowCounts(error);
   if (counts === undefined) return error.message;
   const { promptTokens, maxTokens, contextSize } = counts;
-  // Claude Code matches this exact text to shrink max_tokens and retry.
+  // Anthropic's own texts, which clients match: the first marks a conversation over the
+  // window; Claude Code parses the counts of the second to shrink max_tokens and retry.
+  if (maxTokens === undefined) return `prompt is too long: ${promptTokens} tokens > ${contextSize} maximum`;
   return (
     `input length and \`max_tokens\` exceed context limit: ${promptTokens} + ${maxTokens} > ${contextSize}, ` +
     "decrease input length or `max_tokens` and try again"

@@ -32,6 +32,11 @@ function openAIErrorMessage(error: CortexError): string {
   const counts = contextOverflowCounts(error);
   if (counts === undefined) return error.message;
   const { promptTokens, maxTokens, contextSize } = counts;
+  if (maxTokens === undefined)
+    return (
+      `This model's maximum context length is ${contextSize} tokens. However, your messages resulted in ` +
+      `${promptTokens} tokens. Please reduce the length of the messages.`
+    );
   return (
     `This model's maximum context length is ${contextSize} tokens. However, you requested ` +
     `${promptTokens + maxTokens} tokens (${promptTokens} in the messages, ${maxTokens} in the completion). ` +

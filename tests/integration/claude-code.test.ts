@@ -1,0 +1,152 @@
+/**
+ * Claude Code end to end: the real CLI in print mode against the gateway
+ * (through a recording proxy), served by the tiny model. Checks that it
+ * completes and that what it sent met the gateway's answers the way it
+ * expects: its max_tokens of 32000 overflows the context, the gateway
+ * answers Anthropic's exact overflow text, and Claude Code retries with a
+ * smaller max_tokens; when a stream breaks, it falls back to stream:false.
+ *
+ * Claude Code's first request is ~48 KB, which the tiny model's word-level
+ * tokenizer reads as ~35k tokens, so the model here is the tiny model with
+ * a 128k trained context, loaded at 65536.
+ *
+ * CORTEX_RECORD_CLAUDE_CODE_FIXTURE=<path> writes the first request it
+ * sent, scrubbed, as a new __fixtures__/claude-code-request.json.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { claudeCodeBinary, runClaudeCode } from "./helpers-dialects/claude-code.ts";
+import { LONG_TINY_FILE } from "./helpers-dialects/long-tiny-model.ts";
+import {
+  type RecordedExchange,
+  type RecordingProxy,
+  startRecordingProxy,
+} from "./helpers-dialects/recording-proxy.ts";
+import { toRequestFixture } from "./helpers-dialects/scrub-request.ts";
+import { startTestGateway, type TestGateway, TINY_ID } from "./helpers-dialects/test-gateway.ts";
+
+const KEY = "sk-ant-claude-code-test";
+const CONTEXT = 65536;
+const binary = claudeCodeBinary();
+let gw: TestGateway;
+let proxy: RecordingProxy;
+
+beforeAll(async () => {
+  if (binary === undefined) return;
+  gw = await startTestGateway({
+    apiKeys: [KEY],
+    longContext: 131072,
+    models: [{ id: TINY_ID, file: LONG_TINY_FILE, contextSize: CONTEXT }],
+  });
+  proxy = startRecordingProxy(gw.url);
+});
+
+afterAll(async () => {
+  proxy?.stop();
+  await gw?.stop();
+});
+
+interface SentMessage {
+  model: string;
+  max_tokens: number;
+  stream?: boolean;
+  system?: Array<{ type: string; cache_control?: unknown }>;
+  messages: Array<{ role: string }>;
+  tools?: Array<{ name: string; defer_loading?: boolean }>;
+  thinking?: { type: string };
+  metadata?: { user_id?: string };
+  [key: string]: unknown;
+}
+
+const OVERFLOW =
+  /^input length and `max_tokens` exceed context limit: (\d+) \+ (\d+) > (\d+), decrease input length or `max_tokens` and try again$/;
+
+function messageCalls(exchanges: RecordedExchange[]) {
+  return exchanges
+    .filter(
+      (e) => e.method === "POST" && e.path.startsWith("/v1/messages") && !e.path.includes("count_tokens"),
+    )
+    .map((e) => ({ ...e, sent: JSON.parse(e.body) as SentMessage }));
+}
+
+function errorMessage(json: unknown): string {
+  return (json as { error?: { message?: string } } | undefined)?.error?.message ?? "";
+}
+
+async function run(prompt: string) {
+  if (binary === undefined) throw new Error("unreachable: skipped without the binary");
+  proxy.exchanges.length = 0;
+  const result = await runClaudeCode({
+    binary,
+    baseUrl: proxy.url,
+    apiKey: KEY,
+    model: TINY_ID,
+    prompt,
+    timeoutMs: 90_000,
+  });
+  if (result.exitCode !== 0)
+    console.error(`claude exited ${result.exitCode}:\n${result.stdout}\n${result.stderr}`);
+  return result;
+}
+
+describe.skipIf(binary === undefined)("Claude Code", () => {
+  test(
+    "claude -p completes: the 32000 max_tokens overflow is answered so that it retries smaller",
+    async () => {
+      const result = await run("Say hello");
+      expect(result.timedOut).toBe(false);
+      expect(result.exitCode).toBe(0);
+      expect(result.stdout.trim().length).toBeGreaterThan(0);
+
+      const calls = messageCalls(proxy.exchanges);
+      const first = calls[0];
+      if (first === undefined) throw new Error("Claude Code sent no /v1/messages request");
+      const recordTo = process.env.CORTEX_RECORD_CLAUDE_CODE_FIXTURE;
+      if (recordTo) writeFileSync(recordTo, `${JSON.stringify(toRequestFixture(first), null, 2)}\n`);
+
+      // What this version sends, all of which the gateway accepted.
+      expect(first.path).toBe("/v1/messages?beta=true");
+      expect(first.headers["anthropic-beta"]?.split(",").length).toBeGreaterThan(3);
+      expect(first.body.length).toBeGreaterThan(30_000);
+      expect(first.sent.stream).toBe(true);
+      expect(first.sent.system?.some((block) => block.cache_control !== undefined)).toBe(true);
+      expect(first.sent.tools?.length).toBeGreaterThanOrEqual(10);
+      expect(first.sent.metadata?.user_id).toBeString();
+
+      // The overflow and the retry.
+      expect(first.sent.max_tokens).toBe(32000);
+      expect(first.status).toBe(400);
+      const counts = OVERFLOW.exec(errorMessage(first.json));
+      expect(counts).not.toBeNull();
+      const [, input, max, limit] = (counts ?? []).map(Number);
+      expect(max).toBe(32000);
+      expect(limit).toBe(CONTEXT);
+      const retry = calls[1];
+      expect(retry?.sent.max_tokens).toBeLessThanOrEqual(CONTEXT - (input ?? CONTEXT));
+      expect(retry?.status).toBe(200);
+      expect(calls.at(-1)?.status).toBe(200);
+    },
+    { timeout: 100_000 },
+  );
+
+  test(
+    "a stream cut short makes it fall back to stream:false, which completes too",
+    async () => {
+      proxy.cutStreams = 1;
+      const result = await run("Say hello");
+      expect(result.exitCode).toBe(0);
+      expect(result.stdout.trim().length).toBeGreaterThan(0);
+      const calls = messageCalls(proxy.exchanges);
+      const cut = calls.findIndex((call) => call.status === 200 && call.sent.stream === true);
+      expect(cut).toBeGreaterThanOrEqual(0);
+      const fallback = calls.slice(cut + 1).filter((call) => call.sent.stream !== true);
+      expect(fallback.length).toBeGreaterThan(0);
+      expect(fallback.at(-1)?.status).toBe(200);
+      expect(fallback.at(-1)?.streamed).toBe(false);
+      const answer = fallback.at(-1)?.json as { type?: string; content?: Array<{ type: string }> };
+      expect(answer.type).toBe("message");
+      expect(answer.content?.[0]?.type).toBe("text");
+    },
+    { timeout: 100_000 },
+  );
+});

@@ -1,0 +1,178 @@
+/**
+ * The official Anthropic SDK against the gateway, with a real neuron serving
+ * the tiny model in-process: messages streamed and not, stop reasons,
+ * count_tokens, errors and the exact context-overflow text Claude Code
+ * parses to shrink max_tokens.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import Anthropic from "@anthropic-ai/sdk";
+import { startTestGateway, type TestGateway, TINY_ID } from "./helpers-dialects/test-gateway.ts";
+
+const KEY = "sk-ant-dialects-test";
+const CONTEXT = 2048;
+let gw: TestGateway;
+let client: Anthropic;
+
+beforeAll(async () => {
+  gw = await startTestGateway({ apiKeys: [KEY], models: [{ id: TINY_ID, contextSize: CONTEXT }] });
+  client = new Anthropic({ baseURL: gw.url, apiKey: KEY, maxRetries: 0 });
+});
+
+afterAll(async () => {
+  await gw?.stop();
+});
+
+const system = "You are terse.";
+const messages: Anthropic.MessageParam[] = [{ role: "user", content: "Tell me about the river." }];
+
+/**
+ * Temperature 0, for repeatable answers. This SDK's types no longer list
+ * sampling parameters, but the wire field is still sent and the gateway
+ * honours it (without it the neuron samples at temperature 1).
+ */
+function greedy<T extends object>(params: T): T {
+  return { ...params, temperature: 0 };
+}
+
+function textOf(message: Anthropic.Message): string {
+  return message.content.map((block) => (block.type === "text" ? block.text : "")).join("");
+}
+
+describe("messages", () => {
+  test("streamed final message equals the non-streamed one at temperature 0", async () => {
+    const whole = await client.messages.create(greedy({ model: TINY_ID, system, messages, max_tokens: 200 }));
+    expect(whole.type).toBe("message");
+    expect(whole.role).toBe("assistant");
+    expect(whole.model).toBe(TINY_ID);
+    expect(whole.id).toMatch(/^msg_/);
+    expect(whole.stop_reason).toBe("end_turn");
+    expect(whole.stop_sequence).toBeNull();
+    expect(textOf(whole).length).toBeGreaterThan(0);
+    expect(whole.usage.input_tokens).toBeGreaterThan(0);
+    expect(whole.usage.output_tokens).toBeGreaterThan(0);
+
+    const stream = client.messages.stream(greedy({ model: TINY_ID, system, messages, max_tokens: 200 }));
+    const events: string[] = [];
+    stream.on("streamEvent", (event) => events.push(event.type));
+    const final = await stream.finalMessage();
+    expect(textOf(final)).toBe(textOf(whole));
+    expect(final.stop_reason).toBe("end_turn");
+    expect(final.usage.output_tokens).toBe(whole.usage.output_tokens);
+    expect(events[0]).toBe("message_start");
+    expect(events.at(-2)).toBe("message_delta");
+    expect(events.at(-1)).toBe("message_stop");
+  });
+
+  test("max_tokens ends with stop_reason max_tokens", async () => {
+    const message = await client.messages.create(greedy({ model: TINY_ID, messages, max_tokens: 2 }));
+    expect(message.stop_reason).toBe("max_tokens");
+    expect(message.usage.output_tokens).toBe(2);
+  });
+
+  test("a stop sequence ends with stop_reason stop_sequence and names it, streamed or not", async () => {
+    const free = await client.messages.create(greedy({ model: TINY_ID, messages, max_tokens: 200 }));
+    const words = textOf(free).trim().split(/\s+/);
+    // A word from the middle of the answer, so generation must stop before the end.
+    const stop = words[Math.min(2, words.length - 1)] ?? "";
+    expect(stop).not.toBe("");
+    const cut = await client.messages.create(
+      greedy({ model: TINY_ID, messages, max_tokens: 200, stop_sequences: [stop] }),
+    );
+    expect(cut.stop_reason).toBe("stop_sequence");
+    expect(cut.stop_sequence).toBe(stop);
+    expect(textOf(cut)).not.toContain(stop);
+    expect(textOf(free).startsWith(textOf(cut))).toBe(true);
+
+    const streamed = await client.messages
+      .stream(greedy({ model: TINY_ID, messages, max_tokens: 200, stop_sequences: [stop] }))
+      .finalMessage();
+    expect(streamed.stop_reason).toBe("stop_sequence");
+    expect(streamed.stop_sequence).toBe(stop);
+    expect(textOf(streamed)).toBe(textOf(cut));
+  });
+
+  test("countTokens equals usage.input_tokens of the same request", async () => {
+    const counted = await client.messages.countTokens({ model: TINY_ID, system, messages });
+    const real = await client.messages.create({ model: TINY_ID, system, messages, max_tokens: 4 });
+    expect(counted.input_tokens).toBeGreaterThan(0);
+    expect(counted.input_tokens).toBe(real.usage.input_tokens);
+  });
+});
+
+describe("errors", () => {
+  test("a bad request is a 400 invalid_request_error", async () => {
+    const error = await client.messages
+      .create({ model: TINY_ID, messages, max_tokens: 0 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Anthropic.BadRequestError);
+    const bad = error as InstanceType<typeof Anthropic.BadRequestError>;
+    expect(bad.status).toBe(400);
+    expect(bad.error).toMatchObject({ type: "error", error: { type: "invalid_request_error" } });
+  });
+
+  test("an unknown model is a 404 not_found_error", async () => {
+    const error = await client.messages
+      .create({ model: "no-such-model", messages, max_tokens: 8 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Anthropic.NotFoundError);
+    expect((error as InstanceType<typeof Anthropic.NotFoundError>).error).toMatchObject({
+      error: { type: "not_found_error" },
+    });
+    const counted = await client.messages
+      .countTokens({ model: "no-such-model", messages })
+      .catch((e: unknown) => e);
+    expect(counted).toBeInstanceOf(Anthropic.NotFoundError);
+  });
+
+  test("a wrong key is a 401 authentication_error, streamed or not", async () => {
+    const wrong = new Anthropic({ baseURL: gw.url, apiKey: "sk-ant-wrong", maxRetries: 0 });
+    for (const stream of [false, true]) {
+      const error = await wrong.messages
+        .create({ model: TINY_ID, messages, max_tokens: 8, stream })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(Anthropic.AuthenticationError);
+      expect((error as InstanceType<typeof Anthropic.AuthenticationError>).error).toMatchObject({
+        error: { type: "authentication_error" },
+      });
+    }
+    const counted = await wrong.messages.countTokens({ model: TINY_ID, messages }).catch((e: unknown) => e);
+    expect(counted).toBeInstanceOf(Anthropic.AuthenticationError);
+  });
+
+  test("a prompt longer than the context alone is Anthropic's `prompt is too long`", async () => {
+    const long: Anthropic.MessageParam[] = [
+      { role: "user", content: "the river runs by the town. ".repeat(400) },
+    ];
+    const { input_tokens: input } = await client.messages.countTokens({ model: TINY_ID, messages: long });
+    expect(input).toBeGreaterThan(CONTEXT);
+    const error = await client.messages
+      .create({ model: TINY_ID, messages: long, max_tokens: 8 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((error as InstanceType<typeof Anthropic.BadRequestError>).error).toEqual({
+      type: "error",
+      error: {
+        type: "invalid_request_error",
+        message: `prompt is too long: ${input} tokens > ${CONTEXT} maximum`,
+      },
+    });
+  });
+
+  test("input + max_tokens over the context is Anthropic's exact overflow message", async () => {
+    const { input_tokens: input } = await client.messages.countTokens({ model: TINY_ID, system, messages });
+    const maxTokens = CONTEXT;
+    for (const stream of [false, true]) {
+      const error = await client.messages
+        .create({ model: TINY_ID, system, messages, max_tokens: maxTokens, stream })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((error as InstanceType<typeof Anthropic.BadRequestError>).error).toEqual({
+        type: "error",
+        error: {
+          type: "invalid_request_error",
+          message: `input length and \`max_tokens\` exceed context limit: ${input} + ${maxTokens} > ${CONTEXT}, decrease input length or \`max_tokens\` and try again`,
+        },
+      });
+    }
+  });
+});

@@ -1,0 +1,88 @@
+/**
+ * Runs the Claude Code CLI (its native binary from the
+ * `@anthropic-ai/claude-code-linux-x64` package; the wrapper's postinstall
+ * is not run here) in print mode against a base URL, fenced off from the
+ * internet and from the user's own settings by a temp HOME.
+ */
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
+/** The binary's path, or undefined where the package is not installed (another OS or CPU). */
+export function claudeCodeBinary(): string | undefined {
+  try {
+    const manifest = createRequire(import.meta.url).resolve(
+      "@anthropic-ai/claude-code-linux-x64/package.json",
+    );
+    const binary = join(dirname(manifest), "claude");
+    return existsSync(binary) ? binary : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ClaudeRun {
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  ms: number;
+}
+
+export interface ClaudeRunOptions {
+  binary: string;
+  baseUrl: string;
+  apiKey: string;
+  model: string;
+  prompt: string;
+  timeoutMs: number;
+}
+
+export async function runClaudeCode(options: ClaudeRunOptions): Promise<ClaudeRun> {
+  const home = mkdtempSync(join(tmpdir(), "cortex-claude-home-"));
+  const started = performance.now();
+  const proc = Bun.spawn([options.binary, "-p", options.prompt, "--model", options.model], {
+    cwd: home,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: home,
+      XDG_CONFIG_HOME: join(home, ".config"),
+      ANTHROPIC_BASE_URL: options.baseUrl,
+      ANTHROPIC_API_KEY: options.apiKey,
+      ANTHROPIC_MODEL: options.model,
+      ANTHROPIC_SMALL_FAST_MODEL: options.model,
+      ANTHROPIC_DEFAULT_HAIKU_MODEL: options.model,
+      ANTHROPIC_DEFAULT_SONNET_MODEL: options.model,
+      ANTHROPIC_DEFAULT_OPUS_MODEL: options.model,
+      // Nothing but the API call may leave the machine: no telemetry, updates, error reports, surveys.
+      DISABLE_TELEMETRY: "1",
+      DISABLE_AUTOUPDATER: "1",
+      DISABLE_ERROR_REPORTING: "1",
+      DISABLE_BUG_COMMAND: "1",
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+      CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY: "1",
+      CLAUDE_CODE_DISABLE_TERMINAL_TITLE: "1",
+      CI: "1",
+    },
+  });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    proc.kill();
+  }, options.timeoutMs);
+  try {
+    const [stdout, stderr, exitCode] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    return { exitCode, stdout, stderr, timedOut, ms: performance.now() - started };
+  } finally {
+    clearTimeout(timer);
+    rmSync(home, { recursive: true, force: true });
+  }
+}
