@@ -5,13 +5,13 @@
  * request log. The result is a pull-based stream of canonical parts;
  * cancelling it cancels upstream.
  */
-import { toCortexError } from "../core/errors.ts";
+import { CortexError, toCortexError } from "../core/errors.ts";
 import { logFields, logger } from "../core/logger.ts";
 import type { CanonicalRequest, CanonicalStreamPart } from "../dialects/canonical.ts";
+import { requestHasImages } from "../dialects/images.ts";
 import { toUpstreamChatBody } from "../dialects/openai/render-request.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { decodeRate, observeStream, type StreamObservation } from "./metrics/stream-observer.ts";
-import { pickLoadedNode } from "./routing/pick-loaded-node.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
 import { callNeuronChat } from "./upstream-call.ts";
 
@@ -50,31 +50,46 @@ export async function startChat(
 ): Promise<ChatStart> {
   const { routing, metrics } = deps;
   let modelLabel = "unknown";
+  // The log may name what the client asked for; labels may not (cardinality).
+  let logModel = request.model;
   let release: (() => void) | undefined;
   try {
-    const model = routing.loader.resolve(request.model).id;
+    const resolved = routing.loader.resolve(request.model);
+    const model = resolved.id;
+    logModel = model;
     modelLabel = metrics?.modelLabel(model) ?? model;
+    // The profile knows before any load or slot is spent; models served without a
+    // profile are left to the neuron, which refuses images it cannot read.
+    if (resolved.profile?.vision === false && requestHasImages(request))
+      throw new CortexError(
+        "invalid_request",
+        `model ${model} does not accept images (its profile has vision = false); send text only or use a vision model`,
+        { param: "messages" },
+      );
     const queuedAt = performance.now();
     const releaseSlot = await routing.admission.acquire(model, ctx.signal);
     metrics?.queueWait.observe({ model: modelLabel }, (performance.now() - queuedAt) / 1000);
-    metrics?.inFlight.inc({ model: modelLabel });
     let released = false;
     release = () => {
       if (released) return;
       released = true;
       releaseSlot();
-      metrics?.inFlight.dec({ model: modelLabel });
     };
-    const wasLoaded = pickLoadedNode(routing.fleet.state.view(), model) !== undefined;
     const routeStarted = performance.now();
-    let loadWaitObserved = false;
-    const routed = await routing.route(
+    let waitedForLoad = false;
+    let previousNode: string | undefined;
+    const routing$ = routing.route(
       model,
       (target) => {
-        if (!wasLoaded && !loadWaitObserved) {
-          loadWaitObserved = true;
+        if (waitedForLoad) {
+          waitedForLoad = false;
           metrics?.loadWait.observe({ model: modelLabel }, (performance.now() - routeStarted) / 1000);
         }
+        // Counted when the retry is sent, so retries that fail again count too; a
+        // second try on the same node (a stale copy placed again) is no retry elsewhere.
+        if (previousNode !== undefined && previousNode !== target.node)
+          metrics?.retries.inc({ model: modelLabel, from_node: previousNode });
+        previousNode = target.node;
         const upstream = target.upstream("v1/chat/completions");
         return callNeuronChat({
           target: { node: target.node, url: upstream.url, headers: upstream.headers },
@@ -88,8 +103,11 @@ export async function startChat(
         ...(deps.requestTimeoutMs === undefined ? {} : { deadline: Date.now() + deps.requestTimeoutMs }),
       },
     );
-    if (routed.attempts > 1)
-      metrics?.retries.inc({ model: modelLabel, from_node: "any" }, routed.attempts - 1);
+    // route() asks the loader synchronously, so a load this request must wait for is under
+    // way by now; reading the loader is cheaper than a fleet view per request.
+    // (tests/integration/metrics-gateway.test.ts checks one load wait for a cold model.)
+    waitedForLoad = metrics !== undefined && routing.loader.loading().includes(model);
+    const routed = await routing$;
     const finishRelease = release;
     const parts = observeStream(routed.value, ctx.startedAt, (observation) => {
       routed.finish();
@@ -99,7 +117,7 @@ export async function startChat(
     return { model, node: routed.node, parts };
   } catch (error) {
     release?.();
-    recordFailure(deps, ctx, modelLabel, request.stream, error);
+    recordFailure(deps, ctx, { label: modelLabel, log: logModel }, request.stream, error);
     throw error;
   }
 }
@@ -111,10 +129,11 @@ function statusClass(status: number): string {
 function recordFailure(
   deps: ChatPipelineDeps,
   ctx: ChatContext,
-  modelLabel: string,
+  model: { label: string; log: string },
   stream: boolean,
   error: unknown,
 ): void {
+  const modelLabel = model.label;
   const cortex = toCortexError(error);
   const status = ctx.signal.aborted ? 499 : cortex.status;
   const errorType = ctx.signal.aborted ? "client_closed" : cortex.code;
@@ -135,7 +154,7 @@ function recordFailure(
   logFields(log, status >= 500 ? "error" : "info", "chat", {
     request_id: ctx.requestId,
     dialect: ctx.dialect,
-    model: modelLabel,
+    model: model.log,
     node,
     status,
     stream,

@@ -99,6 +99,12 @@ export function createGatewayApp(options: GatewayAppOptions) {
     return (bearer !== undefined && keys.has(bearer)) || (apiKey !== null && keys.has(apiKey));
   };
 
+  const isAdmin = (request: Request): boolean =>
+    options.adminToken !== "" &&
+    request.headers.get("authorization")?.replace(/^Bearer\s+/i, "") === options.adminToken;
+  // `cortex models ls` lists the catalogue with the operator's admin token, which is no API key.
+  const catalogueAuthorized = (request: Request): boolean => clientAuthorized(request) || isAdmin(request);
+
   const chatHandler =
     (dialect: Dialect) =>
     async ({ request }: { request: Request }): Promise<Response> => {
@@ -200,12 +206,12 @@ export function createGatewayApp(options: GatewayAppOptions) {
     )
     .get("/health", () => json({ status: "ok", version: options.version }))
     .get("/v1/models", ({ request }) => {
-      if (!clientAuthorized(request))
+      if (!catalogueAuthorized(request))
         return renderError("openai", new CortexError("unauthorized", "invalid API key"));
       return json({ object: "list", data: options.routing.catalogue() });
     })
     .get("/v1/models/:id", ({ request, params }) => {
-      if (!clientAuthorized(request))
+      if (!catalogueAuthorized(request))
         return renderError("openai", new CortexError("unauthorized", "invalid API key"));
       const id = decodeURIComponent(params.id);
       const entry = options.routing

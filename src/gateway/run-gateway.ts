@@ -8,7 +8,7 @@ import type { LoadedConfig } from "../core/config/load-config.ts";
 import { logger } from "../core/logger.ts";
 import { VERSION } from "../core/version.ts";
 import { TINY_MODEL_FILE } from "../neuron/gguf/tiny-model.ts";
-import { DEMO_MODEL_ID, type RunningNeuron, startNeuron } from "../neuron/start-neuron.ts";
+import { DEMO_CONTEXT_SIZE, DEMO_MODEL_ID, type RunningNeuron, startNeuron } from "../neuron/start-neuron.ts";
 import { createAdminOps } from "./admin-ops.ts";
 import { createGatewayApp } from "./gateway-app.ts";
 import { attachFleetGauges } from "./metrics/fleet-gauges.ts";
@@ -43,7 +43,21 @@ export function demoProfile(contextSize: number): ModelProfile {
   };
 }
 
-export async function startGateway(config: LoadedConfig): Promise<RunningGateway> {
+/** A URL this machine can reach a listener at (a wildcard address becomes loopback). */
+function localUrl(hostname: string, port: number): string {
+  const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+export interface StartGatewayOptions {
+  /** Time between background eviction passes (idle TTL, defrag); default max(poll interval, 5 s). */
+  evictorIntervalMs?: number;
+}
+
+export async function startGateway(
+  config: LoadedConfig,
+  options: StartGatewayOptions = {},
+): Promise<RunningGateway> {
   const gateway = config.file.gateway;
   let embedded: RunningNeuron | undefined;
   let neurons: Array<Pick<NeuronRef, "name" | "endpoint" | "token">> = [...config.file.neurons];
@@ -56,13 +70,14 @@ export async function startGateway(config: LoadedConfig): Promise<RunningGateway
     });
     neurons = [{ name: "local", endpoint: embedded.url, token: config.file.neuron.auth_token }];
     if (config.models.length === 0 && config.file.neuron.models_dir === undefined)
-      effective = { ...config, models: [demoProfile(config.file.neuron.default_context_size)] };
+      effective = { ...config, models: [demoProfile(DEMO_CONTEXT_SIZE)] };
     log.info(`no [[neurons]] configured: serving from a neuron in this process (${embedded.url})`);
   }
   const metrics = gateway.metrics ? new GatewayMetrics() : undefined;
   const services = createRoutingServices(effective, {
     version: VERSION,
     neurons,
+    ...(options.evictorIntervalMs === undefined ? {} : { evictorIntervalMs: options.evictorIntervalMs }),
     ...(metrics === undefined
       ? {}
       : {
@@ -83,12 +98,10 @@ export async function startGateway(config: LoadedConfig): Promise<RunningGateway
       view: () => services.fleet.state.view(),
       depths: () => services.admission.depths(),
       evictions: services.fleet.evictions,
-      knownModels: () => [
-        ...effective.models.map((model) => model.id),
-        ...services.fleet.state.view().nodes.flatMap((node) => node.loaded.map((model) => model.id)),
-      ],
+      profiles: effective.models.map((model) => model.id),
     });
   services.start();
+  await firstPoll(services, 5_000);
 
   const app = createGatewayApp({
     routing: services,
@@ -101,8 +114,7 @@ export async function startGateway(config: LoadedConfig): Promise<RunningGateway
   });
   app.listen({ hostname: config.gatewayListen.hostname, port: config.gatewayListen.port, idleTimeout: 0 });
   const port = app.server?.port ?? config.gatewayListen.port;
-  const host = config.gatewayListen.hostname === "0.0.0.0" ? "127.0.0.1" : config.gatewayListen.hostname;
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const url = localUrl(config.gatewayListen.hostname, port);
 
   let metricsServer: ReturnType<typeof Bun.serve> | undefined;
   if (metrics) {
@@ -117,7 +129,10 @@ export async function startGateway(config: LoadedConfig): Promise<RunningGateway
       },
     });
   }
-  const metricsUrl = metricsServer ? `http://${host}:${metricsServer.port}/metrics` : undefined;
+  // The metrics port has its own address: build its URL from that, not the API's.
+  const metricsUrl = metricsServer?.port
+    ? `${localUrl(config.metricsListen.hostname, metricsServer.port)}/metrics`
+    : undefined;
   if (gateway.api_keys.length === 0)
     log.warn("no gateway.api_keys configured: the API is open to anyone who can reach it");
   if (gateway.admin_token === "")
@@ -139,6 +154,20 @@ export async function startGateway(config: LoadedConfig): Promise<RunningGateway
       await embedded?.stop();
     },
   };
+}
+
+/**
+ * Waits (bounded) until every neuron has answered or failed its first poll,
+ * so a gateway that just started does not answer 503 "unknown node" to the
+ * first requests. Requests never wait on polls after that.
+ */
+async function firstPoll(
+  services: { fleet: { state: { view(): { nodes: readonly { state: string }[] } } } },
+  limitMs: number,
+) {
+  const deadline = Date.now() + limitMs;
+  while (Date.now() < deadline && services.fleet.state.view().nodes.some((node) => node.state === "unknown"))
+    await Bun.sleep(10);
 }
 
 /** Runs until SIGINT/SIGTERM, then stops and exits 0. */

@@ -56,6 +56,12 @@ export class BackgroundEvictor {
   }
 
   async #run(): Promise<void> {
+    const stale = idleModelsToUnload(this.#fleet.view(), this.#options.idleTtlS);
+    // Last use moves between polls: a model used since the last one looks idle. Decide on a fresh read.
+    if (stale.length > 0)
+      await Promise.all(
+        [...new Set(stale.map((idle) => idle.node))].map((node) => this.#fleet.refresh(node)),
+      );
     for (const { node, model, idleMs } of idleModelsToUnload(this.#fleet.view(), this.#options.idleTtlS)) {
       try {
         await this.#fleet.unload(node, model.id, {

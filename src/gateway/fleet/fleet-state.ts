@@ -125,9 +125,12 @@ export class FleetState {
     record.lastSeen = this.#now();
     record.version = health.version;
     record.error = undefined;
-    record.devices = health.devices;
     record.available = models.available;
-    if (startedEpoch === record.epoch) record.loaded = mergeLoaded(health.loaded, models.loaded);
+    // Free memory and the loaded list describe the same moment: take both or neither.
+    if (startedEpoch === record.epoch) {
+      record.devices = health.devices;
+      record.loaded = mergeLoaded(health.loaded, models.loaded);
+    }
     record.machine.moveTo(stateFromHealth(health), `neuron reports ${health.status}`);
   }
 
@@ -148,6 +151,8 @@ export class FleetState {
   applyLoaded(node: string, model: LoadedModel): void {
     const record = this.#record(node);
     record.epoch += 1;
+    // Until the next poll, the devices' free memory must account for the new copy.
+    if (!record.loaded.some((m) => m.id === model.id)) shiftFree(record, model.devices, -model.memoryBytes);
     record.loaded = [...record.loaded.filter((m) => m.id !== model.id), model];
   }
 
@@ -155,6 +160,8 @@ export class FleetState {
   applyUnloaded(node: string, modelId: string): void {
     const record = this.#record(node);
     record.epoch += 1;
+    const gone = record.loaded.find((m) => m.id === modelId);
+    if (gone !== undefined) shiftFree(record, gone.devices, gone.memoryBytes);
     record.loaded = record.loaded.filter((m) => m.id !== modelId);
   }
 
@@ -289,6 +296,17 @@ function nodeView(record: NodeRecord): FleetNodeView {
     loaded,
     available: record.available,
   };
+}
+
+/** Moves `bytes` of free memory (negative: taken), spread evenly over `devices`. */
+function shiftFree(record: NodeRecord, devices: readonly string[], bytes: number): void {
+  if (devices.length === 0 || bytes === 0) return;
+  const share = bytes / devices.length;
+  record.devices = record.devices.map((device) =>
+    devices.includes(device.id)
+      ? { ...device, memoryFree: clamp(device.memoryFree + share, 0, device.memoryTotal) }
+      : device,
+  );
 }
 
 function clamp(value: number, min: number, max: number): number {

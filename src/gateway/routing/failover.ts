@@ -57,6 +57,14 @@ export function shouldFailover(error: CortexError): boolean {
   return error.retryable;
 }
 
+/**
+ * The neuron answered that the model is not loaded there: the gateway only
+ * sends requests to copies its view shows loaded, so the view is stale.
+ */
+function isStaleCopy(error: CortexError, node: string): boolean {
+  return error.code === "model_not_found" && error.details?.node === node;
+}
+
 export async function routeWithFailover<T>(
   services: { fleet: Fleet; loader: ModelLoader },
   model: string,
@@ -100,6 +108,15 @@ export async function routeWithFailover<T>(
       finish();
       if (options.signal?.aborted) throw error;
       const failure = classifyNeuronError(error, target.node);
+      if (isStaleCopy(failure, target.node)) {
+        // The view was stale (another replica or an operator unloaded the copy since the
+        // last poll): forget the copy and place the model again, on that node too.
+        logger("router").info(`${target.modelId} is no longer loaded on ${target.node}; placing it again`);
+        fleet.state.applyUnloaded(target.node, target.modelId);
+        await fleet.refresh(target.node);
+        lastError = failure;
+        continue;
+      }
       if (!shouldFailover(failure)) throw failure;
       logger("router").warn(
         `${target.modelId} on ${target.node} failed before the first byte: ${failure.message}`,

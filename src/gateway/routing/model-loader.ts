@@ -20,6 +20,7 @@ import { CortexError } from "../../core/errors.ts";
 import { logger } from "../../core/logger.ts";
 import type { LoadedModel, LoadRequest } from "../../core/neuron-api.ts";
 import type { Fleet } from "../fleet/fleet.ts";
+import { isLive } from "../fleet/fleet-types.ts";
 import { classifyNeuronError } from "../neuron-client.ts";
 import type { EvictionStrategy } from "./choose-victims.ts";
 import { formatBytes } from "./memory-need.ts";
@@ -222,7 +223,7 @@ export class ModelLoader {
     const tried = new Set(options.exclude);
     let lastError: CortexError | undefined;
     for (;;) {
-      const plan = this.#plan(resolved, tried, options.only, lastError);
+      const plan = await this.#freshPlan(resolved, tried, options.only, lastError);
       try {
         return await this.#execute(resolved, plan);
       } catch (error) {
@@ -233,6 +234,37 @@ export class ModelLoader {
         lastError = failure;
       }
     }
+  }
+
+  /**
+   * A plan that evicts, or a refusal because the room is held by busy models,
+   * rests on last-use times and in-flight counts, which change between polls
+   * (a request that just ended still counts as in flight; one that just ran
+   * still looks idle). Such a decision is made again on a fresh read of the
+   * live nodes; a load costs far more than the read.
+   */
+  async #freshPlan(
+    resolved: ResolvedModel,
+    tried: ReadonlySet<string>,
+    only: string | undefined,
+    lastError: CortexError | undefined,
+  ): Promise<PlacementPlan> {
+    try {
+      const plan = this.#plan(resolved, tried, only, lastError);
+      if (plan.victims.length === 0) return plan;
+    } catch (error) {
+      if (
+        !(
+          error instanceof CortexError &&
+          error.code === "unavailable" &&
+          error.details?.needBytes !== undefined
+        )
+      )
+        throw error;
+    }
+    const live = this.#fleet.view().nodes.filter(isLive);
+    await Promise.all(live.map((node) => this.#fleet.refresh(node.name)));
+    return this.#plan(resolved, tried, only, lastError);
   }
 
   #plan(

@@ -1,0 +1,213 @@
+/**
+ * Eviction with a real neuron whose device holds two tiny models: a third
+ * forces the gateway to unload one. Which one goes, and which never do
+ * (pinned by profile or at run time, busy with a request), for both
+ * strategies; and the idle TTL. Each strategy is its own gateway in front
+ * of the same neuron, as replicas would be.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { chat, holdStream } from "./helpers/gateway-requests.ts";
+import {
+  configToml,
+  loadCount,
+  loadedIds,
+  neuronModels,
+  noEndBias,
+  profile,
+  RealFleet,
+  type TestGateway,
+  until,
+  waitForFleet,
+} from "./helpers/real-fleet.ts";
+
+let fleet: RealFleet;
+let lru: TestGateway;
+let priority: TestGateway;
+let noEnd: Record<string, number>;
+let neuronUrl: string;
+
+beforeAll(async () => {
+  fleet = await RealFleet.start([{ name: "n1", files: ["a.gguf", "b.gguf", "c.gguf"] }]);
+  neuronUrl = fleet.neuron("n1").url;
+  noEnd = await noEndBias(fleet.modelPath);
+  lru = await fleet.gateway({
+    toml: configToml({
+      eviction: { strategy: "lru" },
+      models: [
+        profile("a", "a.gguf"),
+        profile("b", "b.gguf"),
+        profile("c", "c.gguf"),
+        profile("p", "a.gguf", { pinned: true }),
+      ],
+    }),
+  });
+  priority = await fleet.gateway({
+    toml: configToml({
+      eviction: { strategy: "priority" },
+      models: [
+        profile("hi", "a.gguf", { priority: 10 }),
+        profile("mid", "b.gguf", { priority: 5 }),
+        profile("lo", "c.gguf", { priority: 1 }),
+        profile("lo2", "a.gguf", { priority: 1 }),
+      ],
+    }),
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await fleet?.stop();
+});
+
+beforeEach(async () => {
+  await fleet.unloadAll();
+  for (const gateway of [lru, priority])
+    await waitForFleet(gateway.url, (nodes) => nodes.every((node) => node.loaded.length === 0));
+});
+
+/** Chats with each model in turn, so the last one is the most recently used. */
+async function use(gateway: TestGateway, ...models: string[]): Promise<void> {
+  for (const model of models) {
+    const response = await chat(gateway.url, model);
+    expect(`${model}: ${response.status}`).toBe(`${model}: 200`);
+  }
+}
+
+async function admin(gateway: TestGateway, action: string, model: string): Promise<void> {
+  const response = await fetch(`${gateway.url}/admin/models/${action}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model }),
+  });
+  expect(response.status).toBe(200);
+}
+
+describe("lru", () => {
+  test("the least recently used model makes room", async () => {
+    await use(lru, "a", "b", "a");
+    expect(await loadedIds(neuronUrl)).toEqual(["a", "b"]);
+    await use(lru, "c");
+    expect(await loadedIds(neuronUrl)).toEqual(["a", "c"]);
+  });
+
+  test("never a model pinned by its profile", async () => {
+    await use(lru, "p", "a");
+    expect((await neuronModels(neuronUrl)).find((model) => model.id === "p")?.pinned).toBe(true);
+    await use(lru, "c");
+    expect(await loadedIds(neuronUrl)).toEqual(["c", "p"]);
+  });
+
+  test("never a model pinned at run time through the admin API", async () => {
+    await use(lru, "a", "b");
+    await admin(lru, "pin", "a");
+    expect((await neuronModels(neuronUrl)).find((model) => model.id === "a")?.pinned).toBe(true);
+    await use(lru, "c");
+    expect(await loadedIds(neuronUrl)).toEqual(["a", "c"]);
+    await admin(lru, "unpin", "a");
+    expect((await neuronModels(neuronUrl)).find((model) => model.id === "a")?.pinned).toBe(false);
+  });
+
+  test("never a model with a request in flight", async () => {
+    const held = await holdStream(lru.url, "a", noEnd);
+    try {
+      await use(lru, "b");
+      // a is the least recently used, but busy.
+      await use(lru, "c");
+      expect(await loadedIds(neuronUrl)).toEqual(["a", "c"]);
+      expect((await neuronModels(neuronUrl)).find((model) => model.id === "a")?.inFlight).toBe(1);
+    } finally {
+      await held.release();
+    }
+  });
+
+  test("room held only by busy or pinned models: 503 with Retry-After, it will fit later", async () => {
+    const held = await holdStream(lru.url, "a", noEnd);
+    try {
+      await use(lru, "b");
+      await admin(lru, "pin", "b");
+      const response = await chat(lru.url, "c");
+      expect(response.status).toBe(503);
+      expect(Number(response.headers.get("retry-after"))).toBeGreaterThan(0);
+      const body = (await response.json()) as { error: { message: string } };
+      expect(body.error.message).toContain("more once busy models finish");
+      expect(await loadedIds(neuronUrl)).toEqual(["a", "b"]);
+    } finally {
+      await held.release();
+      await admin(lru, "unpin", "b");
+    }
+  });
+});
+
+describe("priority", () => {
+  test("the lowest priority makes room, even when used more recently", async () => {
+    await use(priority, "lo", "hi", "lo");
+    await use(priority, "mid");
+    expect(await loadedIds(neuronUrl)).toEqual(["hi", "mid"]);
+  });
+
+  test("among equal priorities, the least recently used", async () => {
+    await use(priority, "lo2", "lo");
+    await use(priority, "hi");
+    expect(await loadedIds(neuronUrl)).toEqual(["hi", "lo"]);
+  });
+
+  test("never a pinned model, whatever its priority", async () => {
+    await use(priority, "lo", "mid");
+    await admin(priority, "pin", "lo");
+    await use(priority, "hi");
+    expect(await loadedIds(neuronUrl)).toEqual(["hi", "lo"]);
+    await admin(priority, "unpin", "lo");
+  });
+});
+
+describe("idle ttl", () => {
+  test("an idle model is unloaded after idle_ttl_s; a pinned one stays", async () => {
+    const idle = await fleet.gateway({
+      toml: configToml({
+        eviction: { idle_ttl_s: 1 },
+        models: [profile("a", "a.gguf"), profile("p", "b.gguf", { pinned: true })],
+      }),
+      evictorIntervalMs: 100,
+    });
+    try {
+      await use(idle, "p", "a");
+      const lastUsed = Date.now();
+      await until(
+        async () => (await loadedIds(neuronUrl)).join() === "p",
+        10_000,
+        () => "waiting for a to be unloaded",
+      );
+      // Not before its TTL (the neuron's lastUsed is at or before our clock reading).
+      expect(Date.now() - lastUsed).toBeGreaterThanOrEqual(900);
+      // The pinned one is idle just as long and stays.
+      await Bun.sleep(300);
+      expect(await loadedIds(neuronUrl)).toEqual(["p"]);
+    } finally {
+      await idle.stop();
+    }
+  });
+
+  test("a model in use is not idle, even when the gateway has not polled since", async () => {
+    const idle = await fleet.gateway({
+      toml: configToml({
+        gateway: { poll_interval_ms: 60_000 },
+        eviction: { idle_ttl_s: 1 },
+        models: [profile("a", "a.gguf")],
+      }),
+      evictorIntervalMs: 100,
+    });
+    try {
+      const loadsBefore = await loadCount(neuronUrl, "a");
+      // Loaded idle (the gateway re-reads the node right after), then only used.
+      await admin(idle, "load", "a");
+      const loadedAt = Date.now();
+      // Used every 300 ms for twice the TTL: never idle for 1 s.
+      while (Date.now() - loadedAt < 2_000) {
+        await use(idle, "a");
+        await Bun.sleep(300);
+      }
+      expect(await loadCount(neuronUrl, "a")).toBe(loadsBefore + 1);
+    } finally {
+      await idle.stop();
+    }
+  });
+});

@@ -1,0 +1,194 @@
+/**
+ * The gateway in front of two real neurons (libllama on copies of the tiny
+ * model, real HTTP on loopback): the merged catalogue, placement of cold
+ * models, single-flight loads, least-busy routing and a model that fits
+ * nowhere. What happened is read from the neurons' own /models and /metrics.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { chat, holdStream } from "./helpers/gateway-requests.ts";
+import {
+  configToml,
+  loadCount,
+  loadedIds,
+  neuronCall,
+  neuronModels,
+  noEndBias,
+  profile,
+  RealFleet,
+  servedCount,
+  type TestGateway,
+  waitForFleet,
+} from "./helpers/real-fleet.ts";
+
+interface CatalogueEntry {
+  id: string;
+  cortex: {
+    aliases: string[];
+    state: string;
+    loaded_on: Array<{ node: string; state: string }>;
+    servable_on: string[];
+  };
+}
+
+let fleet: RealFleet;
+let gateway: TestGateway;
+let noEnd: Record<string, number>;
+
+beforeAll(async () => {
+  fleet = await RealFleet.start([
+    { name: "n1", files: ["a.gguf", "b.gguf", "c.gguf"] },
+    { name: "n2", files: ["a.gguf", "b.gguf"] },
+  ]);
+  noEnd = await noEndBias(fleet.modelPath);
+  gateway = await fleet.gateway({
+    toml: configToml({
+      models: [
+        profile("alpha", "a.gguf", { aliases: ["al"] }),
+        profile("beta", "b.gguf", { affinity: ["n2"] }),
+        profile("gamma", "c.gguf"),
+        profile("ghost", "missing.gguf"),
+        profile("huge", "a.gguf", { vram_estimate: "1GiB" }),
+      ],
+    }),
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await fleet?.stop();
+});
+
+/** Each test starts from an empty fleet, as the gateway sees it too. */
+beforeEach(async () => {
+  await fleet.unloadAll();
+  await waitForFleet(gateway.url, (nodes) => nodes.every((node) => node.loaded.length === 0));
+});
+
+async function catalogue(): Promise<CatalogueEntry[]> {
+  const response = await fetch(`${gateway.url}/v1/models`);
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { data: CatalogueEntry[] }).data;
+}
+
+describe("/v1/models", () => {
+  test("lists the profiles a live neuron can serve plus whatever is loaded, and where", async () => {
+    // Loaded on n2 behind the gateway's back, with no profile: still listed.
+    await neuronCall(fleet.neuron("n2").url, "/models/load", { id: "stray", file: "b.gguf" });
+    expect((await chat(gateway.url, "gamma")).status).toBe(200);
+    await waitForFleet(gateway.url, (nodes) =>
+      nodes.some((node) => node.loaded.some((m) => m.id === "stray")),
+    );
+
+    const entries = await catalogue();
+    const byId = new Map(entries.map((entry) => [entry.id, entry]));
+    // ghost's file is on no node; huge's is, so it is listed even though it never fits.
+    expect([...byId.keys()]).toEqual(["alpha", "beta", "gamma", "huge", "stray"]);
+    expect(byId.get("alpha")?.cortex).toMatchObject({ aliases: ["al"], state: "available", loaded_on: [] });
+    expect(byId.get("alpha")?.cortex.servable_on.sort()).toEqual(["n1", "n2"]);
+    expect(byId.get("beta")?.cortex.servable_on).toEqual(["n2"]);
+    expect(byId.get("gamma")?.cortex).toMatchObject({
+      state: "loaded",
+      loaded_on: [expect.objectContaining({ node: "n1", state: "ready" })],
+      servable_on: ["n1"],
+    });
+    expect(byId.get("stray")?.cortex).toMatchObject({
+      state: "loaded",
+      loaded_on: [expect.objectContaining({ node: "n2", state: "ready" })],
+    });
+  });
+
+  test("an alias resolves to its model, in the catalogue and in a chat", async () => {
+    const entry = await fetch(`${gateway.url}/v1/models/al`);
+    expect(entry.status).toBe(200);
+    expect(((await entry.json()) as CatalogueEntry).id).toBe("alpha");
+
+    const response = await chat(gateway.url, "al");
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { choices: Array<{ message: { content: string } }> };
+    expect(body.choices[0]?.message.content.length).toBeGreaterThan(0);
+    // Loaded under its canonical id, not the alias.
+    const loaded = [
+      ...(await loadedIds(fleet.neuron("n1").url)),
+      ...(await loadedIds(fleet.neuron("n2").url)),
+    ];
+    expect(loaded).toEqual(["alpha"]);
+  });
+
+  test("an unknown model is a 404 in OpenAI's envelope", async () => {
+    const response = await chat(gateway.url, "nope");
+    expect(response.status).toBe(404);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("model_not_found");
+  });
+});
+
+describe("placement", () => {
+  test("five concurrent requests for a cold model share one load", async () => {
+    const urls = [fleet.neuron("n1").url, fleet.neuron("n2").url];
+    const loads = async () =>
+      (await Promise.all(urls.map((url) => loadCount(url, "alpha")))).reduce((a, b) => a + b);
+    const before = await loads();
+    const responses = await Promise.all(Array.from({ length: 5 }, () => chat(gateway.url, "alpha")));
+    expect(responses.map((response) => response.status)).toEqual([200, 200, 200, 200, 200]);
+    // Both nodes have the file and room: one copy in all, not one per node or per request.
+    expect((await loads()) - before).toBe(1);
+    const copies = (await Promise.all(urls.map(neuronModels))).flat();
+    expect(copies.map((model) => model.id)).toEqual(["alpha"]);
+
+    // Later requests use the copy as it is: no reload.
+    expect((await chat(gateway.url, "alpha")).status).toBe(200);
+    const again = (await Promise.all(urls.map(neuronModels))).flat();
+    expect(again.map((model) => model.loadedAt)).toEqual(copies.map((model) => model.loadedAt));
+    expect((await loads()) - before).toBe(1);
+  });
+
+  test("a cold model loads on a node that has its file", async () => {
+    expect((await chat(gateway.url, "gamma")).status).toBe(200);
+    expect(await loadedIds(fleet.neuron("n1").url)).toEqual(["gamma"]);
+    expect(await loadedIds(fleet.neuron("n2").url)).toEqual([]);
+  });
+
+  test("affinity limits where a cold model may load", async () => {
+    expect((await chat(gateway.url, "beta")).status).toBe(200);
+    expect(await loadedIds(fleet.neuron("n2").url)).toEqual(["beta"]);
+    expect(await loadedIds(fleet.neuron("n1").url)).toEqual([]);
+  });
+
+  test("a model loaded on two nodes: requests go to the less busy copy", async () => {
+    for (const node of ["n1", "n2"]) {
+      const response = await fetch(`${gateway.url}/admin/models/load`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "alpha", node }),
+      });
+      expect(response.status).toBe(200);
+    }
+    const urls = { n1: fleet.neuron("n1").url, n2: fleet.neuron("n2").url };
+    const held = await holdStream(gateway.url, "alpha", noEnd);
+    try {
+      const busy = (await neuronModels(urls.n1))[0]?.inFlight === 1 ? "n1" : "n2";
+      const idle = busy === "n1" ? "n2" : "n1";
+      expect((await neuronModels(urls[busy]))[0]?.inFlight).toBe(1);
+      const servedBefore = {
+        busy: await servedCount(urls[busy], "alpha"),
+        idle: await servedCount(urls[idle], "alpha"),
+      };
+      for (let i = 0; i < 3; i++) expect((await chat(gateway.url, "alpha")).status).toBe(200);
+      expect((await servedCount(urls[idle], "alpha")) - servedBefore.idle).toBe(3);
+      expect((await servedCount(urls[busy], "alpha")) - servedBefore.busy).toBe(0);
+    } finally {
+      await held.release();
+    }
+  });
+
+  test("a model that fits nowhere: 507 naming its need and the most any node can free", async () => {
+    const response = await chat(gateway.url, "huge");
+    expect(response.status).toBe(507);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("insufficient_memory");
+    expect(body.error.message).toMatch(
+      /^huge needs 1\.0 GiB; the most any node can free is 120 MiB \(n[12]\)$/,
+    );
+    expect(await loadedIds(fleet.neuron("n1").url)).toEqual([]);
+    expect(await loadedIds(fleet.neuron("n2").url)).toEqual([]);
+  });
+});

@@ -1,0 +1,167 @@
+/**
+ * Streams through the gateway: a neuron that dies mid-stream (a scripted
+ * one), a client that goes away (a real neuron must free the slot), the
+ * per-model concurrency limit, and request ids end to end.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type FaultNeuron, startFaultNeuron } from "./helpers/fault-neuron.ts";
+import { chat, holdStream, messages, readSse } from "./helpers/gateway-requests.ts";
+import {
+  configToml,
+  neuronMetric,
+  neuronModels,
+  noEndBias,
+  profile,
+  RealFleet,
+  type TestGateway,
+  until,
+} from "./helpers/real-fleet.ts";
+
+let fleet: RealFleet;
+let faulty: FaultNeuron;
+let gateway: TestGateway;
+let noEnd: Record<string, number>;
+
+beforeAll(async () => {
+  faulty = startFaultNeuron("faulty");
+  fleet = await RealFleet.start([{ name: "n1", files: ["a.gguf"] }]);
+  noEnd = await noEndBias(fleet.modelPath);
+  gateway = await fleet.gateway({
+    external: [{ name: faulty.name, endpoint: faulty.url }],
+    toml: configToml({
+      gateway: {
+        max_concurrency_per_model: 1,
+        queue_size_per_model: 1,
+        metrics: true,
+        metrics_listen: "127.0.0.1:0",
+      },
+      models: [profile("alpha", "a.gguf", { affinity: ["n1"] })],
+    }),
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await fleet?.stop();
+  faulty?.stop();
+});
+
+describe("a neuron that dies mid-stream", () => {
+  const reasons: Record<string, RegExp> = {
+    "dies-abruptly": /node faulty failed mid-stream/,
+    "dies-cleanly": /stream ended before it finished/,
+  };
+  for (const [model, reason] of Object.entries(reasons)) {
+    test(`${model}: the OpenAI stream ends with an error object, not a hang or a silent end`, async () => {
+      const response = await chat(gateway.url, model, { stream: true });
+      expect(response.status).toBe(200);
+      const frames = await readSse(response);
+      const data = frames.map((frame) => frame.data);
+      // The text that did arrive is relayed first.
+      expect(data.some((d) => d.includes("garden"))).toBe(true);
+      const last = JSON.parse(data.at(-1) ?? "{}") as { error?: { message: string; code?: string } };
+      expect(last.error?.message).toMatch(reason);
+      expect(data).not.toContain("[DONE]");
+      expect(data.some((d) => d.includes('"finish_reason":"stop"'))).toBe(false);
+    });
+
+    test(`${model}: the Anthropic stream ends with event: error`, async () => {
+      const response = await messages(gateway.url, model, { stream: true });
+      expect(response.status).toBe(200);
+      const frames = await readSse(response);
+      expect(frames[0]?.event).toBe("message_start");
+      const last = frames.at(-1);
+      expect(last?.event).toBe("error");
+      const body = JSON.parse(last?.data ?? "{}") as {
+        type: string;
+        error: { type: string; message: string };
+      };
+      expect(body.type).toBe("error");
+      expect(body.error.type).toBe("api_error");
+      expect(body.error.message).toMatch(reason);
+      expect(frames.some((frame) => frame.event === "message_stop")).toBe(false);
+    });
+  }
+
+  test("a non-streamed request to it fails with 502 instead of a truncated answer", async () => {
+    const response = await chat(gateway.url, "dies-abruptly");
+    expect(response.status).toBe(502);
+    const body = (await response.json()) as { error: { code: string } };
+    expect(body.error.code).toBe("upstream_error");
+  });
+});
+
+describe("request ids", () => {
+  test("the client's x-request-id reaches the neuron and comes back", async () => {
+    const response = await chat(gateway.url, "echo", { headers: { "x-request-id": "req-from-client-1" } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-request-id")).toBe("req-from-client-1");
+    expect(faulty.requestIds.at(-1)).toBe("req-from-client-1");
+  });
+
+  test("without one, the gateway makes one up and uses it upstream too", async () => {
+    const response = await chat(gateway.url, "echo", { stream: true });
+    expect(response.status).toBe(200);
+    const id = response.headers.get("x-request-id");
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    await readSse(response);
+    expect(faulty.requestIds.at(-1)).toBe(id);
+  });
+
+  test("errors carry it too", async () => {
+    const response = await chat(gateway.url, "nope", { headers: { "x-request-id": "req-404" } });
+    expect(response.status).toBe(404);
+    expect(response.headers.get("x-request-id")).toBe("req-404");
+  });
+});
+
+describe("with a real neuron", () => {
+  test("a client that disconnects frees the neuron's slot", async () => {
+    const url = fleet.neuron("n1").url;
+    const held = await holdStream(gateway.url, "alpha", noEnd);
+    // Read a little, as a client would, before going away.
+    const reader = held.response.body?.getReader();
+    await reader?.read();
+    expect((await neuronModels(url)).find((model) => model.id === "alpha")?.inFlight).toBe(1);
+    const cancelledAt = Date.now();
+    await reader?.cancel();
+    await held.release();
+    await until(
+      async () => (await neuronModels(url)).find((model) => model.id === "alpha")?.inFlight === 0,
+      5_000,
+      () => "waiting for the neuron to free the slot",
+    );
+    // Well before the 8000-token answer could have ended by itself.
+    expect(Date.now() - cancelledAt).toBeLessThan(2_000);
+    // The neuron stopped generating: it did not run on to max_tokens.
+    const generated = await neuronMetric(url, "cortex_neuron_tokens_generated_total", { model: "alpha" });
+    expect(generated).toBeLessThan(4_000);
+  });
+
+  test("over max_concurrency_per_model + queue_size_per_model: 429 with Retry-After", async () => {
+    const metricsUrl = gateway.running.metricsUrl;
+    if (metricsUrl === undefined) throw new Error("gateway metrics are off");
+    const held = await holdStream(gateway.url, "alpha", noEnd);
+    const queued = chat(gateway.url, "alpha");
+    try {
+      await until(
+        async () =>
+          (await (await fetch(metricsUrl)).text()).includes('cortex_gateway_queue_depth{model="alpha"} 1'),
+        5_000,
+        () => "waiting for the second request to queue",
+      );
+      const refused = await chat(gateway.url, "alpha");
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+      const body = (await refused.json()) as { error: { code: string; message: string } };
+      expect(body.error.message).toContain("too many requests for alpha");
+      // Anthropic clients get their own envelope.
+      const anthropic = await messages(gateway.url, "alpha");
+      expect(anthropic.status).toBe(429);
+      expect(((await anthropic.json()) as { error: { type: string } }).error.type).toBe("rate_limit_error");
+    } finally {
+      await held.release();
+    }
+    // The queued one runs once the slot is free.
+    expect((await queued).status).toBe(200);
+  });
+});

@@ -1,0 +1,191 @@
+/**
+ * A scripted neuron for failure modes a real one cannot be made to show on
+ * cue: plain HTTP/1.1 over a raw TCP listener, so it can close the socket in
+ * the middle of a response. It follows the neuron contract (GET /health and
+ * /models, its models loaded and ready) and answers chats by model id:
+ *
+ * - `dies-abruptly`: streams a few SSE chunks, then closes the socket (the
+ *   chunked body never gets its terminating chunk);
+ * - `dies-cleanly`: streams a few chunks, then ends the body properly but
+ *   without a finish reason or `[DONE]` (a silent truncation if unchecked);
+ * - anything else: a short, complete streamed answer.
+ *
+ * It records the `x-request-id` header of every chat it receives.
+ */
+import type { Socket } from "bun";
+import type { HealthResponse, LoadedModel, ModelsResponse } from "../../../src/core/neuron-api.ts";
+
+export const FAULT_MODELS = ["dies-abruptly", "dies-cleanly", "echo"] as const;
+
+export interface FaultNeuron {
+  name: string;
+  url: string;
+  /** x-request-id of each chat received, in order (null when absent). */
+  requestIds: Array<string | null>;
+  stop(): void;
+}
+
+interface ParsedRequest {
+  method: string;
+  path: string;
+  headers: Map<string, string>;
+  body: string;
+}
+
+const GiB = 1024 ** 3;
+
+function loaded(id: string): LoadedModel {
+  return {
+    id,
+    file: `${id}.gguf`,
+    state: "ready",
+    devices: ["cuda-dev-0"],
+    contextSize: 4096,
+    slots: 4,
+    lastUsed: Date.now(),
+    loadedAt: Date.now(),
+    inFlight: 0,
+    queued: 0,
+    memoryBytes: GiB,
+    pinned: false,
+    priority: 0,
+  };
+}
+
+function chunk(model: string, delta: Record<string, unknown>, finish: string | null = null): string {
+  const body = {
+    id: "chatcmpl-fault",
+    object: "chat.completion.chunk",
+    created: 1,
+    model,
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  };
+  return `data: ${JSON.stringify(body)}\n\n`;
+}
+
+/** One complete request in `buffer`, or undefined while more bytes are needed. */
+function parseRequest(buffer: string): ParsedRequest | undefined {
+  const end = buffer.indexOf("\r\n\r\n");
+  if (end < 0) return undefined;
+  const [requestLine = "", ...lines] = buffer.slice(0, end).split("\r\n");
+  const headers = new Map<string, string>();
+  for (const line of lines) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  const length = Number(headers.get("content-length") ?? 0);
+  const body = buffer.slice(end + 4);
+  if (Buffer.byteLength(body) < length) return undefined;
+  const [method = "", path = ""] = requestLine.split(" ");
+  return { method, path, headers, body };
+}
+
+function jsonResponse(socket: Socket<unknown>, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  socket.write(
+    `HTTP/1.1 ${status} X\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+  socket.end();
+}
+
+async function streamResponse(socket: Socket<unknown>, frames: string[], ending: "close" | "cut") {
+  socket.write(
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+  );
+  for (const frame of frames) {
+    socket.write(`${Buffer.byteLength(frame).toString(16)}\r\n${frame}\r\n`);
+    // Let each chunk reach the client on its own, as a model's tokens would.
+    await Bun.sleep(20);
+  }
+  if (ending === "close") socket.write("0\r\n\r\n");
+  socket.end();
+}
+
+export function startFaultNeuron(name = "faulty"): FaultNeuron {
+  const requestIds: Array<string | null> = [];
+  const models = FAULT_MODELS.map(loaded);
+  const device = {
+    id: "cuda-dev-0",
+    kind: "cuda" as const,
+    index: 0,
+    name: "GPU",
+    memoryTotal: 24 * GiB,
+    memoryFree: 20 * GiB,
+    poisoned: false,
+    loadCycles: 0,
+  };
+
+  const answer = (socket: Socket<unknown>, request: ParsedRequest): void => {
+    switch (`${request.method} ${request.path}`) {
+      case "GET /health": {
+        const health: HealthResponse = {
+          status: "ok",
+          version: "fault",
+          node: name,
+          startedAt: 0,
+          devices: [device],
+          loaded: models,
+        };
+        jsonResponse(socket, 200, health);
+        return;
+      }
+      case "GET /models": {
+        const body: ModelsResponse = {
+          available: models.map((model) => ({
+            file: model.file,
+            sizeBytes: GiB,
+            architecture: "llama",
+            hasChatTemplate: true,
+          })),
+          loaded: models,
+        };
+        jsonResponse(socket, 200, body);
+        return;
+      }
+      case "POST /v1/chat/completions": {
+        requestIds.push(request.headers.get("x-request-id") ?? null);
+        const model = (JSON.parse(request.body) as { model: string }).model;
+        const start = chunk(model, { role: "assistant", content: "" });
+        const words = ["The ", "garden ", "is "].map((word) => chunk(model, { content: word }));
+        if (model === "dies-abruptly") void streamResponse(socket, [start, ...words], "cut");
+        else if (model === "dies-cleanly") void streamResponse(socket, [start, ...words], "close");
+        else
+          void streamResponse(
+            socket,
+            [start, ...words, chunk(model, {}, "stop"), "data: [DONE]\n\n"],
+            "close",
+          );
+        return;
+      }
+      default:
+        jsonResponse(socket, 404, { error: { code: "not_found", message: request.path } });
+    }
+  };
+
+  const buffers = new WeakMap<Socket<unknown>, string>();
+  const listener = Bun.listen<unknown>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket, data) {
+        const buffer = (buffers.get(socket) ?? "") + data.toString();
+        const request = parseRequest(buffer);
+        if (request === undefined) {
+          buffers.set(socket, buffer);
+          return;
+        }
+        buffers.delete(socket);
+        answer(socket, request);
+      },
+      error() {
+        // a client that went away; nothing to clean up
+      },
+    },
+  });
+  return {
+    name,
+    url: `http://127.0.0.1:${listener.port}`,
+    requestIds,
+    stop: () => listener.stop(true),
+  };
+}
