@@ -58,22 +58,45 @@ const root: ConsolaInstance = consola;
 
 let currentFormat: LogFormat = "text";
 
-export function configureLogging(options: { level: LogLevel; format: LogFormat }): ConsolaInstance {
+// consola copies level, reporters and format options into each tagged child
+// when it is made, and modules make theirs at import time, before the CLI has
+// read the config: keep them so configureLogging can reach them too.
+const tagged = new Map<string, ConsolaInstance>();
+
+export function configureLogging(options: {
+  level: LogLevel;
+  format: LogFormat;
+  /** Where JSON lines go (default stderr); tests capture them here. */
+  write?: (line: string) => void;
+}): ConsolaInstance {
   currentFormat = options.format;
   root.level = LEVEL_NUMBERS[options.level];
-  if (options.format === "json") root.setReporters([jsonReporter()]);
+  if (options.format === "json") root.setReporters([jsonReporter(options.write)]);
   root.options.formatOptions = {
     ...root.options.formatOptions,
     date: true,
     colors: process.stderr.isTTY === true,
     compact: true,
   };
+  for (const child of tagged.values()) inheritRoot(child);
   return root;
+}
+
+function inheritRoot(child: ConsolaInstance): void {
+  child.level = root.level;
+  child.setReporters(root.options.reporters);
+  child.options.formatOptions = root.options.formatOptions;
 }
 
 /** The process-wide logger, tagged for a component (`gateway`, `neuron`, `poller`, …). */
 export function logger(tag?: string): ConsolaInstance {
-  return tag === undefined ? root : root.withTag(tag);
+  if (tag === undefined) return root;
+  let child = tagged.get(tag);
+  if (child === undefined) {
+    child = root.withTag(tag);
+    tagged.set(tag, child);
+  }
+  return child;
 }
 
 export function parseLogLevel(value: string): LogLevel | undefined {

@@ -30,17 +30,23 @@ export function observeStream(
     ended = true;
     onEnd(observation);
   };
+  const markToken = () => {
+    const t = now() - startedAt;
+    observation.firstTokenMs ??= t;
+    observation.lastTokenMs = t;
+  };
   const see = (part: CanonicalStreamPart) => {
     switch (part.type) {
       case "text_delta":
       case "thinking_delta":
-      case "tool_call_start":
-      case "tool_call_delta": {
-        const t = now() - startedAt;
-        observation.firstTokenMs ??= t;
-        observation.lastTokenMs = t;
+        // An empty delta carries no token: it must not start the first-token clock.
+        if (part.text === "") break;
+        markToken();
         break;
-      }
+      case "tool_call_start":
+      case "tool_call_delta":
+        markToken();
+        break;
       case "usage":
         observation.usage = part.usage;
         break;

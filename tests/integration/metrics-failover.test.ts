@@ -1,0 +1,166 @@
+/**
+ * Retries on another node, as the metrics show them: two scripted neurons
+ * serve the same model; one fails every chat before its first byte (503
+ * device_fault), so each request sent to it is retried on the other one.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../../src/core/config/load-config.ts";
+import { configureLogging } from "../../src/core/logger.ts";
+import type { HealthResponse, LoadedModel } from "../../src/core/neuron-api.ts";
+import { parseExposition, type Sample, sumSamples } from "../../src/gateway/metrics/parse-exposition.ts";
+import { type RunningGateway, startGateway } from "../../src/gateway/run-gateway.ts";
+
+const MODEL = "scripted";
+const USAGE = { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 };
+
+function sse(): string {
+  const base = { id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model: MODEL };
+  const chunks = [
+    { ...base, choices: [{ index: 0, delta: { role: "assistant", content: "one" }, finish_reason: null }] },
+    { ...base, choices: [{ index: 0, delta: { content: " two three" }, finish_reason: "stop" }] },
+    { ...base, choices: [], usage: USAGE },
+  ];
+  return `${chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`).join("")}data: [DONE]\n\n`;
+}
+
+function scriptedNeuron(name: string, failChats: boolean) {
+  const loaded: LoadedModel = {
+    id: MODEL,
+    file: `${MODEL}.gguf`,
+    state: "ready",
+    devices: ["cpu-0"],
+    contextSize: 2048,
+    slots: 4,
+    lastUsed: Date.now(),
+    loadedAt: Date.now(),
+    inFlight: 0,
+    queued: 0,
+    memoryBytes: 1024 ** 2,
+    pinned: true,
+    priority: 0,
+  };
+  const health: HealthResponse = {
+    status: "ok",
+    version: "test",
+    node: name,
+    startedAt: Date.now(),
+    devices: [
+      {
+        id: "cpu-0",
+        kind: "cpu",
+        index: 0,
+        name: "cpu",
+        memoryTotal: 8 * 1024 ** 3,
+        memoryFree: 6 * 1024 ** 3,
+        poisoned: false,
+        loadCycles: 0,
+      },
+    ],
+    loaded: [loaded],
+  };
+  const counts = { chats: 0 };
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (path === "/health") return Response.json(health);
+      if (path === "/models") return Response.json({ available: [], loaded: [loaded] });
+      if (path === "/v1/chat/completions") {
+        await request.arrayBuffer();
+        counts.chats += 1;
+        if (failChats)
+          return Response.json(
+            { error: { code: "device_fault", message: "scripted failure", type: "server_error" } },
+            { status: 503 },
+          );
+        return new Response(sse(), { headers: { "content-type": "text/event-stream" } });
+      }
+      return Response.json({ error: { code: "not_found", message: path } }, { status: 404 });
+    },
+  });
+  return { server, counts, url: `http://127.0.0.1:${server.port}` };
+}
+
+const flaky = scriptedNeuron("flaky", true);
+const steady = scriptedNeuron("steady", false);
+let dir: string;
+let gateway: RunningGateway;
+
+async function scrape(): Promise<Sample[]> {
+  return parseExposition(await (await fetch(gateway.metricsUrl ?? "")).text());
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "cortex-metrics-failover-"));
+  const path = join(dir, "cortex.toml");
+  writeFileSync(
+    path,
+    [
+      "[log]",
+      'level = "error"',
+      "[gateway]",
+      'listen = "127.0.0.1:0"',
+      'metrics_listen = "127.0.0.1:0"',
+      "poll_interval_ms = 100",
+      "[[neurons]]",
+      'name = "flaky"',
+      `endpoint = "${flaky.url}"`,
+      "[[neurons]]",
+      'name = "steady"',
+      `endpoint = "${steady.url}"`,
+      "[[models]]",
+      `id = "${MODEL}"`,
+      `file = "${MODEL}.gguf"`,
+      "",
+    ].join("\n"),
+  );
+  const config = loadConfig({ path, env: {} });
+  configureLogging(config.file.log);
+  gateway = await startGateway(config);
+  for (let i = 0; i < 100; i++) {
+    if (sumSamples(await scrape(), "cortex_gateway_node_state", { state: "up" }) === 2) break;
+    await Bun.sleep(25);
+  }
+});
+
+afterAll(async () => {
+  await gateway?.stop();
+  flaky.server.stop(true);
+  steady.server.stop(true);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test("each request that failed on one node before its first byte counts one retry from that node", async () => {
+  const before = await scrape();
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "hi" }] }),
+    });
+    statuses.push(response.status);
+    await response.arrayBuffer();
+    // Let a poll bring the flaky node back into rotation so it is tried again.
+    await Bun.sleep(150);
+  }
+  const after = await scrape();
+  const delta = (name: string, match: Record<string, string>) =>
+    sumSamples(after, name, match) - sumSamples(before, name, match);
+  expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
+  expect(flaky.counts.chats).toBeGreaterThan(0);
+  expect(delta("cortex_gateway_retries_total", { model: MODEL, from_node: "flaky" })).toBe(
+    flaky.counts.chats,
+  );
+  expect(delta("cortex_gateway_retries_total", { from_node: "steady" })).toBe(0);
+  // Every request ended on the steady node, with its usage.
+  expect(delta("cortex_gateway_requests_total", { node: "steady", status_class: "2xx" })).toBe(6);
+  expect(delta("cortex_gateway_requests_total", { node: "flaky" })).toBe(0);
+  expect(delta("cortex_gateway_completion_tokens_total", { model: MODEL, node: "steady" })).toBe(
+    6 * USAGE.completion_tokens,
+  );
+});
