@@ -545,31 +545,7 @@ export class DevicePool {
         { details: { required_bytes: needAtLeast, free_bytes: best } },
       );
     }
-    const entry: ModelEntry = {
-      info: {
-        id: options.id,
-        path: options.path,
-        deviceIds: [device.spec.id],
-        contextSize,
-        slots,
-        trainedContextSize: 0,
-        chatTemplate: null,
-        bosToken: "",
-        eosToken: "",
-        addBos: false,
-        memoryBytes: 0,
-        description: "",
-        loadedAt: Date.now(),
-      },
-      state: "loading",
-      deviceId: device.spec.id,
-      inFlight: 0,
-      queue: [],
-      maxQueue: options.maxQueue ?? slots * 4,
-      lastUsed: Date.now(),
-      idleWaiters: [],
-      kvTokens: 0,
-    };
+    const entry = loadingEntry(options, [device.spec.id], { contextSize, slots });
     const budget = this.#memory(device).free;
     this.#models.set(options.id, entry);
     const started = performance.now();
@@ -623,31 +599,7 @@ export class DevicePool {
     const groupId = `tp${nextGroup++}`;
     for (const m of members) m.groupId = groupId;
     const deviceIds = members.map((m) => m.spec.id);
-    const entry: ModelEntry = {
-      info: {
-        id: options.id,
-        path: options.path,
-        deviceIds,
-        contextSize,
-        slots,
-        trainedContextSize: 0,
-        chatTemplate: null,
-        bosToken: "",
-        eosToken: "",
-        addBos: false,
-        memoryBytes: 0,
-        description: "",
-        loadedAt: Date.now(),
-      },
-      state: "loading",
-      deviceId: leader.spec.id,
-      inFlight: 0,
-      queue: [],
-      maxQueue: options.maxQueue ?? slots * 4,
-      lastUsed: Date.now(),
-      idleWaiters: [],
-      kvTokens: 0,
-    };
+    const entry = loadingEntry(options, deviceIds, { contextSize, slots });
     this.#models.set(options.id, entry);
     const started = performance.now();
     let formed = false;
@@ -1226,4 +1178,39 @@ export class DevicePool {
   #assertOpen(): void {
     if (this.#closed) throw new CortexError("unavailable", "the engine is shut down");
   }
+}
+
+/** The entry a model has while its load runs; the load's result fills in the rest of its info. */
+function loadingEntry(
+  options: LoadOptions,
+  deviceIds: string[],
+  sizing: { contextSize: number; slots: number },
+): ModelEntry {
+  const now = Date.now();
+  return {
+    info: {
+      id: options.id,
+      path: options.path,
+      deviceIds,
+      contextSize: sizing.contextSize,
+      slots: sizing.slots,
+      trainedContextSize: 0,
+      chatTemplate: null,
+      bosToken: "",
+      eosToken: "",
+      addBos: false,
+      memoryBytes: 0,
+      description: "",
+      loadedAt: now,
+    },
+    state: "loading",
+    // The leader (first device) runs the model's decode steps.
+    deviceId: deviceIds[0] ?? "",
+    inFlight: 0,
+    queue: [],
+    maxQueue: options.maxQueue ?? sizing.slots * 4,
+    lastUsed: now,
+    idleWaiters: [],
+    kvTokens: 0,
+  };
 }
