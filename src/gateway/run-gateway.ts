@@ -6,6 +6,7 @@
 import type { ModelProfile, NeuronRef } from "../core/config/config-schema.ts";
 import type { LoadedConfig } from "../core/config/load-config.ts";
 import { logger } from "../core/logger.ts";
+import { runUntilSignal } from "../core/run-until-signal.ts";
 import { VERSION } from "../core/version.ts";
 import { TINY_MODEL_FILE } from "../neuron/gguf/tiny-model.ts";
 import { DEMO_CONTEXT_SIZE, DEMO_MODEL_ID, type RunningNeuron, startNeuron } from "../neuron/start-neuron.ts";
@@ -173,18 +174,5 @@ async function firstPoll(
 /** Runs until SIGINT/SIGTERM, then stops and exits 0. */
 export async function runGateway(config: LoadedConfig): Promise<number> {
   const running = await startGateway(config);
-  return new Promise<number>((resolve) => {
-    const shutdown = (signal: string) => {
-      log.info(`${signal}: stopping`);
-      running.stop().then(
-        () => resolve(0),
-        (error: unknown) => {
-          log.error(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
-          resolve(1);
-        },
-      );
-    };
-    process.once("SIGINT", () => shutdown("SIGINT"));
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
-  });
+  return runUntilSignal(() => running.stop(), log);
 }

@@ -1,5 +1,6 @@
 import type { LoadedConfig } from "../core/config/load-config.ts";
 import { logger } from "../core/logger.ts";
+import { runUntilSignal } from "../core/run-until-signal.ts";
 import { startNeuron } from "./start-neuron.ts";
 
 /** `cortex neuron`: runs until SIGINT/SIGTERM, then drains and exits 0. */
@@ -15,18 +16,5 @@ export async function runNeuron(
     listen: config.neuronListen,
     ...(options.faultInjection === undefined ? {} : { faultInjection: options.faultInjection }),
   });
-  return new Promise<number>((resolve) => {
-    const shutdown = (signal: string) => {
-      log.info(`${signal}: stopping`);
-      neuron.stop().then(
-        () => resolve(0),
-        (error: unknown) => {
-          log.error(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
-          resolve(1);
-        },
-      );
-    };
-    process.once("SIGINT", () => shutdown("SIGINT"));
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
-  });
+  return runUntilSignal(() => neuron.stop(), log);
 }
