@@ -4,7 +4,7 @@
  * per-model concurrency limit, and request ids end to end.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type FaultNeuron, startFaultNeuron } from "./helpers/fault-neuron.ts";
+import { type FaultNeuron, FIREHOSE_FRAMES, startFaultNeuron } from "./helpers/fault-neuron.ts";
 import { chat, holdStream, messages, readSse } from "./helpers/gateway-requests.ts";
 import {
   configToml,
@@ -111,6 +111,49 @@ describe("request ids", () => {
     const response = await chat(gateway.url, "nope", { headers: { "x-request-id": "req-404" } });
     expect(response.status).toBe(404);
     expect(response.headers.get("x-request-id")).toBe("req-404");
+  });
+});
+
+describe("a client that stops reading", () => {
+  test("the gateway does not read ahead of it: the neuron's writes wait, and resume when the client reads", async () => {
+    const controller = new AbortController();
+    const response = await chat(gateway.url, "firehose", { stream: true, signal: controller.signal });
+    expect(response.status).toBe(200);
+    const reader = response.body?.getReader();
+    if (!reader) throw new Error("no body");
+    await reader.read();
+    // The client stops reading; the neuron writes until every buffer on the way is full.
+    let last = -1;
+    let steady = 0;
+    await until(
+      () => {
+        const now = faulty.firehoseBytes();
+        steady = now === last ? steady + 1 : 0;
+        last = now;
+        return steady >= 12; // unchanged for 300 ms
+      },
+      15_000,
+      () => `the neuron kept writing (${faulty.firehoseBytes()} bytes)`,
+    );
+    const stalled = faulty.firehoseBytes();
+    // What the path holds is socket buffers on two loopback hops (13-30 MB seen here), not the
+    // answer: a gateway that read ahead would have taken all ~170 MB.
+    expect(stalled).toBeLessThan(80 * 2 ** 20);
+    expect(stalled).toBeLessThan(FIREHOSE_FRAMES * 150);
+    // Reading again lets the neuron go on.
+    let received = 0;
+    while (received < 4 * 2 ** 20) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      received += value.byteLength;
+    }
+    await until(
+      () => faulty.firehoseBytes() > stalled,
+      5_000,
+      () => "the neuron did not resume",
+    );
+    await reader.cancel();
+    controller.abort();
   });
 });
 

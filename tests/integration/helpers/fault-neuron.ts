@@ -8,20 +8,32 @@
  *   chunked body never gets its terminating chunk);
  * - `dies-cleanly`: streams a few chunks, then ends the body properly but
  *   without a finish reason or `[DONE]` (a silent truncation if unchecked);
+ * - `firehose`: an answer of FIREHOSE_FRAMES chunks written as fast as the
+ *   socket takes them (waiting for drain when it does not), to show whether
+ *   anything between it and a client that stops reading buffers the answer;
  * - anything else: a short, complete streamed answer.
  *
- * It records the `x-request-id` header of every chat it receives.
+ * It records the `x-request-id` header of every chat it receives, and how many
+ * bytes of the firehose the socket has accepted.
  */
 import type { Socket } from "bun";
 import type { HealthResponse, LoadedModel, ModelsResponse } from "../../../src/core/neuron-api.ts";
 
-export const FAULT_MODELS = ["dies-abruptly", "dies-cleanly", "echo"] as const;
+export const FAULT_MODELS = ["dies-abruptly", "dies-cleanly", "echo", "firehose"] as const;
+
+/**
+ * 1 000 000 frames of ~170 bytes: ~170 MB, more than twice what the kernel's socket buffers can
+ * hold on two loopback hops (Linux autotunes each up to tcp_rmem + tcp_wmem max, 32 + 4 MiB here).
+ */
+export const FIREHOSE_FRAMES = 1_000_000;
 
 export interface FaultNeuron {
   name: string;
   url: string;
   /** x-request-id of each chat received, in order (null when absent). */
   requestIds: Array<string | null>;
+  /** Bytes of firehose answers the sockets have accepted so far. */
+  firehoseBytes(): number;
   stop(): void;
 }
 
@@ -103,6 +115,35 @@ async function streamResponse(socket: Socket<unknown>, frames: string[], ending:
 
 export function startFaultNeuron(name = "faulty"): FaultNeuron {
   const requestIds: Array<string | null> = [];
+  let firehoseBytes = 0;
+  const drained = new WeakMap<Socket<unknown>, () => void>();
+  const closed = new WeakSet<Socket<unknown>>();
+
+  /** Writes all of `data`, waiting for the socket to drain between partial writes. */
+  const writeAll = async (socket: Socket<unknown>, data: Buffer): Promise<boolean> => {
+    let offset = 0;
+    while (offset < data.length) {
+      if (closed.has(socket)) return false;
+      const written = socket.write(data.subarray(offset));
+      offset += Math.max(0, written);
+      firehoseBytes += Math.max(0, written);
+      if (offset < data.length) await new Promise<void>((resolve) => drained.set(socket, resolve));
+    }
+    return true;
+  };
+
+  const firehose = async (socket: Socket<unknown>, model: string) => {
+    socket.write(
+      "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    );
+    const frame = chunk(model, { content: "water " });
+    const wire = Buffer.from(`${Buffer.byteLength(frame).toString(16)}\r\n${frame}\r\n`);
+    const batch = Buffer.concat(Array.from({ length: 100 }, () => wire));
+    for (let sent = 0; sent < FIREHOSE_FRAMES; sent += 100) if (!(await writeAll(socket, batch))) return;
+    const end = `${chunk(model, {}, "stop")}data: [DONE]\n\n`;
+    await writeAll(socket, Buffer.from(`${Buffer.byteLength(end).toString(16)}\r\n${end}\r\n0\r\n\r\n`));
+    socket.end();
+  };
   const models = FAULT_MODELS.map(loaded);
   const device = {
     id: "cuda-dev-0",
@@ -147,7 +188,8 @@ export function startFaultNeuron(name = "faulty"): FaultNeuron {
         const model = (JSON.parse(request.body) as { model: string }).model;
         const start = chunk(model, { role: "assistant", content: "" });
         const words = ["The ", "garden ", "is "].map((word) => chunk(model, { content: word }));
-        if (model === "dies-abruptly") void streamResponse(socket, [start, ...words], "cut");
+        if (model === "firehose") void firehose(socket, model);
+        else if (model === "dies-abruptly") void streamResponse(socket, [start, ...words], "cut");
         else if (model === "dies-cleanly") void streamResponse(socket, [start, ...words], "close");
         else
           void streamResponse(
@@ -177,6 +219,15 @@ export function startFaultNeuron(name = "faulty"): FaultNeuron {
         buffers.delete(socket);
         answer(socket, request);
       },
+      drain(socket) {
+        const resume = drained.get(socket);
+        drained.delete(socket);
+        resume?.();
+      },
+      close(socket) {
+        closed.add(socket);
+        drained.get(socket)?.();
+      },
       error() {
         // a client that went away; nothing to clean up
       },
@@ -186,6 +237,7 @@ export function startFaultNeuron(name = "faulty"): FaultNeuron {
     name,
     url: `http://127.0.0.1:${listener.port}`,
     requestIds,
+    firehoseBytes: () => firehoseBytes,
     stop: () => listener.stop(true),
   };
 }
