@@ -105,6 +105,11 @@ export function parseLogLevel(value: string): LogLevel | undefined {
 
 export type FieldValue = string | number | boolean | undefined;
 
+/** Whether `log` writes lines at `level` (check before building costly fields). */
+export function logEnabled(log: ConsolaInstance, level: "info" | "warn" | "error" | "debug"): boolean {
+  return log.level >= LogLevels[level];
+}
+
 /**
  * One structured line: `msg key=value …` in text, `{msg, key: value, …}` in
  * JSON, so request logs are greppable in a terminal and queryable in a shipper.
@@ -115,6 +120,8 @@ export function logFields(
   message: string,
   fields: Record<string, FieldValue>,
 ): void {
+  // consola would drop the line anyway, after the fields and text were built.
+  if (!logEnabled(log, level)) return;
   const defined = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
   if (currentFormat === "json") {
     log[level](message, defined);

@@ -2,16 +2,17 @@
  * One chat request through the fleet, dialect-independent: admission,
  * routing with load on demand and failover before the first byte (the
  * routing services), the upstream call, and observation for metrics and the
- * request log. The result is a pull-based stream of canonical parts;
+ * request log. The result is a pull-based source of canonical parts;
  * cancelling it cancels upstream.
  */
 import { CortexError, toCortexError } from "../core/errors.ts";
-import { logFields, logger } from "../core/logger.ts";
-import type { CanonicalRequest, CanonicalStreamPart } from "../dialects/canonical.ts";
+import { logEnabled, logFields, logger } from "../core/logger.ts";
+import type { CanonicalRequest } from "../dialects/canonical.ts";
 import { requestHasImages } from "../dialects/images.ts";
 import { toUpstreamChatBody } from "../dialects/openai/render-request.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
-import { decodeRate, observeStream, type StreamObservation } from "./metrics/stream-observer.ts";
+import { decodeRate, type StreamObservation, StreamObserver } from "./metrics/stream-observer.ts";
+import { observeParts, type PartSource } from "./part-source.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
 import { callNeuronChat } from "./upstream-call.ts";
 
@@ -28,7 +29,7 @@ export interface ChatContext {
 export interface ChatStart {
   model: string;
   node: string;
-  parts: ReadableStream<CanonicalStreamPart>;
+  parts: PartSource;
 }
 
 export interface ChatPipelineDeps {
@@ -109,11 +110,12 @@ export async function startChat(
     waitedForLoad = metrics !== undefined && routing.loader.loading().includes(model);
     const routed = await routing$;
     const finishRelease = release;
-    const parts = observeStream(routed.value, ctx.startedAt, (observation) => {
+    const observer = new StreamObserver(ctx.startedAt, (observation) => {
       routed.finish();
       finishRelease();
       recordOutcome(deps, ctx, modelLabel, model, routed.node, request.stream, observation);
     });
+    const parts = observeParts(routed.value, observer);
     return { model, node: routed.node, parts };
   } catch (error) {
     release?.();
@@ -151,7 +153,9 @@ function recordFailure(
     { model: modelLabel, dialect: ctx.dialect, stream: String(stream) },
     durationMs / 1000,
   );
-  logFields(log, status >= 500 ? "error" : "info", "chat", {
+  const level = status >= 500 ? "error" : "info";
+  if (!logEnabled(log, level)) return;
+  logFields(log, level, "chat", {
     request_id: ctx.requestId,
     dialect: ctx.dialect,
     model: model.log,
@@ -200,7 +204,10 @@ function recordOutcome(
     metrics?.promptTokens.inc({ model: modelLabel, node }, observation.usage.inputTokens);
     metrics?.completionTokens.inc({ model: modelLabel, node }, observation.usage.outputTokens);
   }
-  logFields(log, status === 502 ? "error" : "info", "chat", {
+  const level = status === 502 ? "error" : "info";
+  // The request log is off at the default level: skip building its fields.
+  if (!logEnabled(log, level)) return;
+  logFields(log, level, "chat", {
     request_id: ctx.requestId,
     dialect: ctx.dialect,
     model,

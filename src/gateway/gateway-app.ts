@@ -15,17 +15,17 @@ import {
 } from "../dialects/anthropic/parse-request.ts";
 import { renderAnthropicError } from "../dialects/anthropic/render-error.ts";
 import { renderAnthropicResponse } from "../dialects/anthropic/render-response.ts";
-import { createAnthropicStreamEncoder } from "../dialects/anthropic/stream-encoder.ts";
-import { collectCanonicalStream } from "../dialects/collect-stream.ts";
+import { AnthropicStreamEncoder } from "../dialects/anthropic/stream-encoder.ts";
 import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
 import { renderOpenAIError } from "../dialects/openai/render-error.ts";
 import { toUpstreamChatBody } from "../dialects/openai/render-request.ts";
 import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
-import { createOpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
+import { OpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
 import type { AdminOps } from "./admin-ops.ts";
 import { type ChatContext, startChat } from "./chat-pipeline.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
+import { collectParts, relaySse } from "./part-source.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
 
 const log = logger("gateway-http");
@@ -59,9 +59,13 @@ function json(body: unknown, status = 200, headers: Record<string, string> = {})
   });
 }
 
-function renderError(dialect: Dialect, error: unknown): Response {
+function renderError(dialect: Dialect, error: unknown, headers?: Record<string, string>): Response {
   const rendered = dialect === "anthropic" ? renderAnthropicError(error) : renderOpenAIError(error);
-  return json(rendered.body, rendered.status, rendered.headers);
+  return json(
+    rendered.body,
+    rendered.status,
+    headers ? { ...rendered.headers, ...headers } : rendered.headers,
+  );
 }
 
 async function readJson(request: Request, maxBytes: number): Promise<unknown> {
@@ -110,10 +114,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
     async ({ request }: { request: Request }): Promise<Response> => {
       const startedAt = performance.now();
       const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
-      const withId = (response: Response) => {
-        response.headers.set("x-request-id", requestId);
-        return response;
-      };
+      const idHeader = { "x-request-id": requestId };
       try {
         if (!clientAuthorized(request))
           throw new CortexError(
@@ -138,23 +139,22 @@ export function createGatewayApp(options: GatewayAppOptions) {
           ctx,
         );
         if (!canonical.stream) {
-          const response = await collectCanonicalStream(chat.parts);
-          return withId(
-            json(
-              dialect === "anthropic"
-                ? renderAnthropicResponse(response, { model: canonical.model })
-                : renderOpenAIResponse(response, { model: canonical.model }),
-            ),
+          const response = await collectParts(chat.parts);
+          return json(
+            dialect === "anthropic"
+              ? renderAnthropicResponse(response, { model: canonical.model })
+              : renderOpenAIResponse(response, { model: canonical.model }),
+            200,
+            idHeader,
           );
         }
         const encoder =
           dialect === "anthropic"
-            ? createAnthropicStreamEncoder({ model: canonical.model })
-            : createOpenAIStreamEncoder({ includeUsage: canonical.includeUsage, model: canonical.model });
-        const body$ = chat.parts.pipeThrough(encoder).pipeThrough(new TextEncoderStream());
-        return withId(new Response(body$, { headers: SSE_HEADERS }));
+            ? new AnthropicStreamEncoder({ model: canonical.model })
+            : new OpenAIStreamEncoder({ includeUsage: canonical.includeUsage, model: canonical.model });
+        return new Response(relaySse(chat.parts, encoder), { headers: { ...SSE_HEADERS, ...idHeader } });
       } catch (error) {
-        return withId(renderError(dialect, error));
+        return renderError(dialect, error, idHeader);
       }
     };
 

@@ -6,15 +6,15 @@
  * first byte) throws a retryable CortexError so the router can fail over to
  * another node. After that, failures become an `error` part at the end of the
  * stream, which each dialect renders as its own mid-stream error event.
- * Cancelling the returned stream cancels the HTTP request, which cancels the
+ * Cancelling the returned source cancels the HTTP request, which cancels the
  * sequence on the neuron.
  */
 import { CortexError } from "../core/errors.ts";
 import type { CanonicalStreamPart } from "../dialects/canonical.ts";
 import type { UpstreamChatBody } from "../dialects/openai/render-request.ts";
-import { createUpstreamDecoder } from "../dialects/openai/upstream.ts";
-import { createSseParser } from "../dialects/sse/sse-parser.ts";
+import { UpstreamSseDecoder } from "../dialects/openai/upstream.ts";
 import { errorFromResponse } from "./neuron-client.ts";
+import type { PartSource } from "./part-source.ts";
 
 export interface UpstreamTarget {
   node: string;
@@ -31,7 +31,7 @@ export interface UpstreamCall {
   signal: AbortSignal;
 }
 
-export async function callNeuronChat(call: UpstreamCall): Promise<ReadableStream<CanonicalStreamPart>> {
+export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
   const { target } = call;
   // Network errors propagate as they are: the router's classifier marks the node down.
   const response = await fetch(target.url, {
@@ -52,14 +52,25 @@ export async function callNeuronChat(call: UpstreamCall): Promise<ReadableStream
     }
     throw errorFromResponse(target.node, response.status, body, response.headers.get("retry-after"));
   }
-  const parts = response.body
-    .pipeThrough(createSseParser())
-    .pipeThrough(createUpstreamDecoder(call.body.model));
-  const reader = parts.getReader();
-  let first: Awaited<ReturnType<typeof reader.read>>;
+  const reader = response.body.getReader();
+  const decoder = new UpstreamSseDecoder(call.body.model);
+  let ended = false;
+  // Reads until the bytes yield parts (one upstream chunk usually holds whole events).
+  const next = async (): Promise<CanonicalStreamPart[] | undefined> => {
+    while (!ended) {
+      const chunk = await reader.read();
+      if (ended) return undefined;
+      if (chunk.done) ended = true;
+      const parts = chunk.done ? decoder.end() : decoder.push(chunk.value);
+      if (parts.length > 0) return parts;
+    }
+    return undefined;
+  };
+  let first: CanonicalStreamPart[] | undefined;
   try {
-    first = await reader.read();
+    first = await next();
   } catch (error) {
+    reader.cancel().catch(() => {});
     throw new CortexError(
       "upstream_error",
       `node ${target.node} failed before its first byte: ${describe(error)}`,
@@ -68,43 +79,35 @@ export async function callNeuronChat(call: UpstreamCall): Promise<ReadableStream
       },
     );
   }
-  if (first.done)
+  if (first === undefined)
     throw new CortexError("upstream_error", `node ${target.node} closed the stream before its first event`);
-  let sentFirst = false;
-  let finished = false;
-  return new ReadableStream<CanonicalStreamPart>(
-    {
-      async pull(controller) {
-        if (!sentFirst) {
-          sentFirst = true;
-          controller.enqueue(first.value);
-          return;
-        }
-        if (finished) return;
-        try {
-          const next = await reader.read();
-          if (next.done) {
-            controller.close();
-            return;
-          }
-          controller.enqueue(next.value);
-        } catch (error) {
-          // The node died mid-stream: end with an error part the dialect can render.
-          finished = true;
-          const wire = new CortexError(
-            "upstream_error",
-            `node ${target.node} failed mid-stream: ${describe(error)}`,
-          ).toWire();
-          controller.enqueue({ type: "error", error: wire });
-          controller.close();
-        }
-      },
-      cancel(reason) {
-        return reader.cancel(reason);
-      },
+  let pending: CanonicalStreamPart[] | undefined = first;
+  return {
+    async read() {
+      if (pending !== undefined) {
+        const batch = pending;
+        pending = undefined;
+        return batch;
+      }
+      try {
+        return await next();
+      } catch (error) {
+        if (ended) return undefined;
+        // The node died mid-stream: end with an error part the dialect can render.
+        ended = true;
+        const wire = new CortexError(
+          "upstream_error",
+          `node ${target.node} failed mid-stream: ${describe(error)}`,
+        ).toWire();
+        return [{ type: "error", error: wire }];
+      }
     },
-    { highWaterMark: 0 },
-  );
+    cancel(reason) {
+      ended = true;
+      pending = undefined;
+      return reader.cancel(reason);
+    },
+  };
 }
 
 function describe(error: unknown): string {

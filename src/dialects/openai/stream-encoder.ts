@@ -55,6 +55,7 @@ export class OpenAIStreamEncoder {
   #created = 0;
   #started = false;
   #closed = false;
+  #framing: { prefix: string; suffix: string } | undefined;
 
   constructor(options: OpenAIStreamOptions) {
     this.#options = options;
@@ -159,20 +160,20 @@ export class OpenAIStreamEncoder {
     finishReason: OpenAIChatCompletionChunk["choices"][number]["finish_reason"],
     stopSequence?: string,
   ): string {
-    const chunk: OpenAIChatCompletionChunk = {
-      ...this.#envelope(),
-      choices: [
-        {
-          index: 0,
-          delta,
-          logprobs: null,
-          finish_reason: finishReason,
-          ...(stopSequence === undefined ? {} : { stop_sequence: stopSequence }),
-        },
-      ],
-      ...(this.#options.includeUsage ? { usage: null } : {}),
+    const choice: OpenAIChatCompletionChunk["choices"][number] = {
+      index: 0,
+      delta,
+      logprobs: null,
+      finish_reason: finishReason,
+      ...(stopSequence === undefined ? {} : { stop_sequence: stopSequence }),
     };
-    return encodeSseEvent({ data: JSON.stringify(chunk) });
+    // The same bytes JSON.stringify gives for the whole chunk; the envelope is serialised once per stream.
+    this.#framing ??= {
+      prefix: `${JSON.stringify(this.#envelope()).slice(0, -1)},"choices":[`,
+      suffix: this.#options.includeUsage ? '],"usage":null}' : "]}",
+    };
+    const framing = this.#framing;
+    return encodeSseEvent({ data: `${framing.prefix}${JSON.stringify(choice)}${framing.suffix}` });
   }
 }
 

@@ -7,7 +7,7 @@ import { CortexError, ERROR_CODES, isErrorCode } from "../../core/errors.ts";
 import type { CanonicalResponse, CanonicalStreamPart, CanonicalUsage, FinishReason } from "../canonical.ts";
 import { newId } from "../ids.ts";
 import { fromOpenAIFinishReason } from "../map-openai-finish-reason.ts";
-import type { SseEvent } from "../sse/sse-parser.ts";
+import { SseDecoder, type SseEvent } from "../sse/sse-parser.ts";
 
 const UsageSchema = z.looseObject({
   prompt_tokens: z.number().int().nonnegative(),
@@ -23,36 +23,148 @@ const ErrorBodySchema = z.looseObject({
   details: z.record(z.string(), z.unknown()).nullish(),
 });
 
-const ToolCallDeltaSchema = z.looseObject({
-  index: z.number().int().nonnegative().optional(),
-  id: z.string().nullish(),
-  function: z.looseObject({ name: z.string().nullish(), arguments: z.string().nullish() }).nullish(),
-});
+interface ToolCallDelta {
+  index?: number;
+  id?: string | null;
+  function?: { name?: string | null; arguments?: string | null } | null;
+}
+
+interface UpstreamUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  prompt_tokens_details?: { cached_tokens?: number | null } | null;
+}
 
 /** The neuron reports which stop sequence matched on the finishing choice (`stop_sequence`). */
-const ChunkSchema = z.looseObject({
-  id: z.string().optional(),
-  model: z.string().optional(),
-  created: z.number().optional(),
-  choices: z
-    .array(
-      z.looseObject({
-        delta: z
-          .looseObject({
-            content: z.string().nullish(),
-            reasoning_content: z.string().nullish(),
-            tool_calls: z.array(ToolCallDeltaSchema).nullish(),
-          })
-          .nullish(),
-        finish_reason: z.string().nullish(),
-        stop_sequence: z.string().nullish(),
-      }),
-    )
-    .nullish(),
-  usage: UsageSchema.nullish(),
-  error: ErrorBodySchema.optional(),
-});
-export type UpstreamChunk = z.infer<typeof ChunkSchema>;
+export interface UpstreamChunk {
+  id?: string;
+  model?: string;
+  created?: number;
+  choices?: Array<{
+    delta?: {
+      content?: string | null;
+      reasoning_content?: string | null;
+      tool_calls?: ToolCallDelta[] | null;
+    } | null;
+    finish_reason?: string | null;
+    stop_sequence?: string | null;
+  }> | null;
+  usage?: UpstreamUsage | null;
+  error?: unknown;
+}
+
+// The chunk check runs once per streamed token, so it is written out by hand: a zod
+// parse copies every object it passes (loose objects keep unknown keys) and was the
+// single biggest cost of relaying a stream. It validates exactly what the decoder
+// reads, as the schema did, and names the first bad path.
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function kind(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+}
+
+/** undefined when fine, else `path: expected …, got …`. */
+function badField(
+  object: Json,
+  key: string,
+  path: string,
+  type: "string" | "number" | "count",
+  nullable: boolean,
+): string | undefined {
+  const value = object[key];
+  if (value === undefined || (nullable && value === null)) return undefined;
+  if (type === "string" ? typeof value === "string" : typeof value === "number" && Number.isFinite(value)) {
+    if (type !== "count" || (Number.isInteger(value) && (value as number) >= 0)) return undefined;
+    return `${path}${key}: expected a non-negative integer, got ${String(value)}`;
+  }
+  const want = type === "string" ? "string" : type === "number" ? "number" : "non-negative integer";
+  return `${path}${key}: expected ${want}${nullable ? " or null" : ""}, got ${kind(value)}`;
+}
+
+function badToolCall(call: unknown, path: string): string | undefined {
+  if (!isObject(call)) return `${path}: expected object, got ${kind(call)}`;
+  const fn = call.function;
+  const fnBad =
+    fn === undefined || fn === null
+      ? undefined
+      : isObject(fn)
+        ? (badField(fn, "name", `${path}.function.`, "string", true) ??
+          badField(fn, "arguments", `${path}.function.`, "string", true))
+        : `${path}.function: expected object or null, got ${kind(fn)}`;
+  return (
+    badField(call, "index", `${path}.`, "count", false) ??
+    badField(call, "id", `${path}.`, "string", true) ??
+    fnBad
+  );
+}
+
+function badDelta(delta: unknown, path: string): string | undefined {
+  if (delta === undefined || delta === null) return undefined;
+  if (!isObject(delta)) return `${path}: expected object or null, got ${kind(delta)}`;
+  const bad =
+    badField(delta, "content", `${path}.`, "string", true) ??
+    badField(delta, "reasoning_content", `${path}.`, "string", true);
+  if (bad !== undefined) return bad;
+  const calls = delta.tool_calls;
+  if (calls === undefined || calls === null) return undefined;
+  if (!Array.isArray(calls)) return `${path}.tool_calls: expected array or null, got ${kind(calls)}`;
+  for (let i = 0; i < calls.length; i++) {
+    const callBad = badToolCall(calls[i], `${path}.tool_calls[${i}]`);
+    if (callBad !== undefined) return callBad;
+  }
+  return undefined;
+}
+
+function badUsage(usage: unknown): string | undefined {
+  if (usage === undefined || usage === null) return undefined;
+  if (!isObject(usage)) return `usage: expected object or null, got ${kind(usage)}`;
+  const bad =
+    badField(usage, "prompt_tokens", "usage.", "count", false) ??
+    badField(usage, "completion_tokens", "usage.", "count", false);
+  if (bad !== undefined) return bad;
+  if (usage.prompt_tokens === undefined || usage.completion_tokens === undefined)
+    return "usage: expected prompt_tokens and completion_tokens";
+  const details = usage.prompt_tokens_details;
+  if (details === undefined || details === null) return undefined;
+  if (!isObject(details)) return `usage.prompt_tokens_details: expected object or null, got ${kind(details)}`;
+  const cached = details.cached_tokens;
+  if (cached === undefined || cached === null || Number.isInteger(cached)) return undefined;
+  return `usage.prompt_tokens_details.cached_tokens: expected integer or null, got ${kind(cached)}`;
+}
+
+/** One streamed chunk checked against what the decoder reads: the chunk, or what is wrong with it. */
+export function readUpstreamChunk(json: unknown): { chunk: UpstreamChunk } | { problem: string } {
+  if (!isObject(json)) return { problem: `expected object, got ${kind(json)}` };
+  let problem =
+    badField(json, "id", "", "string", false) ??
+    badField(json, "model", "", "string", false) ??
+    badField(json, "created", "", "number", false) ??
+    badUsage(json.usage);
+  const choices = json.choices;
+  if (problem === undefined && choices !== undefined && choices !== null) {
+    if (!Array.isArray(choices)) problem = `choices: expected array or null, got ${kind(choices)}`;
+    else
+      for (let i = 0; i < choices.length && problem === undefined; i++) {
+        const choice: unknown = choices[i];
+        const path = `choices[${i}]`;
+        problem = isObject(choice)
+          ? (badDelta(choice.delta, `${path}.delta`) ??
+            badField(choice, "finish_reason", `${path}.`, "string", true) ??
+            badField(choice, "stop_sequence", `${path}.`, "string", true))
+          : `${path}: expected object, got ${kind(choice)}`;
+      }
+  }
+  if (problem === undefined && json.error !== undefined) {
+    const error = ErrorBodySchema.safeParse(json.error);
+    if (!error.success) problem = `error: ${error.error.issues[0]?.message ?? "unreadable"}`;
+  }
+  return problem === undefined ? { chunk: json as UpstreamChunk } : { problem };
+}
 
 const ResponseSchema = z.looseObject({
   id: z.string().optional(),
@@ -81,7 +193,7 @@ const ResponseSchema = z.looseObject({
   usage: UsageSchema.nullish(),
 });
 
-function toUsage(usage: z.infer<typeof UsageSchema>): CanonicalUsage {
+function toUsage(usage: UpstreamUsage): CanonicalUsage {
   const cached = usage.prompt_tokens_details?.cached_tokens;
   return {
     inputTokens: usage.prompt_tokens,
@@ -196,13 +308,12 @@ export class UpstreamStreamDecoder {
     } catch {
       return this.#fail(new CortexError("upstream_error", "upstream sent a stream event that is not JSON"));
     }
-    const parsed = ChunkSchema.safeParse(json);
-    if (!parsed.success) {
+    const read = readUpstreamChunk(json);
+    if ("problem" in read)
       return this.#fail(
-        new CortexError("upstream_error", `upstream sent an unreadable chunk: ${parsed.error.message}`),
+        new CortexError("upstream_error", `upstream sent an unreadable chunk: ${read.problem}`),
       );
-    }
-    const chunk = parsed.data;
+    const chunk = read.chunk;
     if (chunk.error !== undefined || event.event === "error")
       return this.#fail(parseUpstreamError(502, json));
     return this.#chunk(chunk);
@@ -252,7 +363,7 @@ export class UpstreamStreamDecoder {
     };
   }
 
-  #toolDelta(call: z.infer<typeof ToolCallDeltaSchema>): CanonicalStreamPart[] {
+  #toolDelta(call: ToolCallDelta): CanonicalStreamPart[] {
     const parts: CanonicalStreamPart[] = [];
     const upstreamIndex = call.index ?? this.#openTool?.index ?? 0;
     let tool = this.#tools.get(upstreamIndex);
@@ -302,6 +413,40 @@ export class UpstreamStreamDecoder {
 
   #errorPart(error: CortexError): CanonicalStreamPart {
     return { type: "error", error: error.toWire() };
+  }
+}
+
+/**
+ * The neuron's SSE bytes → canonical parts in one synchronous step (the SSE
+ * parser and UpstreamStreamDecoder together), for a relay that pulls bytes
+ * and wants no stream stage per layer.
+ */
+export class UpstreamSseDecoder {
+  readonly #sse = new SseDecoder();
+  readonly #decoder: UpstreamStreamDecoder;
+
+  constructor(fallbackModel = "") {
+    this.#decoder = new UpstreamStreamDecoder(fallbackModel);
+  }
+
+  push(bytes: Uint8Array | string): CanonicalStreamPart[] {
+    return this.#decode(this.#sse.push(bytes), false);
+  }
+
+  /** End of the upstream bytes. */
+  end(): CanonicalStreamPart[] {
+    return this.#decode(this.#sse.end(), true);
+  }
+
+  #decode(events: SseEvent[], end: boolean): CanonicalStreamPart[] {
+    let parts: CanonicalStreamPart[] = [];
+    for (const event of events) {
+      const more = this.#decoder.push(event);
+      if (parts.length === 0) parts = more;
+      else for (const part of more) parts.push(part);
+    }
+    if (end) for (const part of this.#decoder.end()) parts.push(part);
+    return parts;
   }
 }
 

@@ -23,7 +23,7 @@ export class SseDecoder {
   #skipLeadingLf = false;
   #bomChecked = false;
   #eventType = "";
-  #data: string[] = [];
+  readonly #data: string[] = [];
   #lastEventId = "";
   #retry: number | undefined;
   readonly #utf8 = new TextDecoder("utf-8");
@@ -42,7 +42,7 @@ export class SseDecoder {
     const rest = this.#utf8.decode();
     const events = rest.length > 0 ? this.#consume(rest) : [];
     this.#buffer = "";
-    this.#data = [];
+    this.#data.length = 0;
     this.#eventType = "";
     return events;
   }
@@ -54,26 +54,42 @@ export class SseDecoder {
       this.#skipLeadingLf = false;
       if (input.charCodeAt(0) === 0x0a) input = input.slice(1);
     }
-    this.#buffer += input;
+    const buffer = this.#buffer === "" ? input : this.#buffer + input;
+    // Line ends found with indexOf (native scans), not a JS loop over every character.
     let start = 0;
-    for (let i = 0; i < this.#buffer.length; i++) {
-      const c = this.#buffer.charCodeAt(i);
-      if (c !== 0x0a && c !== 0x0d) continue;
-      const line = this.#buffer.slice(start, i);
-      if (c === 0x0d) {
-        if (i + 1 < this.#buffer.length) {
-          if (this.#buffer.charCodeAt(i + 1) === 0x0a) i++;
-        } else {
+    let lf = buffer.indexOf("\n");
+    let cr = buffer.indexOf("\r");
+    while (lf !== -1 || cr !== -1) {
+      let end: number;
+      let next: number;
+      if (cr === -1 || (lf !== -1 && lf < cr)) {
+        end = lf;
+        next = lf + 1;
+      } else {
+        end = cr;
+        next = cr + 1;
+        if (next === buffer.length) {
           // A CR at the very end may be the first half of a CRLF split across chunks.
           this.#skipLeadingLf = true;
-        }
+        } else if (buffer.charCodeAt(next) === 0x0a) next += 1;
       }
-      start = i + 1;
-      const event = this.#line(line);
+      const event =
+        // The common line, `data: …`, without slicing the field name off first.
+        buffer.startsWith("data:", start)
+          ? this.#dataLine(buffer, start + 5, end)
+          : this.#line(buffer.slice(start, end));
       if (event) events.push(event);
+      start = next;
+      if (lf !== -1 && lf < start) lf = buffer.indexOf("\n", start);
+      if (cr !== -1 && cr < start) cr = buffer.indexOf("\r", start);
     }
-    this.#buffer = this.#buffer.slice(start);
+    this.#buffer = start === 0 ? buffer : buffer.slice(start);
     return events;
+  }
+
+  #dataLine(buffer: string, from: number, end: number): undefined {
+    this.#data.push(buffer.slice(buffer.charCodeAt(from) === 0x20 && from < end ? from + 1 : from, end));
+    return undefined;
   }
 
   #line(line: string): SseEvent | undefined {
@@ -109,13 +125,14 @@ export class SseDecoder {
       this.#eventType = "";
       return undefined;
     }
+    const data = this.#data;
     const event: SseEvent = {
       event: this.#eventType === "" ? "message" : this.#eventType,
-      data: this.#data.join("\n"),
+      data: data.length === 1 ? (data[0] as string) : data.join("\n"),
       id: this.#lastEventId,
-      ...(retry === undefined ? {} : { retry }),
     };
-    this.#data = [];
+    if (retry !== undefined) event.retry = retry;
+    data.length = 0;
     this.#eventType = "";
     return event;
   }
@@ -147,6 +164,8 @@ export function encodeSseEvent(frame: SseFrame): string {
   if (frame.event !== undefined) out += `event: ${assertSingleLine(frame.event, "event")}\n`;
   if (frame.id !== undefined) out += `id: ${assertSingleLine(frame.id, "id")}\n`;
   if (frame.retry !== undefined) out += `retry: ${Math.max(0, Math.trunc(frame.retry))}\n`;
+  // JSON payloads have no raw line breaks: one data line, without a split.
+  if (!hasLineBreak(frame.data)) return `${out}data: ${frame.data}\n\n`;
   for (const line of frame.data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`;
   return `${out}\n`;
 }
@@ -156,7 +175,11 @@ export function encodeSseComment(text = ""): string {
   return `: ${assertSingleLine(text, "comment")}\n\n`;
 }
 
+function hasLineBreak(value: string): boolean {
+  return value.includes("\n") || value.includes("\r");
+}
+
 function assertSingleLine(value: string, what: string): string {
-  if (/[\r\n]/.test(value)) throw new Error(`SSE ${what} must not contain a line break`);
+  if (hasLineBreak(value)) throw new Error(`SSE ${what} must not contain a line break`);
   return value;
 }

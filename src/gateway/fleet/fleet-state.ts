@@ -74,6 +74,8 @@ export class FleetState {
   readonly #nodes = new Map<string, NodeRecord>();
   readonly #listeners = new Set<NodeStateListener>();
   readonly #now: () => number;
+  /** The node views as of the last change; every change clears it (see #changed). */
+  #nodeViews: FleetNodeView[] | undefined;
 
   constructor(options: FleetStateOptions) {
     this.#now = options.now ?? Date.now;
@@ -81,7 +83,10 @@ export class FleetState {
       this.#nodes.set(node.name, {
         name: node.name,
         endpoint: node.endpoint,
-        machine: new NodeStateMachine(node.name, (change) => this.#emit(change)),
+        machine: new NodeStateMachine(node.name, (change) => {
+          this.#changed();
+          this.#emit(change);
+        }),
         version: undefined,
         lastSeen: undefined,
         error: undefined,
@@ -122,6 +127,7 @@ export class FleetState {
    */
   applyPoll(node: string, health: HealthResponse, models: ModelsResponse, startedEpoch: number): void {
     const record = this.#record(node);
+    this.#changed();
     record.lastSeen = this.#now();
     record.version = health.version;
     record.error = undefined;
@@ -136,6 +142,7 @@ export class FleetState {
 
   applyPollFailure(node: string, error: string): void {
     const record = this.#record(node);
+    this.#changed();
     record.error = error;
     record.machine.moveTo("down", error);
   }
@@ -143,6 +150,7 @@ export class FleetState {
   /** Takes a node out of routing until its next good poll (a proxied request could not connect). */
   markDown(node: string, reason: string): void {
     const record = this.#record(node);
+    this.#changed();
     record.error = reason;
     record.machine.moveTo("down", reason);
   }
@@ -150,6 +158,7 @@ export class FleetState {
   /** A neuron confirmed a load: show it now, before the next poll. */
   applyLoaded(node: string, model: LoadedModel): void {
     const record = this.#record(node);
+    this.#changed();
     record.epoch += 1;
     // Until the next poll, the devices' free memory must account for the new copy.
     if (!record.loaded.some((m) => m.id === model.id)) shiftFree(record, model.devices, -model.memoryBytes);
@@ -159,6 +168,7 @@ export class FleetState {
   /** A neuron confirmed an unload. */
   applyUnloaded(node: string, modelId: string): void {
     const record = this.#record(node);
+    this.#changed();
     record.epoch += 1;
     const gone = record.loaded.find((m) => m.id === modelId);
     if (gone !== undefined) shiftFree(record, gone.devices, gone.memoryBytes);
@@ -169,8 +179,10 @@ export class FleetState {
   beginLoad(node: string, load: PendingLoad): () => void {
     const record = this.#record(node);
     const entry = { ...load, startedAt: this.#now() };
+    this.#changed();
     record.pendingLoads.set(load.id, entry);
     return once(() => {
+      this.#changed();
       if (record.pendingLoads.get(load.id) === entry) record.pendingLoads.delete(load.id);
     });
   }
@@ -192,13 +204,14 @@ export class FleetState {
 
   /** The routing view: snapshots merged with local deltas (see the module comment). */
   view(): FleetSnapshot {
-    return { now: this.#now(), nodes: [...this.#nodes.values()].map(nodeView) };
+    return { now: this.#now(), nodes: this.#views() };
   }
 
   /** The `/admin/fleet` nodes: what the neurons said, plus loads in progress here. */
   fleetNodes(): FleetNode[] {
-    return [...this.#nodes.values()].map((record) => {
-      const view = nodeView(record);
+    const views = this.#views();
+    return [...this.#nodes.values()].map((record, i) => {
+      const view = views[i] as FleetNodeView;
       return {
         name: record.name,
         endpoint: record.endpoint,
@@ -212,9 +225,24 @@ export class FleetState {
     });
   }
 
+  /**
+   * Views are rebuilt only after a change (several requests route between
+   * two changes); a view handed out is never mutated, so callers may keep it.
+   */
+  #views(): FleetNodeView[] {
+    this.#nodeViews ??= [...this.#nodes.values()].map(nodeView);
+    return this.#nodeViews;
+  }
+
+  #changed(): void {
+    this.#nodeViews = undefined;
+  }
+
   #count(map: Map<string, number>, key: string): () => void {
+    this.#changed();
     map.set(key, (map.get(key) ?? 0) + 1);
     return once(() => {
+      this.#changed();
       const next = (map.get(key) ?? 1) - 1;
       if (next <= 0) map.delete(key);
       else map.set(key, next);

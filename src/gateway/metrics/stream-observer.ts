@@ -16,36 +16,39 @@ export interface StreamObservation {
   cancelled: boolean;
 }
 
-export function observeStream(
-  parts: ReadableStream<CanonicalStreamPart>,
-  startedAt: number,
-  onEnd: (observation: StreamObservation) => void,
-  now: () => number = () => performance.now(),
-): ReadableStream<CanonicalStreamPart> {
-  const observation: StreamObservation = { cancelled: false };
-  const reader = parts.getReader();
-  let ended = false;
-  const end = () => {
-    if (ended) return;
-    ended = true;
-    onEnd(observation);
-  };
-  const markToken = () => {
-    const t = now() - startedAt;
-    observation.firstTokenMs ??= t;
-    observation.lastTokenMs = t;
-  };
-  const see = (part: CanonicalStreamPart) => {
+/**
+ * Push-style: `see` each part as it is relayed, then exactly one of `end`
+ * (the stream finished), `cancel` (the client went away) or `fail` (the
+ * relay broke); `onEnd` runs once, at the first of them.
+ */
+export class StreamObserver {
+  readonly observation: StreamObservation = { cancelled: false };
+  readonly #startedAt: number;
+  readonly #onEnd: (observation: StreamObservation) => void;
+  readonly #now: () => number;
+  #ended = false;
+
+  constructor(
+    startedAt: number,
+    onEnd: (observation: StreamObservation) => void,
+    now: () => number = () => performance.now(),
+  ) {
+    this.#startedAt = startedAt;
+    this.#onEnd = onEnd;
+    this.#now = now;
+  }
+
+  see(part: CanonicalStreamPart): void {
+    const observation = this.observation;
     switch (part.type) {
       case "text_delta":
       case "thinking_delta":
         // An empty delta carries no token: it must not start the first-token clock.
-        if (part.text === "") break;
-        markToken();
+        if (part.text !== "") this.#markToken();
         break;
       case "tool_call_start":
       case "tool_call_delta":
-        markToken();
+        this.#markToken();
         break;
       case "usage":
         observation.usage = part.usage;
@@ -59,28 +62,61 @@ export function observeStream(
       default:
         break;
     }
-  };
+  }
+
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#onEnd(this.observation);
+  }
+
+  cancel(): void {
+    if (this.#ended) return;
+    this.observation.cancelled = true;
+    this.end();
+  }
+
+  fail(): void {
+    if (this.#ended) return;
+    this.observation.errorCode ??= "upstream_error";
+    this.end();
+  }
+
+  #markToken(): void {
+    const t = this.#now() - this.#startedAt;
+    this.observation.firstTokenMs ??= t;
+    this.observation.lastTokenMs = t;
+  }
+}
+
+/** A canonical part stream, observed as it passes (see StreamObserver). */
+export function observeStream(
+  parts: ReadableStream<CanonicalStreamPart>,
+  startedAt: number,
+  onEnd: (observation: StreamObservation) => void,
+  now: () => number = () => performance.now(),
+): ReadableStream<CanonicalStreamPart> {
+  const observer = new StreamObserver(startedAt, onEnd, now);
+  const reader = parts.getReader();
   return new ReadableStream<CanonicalStreamPart>(
     {
       async pull(controller) {
         try {
           const next = await reader.read();
           if (next.done) {
-            end();
+            observer.end();
             controller.close();
             return;
           }
-          see(next.value);
+          observer.see(next.value);
           controller.enqueue(next.value);
         } catch (error) {
-          observation.errorCode ??= "upstream_error";
-          end();
+          observer.fail();
           controller.error(error);
         }
       },
       cancel(reason) {
-        observation.cancelled = true;
-        end();
+        observer.cancel();
         return reader.cancel(reason);
       },
     },

@@ -91,7 +91,7 @@ export class ModelLoader {
 
   /** Name or alias → model; 404 model_not_found when neither configured nor loaded. */
   resolve(name: string): ResolvedModel {
-    return requireModel(this.#profiles, this.#fleet.view(), name);
+    return requireModel(this.#profiles, () => this.#fleet.view(), name);
   }
 
   /** Models with a load under way at this gateway. */

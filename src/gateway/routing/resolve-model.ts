@@ -10,16 +10,18 @@ export type ResolvedModel =
   | { kind: "profile"; id: string; profile: ModelProfile }
   | { kind: "loaded"; id: string; profile?: undefined };
 
+/** `fleet` may be a function: the fleet is only read for names that are no profile's. */
 export function resolveModel(
   profiles: readonly ModelProfile[],
-  fleet: FleetSnapshot,
+  fleet: FleetSnapshot | (() => FleetSnapshot),
   name: string,
 ): ResolvedModel | undefined {
   const profile =
     profiles.find((candidate) => candidate.id === name) ??
     profiles.find((candidate) => candidate.aliases.includes(name));
   if (profile !== undefined) return { kind: "profile", id: profile.id, profile };
-  const loaded = fleet.nodes.some(
+  const snapshot = typeof fleet === "function" ? fleet() : fleet;
+  const loaded = snapshot.nodes.some(
     (node) => isLive(node) && node.loaded.some((model) => model.id === name && model.state !== "failed"),
   );
   return loaded ? { kind: "loaded", id: name } : undefined;
@@ -28,7 +30,7 @@ export function resolveModel(
 /** resolveModel, or a 404 that says where to look. */
 export function requireModel(
   profiles: readonly ModelProfile[],
-  fleet: FleetSnapshot,
+  fleet: FleetSnapshot | (() => FleetSnapshot),
   name: string,
 ): ResolvedModel {
   const resolved = resolveModel(profiles, fleet, name);

@@ -1,0 +1,108 @@
+/**
+ * A pull-based source of canonical parts, and the two ways a response leaves
+ * the gateway: relayed as the client's SSE, or collected into one answer.
+ *
+ * This is the request path's only stream machinery: each pull reads the
+ * neuron's bytes once, and parsing, decoding, observing and encoding run
+ * synchronously on them (pure state machines from src/dialects), where a
+ * chain of TransformStreams paid promise hops per part per layer and was the
+ * gateway's largest cost at high request rates. Backpressure and cancel still
+ * come from pulling: nothing is read from the neuron before the client asks,
+ * and cancelling the client's stream cancels the neuron request.
+ */
+import type { CanonicalResponse, CanonicalStreamPart } from "../dialects/canonical.ts";
+import { CanonicalAccumulator } from "../dialects/collect-stream.ts";
+import type { StreamObserver } from "./metrics/stream-observer.ts";
+
+export interface PartSource {
+  /**
+   * The next parts, in order (never an empty batch), or undefined once the
+   * stream has ended. Failures arrive as an `error` part, not a rejection.
+   * One read at a time.
+   */
+  read(): Promise<CanonicalStreamPart[] | undefined>;
+  /** Stops reading and cancels the upstream request; later reads end. */
+  cancel(reason?: unknown): Promise<void>;
+}
+
+/** What a dialect's stream encoder offers (OpenAIStreamEncoder, AnthropicStreamEncoder). */
+export interface SseEncoder {
+  push(part: CanonicalStreamPart): string[];
+  end(): string[];
+}
+
+/** `source`, with every part shown to `observer` and its end, cancel or failure reported. */
+export function observeParts(source: PartSource, observer: StreamObserver): PartSource {
+  return {
+    async read() {
+      let batch: CanonicalStreamPart[] | undefined;
+      try {
+        batch = await source.read();
+      } catch (error) {
+        observer.fail();
+        throw error;
+      }
+      if (batch === undefined) observer.end();
+      else for (const part of batch) observer.see(part);
+      return batch;
+    },
+    cancel(reason) {
+      observer.cancel();
+      return source.cancel(reason);
+    },
+  };
+}
+
+/** Drains a source into one response (for clients that did not ask to stream). */
+export async function collectParts(source: PartSource): Promise<CanonicalResponse> {
+  const accumulator = new CanonicalAccumulator();
+  for (let batch = await source.read(); batch !== undefined; batch = await source.read())
+    for (const part of batch) accumulator.push(part);
+  return accumulator.result();
+}
+
+/**
+ * The client's SSE body: one pull-based stream (high-water mark 0) whose
+ * every pull reads one batch of parts and enqueues their frames as UTF-8
+ * bytes, so nothing is read from upstream before the client asks for it.
+ */
+export function relaySse(source: PartSource, encoder: SseEncoder): ReadableStream<Uint8Array> {
+  const utf8 = new TextEncoder();
+  let cancelled = false;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          // Some parts render no frame (tool_call_end, usage the client did not ask for):
+          // keep reading, since a pull that enqueues nothing is not called again.
+          for (;;) {
+            const batch = await source.read();
+            if (cancelled) return;
+            let text = "";
+            if (batch === undefined) {
+              for (const frame of encoder.end()) text += frame;
+              if (text !== "") controller.enqueue(utf8.encode(text));
+              controller.close();
+              return;
+            }
+            for (const part of batch) for (const frame of encoder.push(part)) text += frame;
+            if (text !== "") {
+              controller.enqueue(utf8.encode(text));
+              return;
+            }
+          }
+        } catch (error) {
+          if (cancelled) return;
+          cancelled = true;
+          await source.cancel(error).catch(() => {});
+          controller.error(error);
+        }
+      },
+      cancel(reason) {
+        cancelled = true;
+        return source.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

@@ -1,0 +1,108 @@
+/**
+ * The gateway's single relay stage: the client's SSE body reads upstream
+ * only when the client reads, cancelling it cancels upstream (and is
+ * reported as a cancelled request), and a non-streamed answer is collected
+ * from the same source.
+ */
+import { describe, expect, test } from "bun:test";
+import type { CanonicalStreamPart } from "../../src/dialects/canonical.ts";
+import { OpenAIStreamEncoder } from "../../src/dialects/openai/stream-encoder.ts";
+import { type StreamObservation, StreamObserver } from "../../src/gateway/metrics/stream-observer.ts";
+import { collectParts, observeParts, type PartSource, relaySse } from "../../src/gateway/part-source.ts";
+
+function scripted(batches: CanonicalStreamPart[][]) {
+  const state = { reads: 0, cancelled: undefined as unknown };
+  const source: PartSource = {
+    async read() {
+      const batch = batches[state.reads];
+      state.reads += 1;
+      return batch;
+    },
+    async cancel(reason) {
+      state.cancelled = reason ?? "cancelled";
+    },
+  };
+  return { source, state };
+}
+
+const BATCHES: CanonicalStreamPart[][] = [
+  [{ type: "message_start", id: "c1", model: "m", created: 1 }],
+  [{ type: "text_delta", text: "Hello" }],
+  [{ type: "tool_call_end", index: 0 }],
+  [
+    { type: "text_delta", text: " world" },
+    { type: "finish", reason: "stop" },
+  ],
+  [{ type: "usage", usage: { inputTokens: 2, outputTokens: 2 } }],
+];
+
+function observed(batches: CanonicalStreamPart[][]) {
+  const { source, state } = scripted(batches);
+  const seen: StreamObservation[] = [];
+  const parts = observeParts(source, new StreamObserver(0, (observation) => seen.push(observation)));
+  return { parts, state, seen };
+}
+
+describe("relaySse", () => {
+  test("reads a batch only when the client reads, and skips batches that render nothing", async () => {
+    const { parts, state, seen } = observed(BATCHES);
+    const reader = relaySse(parts, new OpenAIStreamEncoder({ includeUsage: false })).getReader();
+    const decoder = new TextDecoder();
+    expect(state.reads).toBe(0);
+    const first = await reader.read();
+    expect(decoder.decode(first.value)).toContain('"role":"assistant"');
+    await Bun.sleep(5);
+    expect(state.reads).toBe(1);
+    let text = "";
+    for (let next = await reader.read(); !next.done; next = await reader.read())
+      text += decoder.decode(next.value);
+    expect(text).toContain("Hello");
+    expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ finishReason: "stop", cancelled: false, usage: { outputTokens: 2 } });
+  });
+
+  test("a client that goes away cancels upstream and is reported as cancelled", async () => {
+    const { parts, state, seen } = observed(BATCHES);
+    const reader = relaySse(parts, new OpenAIStreamEncoder({ includeUsage: false })).getReader();
+    await reader.read();
+    await reader.cancel("gone");
+    expect(state.cancelled).toBe("gone");
+    expect(seen).toEqual([expect.objectContaining({ cancelled: true })]);
+    expect(state.reads).toBe(1);
+  });
+
+  test("an error part becomes the dialect's error event, with no [DONE]", async () => {
+    const { parts } = observed([
+      BATCHES[0] as CanonicalStreamPart[],
+      [
+        {
+          type: "error",
+          error: { code: "upstream_error", message: "node n failed mid-stream", status: 502 },
+        },
+      ],
+    ]);
+    const text = await new Response(relaySse(parts, new OpenAIStreamEncoder({ includeUsage: false }))).text();
+    expect(text).toContain("node n failed mid-stream");
+    expect(text).not.toContain("[DONE]");
+  });
+});
+
+describe("collectParts", () => {
+  test("folds the batches into one answer and reports the end once", async () => {
+    const { parts, seen } = observed(BATCHES);
+    const response = await collectParts(parts);
+    expect(response.content).toEqual([{ type: "text", text: "Hello world" }]);
+    expect(response.usage).toEqual({ inputTokens: 2, outputTokens: 2 });
+    expect(seen).toHaveLength(1);
+  });
+
+  test("an error part is thrown as the upstream error", async () => {
+    const { parts, seen } = observed([
+      BATCHES[0] as CanonicalStreamPart[],
+      [{ type: "error", error: { code: "upstream_error", message: "boom", status: 502 } }],
+    ]);
+    await expect(collectParts(parts)).rejects.toThrow("boom");
+    expect(seen[0]?.errorCode).toBe("upstream_error");
+  });
+});
