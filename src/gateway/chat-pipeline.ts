@@ -94,7 +94,7 @@ export async function startChat(
         const upstream = target.upstream("v1/chat/completions");
         return callNeuronChat({
           target: { node: target.node, url: upstream.url, headers: upstream.headers },
-          body: toUpstreamChatBody({ ...request, model: target.modelId }),
+          body: toUpstreamChatBody(request, { model: target.modelId }),
           requestId: ctx.requestId,
           signal: ctx.signal,
         });

@@ -52,12 +52,14 @@ const SSE_HEADERS = {
 
 const DEFAULT_MAX_BODY = 32 * 1024 * 1024;
 
-function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+function json(body: unknown, status = 200, headers?: Record<string, string>): Response {
   return new Response(JSON.stringify(body), {
     status,
-    headers: { "content-type": "application/json", ...headers },
+    headers: headers === undefined ? JSON_HEADERS : { "content-type": "application/json", ...headers },
   });
 }
+
+const JSON_HEADERS = { "content-type": "application/json" } as const;
 
 function renderError(dialect: Dialect, error: unknown, headers?: Record<string, string>): Response {
   const rendered = dialect === "anthropic" ? renderAnthropicError(error) : renderOpenAIError(error);
@@ -109,12 +111,17 @@ export function createGatewayApp(options: GatewayAppOptions) {
   // `cortex models ls` lists the catalogue with the operator's admin token, which is no API key.
   const catalogueAuthorized = (request: Request): boolean => clientAuthorized(request) || isAdmin(request);
 
+  const chatDeps = {
+    routing: options.routing,
+    metrics: options.metrics,
+    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+  };
+
   const chatHandler =
     (dialect: Dialect) =>
     async ({ request }: { request: Request }): Promise<Response> => {
       const startedAt = performance.now();
       const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
-      const idHeader = { "x-request-id": requestId };
       try {
         if (!clientAuthorized(request))
           throw new CortexError(
@@ -129,32 +136,26 @@ export function createGatewayApp(options: GatewayAppOptions) {
               })
             : parseOpenAIRequest(body);
         const ctx: ChatContext = { dialect, requestId, signal: request.signal, startedAt };
-        const chat = await startChat(
-          {
-            routing: options.routing,
-            metrics: options.metrics,
-            ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
-          },
-          canonical,
-          ctx,
-        );
+        const chat = await startChat(chatDeps, canonical, ctx);
         if (!canonical.stream) {
           const response = await collectParts(chat.parts);
-          return json(
+          const body =
             dialect === "anthropic"
               ? renderAnthropicResponse(response, { model: canonical.model })
-              : renderOpenAIResponse(response, { model: canonical.model }),
-            200,
-            idHeader,
-          );
+              : renderOpenAIResponse(response, { model: canonical.model });
+          return new Response(JSON.stringify(body), {
+            headers: { "content-type": "application/json", "x-request-id": requestId },
+          });
         }
         const encoder =
           dialect === "anthropic"
             ? new AnthropicStreamEncoder({ model: canonical.model })
             : new OpenAIStreamEncoder({ includeUsage: canonical.includeUsage, model: canonical.model });
-        return new Response(relaySse(chat.parts, encoder), { headers: { ...SSE_HEADERS, ...idHeader } });
+        return new Response(await relaySse(chat.parts, encoder), {
+          headers: { ...SSE_HEADERS, "x-request-id": requestId },
+        });
       } catch (error) {
-        return renderError(dialect, error, idHeader);
+        return renderError(dialect, error, { "x-request-id": requestId });
       }
     };
 
@@ -235,9 +236,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
             const response = await fetch(upstream.url, {
               method: "POST",
               headers: { ...upstream.headers, "content-type": "application/json" },
-              body: JSON.stringify(
-                toUpstreamChatBody({ ...canonical, model: target.modelId }, { stream: false }),
-              ),
+              body: JSON.stringify(toUpstreamChatBody(canonical, { model: target.modelId, stream: false })),
               signal: request.signal,
             });
             const body: unknown = await response.json().catch(() => undefined);

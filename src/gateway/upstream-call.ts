@@ -62,6 +62,12 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
       if (ended) return undefined;
       if (chunk.done) ended = true;
       const parts = chunk.done ? decoder.end() : decoder.push(chunk.value);
+      if (!ended && decoder.done) {
+        // `[DONE]` (or an error) said it all: end now instead of waiting for the end of the
+        // bytes, so the last frames and the end of the client's answer leave together.
+        ended = true;
+        drain(reader).catch(() => {});
+      }
       if (parts.length > 0) return parts;
     }
     return undefined;
@@ -83,6 +89,9 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
     throw new CortexError("upstream_error", `node ${target.node} closed the stream before its first event`);
   let pending: CanonicalStreamPart[] | undefined = first;
   return {
+    get done() {
+      return pending === undefined && ended;
+    },
     async read() {
       if (pending !== undefined) {
         const batch = pending;
@@ -108,6 +117,29 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
       return reader.cancel(reason);
     },
   };
+}
+
+/** Bytes a neuron may still send after `[DONE]` (normally none) before the drain gives up. */
+const DRAIN_LIMIT_BYTES = 64 * 1024;
+
+/**
+ * Reads what is left of a finished answer (the end of the chunked body) in
+ * the background, so its keep-alive connection goes back to the pool; a
+ * neuron that keeps talking after `[DONE]` is cut off.
+ */
+async function drain(reader: ByteReader): Promise<void> {
+  let left = DRAIN_LIMIT_BYTES;
+  for (;;) {
+    const chunk = await reader.read();
+    if (chunk.done) return;
+    left -= chunk.value?.byteLength ?? 0;
+    if (left < 0) return reader.cancel();
+  }
+}
+
+interface ByteReader {
+  read(): Promise<{ done: boolean; value?: { byteLength: number } | undefined }>;
+  cancel(reason?: unknown): Promise<void>;
 }
 
 function describe(error: unknown): string {

@@ -3,9 +3,9 @@
  * what clients without the right key see (in their own dialect), and what
  * `cortex status` / `cortex models ls` show an operator.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { chat, messages } from "./helpers/gateway-requests.ts";
-import { configToml, profile, RealFleet, type TestGateway } from "./helpers/real-fleet.ts";
+import { configToml, profile, RealFleet, type TestGateway, waitForFleet } from "./helpers/real-fleet.ts";
 
 const KEY = "sk-test-key";
 const ADMIN = "admin-secret";
@@ -120,6 +120,12 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 describe("cortex status and cortex models ls", () => {
+  // The harness polls every 100 ms with a 1 s timeout, so on a loaded machine a node can
+  // look down for a moment; these tests are about rendering, so start from a settled fleet.
+  beforeEach(async () => {
+    await waitForFleet(gateway.url, (nodes) => nodes.every((node) => node.state === "up"), { token: ADMIN });
+  });
+
   test("status shows the nodes, their devices' memory and the loaded models", async () => {
     const { code, stdout, stderr } = await cli("status", "--gateway", gateway.url, "--token", ADMIN);
     expect(stderr).toBe("");

@@ -102,6 +102,37 @@ test("reservations are counted until released", () => {
   expect(nodeView(state).loaded[0]?.reserved).toBe(0);
 });
 
+test("counts move in the next view, a loading copy's too, never in a view already handed out", () => {
+  const { state } = store();
+  state.applyPoll("n", ...poll([model("a", { inFlight: 1 })]), state.epoch("n"));
+  state.beginLoad("n", {
+    id: "b",
+    file: "b.gguf",
+    devices: ["cuda-dev-0"],
+    memoryBytes: 6 * GiB,
+    contextSize: 8192,
+    slots: 4,
+    pinned: false,
+    priority: 0,
+  });
+  const counts = (view: ReturnType<typeof nodeView>) =>
+    view.loaded.map((m) => `${m.id}:${m.state}:${m.inFlight}:${m.reserved}`);
+  const before = nodeView(state);
+  const endA = state.beginRequest("n", "a");
+  const endA2 = state.beginRequest("n", "a");
+  const release = state.reserve("n", "b");
+  const during = nodeView(state);
+  expect(counts(before)).toEqual(["a:ready:1:0", "b:loading:0:0"]);
+  expect(counts(during)).toEqual(["a:ready:2:0", "b:loading:0:1"]);
+  expect(during.devices[0]?.memoryFree).toBe(4 * GiB);
+  endA();
+  endA2();
+  release();
+  state.beginUnload("n", "a");
+  expect(counts(nodeView(state))).toEqual(["a:unloading:1:0", "b:loading:0:0"]);
+  expect(counts(during)).toEqual(["a:ready:2:0", "b:loading:0:1"]);
+});
+
 test("a poll that began before a confirmed load cannot hide it", () => {
   const { state } = store();
   state.applyPoll("n", ...poll([]), state.epoch("n"));

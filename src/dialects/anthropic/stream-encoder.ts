@@ -15,7 +15,7 @@ import {
 } from "../canonical.ts";
 import { newId } from "../ids.ts";
 import { toAnthropicStopReason } from "../map-anthropic-stop-reason.ts";
-import { encodeSseEvent } from "../sse/sse-parser.ts";
+import { encodeSseJson } from "../sse/sse-parser.ts";
 import { anthropicErrorBody } from "./render-error.ts";
 import { type AnthropicContentBlock, renderAnthropicUsage } from "./render-response.ts";
 import { toAnthropicToolId } from "./tool-input.ts";
@@ -193,7 +193,7 @@ export class AnthropicStreamEncoder {
   }
 
   #frame(event: string, data: unknown): string {
-    return encodeSseEvent({ event, data: JSON.stringify(data) });
+    return encodeSseJson(JSON.stringify(data), event);
   }
 }
 

@@ -69,46 +69,18 @@ export interface OpenAIChatRequestBody {
 
 /** The request as an OpenAI client would have sent it. */
 export function renderOpenAIRequest(req: CanonicalRequest): OpenAIChatRequestBody {
-  return {
-    model: req.model,
-    messages: req.messages.flatMap(renderMessage),
-    ...(req.tools.length === 0
-      ? {}
-      : {
-          tools: req.tools.map((t) => ({
-            type: "function" as const,
-            function: {
-              name: t.name,
-              ...(t.description === undefined ? {} : { description: t.description }),
-              parameters: t.parameters,
-              ...(t.strict === undefined ? {} : { strict: t.strict }),
-            },
-          })),
-        }),
-    ...(req.toolChoice === undefined ? {} : { tool_choice: renderToolChoice(req.toolChoice) }),
-    ...(req.parallelToolCalls === undefined ? {} : { parallel_tool_calls: req.parallelToolCalls }),
-    ...(req.maxTokens === undefined ? {} : { max_completion_tokens: req.maxTokens }),
-    ...(req.temperature === undefined ? {} : { temperature: req.temperature }),
-    ...(req.topP === undefined ? {} : { top_p: req.topP }),
-    ...(req.topK === undefined ? {} : { top_k: req.topK }),
-    ...(req.stop.length === 0 ? {} : { stop: req.stop }),
-    ...(req.seed === undefined ? {} : { seed: req.seed }),
-    ...(req.presencePenalty === undefined ? {} : { presence_penalty: req.presencePenalty }),
-    ...(req.frequencyPenalty === undefined ? {} : { frequency_penalty: req.frequencyPenalty }),
-    ...(req.logitBias === undefined ? {} : { logit_bias: req.logitBias }),
-    ...(req.responseFormat === undefined
-      ? {}
-      : { response_format: renderResponseFormat(req.responseFormat) }),
-    stream: req.stream,
-    ...(req.stream && req.includeUsage ? { stream_options: { include_usage: true } } : {}),
-    ...(req.user === undefined ? {} : { user: req.user }),
-    ...(req.metadata === undefined ? {} : { metadata: req.metadata }),
-  };
+  const body = renderCore(req, req.model, req.stream, req.includeUsage);
+  if (req.maxTokens !== undefined) body.max_completion_tokens = req.maxTokens;
+  if (req.user !== undefined) body.user = req.user;
+  if (req.metadata !== undefined) body.metadata = req.metadata;
+  return body;
 }
 
 export type UpstreamChatBody = OpenAIChatRequestBody & z.infer<typeof NeuronChatExtensions>;
 
 export interface UpstreamOptions {
+  /** The stored model id routing resolved (default: `req.model`). */
+  model?: string;
   /** What the neuron does when prompt + max_tokens exceed the context (default: "error"). */
   contextOverflow?: "error" | "clamp";
   /** Stream from the neuron (default true: the gateway always streams upstream and collects when needed). */
@@ -118,19 +90,55 @@ export interface UpstreamOptions {
 /**
  * The body the gateway POSTs to a neuron's `/v1/chat/completions`. Usage is
  * always requested so metrics never depend on what the client asked for.
- * The stored model id is the one routing resolved, set on `req.model` first.
+ * The end user's id and metadata are the gateway's business, not the
+ * neuron's; every OpenAI-style server reads max_tokens, not all read
+ * max_completion_tokens.
  */
 export function toUpstreamChatBody(req: CanonicalRequest, options: UpstreamOptions = {}): UpstreamChatBody {
-  const stream = options.stream ?? true;
-  const body = renderOpenAIRequest({ ...req, stream, includeUsage: true });
-  // The end user's id and metadata are the gateway's business, not the neuron's; every
-  // OpenAI-style server reads max_tokens, not all read max_completion_tokens.
-  const { user: _user, metadata: _metadata, max_completion_tokens: maxTokens, ...rest } = body;
-  return {
-    ...rest,
-    ...(maxTokens === undefined ? {} : { max_tokens: maxTokens }),
-    context_overflow: options.contextOverflow ?? "error",
-  };
+  const body: UpstreamChatBody = renderCore(req, options.model ?? req.model, options.stream ?? true, true);
+  if (req.maxTokens !== undefined) body.max_tokens = req.maxTokens;
+  body.context_overflow = options.contextOverflow ?? "error";
+  return body;
+}
+
+/**
+ * What both bodies share, built by assignment: this runs once per request
+ * (and per failover attempt) on the gateway's hot path, where spreading
+ * optional fields into fresh objects showed in profiles.
+ */
+function renderCore(
+  req: CanonicalRequest,
+  model: string,
+  stream: boolean,
+  includeUsage: boolean,
+): OpenAIChatRequestBody {
+  const messages: OpenAIMessage[] = [];
+  for (const message of req.messages) for (const rendered of renderMessage(message)) messages.push(rendered);
+  const body: OpenAIChatRequestBody = { model, messages };
+  if (req.tools.length > 0)
+    body.tools = req.tools.map((t) => ({
+      type: "function" as const,
+      function: {
+        name: t.name,
+        ...(t.description === undefined ? {} : { description: t.description }),
+        parameters: t.parameters,
+        ...(t.strict === undefined ? {} : { strict: t.strict }),
+      },
+    }));
+  if (req.toolChoice !== undefined) body.tool_choice = renderToolChoice(req.toolChoice);
+  if (req.parallelToolCalls !== undefined) body.parallel_tool_calls = req.parallelToolCalls;
+  if (req.temperature !== undefined) body.temperature = req.temperature;
+  if (req.topP !== undefined) body.top_p = req.topP;
+  if (req.topK !== undefined) body.top_k = req.topK;
+  if (req.stop.length > 0) body.stop = req.stop;
+  if (req.seed !== undefined) body.seed = req.seed;
+  if (req.presencePenalty !== undefined) body.presence_penalty = req.presencePenalty;
+  if (req.frequencyPenalty !== undefined) body.frequency_penalty = req.frequencyPenalty;
+  if (req.logitBias !== undefined) body.logit_bias = req.logitBias;
+  if (req.responseFormat !== undefined) body.response_format = renderResponseFormat(req.responseFormat);
+  body.stream = stream;
+  if (stream && includeUsage) body.stream_options = { include_usage: true };
+  return body;
 }
 
 function renderMessage(message: CanonicalMessage): OpenAIMessage[] {

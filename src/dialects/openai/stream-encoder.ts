@@ -7,7 +7,7 @@ import { CortexError } from "../../core/errors.ts";
 import { assertNever, type CanonicalStreamPart } from "../canonical.ts";
 import { newId } from "../ids.ts";
 import { toOpenAIFinishReason } from "../map-openai-finish-reason.ts";
-import { encodeSseEvent } from "../sse/sse-parser.ts";
+import { encodeSseJson } from "../sse/sse-parser.ts";
 import { openAIErrorBody } from "./render-error.ts";
 import { type OpenAIUsage, renderOpenAIUsage } from "./render-response.ts";
 
@@ -79,7 +79,9 @@ export class OpenAIStreamEncoder {
         frames.push(this.#chunk({ role: "assistant", content: "" }, null));
         break;
       case "text_delta":
-        if (part.text !== "") frames.push(this.#chunk({ content: part.text }, null));
+        // The token path: only the text is serialised (same bytes as the whole choice).
+        if (part.text !== "")
+          frames.push(this.#frame(`${TEXT_CHOICE_HEAD}${JSON.stringify(part.text)}${TEXT_CHOICE_TAIL}`));
         break;
       case "thinking_delta":
         if (part.text !== "") frames.push(this.#chunk({ reasoning_content: part.text }, null));
@@ -130,14 +132,12 @@ export class OpenAIStreamEncoder {
             choices: [],
             usage: renderOpenAIUsage(part.usage),
           };
-          frames.push(encodeSseEvent({ data: JSON.stringify(chunk) }));
+          frames.push(encodeSseJson(JSON.stringify(chunk)));
         }
         break;
       case "error":
         this.#closed = true;
-        frames.push(
-          encodeSseEvent({ data: JSON.stringify(openAIErrorBody(CortexError.fromWire(part.error))) }),
-        );
+        frames.push(encodeSseJson(JSON.stringify(openAIErrorBody(CortexError.fromWire(part.error)))));
         break;
       default:
         return assertNever(part, "stream part");
@@ -148,7 +148,7 @@ export class OpenAIStreamEncoder {
   end(): string[] {
     if (this.#closed) return [];
     this.#closed = true;
-    return [encodeSseEvent({ data: "[DONE]" })];
+    return [DONE_FRAME];
   }
 
   #envelope(): Omit<OpenAIChatCompletionChunk, "choices"> {
@@ -167,15 +167,24 @@ export class OpenAIStreamEncoder {
       finish_reason: finishReason,
       ...(stopSequence === undefined ? {} : { stop_sequence: stopSequence }),
     };
+    return this.#frame(JSON.stringify(choice));
+  }
+
+  /** The chunk holding one serialised choice, as its SSE frame. */
+  #frame(choiceJson: string): string {
     // The same bytes JSON.stringify gives for the whole chunk; the envelope is serialised once per stream.
     this.#framing ??= {
-      prefix: `${JSON.stringify(this.#envelope()).slice(0, -1)},"choices":[`,
-      suffix: this.#options.includeUsage ? '],"usage":null}' : "]}",
+      prefix: `data: ${JSON.stringify(this.#envelope()).slice(0, -1)},"choices":[`,
+      suffix: this.#options.includeUsage ? '],"usage":null}\n\n' : "]}\n\n",
     };
-    const framing = this.#framing;
-    return encodeSseEvent({ data: `${framing.prefix}${JSON.stringify(choice)}${framing.suffix}` });
+    return `${this.#framing.prefix}${choiceJson}${this.#framing.suffix}`;
   }
 }
+
+const DONE_FRAME = "data: [DONE]\n\n";
+// `{index: 0, delta: {content: text}, logprobs: null, finish_reason: null}` around the text's JSON.
+const TEXT_CHOICE_HEAD = '{"index":0,"delta":{"content":';
+const TEXT_CHOICE_TAIL = '},"logprobs":null,"finish_reason":null}';
 
 function nowS(): number {
   return Math.floor(Date.now() / 1000);

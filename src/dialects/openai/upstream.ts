@@ -296,6 +296,11 @@ export class UpstreamStreamDecoder {
     this.#fallbackModel = fallbackModel;
   }
 
+  /** True once the upstream has said all it will (`[DONE]`, an error): later events are ignored. */
+  get done(): boolean {
+    return this.#done;
+  }
+
   push(event: SseEvent): CanonicalStreamPart[] {
     if (this.#done) return [];
     if (event.data === "[DONE]") {
@@ -427,6 +432,11 @@ export class UpstreamSseDecoder {
 
   constructor(fallbackModel = "") {
     this.#decoder = new UpstreamStreamDecoder(fallbackModel);
+  }
+
+  /** See UpstreamStreamDecoder.done: no later bytes can add a part. */
+  get done(): boolean {
+    return this.#decoder.done;
   }
 
   push(bytes: Uint8Array | string): CanonicalStreamPart[] {

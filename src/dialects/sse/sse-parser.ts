@@ -170,6 +170,17 @@ export function encodeSseEvent(frame: SseFrame): string {
   return `${out}\n`;
 }
 
+/**
+ * One event whose data is JSON text (`JSON.stringify` output, which never
+ * holds a raw line break): one data line, with no line-break scan, which
+ * would flatten the caller's concatenated string a second time per token.
+ */
+export function encodeSseJson(json: string, event?: string): string {
+  return event === undefined
+    ? `data: ${json}\n\n`
+    : `event: ${assertSingleLine(event, "event")}\ndata: ${json}\n\n`;
+}
+
 /** A comment line; clients ignore it, proxies see traffic (keep-alive). */
 export function encodeSseComment(text = ""): string {
   return `: ${assertSingleLine(text, "comment")}\n\n`;

@@ -63,6 +63,10 @@ interface NodeRecord {
   unloading: Map<string, number>;
   inFlight: Map<string, number>;
   reserved: Map<string, number>;
+  /** This node's view as of its last change (see FleetState.#views). */
+  view: FleetNodeView | undefined;
+  /** In-flight or reserved counts moved since `view` was built. */
+  countsMoved: boolean;
 }
 
 export interface FleetStateOptions {
@@ -74,17 +78,17 @@ export class FleetState {
   readonly #nodes = new Map<string, NodeRecord>();
   readonly #listeners = new Set<NodeStateListener>();
   readonly #now: () => number;
-  /** The node views as of the last change; every change clears it (see #changed). */
+  /** The node views as of the last change; every change clears it (see #changed, #countsMoved). */
   #nodeViews: FleetNodeView[] | undefined;
 
   constructor(options: FleetStateOptions) {
     this.#now = options.now ?? Date.now;
     for (const node of options.nodes) {
-      this.#nodes.set(node.name, {
+      const record: NodeRecord = {
         name: node.name,
         endpoint: node.endpoint,
         machine: new NodeStateMachine(node.name, (change) => {
-          this.#changed();
+          this.#changed(record);
           this.#emit(change);
         }),
         version: undefined,
@@ -98,7 +102,10 @@ export class FleetState {
         unloading: new Map(),
         inFlight: new Map(),
         reserved: new Map(),
-      });
+        view: undefined,
+        countsMoved: false,
+      };
+      this.#nodes.set(node.name, record);
     }
   }
 
@@ -127,7 +134,7 @@ export class FleetState {
    */
   applyPoll(node: string, health: HealthResponse, models: ModelsResponse, startedEpoch: number): void {
     const record = this.#record(node);
-    this.#changed();
+    this.#changed(record);
     record.lastSeen = this.#now();
     record.version = health.version;
     record.error = undefined;
@@ -142,7 +149,7 @@ export class FleetState {
 
   applyPollFailure(node: string, error: string): void {
     const record = this.#record(node);
-    this.#changed();
+    this.#changed(record);
     record.error = error;
     record.machine.moveTo("down", error);
   }
@@ -150,7 +157,7 @@ export class FleetState {
   /** Takes a node out of routing until its next good poll (a proxied request could not connect). */
   markDown(node: string, reason: string): void {
     const record = this.#record(node);
-    this.#changed();
+    this.#changed(record);
     record.error = reason;
     record.machine.moveTo("down", reason);
   }
@@ -158,7 +165,7 @@ export class FleetState {
   /** A neuron confirmed a load: show it now, before the next poll. */
   applyLoaded(node: string, model: LoadedModel): void {
     const record = this.#record(node);
-    this.#changed();
+    this.#changed(record);
     record.epoch += 1;
     // Until the next poll, the devices' free memory must account for the new copy.
     if (!record.loaded.some((m) => m.id === model.id)) shiftFree(record, model.devices, -model.memoryBytes);
@@ -168,7 +175,7 @@ export class FleetState {
   /** A neuron confirmed an unload. */
   applyUnloaded(node: string, modelId: string): void {
     const record = this.#record(node);
-    this.#changed();
+    this.#changed(record);
     record.epoch += 1;
     const gone = record.loaded.find((m) => m.id === modelId);
     if (gone !== undefined) shiftFree(record, gone.devices, gone.memoryBytes);
@@ -179,27 +186,30 @@ export class FleetState {
   beginLoad(node: string, load: PendingLoad): () => void {
     const record = this.#record(node);
     const entry = { ...load, startedAt: this.#now() };
-    this.#changed();
+    this.#changed(record);
     record.pendingLoads.set(load.id, entry);
     return once(() => {
-      this.#changed();
+      this.#changed(record);
       if (record.pendingLoads.get(load.id) === entry) record.pendingLoads.delete(load.id);
     });
   }
 
   /** Records an unload in progress (the model is no victim for anyone else). */
   beginUnload(node: string, modelId: string): () => void {
-    return this.#count(this.#record(node).unloading, modelId);
+    const record = this.#record(node);
+    return this.#count(record.unloading, modelId, () => this.#changed(record));
   }
 
   /** Records a request sent to a copy; call the returned function when its response ends. */
   beginRequest(node: string, modelId: string): () => void {
-    return this.#count(this.#record(node).inFlight, modelId);
+    const record = this.#record(node);
+    return this.#count(record.inFlight, modelId, () => this.#countsMoved(record));
   }
 
   /** Protects a copy from eviction until the returned function is called. */
   reserve(node: string, modelId: string): () => void {
-    return this.#count(this.#record(node).reserved, modelId);
+    const record = this.#record(node);
+    return this.#count(record.reserved, modelId, () => this.#countsMoved(record));
   }
 
   /** The routing view: snapshots merged with local deltas (see the module comment). */
@@ -227,22 +237,39 @@ export class FleetState {
 
   /**
    * Views are rebuilt only after a change (several requests route between
-   * two changes); a view handed out is never mutated, so callers may keep it.
+   * two changes), and only for the node that changed; a request's in-flight
+   * and reservation counts, which move several times per request, only
+   * replace the copies whose counts moved. A view handed out is never
+   * mutated, so callers may keep it.
    */
   #views(): FleetNodeView[] {
-    this.#nodeViews ??= [...this.#nodes.values()].map(nodeView);
-    return this.#nodeViews;
+    if (this.#nodeViews !== undefined) return this.#nodeViews;
+    const views: FleetNodeView[] = [];
+    for (const record of this.#nodes.values()) {
+      if (record.view === undefined) record.view = nodeView(record);
+      else if (record.countsMoved) record.view = withCounts(record.view, record);
+      record.countsMoved = false;
+      views.push(record.view);
+    }
+    this.#nodeViews = views;
+    return views;
   }
 
-  #changed(): void {
+  #changed(record: NodeRecord): void {
+    record.view = undefined;
     this.#nodeViews = undefined;
   }
 
-  #count(map: Map<string, number>, key: string): () => void {
-    this.#changed();
+  #countsMoved(record: NodeRecord): void {
+    record.countsMoved = true;
+    this.#nodeViews = undefined;
+  }
+
+  #count(map: Map<string, number>, key: string, moved: () => void): () => void {
+    moved();
     map.set(key, (map.get(key) ?? 0) + 1);
     return once(() => {
-      this.#changed();
+      moved();
       const next = (map.get(key) ?? 1) - 1;
       if (next <= 0) map.delete(key);
       else map.set(key, next);
@@ -324,6 +351,24 @@ function nodeView(record: NodeRecord): FleetNodeView {
     loaded,
     available: record.available,
   };
+}
+
+/**
+ * `view` (built by nodeView from `record` as it is now, but for its counts)
+ * with the in-flight and reserved counts of now: the snapshot's copies come
+ * first in it, in the snapshot's order, then the pending loads.
+ */
+function withCounts(view: FleetNodeView, record: NodeRecord): FleetNodeView {
+  let moved = false;
+  const loaded = view.loaded.map((model, i) => {
+    const reported = i < record.loaded.length ? (record.loaded[i]?.inFlight ?? 0) : 0;
+    const inFlight = Math.max(reported, record.inFlight.get(model.id) ?? 0);
+    const reserved = record.reserved.get(model.id) ?? 0;
+    if (inFlight === model.inFlight && reserved === model.reserved) return model;
+    moved = true;
+    return { ...model, inFlight, reserved };
+  });
+  return moved ? { ...view, loaded } : view;
 }
 
 /** Moves `bytes` of free memory (negative: taken), spread evenly over `devices`. */

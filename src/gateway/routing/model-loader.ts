@@ -134,10 +134,13 @@ export class ModelLoader {
   }
 
   #readyCopy(modelId: string, options: EnsureLoadedOptions): LoadedTarget | undefined {
-    const exclude = new Set(options.exclude);
-    if (options.only !== undefined)
-      for (const node of this.#fleet.nodeNames()) if (node !== options.only) exclude.add(node);
-    const copy = pickLoadedNode(this.#fleet.view(), modelId, { exclude });
+    let exclude = options.exclude;
+    if (options.only !== undefined) {
+      const others = new Set(exclude);
+      for (const node of this.#fleet.nodeNames()) if (node !== options.only) others.add(node);
+      exclude = others;
+    }
+    const copy = pickLoadedNode(this.#fleet.view(), modelId, exclude === undefined ? {} : { exclude });
     if (copy === undefined) return undefined;
     const profile = this.#profiles.find((candidate) => candidate.id === modelId);
     return {
