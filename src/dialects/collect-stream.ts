@@ -93,18 +93,3 @@ export async function collectCanonicalStream(
   for await (const part of parts) accumulator.push(part);
   return accumulator.result();
 }
-
-/**
- * Passes canonical parts through unchanged and shows each to `observe`
- * (metrics: usage, finish reason, errors) so nothing is parsed twice.
- */
-export function createCanonicalTap(
-  observe: (part: CanonicalStreamPart) => void,
-): TransformStream<CanonicalStreamPart, CanonicalStreamPart> {
-  return new TransformStream({
-    transform(part, controller) {
-      observe(part);
-      controller.enqueue(part);
-    },
-  });
-}

@@ -17,7 +17,7 @@ export { renderAnthropicResponse } from "./anthropic/render-response.ts";
 export type { AnthropicStreamOptions } from "./anthropic/stream-encoder.ts";
 export { AnthropicStreamEncoder, createAnthropicStreamEncoder } from "./anthropic/stream-encoder.ts";
 export * from "./canonical.ts";
-export { CanonicalAccumulator, collectCanonicalStream, createCanonicalTap } from "./collect-stream.ts";
+export { CanonicalAccumulator, collectCanonicalStream } from "./collect-stream.ts";
 export { parseOpenAIRequest } from "./openai/parse-request.ts";
 export { openAIErrorBody, renderOpenAIError } from "./openai/render-error.ts";
 export type { UpstreamChatBody, UpstreamOptions } from "./openai/render-request.ts";

@@ -1,50 +1,57 @@
 /**
- * observeStream: the request figures come from the canonical parts as they
- * pass (first-token time at the first content delta, usage from the final
- * event), with nothing read ahead of the client and nothing changed.
+ * StreamObserver over a part source: the request figures come from the
+ * canonical parts as they pass (first-token time at the first content delta,
+ * usage from the final event), with nothing changed on the way.
  */
 import { describe, expect, test } from "bun:test";
 import type { CanonicalStreamPart } from "../../src/dialects/canonical.ts";
 import {
   decodeRate,
-  observeStream,
   type StreamObservation,
+  StreamObserver,
 } from "../../src/gateway/metrics/stream-observer.ts";
+import { observeParts, type PartSource } from "../../src/gateway/part-source.ts";
 
 const START: CanonicalStreamPart = { type: "message_start", id: "m1", model: "tiny", created: 1 };
 const text = (t: string): CanonicalStreamPart => ({ type: "text_delta", text: t });
 
-/** A source that records how many parts were pulled from it, with a clock the test moves. */
+/** A source that hands out one part per read, with a clock the test moves. */
 function scripted(parts: CanonicalStreamPart[], clock: { t: number }, stepMs: number) {
-  const state = { pulled: 0, cancelled: false };
-  const stream = new ReadableStream<CanonicalStreamPart>(
-    {
-      pull(controller) {
-        const next = parts[state.pulled];
-        if (next === undefined) {
-          controller.close();
-          return;
-        }
-        state.pulled += 1;
-        clock.t += stepMs;
-        controller.enqueue(next);
-      },
-      cancel() {
-        state.cancelled = true;
-      },
+  const state = { read: 0, cancelled: false };
+  const source: PartSource = {
+    get done() {
+      return state.cancelled || state.read >= parts.length;
     },
-    { highWaterMark: 0 },
-  );
-  return { stream, state };
+    async read() {
+      const next = parts[state.read];
+      if (next === undefined || state.cancelled) return undefined;
+      state.read += 1;
+      clock.t += stepMs;
+      return [next];
+    },
+    async cancel() {
+      state.cancelled = true;
+    },
+  };
+  return { source, state };
 }
 
-async function drain(stream: ReadableStream<CanonicalStreamPart>): Promise<CanonicalStreamPart[]> {
+function observed(
+  source: PartSource,
+  startedAt: number,
+  onEnd: (o: StreamObservation) => void,
+  clock?: { t: number },
+): PartSource {
+  return observeParts(source, new StreamObserver(startedAt, onEnd, clock ? () => clock.t : undefined));
+}
+
+async function drain(source: PartSource): Promise<CanonicalStreamPart[]> {
   const out: CanonicalStreamPart[] = [];
-  for await (const part of stream) out.push(part);
+  for (let batch = await source.read(); batch !== undefined; batch = await source.read()) out.push(...batch);
   return out;
 }
 
-describe("observeStream", () => {
+describe("StreamObserver over a part source", () => {
   test("passes every part through unchanged and reports once at the end", async () => {
     const clock = { t: 1000 };
     const parts: CanonicalStreamPart[] = [
@@ -56,19 +63,12 @@ describe("observeStream", () => {
       { type: "finish", reason: "stop" },
       { type: "usage", usage: { inputTokens: 7, outputTokens: 3 } },
     ];
-    const { stream } = scripted(parts, clock, 10);
+    const { source } = scripted(parts, clock, 10);
     const seen: StreamObservation[] = [];
-    const out = await drain(
-      observeStream(
-        stream,
-        1000,
-        (o) => seen.push(o),
-        () => clock.t,
-      ),
-    );
+    const out = await drain(observed(source, 1000, (o) => seen.push(o), clock));
     expect(out).toEqual(parts);
     expect(seen).toHaveLength(1);
-    // The empty delta (3rd pull, t=1020) does not count: the first token is the 3rd part at t=1030.
+    // The empty delta (2nd read, t=1020) does not count: the first token is the 3rd part at t=1030.
     expect(seen[0]).toEqual({
       firstTokenMs: 30,
       lastTokenMs: 50,
@@ -88,66 +88,38 @@ describe("observeStream", () => {
       { type: "tool_call_delta", index: 0, argumentsDelta: "{}" },
       { type: "error", error: { code: "upstream_error", message: "boom", status: 502 } },
     ];
-    const { stream } = scripted(parts, clock, 5);
+    const { source } = scripted(parts, clock, 5);
     let seen: StreamObservation | undefined;
-    await drain(
-      observeStream(
-        stream,
-        0,
-        (o) => (seen = o),
-        () => clock.t,
-      ),
-    );
+    await drain(observed(source, 0, (o) => (seen = o), clock));
     expect(seen).toMatchObject({ firstTokenMs: 10, lastTokenMs: 15, errorCode: "upstream_error" });
     expect(seen?.usage).toBeUndefined();
   });
 
-  test("reads nothing ahead of its consumer", async () => {
-    const clock = { t: 0 };
-    const { stream, state } = scripted([START, text("a"), text("b"), text("c")], clock, 1);
-    const reader = observeStream(
-      stream,
-      0,
-      () => {},
-      () => clock.t,
-    ).getReader();
-    await reader.read();
-    await Bun.sleep(5);
-    expect(state.pulled).toBe(1);
-    await reader.read();
-    await Bun.sleep(5);
-    expect(state.pulled).toBe(2);
-    await reader.cancel();
-  });
-
   test("a client that goes away is reported as cancelled, and upstream is cancelled", async () => {
     const clock = { t: 0 };
-    const { stream, state } = scripted([START, text("a"), text("b")], clock, 1);
+    const { source, state } = scripted([START, text("a"), text("b")], clock, 1);
     let seen: StreamObservation | undefined;
-    const reader = observeStream(
-      stream,
-      0,
-      (o) => (seen = o),
-      () => clock.t,
-    ).getReader();
-    await reader.read();
-    await reader.read();
-    await reader.cancel("client left");
+    const watched = observed(source, 0, (o) => (seen = o), clock);
+    await watched.read();
+    await watched.read();
+    await watched.cancel("client left");
     expect(state.cancelled).toBe(true);
     expect(seen).toMatchObject({ cancelled: true, firstTokenMs: 2 });
   });
 
   test("an upstream failure ends the observation with an error code", async () => {
     let calls = 0;
-    const failing = new ReadableStream<CanonicalStreamPart>({
-      pull(controller) {
+    const failing: PartSource = {
+      done: false,
+      async read() {
         calls += 1;
-        if (calls === 1) controller.enqueue(START);
-        else controller.error(new Error("socket closed"));
+        if (calls === 1) return [START];
+        throw new Error("socket closed");
       },
-    });
+      async cancel() {},
+    };
     let seen: StreamObservation | undefined;
-    await expect(drain(observeStream(failing, 0, (o) => (seen = o)))).rejects.toThrow("socket closed");
+    await expect(drain(observed(failing, 0, (o) => (seen = o)))).rejects.toThrow("socket closed");
     expect(seen).toMatchObject({ errorCode: "upstream_error", cancelled: false });
   });
 });

@@ -89,41 +89,6 @@ export class StreamObserver {
   }
 }
 
-/** A canonical part stream, observed as it passes (see StreamObserver). */
-export function observeStream(
-  parts: ReadableStream<CanonicalStreamPart>,
-  startedAt: number,
-  onEnd: (observation: StreamObservation) => void,
-  now: () => number = () => performance.now(),
-): ReadableStream<CanonicalStreamPart> {
-  const observer = new StreamObserver(startedAt, onEnd, now);
-  const reader = parts.getReader();
-  return new ReadableStream<CanonicalStreamPart>(
-    {
-      async pull(controller) {
-        try {
-          const next = await reader.read();
-          if (next.done) {
-            observer.end();
-            controller.close();
-            return;
-          }
-          observer.see(next.value);
-          controller.enqueue(next.value);
-        } catch (error) {
-          observer.fail();
-          controller.error(error);
-        }
-      },
-      cancel(reason) {
-        observer.cancel();
-        return reader.cancel(reason);
-      },
-    },
-    { highWaterMark: 0 },
-  );
-}
-
 /** Output tokens per second from first to last token, when it can be measured. */
 export function decodeRate(observation: StreamObservation): number | undefined {
   const { firstTokenMs, lastTokenMs, usage } = observation;
