@@ -1,8 +1,16 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../../src/core/config/config-error.ts";
+import {
+  EvictionSection,
+  GatewaySection,
+  LogSection,
+  ModelProfile,
+  NeuronRef,
+  NeuronSection,
+} from "../../src/core/config/config-schema.ts";
 import { loadConfig } from "../../src/core/config/load-config.ts";
 import { parseListen } from "../../src/core/config/parse-listen.ts";
 import { parseSize } from "../../src/core/config/parse-size.ts";
@@ -139,10 +147,27 @@ file = "n.gguf"
     ]);
   });
 
-  test("cortex.example.toml is valid and documents the defaults it claims", () => {
-    const config = loadConfig({ path: join(import.meta.dir, "../../cortex.example.toml"), env: {} });
-    expect(config.file.gateway.listen).toBe("0.0.0.0:31313");
-    expect(config.file.eviction.strategy).toBe("lru");
+  test("cortex.example.toml is valid, its values are the defaults, and it documents every key", () => {
+    const examplePath = join(import.meta.dir, "../../cortex.example.toml");
+    const example = loadConfig({ path: examplePath, env: {} });
+    const defaults = loadConfig({ path: writeConfig(""), env: {} });
+    // "Every key is shown with its default value": what the file sets equals what an empty file gets.
+    expect(example.file).toEqual(defaults.file);
+    const text = readFileSync(examplePath, "utf8");
+    const sections = {
+      log: LogSection,
+      gateway: GatewaySection,
+      eviction: EvictionSection,
+      neurons: NeuronRef,
+      models: ModelProfile,
+      neuron: NeuronSection,
+    };
+    const undocumented = Object.entries(sections).flatMap(([section, schema]) =>
+      Object.keys(schema.shape)
+        .filter((key) => !new RegExp(`^#? ?${key} *=`, "m").test(text))
+        .map((key) => `${section}.${key}`),
+    );
+    expect(undocumented).toEqual([]);
   });
 });
 
