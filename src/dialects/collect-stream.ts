@@ -53,10 +53,9 @@ export class CanonicalAccumulator {
       case "tool_call_end":
         break;
       case "finish":
-        this.#finish = {
-          reason: part.reason,
-          ...(part.stopSequence ? { stopSequence: part.stopSequence } : {}),
-        };
+        this.#finish = part.stopSequence
+          ? { reason: part.reason, stopSequence: part.stopSequence }
+          : { reason: part.reason };
         break;
       case "usage":
         this.#usage = part.usage;
@@ -73,15 +72,16 @@ export class CanonicalAccumulator {
   result(): CanonicalResponse {
     if (this.#error) throw CortexError.fromWire(this.#error);
     if (!this.#finish) throw new CortexError("upstream_error", "upstream stream ended before it finished");
-    return {
+    const response: CanonicalResponse = {
       id: this.#id,
       model: this.#model,
       created: this.#created,
       content: this.#content,
       finishReason: this.#finish.reason,
-      ...(this.#finish.stopSequence === undefined ? {} : { stopSequence: this.#finish.stopSequence }),
       usage: this.#usage,
     };
+    if (this.#finish.stopSequence !== undefined) response.stopSequence = this.#finish.stopSequence;
+    return response;
   }
 }
 

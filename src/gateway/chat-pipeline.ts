@@ -68,20 +68,18 @@ export async function startChat(
         { param: "messages" },
       );
     const queuedAt = performance.now();
-    const releaseSlot = await routing.admission.acquire(model, ctx.signal);
+    ctx.signal.throwIfAborted();
+    // A free slot is taken without a promise hop; the releaser is idempotent.
+    release = routing.admission.tryAcquire(model) ?? (await routing.admission.acquire(model, ctx.signal));
     metrics?.queueWait.observe({ model: modelLabel }, (performance.now() - queuedAt) / 1000);
-    let released = false;
-    release = () => {
-      if (released) return;
-      released = true;
-      releaseSlot();
-    };
     const routeStarted = performance.now();
     let waitedForLoad = false;
+    let attempted = false;
     let previousNode: string | undefined;
     const routing$ = routing.route(
       model,
       (target) => {
+        attempted = true;
         if (waitedForLoad) {
           waitedForLoad = false;
           metrics?.loadWait.observe({ model: modelLabel }, (performance.now() - routeStarted) / 1000);
@@ -101,13 +99,14 @@ export async function startChat(
       },
       {
         signal: ctx.signal,
-        ...(deps.requestTimeoutMs === undefined ? {} : { deadline: Date.now() + deps.requestTimeoutMs }),
+        deadline: deps.requestTimeoutMs === undefined ? undefined : Date.now() + deps.requestTimeoutMs,
       },
     );
     // route() asks the loader synchronously, so a load this request must wait for is under
     // way by now; reading the loader is cheaper than a fleet view per request.
     // (tests/integration/metrics-gateway.test.ts checks one load wait for a cold model.)
-    waitedForLoad = metrics !== undefined && routing.loader.loading().includes(model);
+    // With a ready copy the first attempt is sent already, synchronously inside route().
+    waitedForLoad = !attempted && metrics !== undefined && routing.loader.isLoading(model);
     const routed = await routing$;
     const finishRelease = release;
     const observer = new StreamObserver(ctx.startedAt, (observation) => {

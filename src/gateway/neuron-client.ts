@@ -160,6 +160,7 @@ export class NeuronClient implements NeuronApi {
   readonly #timeoutMs: number;
   readonly #lifecycleTimeoutMs: number;
   readonly #fetch: typeof fetch;
+  readonly #targets = new Map<string, UpstreamTarget>();
 
   constructor(options: NeuronClientOptions) {
     this.name = options.name;
@@ -170,11 +171,18 @@ export class NeuronClient implements NeuronApi {
     this.#fetch = options.fetch ?? fetch;
   }
 
+  /** Built once per path (every chat asks): callers read it and must not change it. */
   target(path: string): UpstreamTarget {
-    return {
-      url: `${this.endpoint}${path.startsWith("/") ? path : `/${path}`}`,
-      headers: this.#token ? { authorization: `Bearer ${this.#token}` } : {},
-    };
+    let target = this.#targets.get(path);
+    if (target === undefined) {
+      const headers: Record<string, string> = this.#token ? { authorization: `Bearer ${this.#token}` } : {};
+      target = Object.freeze({
+        url: `${this.endpoint}${path.startsWith("/") ? path : `/${path}`}`,
+        headers: Object.freeze(headers),
+      });
+      this.#targets.set(path, target);
+    }
+    return target;
   }
 
   health(options?: CallOptions): Promise<HealthResponse> {

@@ -44,50 +44,55 @@ export interface OpenAIRenderOptions {
 }
 
 export function renderOpenAIUsage(usage: CanonicalUsage): OpenAIUsage {
-  return {
+  const rendered: OpenAIUsage = {
     prompt_tokens: usage.inputTokens,
     completion_tokens: usage.outputTokens,
     total_tokens: usage.inputTokens + usage.outputTokens,
-    ...(usage.cachedInputTokens === undefined
-      ? {}
-      : { prompt_tokens_details: { cached_tokens: usage.cachedInputTokens } }),
   };
+  if (usage.cachedInputTokens !== undefined)
+    rendered.prompt_tokens_details = { cached_tokens: usage.cachedInputTokens };
+  return rendered;
 }
+
+type OpenAIChoice = OpenAIChatCompletion["choices"][number];
 
 /** Canonical response → OpenAI `chat.completion` object. */
 export function renderOpenAIResponse(
   res: CanonicalResponse,
   options: OpenAIRenderOptions = {},
 ): OpenAIChatCompletion {
-  const text = res.content.flatMap((p) => (p.type === "text" ? [p.text] : [])).join("");
-  const reasoning = res.content.flatMap((p) => (p.type === "thinking" ? [p.text] : [])).join("");
-  const calls = res.content.flatMap((p): OpenAIToolCall[] =>
-    p.type === "tool_call"
-      ? [{ id: p.id, type: "function", function: { name: p.name, arguments: p.arguments } }]
-      : [],
-  );
+  // One pass, and optional keys assigned rather than spread (this runs per request).
+  let text = "";
+  let reasoning = "";
+  let calls: OpenAIToolCall[] | undefined;
+  for (const part of res.content) {
+    if (part.type === "text") text += part.text;
+    else if (part.type === "thinking") reasoning += part.text;
+    else {
+      calls ??= [];
+      calls.push({ id: part.id, type: "function", function: { name: part.name, arguments: part.arguments } });
+    }
+  }
+  const message: OpenAIChoice["message"] = {
+    role: "assistant",
+    content: text === "" && calls !== undefined ? null : text,
+    refusal: null,
+  };
+  if (calls !== undefined) message.tool_calls = calls;
+  if (reasoning !== "") message.reasoning_content = reasoning;
+  const choice: OpenAIChoice = {
+    index: 0,
+    message,
+    logprobs: null,
+    finish_reason: toOpenAIFinishReason(res.finishReason),
+  };
+  if (options.reportStopSequence && res.stopSequence !== undefined) choice.stop_sequence = res.stopSequence;
   return {
     id: res.id,
     object: "chat.completion",
     created: res.created,
     model: options.model ?? res.model,
-    choices: [
-      {
-        index: 0,
-        message: {
-          role: "assistant",
-          content: text === "" && calls.length > 0 ? null : text,
-          refusal: null,
-          ...(calls.length === 0 ? {} : { tool_calls: calls }),
-          ...(reasoning === "" ? {} : { reasoning_content: reasoning }),
-        },
-        logprobs: null,
-        finish_reason: toOpenAIFinishReason(res.finishReason),
-        ...(options.reportStopSequence && res.stopSequence !== undefined
-          ? { stop_sequence: res.stopSequence }
-          : {}),
-      },
-    ],
+    choices: [choice],
     usage: renderOpenAIUsage(res.usage),
   };
 }

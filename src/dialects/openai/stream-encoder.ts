@@ -76,7 +76,7 @@ export class OpenAIStreamEncoder {
         this.#id = part.id;
         this.#model = this.#options.model ?? part.model;
         this.#created = part.created;
-        frames.push(this.#chunk({ role: "assistant", content: "" }, null));
+        frames.push(this.#frame(ROLE_CHOICE));
         break;
       case "text_delta":
         // The token path: only the text is serialised (same bytes as the whole choice).
@@ -115,25 +115,17 @@ export class OpenAIStreamEncoder {
       case "tool_call_end":
         break;
       case "finish":
-        frames.push(
-          this.#chunk(
-            {},
-            toOpenAIFinishReason(part.reason),
-            this.#options.reportStopSequence && part.stopSequence !== undefined
-              ? part.stopSequence
-              : undefined,
-          ),
-        );
+        if (this.#options.reportStopSequence && part.stopSequence !== undefined)
+          frames.push(this.#chunk({}, toOpenAIFinishReason(part.reason), part.stopSequence));
+        // The reason is one of a few plain words: no escaping to do.
+        else frames.push(this.#frame(`${FINISH_CHOICE_HEAD}"${toOpenAIFinishReason(part.reason)}"}`));
         break;
       case "usage":
-        if (this.#options.includeUsage) {
-          const chunk: OpenAIChatCompletionChunk = {
-            ...this.#envelope(),
-            choices: [],
-            usage: renderOpenAIUsage(part.usage),
-          };
-          frames.push(encodeSseJson(JSON.stringify(chunk)));
-        }
+        if (this.#options.includeUsage)
+          // `{…envelope, choices: [], usage}`: the framing's prefix ends at `"choices":[`.
+          frames.push(
+            `${this.#framingFor().prefix}],"usage":${JSON.stringify(renderOpenAIUsage(part.usage))}}\n\n`,
+          );
         break;
       case "error":
         this.#closed = true;
@@ -172,12 +164,17 @@ export class OpenAIStreamEncoder {
 
   /** The chunk holding one serialised choice, as its SSE frame. */
   #frame(choiceJson: string): string {
-    // The same bytes JSON.stringify gives for the whole chunk; the envelope is serialised once per stream.
+    const framing = this.#framingFor();
+    return `${framing.prefix}${choiceJson}${framing.suffix}`;
+  }
+
+  /** The same bytes JSON.stringify gives around the choices; the envelope is serialised once per stream. */
+  #framingFor(): { prefix: string; suffix: string } {
     this.#framing ??= {
       prefix: `data: ${JSON.stringify(this.#envelope()).slice(0, -1)},"choices":[`,
       suffix: this.#options.includeUsage ? '],"usage":null}\n\n' : "]}\n\n",
     };
-    return `${this.#framing.prefix}${choiceJson}${this.#framing.suffix}`;
+    return this.#framing;
   }
 }
 
@@ -185,6 +182,11 @@ const DONE_FRAME = "data: [DONE]\n\n";
 // `{index: 0, delta: {content: text}, logprobs: null, finish_reason: null}` around the text's JSON.
 const TEXT_CHOICE_HEAD = '{"index":0,"delta":{"content":';
 const TEXT_CHOICE_TAIL = '},"logprobs":null,"finish_reason":null}';
+// The first chunk's choice: `{index: 0, delta: {role: "assistant", content: ""}, logprobs: null, finish_reason: null}`.
+const ROLE_CHOICE =
+  '{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}';
+// The finishing choice without a stop sequence, up to the reason: `{index: 0, delta: {}, logprobs: null, finish_reason: …}`.
+const FINISH_CHOICE_HEAD = '{"index":0,"delta":{},"logprobs":null,"finish_reason":';
 
 function nowS(): number {
   return Math.floor(Date.now() / 1000);

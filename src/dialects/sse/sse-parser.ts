@@ -17,6 +17,8 @@ export interface SseEvent {
   retry?: number;
 }
 
+const wholeUtf8 = new TextDecoder("utf-8", { ignoreBOM: true });
+
 /** Incremental parser state; `push` returns the events completed by a chunk. */
 export class SseDecoder {
   #buffer = "";
@@ -26,10 +28,11 @@ export class SseDecoder {
   readonly #data: string[] = [];
   #lastEventId = "";
   #retry: number | undefined;
-  readonly #utf8 = new TextDecoder("utf-8");
+  /** Made on the first chunk that may end inside a character; until then `wholeUtf8` decodes. */
+  #utf8: TextDecoder | undefined;
 
   push(chunk: Uint8Array | string): SseEvent[] {
-    let text = typeof chunk === "string" ? chunk : this.#utf8.decode(chunk, { stream: true });
+    let text = typeof chunk === "string" ? chunk : this.#decode(chunk);
     if (!this.#bomChecked && text.length > 0) {
       this.#bomChecked = true;
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
@@ -39,12 +42,28 @@ export class SseDecoder {
 
   /** End of stream: flushes the UTF-8 decoder; a partial event is discarded per spec. */
   end(): SseEvent[] {
-    const rest = this.#utf8.decode();
+    const rest = this.#utf8?.decode() ?? "";
     const events = rest.length > 0 ? this.#consume(rest) : [];
     this.#buffer = "";
     this.#data.length = 0;
     this.#eventType = "";
     return events;
+  }
+
+  /**
+   * A chunk that ends in an ASCII byte, with no partial character carried
+   * over, is whole UTF-8 and is decoded by the shared decoder: most streams
+   * never need a decoder of their own (one per request was a measurable
+   * share of the gateway's time). The BOM is left in either way and dropped
+   * by `push` at the start of the stream only.
+   */
+  #decode(chunk: Uint8Array): string {
+    if (this.#utf8 === undefined) {
+      const last = chunk.length === 0 ? 0 : (chunk[chunk.length - 1] as number);
+      if (last < 0x80) return wholeUtf8.decode(chunk);
+      this.#utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
+    }
+    return this.#utf8.decode(chunk, { stream: true });
   }
 
   #consume(text: string): SseEvent[] {

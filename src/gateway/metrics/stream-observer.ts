@@ -16,6 +16,8 @@ export interface StreamObservation {
   cancelled: boolean;
 }
 
+const performanceNow = (): number => performance.now();
+
 /**
  * Push-style: `see` each part as it is relayed, then exactly one of `end`
  * (the stream finished), `cancel` (the client went away) or `fail` (the
@@ -31,7 +33,7 @@ export class StreamObserver {
   constructor(
     startedAt: number,
     onEnd: (observation: StreamObservation) => void,
-    now: () => number = () => performance.now(),
+    now: () => number = performanceNow,
   ) {
     this.#startedAt = startedAt;
     this.#onEnd = onEnd;

@@ -41,11 +41,9 @@ export class Admission {
    */
   acquire(model: string, signal?: AbortSignal): Promise<() => void> {
     signal?.throwIfAborted();
+    const release = this.tryAcquire(model);
+    if (release !== undefined) return Promise.resolve(release);
     const lane = this.#lane(model);
-    if (lane.inFlight < this.#options.maxConcurrency) {
-      lane.inFlight += 1;
-      return Promise.resolve(this.#releaser(model, lane));
-    }
     if (lane.queue.length >= this.#options.queueSize)
       return Promise.reject(
         new CortexError(
@@ -87,6 +85,18 @@ export class Admission {
       signal?.addEventListener("abort", onAbort, { once: true });
       lane.queue.push(waiter);
     });
+  }
+
+  /**
+   * A slot for `model` when one is free now (then nobody is queued either),
+   * else undefined: the request path takes it without a promise and calls
+   * `acquire` only to wait.
+   */
+  tryAcquire(model: string): (() => void) | undefined {
+    const lane = this.#lane(model);
+    if (lane.inFlight >= this.#options.maxConcurrency) return undefined;
+    lane.inFlight += 1;
+    return this.#releaser(model, lane);
   }
 
   /** In flight and queued for one model. */

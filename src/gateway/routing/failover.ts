@@ -79,13 +79,15 @@ export async function routeWithFailover<T>(
     options.signal?.throwIfAborted();
     let target: Awaited<ReturnType<ModelLoader["ensureLoaded"]>>;
     try {
-      target = await loader.ensureLoaded(model, {
+      const wanted = {
         signal: options.signal,
         deadline: options.deadline,
         exclude: tried,
         // A busy copy is no reason to load another one elsewhere.
         loadedOnly: lastError?.code === "rate_limited" || lastError?.code === "overloaded",
-      });
+      };
+      // A ready copy (the common case) is taken without a promise hop.
+      target = loader.readyNow(model, wanted) ?? (await loader.ensureLoaded(model, wanted));
     } catch (error) {
       // After a failed attempt, the first failure explains more than "nowhere else to go".
       if (lastError !== undefined && !options.signal?.aborted) throw lastError;

@@ -99,6 +99,19 @@ export class ModelLoader {
     return [...this.#flights.keys()];
   }
 
+  /** Whether a load of `modelId` is under way at this gateway (cheaper than `loading()`). */
+  isLoading(modelId: string): boolean {
+    return this.#flights.has(modelId);
+  }
+
+  /**
+   * What `ensureLoaded` resolves with when a ready copy is there now, without
+   * a promise; undefined when it would have to load or wait (call it then).
+   */
+  readyNow(name: string, options: EnsureLoadedOptions = {}): LoadedTarget | undefined {
+    return this.#readyCopy(this.resolve(name).id, options);
+  }
+
   async ensureLoaded(name: string, options: EnsureLoadedOptions = {}): Promise<LoadedTarget> {
     options.signal?.throwIfAborted();
     const resolved = this.resolve(name);
