@@ -55,6 +55,36 @@ async function stopChild(child: Bun.Subprocess, graceMs = 5_000): Promise<void> 
   clearTimeout(timer);
 }
 
+/**
+ * A spawned server in its own temp dir, as a Service once `chatWorks` answers;
+ * stopped and cleaned up if it never does.
+ */
+async function serviceWhenReady(
+  name: string,
+  child: Bun.Subprocess,
+  url: string,
+  dir: string,
+  ready: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<Service> {
+  const service: Service = {
+    name,
+    url,
+    async stop() {
+      // SIGTERM: the gateway drains; nginx does a fast shutdown, its master taking the workers down.
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitUntil(name, ready, timeoutMs, () => child.exitCode === null);
+  } catch (error) {
+    await service.stop();
+    throw error;
+  }
+  return service;
+}
+
 async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
   const decoder = new TextDecoder();
   let text = "";
@@ -153,26 +183,7 @@ export async function startGateway(options: GatewayOptions): Promise<Service> {
     { cwd: options.cwd ?? dir, stdin: "ignore", stdout: "ignore", stderr: "inherit" },
   );
   const url = `http://127.0.0.1:${port}`;
-  const service: Service = {
-    name: "gateway",
-    url,
-    async stop() {
-      await stopChild(child);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  try {
-    await waitUntil(
-      "the gateway",
-      () => chatWorks(url, model),
-      30_000,
-      () => child.exitCode === null,
-    );
-  } catch (error) {
-    await service.stop();
-    throw error;
-  }
-  return service;
+  return serviceWhenReady("gateway", child, url, dir, () => chatWorks(url, model), 30_000);
 }
 
 /** Where nginx is, or undefined (the caller prints how to install it). */
@@ -239,27 +250,7 @@ http {
     stderr: "inherit",
   });
   const url = `http://127.0.0.1:${port}`;
-  const service: Service = {
-    name: "nginx",
-    url,
-    async stop() {
-      // SIGTERM is nginx's fast shutdown; the master takes its workers down with it.
-      await stopChild(child);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  try {
-    await waitUntil(
-      "nginx",
-      () => chatWorks(url, FAKE_MODEL),
-      10_000,
-      () => child.exitCode === null,
-    );
-  } catch (error) {
-    await service.stop();
-    throw error;
-  }
-  return service;
+  return serviceWhenReady("nginx", child, url, dir, () => chatWorks(url, FAKE_MODEL), 10_000);
 }
 
 /** The fake upstream itself, as a target: what a client calling the neuron directly sees. */
