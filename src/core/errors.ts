@@ -91,9 +91,13 @@ export function isErrorCode(value: string): value is ErrorCode {
   return Object.hasOwn(ERROR_CODES, value);
 }
 
+/** The message of anything thrown, for a log line or an error of our own. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** Wraps anything thrown into a CortexError without losing the cause. */
 export function toCortexError(error: unknown): CortexError {
   if (error instanceof CortexError) return error;
-  const message = error instanceof Error ? error.message : String(error);
-  return new CortexError("internal", message, { cause: error });
+  return new CortexError("internal", errorMessage(error), { cause: error });
 }

@@ -1,4 +1,5 @@
 import type { ConsolaInstance } from "consola";
+import { errorMessage } from "./errors.ts";
 
 /**
  * Keeps a server up until SIGINT or SIGTERM, then stops it: exit code 0
@@ -11,7 +12,7 @@ export function runUntilSignal(stop: () => Promise<void>, log: ConsolaInstance):
       stop().then(
         () => resolve(0),
         (error: unknown) => {
-          log.error(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+          log.error(`shutdown failed: ${errorMessage(error)}`);
           resolve(1);
         },
       );

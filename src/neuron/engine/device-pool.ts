@@ -11,8 +11,9 @@ import { discoverCudaDevices } from "../../../ffi/cuda.ts";
 import { type NativeProcess, prepareNativeProcess } from "../../../ffi/native-process.ts";
 import { findNcclLibrary, ncclMissingMessage } from "../../../ffi/nccl.ts";
 import type { ShimSources } from "../../../ffi/shim.ts";
-import { CortexError, type WireError } from "../../core/errors.ts";
+import { CortexError, errorMessage, toCortexError, type WireError } from "../../core/errors.ts";
 import type { DeviceInfo, LoadedModel, ModelState } from "../../core/neuron-api.ts";
+import { within } from "../../core/within.ts";
 import { workerUrl } from "../../core/worker-url.ts";
 import { type Aborter, createWorkerAborter } from "../tp/aborter.ts";
 import type { CommunicatorBackendName } from "../tp/communicator.ts";
@@ -167,19 +168,6 @@ let nextJobId = 1;
 let nextSeqKey = 1;
 let nextCallPrefix = 1;
 let nextGroup = 1;
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** Resolves with `promise`, or rejects with `onLate()` after `ms`. */
-function within<T>(promise: Promise<T>, ms: number, onLate: () => Error): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onLate()), ms);
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
-}
 
 function ggmlLogLevel(): number {
   // consola: 4 debug, 5 trace; ggml: 1 debug, 2 info, 3 warn.
@@ -421,7 +409,7 @@ export class DevicePool {
     try {
       call();
     } catch (error) {
-      consola.debug(`engine observer failed: ${describeError(error)}`);
+      consola.debug(`engine observer failed: ${errorMessage(error)}`);
     }
   }
 
@@ -674,10 +662,10 @@ export class DevicePool {
       } else {
         // A rank that never joined may be stuck in init: give every member a fresh Worker.
         consola.error(
-          `tensor-parallel group ${groupId} did not form: ${describeError(error)}; restarting [${deviceIds.join(",")}]`,
+          `tensor-parallel group ${groupId} did not form: ${errorMessage(error)}; restarting [${deviceIds.join(",")}]`,
         );
         await this.#replaceDevices(members, this.#tpTimings.graceMs).catch((e: unknown) =>
-          consola.error(`restarting [${deviceIds.join(",")}] failed: ${describeError(e)}`),
+          consola.error(`restarting [${deviceIds.join(",")}] failed: ${errorMessage(e)}`),
         );
       }
       throw error;
@@ -845,7 +833,7 @@ export class DevicePool {
    * the watchdog. Anything else ends the model's running requests only.
    */
   #groupStepFailed(model: ModelEntry, group: TpGroup, error: unknown): void {
-    const cortex = error instanceof CortexError ? error : new CortexError("internal", describeError(error));
+    const cortex = toCortexError(error);
     const leader = this.#devices.get(group.deviceIds[0]!);
     if (cortex.code === "device_fault") {
       model.state = "failed";

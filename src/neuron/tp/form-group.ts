@@ -6,6 +6,7 @@
  * aborted like a step.
  */
 import { CortexError } from "../../core/errors.ts";
+import { within } from "../../core/within.ts";
 import { type CommunicatorHandle, type CommunicatorInit, groupHandles } from "./communicator.ts";
 import { type CommunicatorBackendName, createControlBlock } from "./control-block.ts";
 import type { RankPort } from "./rank-client.ts";
@@ -66,18 +67,10 @@ export async function formGroup(options: FormGroupOptions): Promise<FormedGroup>
   const joins = options.ports.map((port, rank) =>
     port.request({ type: "tp-join", init: initFor(rank), faults: options.faults ?? "" }),
   );
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(new CortexError("timeout", `tensor-parallel group ${options.groupId} did not form in time`)),
-      options.timeoutMs ?? 120_000,
-    );
-  });
-  try {
-    await Promise.race([Promise.all(joins), late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  await within(
+    Promise.all(joins),
+    options.timeoutMs ?? 120_000,
+    () => new CortexError("timeout", `tensor-parallel group ${options.groupId} did not form in time`),
+  );
   return { control, handles };
 }

@@ -5,6 +5,7 @@
  * `terminate` matter to the group code.
  */
 import { CortexError } from "../../core/errors.ts";
+import { within } from "../../core/within.ts";
 import type { TpRankReply, TpRankRequest } from "./rank-protocol.ts";
 
 type Pending = { resolve: (value: unknown) => void; reject: (error: unknown) => void };
@@ -68,14 +69,6 @@ export class RankClient implements RankPort {
   /** Terminates the Worker; rejects if it has not closed within `timeoutMs` (a thread stuck in native code). */
   async terminate(timeoutMs = 5_000): Promise<void> {
     this.worker.terminate();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new CortexError("timeout", "rank Worker did not close")), timeoutMs);
-    });
-    try {
-      await Promise.race([this.closed, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await within(this.closed, timeoutMs, () => new CortexError("timeout", "rank Worker did not close"));
   }
 }

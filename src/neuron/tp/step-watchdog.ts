@@ -17,7 +17,7 @@
  */
 import { writeSync } from "node:fs";
 import { consola } from "consola";
-import { CortexError } from "../../core/errors.ts";
+import { CortexError, errorMessage } from "../../core/errors.ts";
 import type { Aborter, AbortReport } from "./aborter.ts";
 import type { CommunicatorHandle } from "./communicator.ts";
 import { controlView, type RankSnapshot, snapshotRanks } from "./control-block.ts";
@@ -182,10 +182,6 @@ function settleWithin<T>(promise: Promise<T>, ms: number): Promise<StepResult<T>
   return Promise.race([settled, deadline]).finally(() => clearTimeout(timer));
 }
 
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 export class StepWatchdog {
   private readonly machine: GroupStateMachine;
   private readonly timings: WatchdogTimings;
@@ -266,10 +262,10 @@ export class StepWatchdog {
       this.machine.transition("stepping", "ready", "step done");
       return outcome.value;
     }
-    this.recorder.finish(record, "error", ranMs, this.snapshot(), message(outcome.error));
+    this.recorder.finish(record, "error", ranMs, this.snapshot(), errorMessage(outcome.error));
     if (isDeviceFault(outcome.error)) {
       this.counters.stepDeviceFaults++;
-      this.fire(step, ranMs, `device fault: ${message(outcome.error)}`, pending);
+      this.fire(step, ranMs, `device fault: ${errorMessage(outcome.error)}`, pending);
     } else {
       this.machine.transition("stepping", "ready", "step failed (not a device fault)");
     }
@@ -307,7 +303,9 @@ export class StepWatchdog {
     try {
       this.options.raiseAbortFlag();
     } catch (error) {
-      this.log.error(`${MARKER} ${this.describe()} raising the llama abort flag failed: ${message(error)}`);
+      this.log.error(
+        `${MARKER} ${this.describe()} raising the llama abort flag failed: ${errorMessage(error)}`,
+      );
     }
     this.recovery = this.recover(step, firedAt, abort, leader);
   }
@@ -370,10 +368,10 @@ export class StepWatchdog {
       }
       if (!result.ok) {
         this.log.error(
-          `${MARKER} ${this.describe()} Stage 1 ${name}: failed in ${took}ms: ${message(result.error)}`,
+          `${MARKER} ${this.describe()} Stage 1 ${name}: failed in ${took}ms: ${errorMessage(result.error)}`,
         );
         if (onError === "fatal")
-          return this.fatal(step, firedAt, `Stage 1 ${name} failed: ${message(result.error)}`);
+          return this.fatal(step, firedAt, `Stage 1 ${name} failed: ${errorMessage(result.error)}`);
       } else {
         this.log.error(`${MARKER} ${this.describe()} Stage 1 ${name}: ok in ${took}ms`);
       }
@@ -382,7 +380,7 @@ export class StepWatchdog {
     try {
       recovery.reportUnloaded(reason);
     } catch (error) {
-      this.log.error(`${MARKER} ${this.describe()} Stage 1 report-unloaded failed: ${message(error)}`);
+      this.log.error(`${MARKER} ${this.describe()} Stage 1 report-unloaded failed: ${errorMessage(error)}`);
     }
     let result: "gone" | "ready" = "gone";
     if (recovery.rebuild) {
@@ -391,7 +389,7 @@ export class StepWatchdog {
         this.timings.graceMs,
       );
       if (rebuilt === "timeout" || !rebuilt.ok) {
-        const why = rebuilt === "timeout" ? "hung" : `failed: ${message(rebuilt.error)}`;
+        const why = rebuilt === "timeout" ? "hung" : `failed: ${errorMessage(rebuilt.error)}`;
         this.log.error(`${MARKER} ${this.describe()} Stage 1 rebuild ${why}; the model stays unloaded`);
       } else {
         this.handles = rebuilt.value;
