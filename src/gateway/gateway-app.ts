@@ -93,6 +93,11 @@ async function readJson(request: Request, maxBytes: number): Promise<unknown> {
   }
 }
 
+/** The `Authorization: Bearer …` token, if any. */
+function bearerToken(request: Request): string | undefined {
+  return request.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
+}
+
 function isLoopback(address: string | undefined): boolean {
   if (address === undefined) return false;
   return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
@@ -104,14 +109,13 @@ export function createGatewayApp(options: GatewayAppOptions) {
 
   const clientAuthorized = (request: Request): boolean => {
     if (keys.size === 0) return true;
-    const bearer = request.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
+    const bearer = bearerToken(request);
     const apiKey = request.headers.get("x-api-key");
     return (bearer !== undefined && keys.has(bearer)) || (apiKey !== null && keys.has(apiKey));
   };
 
   const isAdmin = (request: Request): boolean =>
-    options.adminToken !== "" &&
-    request.headers.get("authorization")?.replace(/^Bearer\s+/i, "") === options.adminToken;
+    options.adminToken !== "" && bearerToken(request) === options.adminToken;
   // `cortex models ls` lists the catalogue with the operator's admin token, which is no API key.
   const catalogueAuthorized = (request: Request): boolean => clientAuthorized(request) || isAdmin(request);
 
@@ -173,9 +177,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
         );
       return;
     }
-    const bearer = request.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
-    if (bearer !== options.adminToken)
-      throw new CortexError("unauthorized", "missing or invalid admin token");
+    if (!isAdmin(request)) throw new CortexError("unauthorized", "missing or invalid admin token");
   };
 
   const adminAction =
