@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/core/config/load-config.ts";
 import { configureLogging } from "../../src/core/logger.ts";
-import type { HealthResponse, LoadedModel } from "../../src/core/neuron-api.ts";
 import { parseExposition, type Sample, sumSamples } from "../../src/gateway/metrics/parse-exposition.ts";
 import { type RunningGateway, startGateway } from "../../src/gateway/run-gateway.ts";
+import { device, GiB, health, loadedModel } from "../unit/gateway-fixtures.ts";
 
 const MODEL = "scripted";
 const USAGE = { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 };
@@ -27,47 +27,23 @@ function sse(): string {
 }
 
 function scriptedNeuron(name: string, failChats: boolean) {
-  const loaded: LoadedModel = {
-    id: MODEL,
-    file: `${MODEL}.gguf`,
-    state: "ready",
+  const loaded = loadedModel(MODEL, {
     devices: ["cpu-0"],
     contextSize: 2048,
-    slots: 4,
-    lastUsed: Date.now(),
-    loadedAt: Date.now(),
-    inFlight: 0,
-    queued: 0,
     memoryBytes: 1024 ** 2,
     pinned: true,
-    priority: 0,
-  };
-  const health: HealthResponse = {
-    status: "ok",
-    version: "test",
-    node: name,
-    startedAt: Date.now(),
-    devices: [
-      {
-        id: "cpu-0",
-        kind: "cpu",
-        index: 0,
-        name: "cpu",
-        memoryTotal: 8 * 1024 ** 3,
-        memoryFree: 6 * 1024 ** 3,
-        poisoned: false,
-        loadCycles: 0,
-      },
-    ],
+  });
+  const neuronHealth = health(name, {
+    devices: [device("cpu-0", { kind: "cpu", name: "cpu", memoryTotal: 8 * GiB, memoryFree: 6 * GiB })],
     loaded: [loaded],
-  };
+  });
   const counts = { chats: 0 };
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
     async fetch(request) {
       const path = new URL(request.url).pathname;
-      if (path === "/health") return Response.json(health);
+      if (path === "/health") return Response.json(neuronHealth);
       if (path === "/models") return Response.json({ available: [], loaded: [loaded] });
       if (path === "/v1/chat/completions") {
         await request.arrayBuffer();

@@ -8,8 +8,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readGgufInfo } from "../../src/neuron/gguf/gguf-reader.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../../src/neuron/gguf/tiny-model.ts";
+import { noEndBias } from "./helpers/real-fleet.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 const MODELS = join(ROOT, "tests/.tmp/models");
@@ -44,10 +44,7 @@ function watchOutput(stream: ReadableStream<Uint8Array>, sink: { text: string })
 
 describe("Stage 2 through the cortex neuron command", () => {
   test("a leader hang that ignores the abort makes `cortex neuron` exit 70 within the grace period, with the markers in its log", async () => {
-    const info = await readGgufInfo(await ensureDemoModel(MODELS));
-    const noEnd = Object.fromEntries(
-      [info.eosTokenId, info.eotTokenId].filter((id) => id !== undefined).map((id) => [String(id), -100]),
-    );
+    const noEnd = await noEndBias(await ensureDemoModel(MODELS));
     const dir = mkdtempSync(join(tmpdir(), "cortex-neuron-stage2-"));
     const config = join(dir, "cortex.toml");
     writeFileSync(

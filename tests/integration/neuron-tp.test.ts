@@ -9,9 +9,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { NeuronSection } from "../../src/core/config/config-schema.ts";
-import { readGgufInfo } from "../../src/neuron/gguf/gguf-reader.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../../src/neuron/gguf/tiny-model.ts";
 import { type RunningNeuron, startNeuron } from "../../src/neuron/start-neuron.ts";
+import { noEndBias } from "./helpers/real-fleet.ts";
 
 const MODELS = `${import.meta.dir}/../.tmp/models`;
 const STEP_TIMEOUT_S = 1;
@@ -72,10 +72,7 @@ async function waitRecovered(limitMs: number): Promise<number> {
 }
 
 beforeAll(async () => {
-  const info = await readGgufInfo(await ensureDemoModel(MODELS));
-  noEnd = Object.fromEntries(
-    [info.eosTokenId, info.eotTokenId].filter((id) => id !== undefined).map((id) => [String(id), -100]),
-  );
+  noEnd = await noEndBias(await ensureDemoModel(MODELS));
   neuron = await startNeuron({
     config: NeuronSection.parse({
       models_dir: MODELS,

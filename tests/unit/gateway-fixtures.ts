@@ -37,7 +37,8 @@ export function device(id: string, options: Partial<DeviceInfo> = {}): DeviceInf
   };
 }
 
-export function model(id: string, options: Partial<FleetModel> = {}): FleetModel {
+/** A ready, idle copy as a neuron reports it (in /health and /models). */
+export function loadedModel(id: string, options: Partial<LoadedModel> = {}): LoadedModel {
   return {
     id,
     file: `${id}.gguf`,
@@ -45,14 +46,35 @@ export function model(id: string, options: Partial<FleetModel> = {}): FleetModel
     devices: ["cuda-dev-0"],
     contextSize: 8192,
     slots: 4,
-    lastUsed: NOW - 60_000,
-    loadedAt: NOW - 3_600_000,
+    lastUsed: Date.now(),
+    loadedAt: Date.now(),
     inFlight: 0,
     queued: 0,
-    memoryBytes: 4 * GiB,
+    memoryBytes: GiB,
     pinned: false,
     priority: 0,
+    ...options,
+  };
+}
+
+/** A copy in the gateway's routing view, at the fixed clock NOW. */
+export function model(id: string, options: Partial<FleetModel> = {}): FleetModel {
+  return {
+    ...loadedModel(id, { lastUsed: NOW - 60_000, loadedAt: NOW - 3_600_000, memoryBytes: 4 * GiB }),
     reserved: 0,
+    ...options,
+  };
+}
+
+/** A healthy neuron's /health answer: one 24 GiB GPU with 20 GiB free, nothing loaded. */
+export function health(node: string, options: Partial<HealthResponse> = {}): HealthResponse {
+  return {
+    status: "ok",
+    version: "test",
+    node,
+    startedAt: 0,
+    devices: [device("cuda-dev-0", { memoryFree: 20 * GiB })],
+    loaded: [],
     ...options,
   };
 }

@@ -6,7 +6,8 @@
  * chunks written here by hand (not by the gateway's own encoders). It
  * records every chat body it receives, in the OpenAI form the gateway sent.
  */
-import type { HealthResponse, LoadedModel, ModelsResponse } from "../../../src/core/neuron-api.ts";
+import type { ModelsResponse } from "../../../src/core/neuron-api.ts";
+import { file, GiB, health, loadedModel } from "../../unit/gateway-fixtures.ts";
 
 export interface ScriptedToolCall {
   id: string;
@@ -40,26 +41,6 @@ export interface ScriptedNeuron {
   /** Replies to give, in order; when empty, a plain "ok" text answer. */
   replies: ScriptedReply[];
   stop(): void;
-}
-
-const GiB = 1024 ** 3;
-
-function loadedModel(id: string): LoadedModel {
-  return {
-    id,
-    file: `${id}.gguf`,
-    state: "ready",
-    devices: ["cuda-dev-0"],
-    contextSize: 8192,
-    slots: 4,
-    lastUsed: Date.now(),
-    loadedAt: Date.now(),
-    inFlight: 0,
-    queued: 0,
-    memoryBytes: GiB,
-    pinned: false,
-    priority: 0,
-  };
 }
 
 function sse(data: unknown): string {
@@ -137,37 +118,14 @@ export function startScriptedNeuron(modelIds: string[], name = "scripted"): Scri
     async fetch(request) {
       const path = new URL(request.url).pathname;
       switch (`${request.method} ${path}`) {
-        case "GET /health": {
-          const health: HealthResponse = {
-            status: "ok",
-            version: "scripted",
-            node: name,
-            startedAt: 0,
-            devices: [
-              {
-                id: "cuda-dev-0",
-                kind: "cuda",
-                index: 0,
-                name: "GPU",
-                memoryTotal: 24 * GiB,
-                memoryFree: 20 * GiB,
-                poisoned: false,
-                loadCycles: 0,
-              },
-            ],
-            loaded: modelIds.map(loadedModel),
-          };
-          return Response.json(health);
-        }
+        case "GET /health":
+          return Response.json(
+            health(name, { version: "scripted", loaded: modelIds.map((id) => loadedModel(id)) }),
+          );
         case "GET /models": {
           const models: ModelsResponse = {
-            available: modelIds.map((id) => ({
-              file: `${id}.gguf`,
-              sizeBytes: GiB,
-              architecture: "llama",
-              hasChatTemplate: true,
-            })),
-            loaded: modelIds.map(loadedModel),
+            available: modelIds.map((id) => file(`${id}.gguf`, GiB)),
+            loaded: modelIds.map((id) => loadedModel(id)),
           };
           return Response.json(models);
         }

@@ -17,7 +17,8 @@
  * bytes of the firehose the socket has accepted.
  */
 import type { Socket } from "bun";
-import type { HealthResponse, LoadedModel, ModelsResponse } from "../../../src/core/neuron-api.ts";
+import type { ModelsResponse } from "../../../src/core/neuron-api.ts";
+import { file, GiB, health, loadedModel } from "../../unit/gateway-fixtures.ts";
 
 export const FAULT_MODELS = ["dies-abruptly", "dies-cleanly", "echo", "firehose"] as const;
 
@@ -42,26 +43,6 @@ interface ParsedRequest {
   path: string;
   headers: Map<string, string>;
   body: string;
-}
-
-const GiB = 1024 ** 3;
-
-function loaded(id: string): LoadedModel {
-  return {
-    id,
-    file: `${id}.gguf`,
-    state: "ready",
-    devices: ["cuda-dev-0"],
-    contextSize: 4096,
-    slots: 4,
-    lastUsed: Date.now(),
-    loadedAt: Date.now(),
-    inFlight: 0,
-    queued: 0,
-    memoryBytes: GiB,
-    pinned: false,
-    priority: 0,
-  };
 }
 
 function chunk(model: string, delta: Record<string, unknown>, finish: string | null = null): string {
@@ -144,40 +125,16 @@ export function startFaultNeuron(name = "faulty"): FaultNeuron {
     await writeAll(socket, Buffer.from(`${Buffer.byteLength(end).toString(16)}\r\n${end}\r\n0\r\n\r\n`));
     socket.end();
   };
-  const models = FAULT_MODELS.map(loaded);
-  const device = {
-    id: "cuda-dev-0",
-    kind: "cuda" as const,
-    index: 0,
-    name: "GPU",
-    memoryTotal: 24 * GiB,
-    memoryFree: 20 * GiB,
-    poisoned: false,
-    loadCycles: 0,
-  };
+  const models = FAULT_MODELS.map((id) => loadedModel(id, { contextSize: 4096 }));
 
   const answer = (socket: Socket<unknown>, request: ParsedRequest): void => {
     switch (`${request.method} ${request.path}`) {
-      case "GET /health": {
-        const health: HealthResponse = {
-          status: "ok",
-          version: "fault",
-          node: name,
-          startedAt: 0,
-          devices: [device],
-          loaded: models,
-        };
-        jsonResponse(socket, 200, health);
+      case "GET /health":
+        jsonResponse(socket, 200, health(name, { version: "fault", loaded: models }));
         return;
-      }
       case "GET /models": {
         const body: ModelsResponse = {
-          available: models.map((model) => ({
-            file: model.file,
-            sizeBytes: GiB,
-            architecture: "llama",
-            hasChatTemplate: true,
-          })),
+          available: models.map((model) => file(model.file, GiB)),
           loaded: models,
         };
         jsonResponse(socket, 200, body);
