@@ -9,8 +9,7 @@ export async function runNeuron(
   options: { faultInjection?: string | undefined },
 ): Promise<number> {
   const log = logger("neuron");
-  if (options.faultInjection !== undefined)
-    log.warn(`FAULT INJECTION ENABLED (${options.faultInjection}): test use only`);
+  // startNeuron announces fault injection, whichever way it was turned on.
   const neuron = await startNeuron({
     config: config.file.neuron,
     listen: config.neuronListen,

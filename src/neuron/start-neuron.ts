@@ -76,7 +76,12 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     log.info(`no models_dir configured: serving the generated demo model from ${root}`);
   }
   const faults = faultPlanOf(options.faultInjection);
+  const engineFaults = options.faultInjection !== undefined && options.faultInjection !== false;
   announceFaultPlan(faults);
+  if (engineFaults && faults.faults.length === 0)
+    log.warn(
+      "fault injection is ON (inject-fault jobs); this neuron may fail on purpose. Never use it in production.",
+    );
   const metrics = createNeuronMetrics();
   // The service exists only once the pool does; the pool reports lost models through this.
   let service: NeuronService | undefined;
@@ -85,7 +90,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     ...(config.memory_limit === undefined ? {} : { memoryLimitBytes: config.memory_limit }),
     ...(config.threads > 0 ? { threads: config.threads } : {}),
     cpuDevices: config.cpu_devices,
-    faultInjection: options.faultInjection !== undefined && options.faultInjection !== false,
+    faultInjection: engineFaults,
     faultSpec: faults.spec,
     tpTimings: { stepTimeoutMs: config.step_timeout_s * 1000, graceMs: config.stage2_grace_s * 1000 },
     onModelLost: (id, reason) => service?.forget(id, reason),

@@ -7,7 +7,7 @@
 import type { ShimAddresses } from "../../../ffi/shim.ts";
 import type { WireError } from "../../core/errors.ts";
 import type { TpRankCall } from "../tp/rank-client.ts";
-import type { GenerateParams, GenerationEvent } from "./types.ts";
+import type { GenerateParams, GenerationEvent, StepObservation } from "./types.ts";
 
 export interface WorkerInit {
   deviceId: string;
@@ -44,17 +44,8 @@ export interface LoadJob {
   splitDevices?: string[];
 }
 
-/** What one decode step did, for metrics (and the watchdog's flight recorder). */
-export interface StepStats {
-  modelId: string;
-  /** Sequences and tokens in the llama_decode (0 when the step decoded nothing). */
-  batchSize: number;
-  tokens: number;
-  /** KV cells held by the model's live sequences after the step. */
-  kvTokens: number;
-  /** Milliseconds the step took in the Worker (lockstep collective included for a group). */
-  ms: number;
-}
+/** What one decode step did, as the Worker reports it (the pool adds whether a group stepped it). */
+export type StepStats = Omit<StepObservation, "group">;
 
 /** A group leader's answer to `group-step`. */
 export interface GroupStepResult extends StepStats {
