@@ -37,7 +37,15 @@ import {
   type TemplateReadyMessage,
   templateMessages,
 } from "./chat-template.ts";
-import type { GroupStepResult, JobMap, JobType, MainToWorker, WorkerInit, WorkerToMain } from "./protocol.ts";
+import type {
+  GroupStepResult,
+  JobMap,
+  JobType,
+  MainToWorker,
+  StepStats,
+  WorkerInit,
+  WorkerToMain,
+} from "./protocol.ts";
 import { SequenceStream } from "./sequence-stream.ts";
 import { toolCallTransform } from "./tool-call-parser.ts";
 import { chooseGroupDevices, ggmlCudaNames, groupShareBytes } from "./tp-placement.ts";
@@ -352,15 +360,9 @@ export class DevicePool {
       case "fault":
         this.#poison(device, message.reason);
         return;
-      case "step": {
-        const { modelId, batchSize, tokens, kvTokens, ms } = message;
-        const model = this.#models.get(modelId);
-        if (model) model.kvTokens = kvTokens;
-        this.#observe(() =>
-          this.#options.observer?.step?.({ modelId, batchSize, tokens, kvTokens, ms, group: false }),
-        );
+      case "step":
+        this.#recordStep(this.#models.get(message.modelId), message, false);
         return;
-      }
       case "ready":
       case "init-failed":
         return;
@@ -403,6 +405,13 @@ export class DevicePool {
       device.jobs.set(jobId, { resolve, reject });
       this.#post(device, message(jobId));
     });
+  }
+
+  /** A step's KV use and metrics, whether the Worker stepped on its own or a group's watchdog drove it. */
+  #recordStep(model: ModelEntry | undefined, stats: StepStats, group: boolean): void {
+    if (model) model.kvTokens = stats.kvTokens;
+    const { modelId, batchSize, tokens, kvTokens, ms } = stats;
+    this.#observe(() => this.#options.observer?.step?.({ modelId, batchSize, tokens, kvTokens, ms, group }));
   }
 
   #observe(call: () => void): void {
@@ -721,11 +730,16 @@ export class DevicePool {
   /** Fresh Workers on the same devices (the old ones are terminated first). */
   async #replaceDevices(devices: readonly Device[], timeoutMs: number): Promise<void> {
     await Promise.all(devices.map((d) => this.#terminateDevice(d, timeoutMs)));
+    await this.#startFresh(devices.map((d) => d.spec));
+  }
+
+  /** A new Worker for each of `specs` whose device was terminated (or is gone). */
+  async #startFresh(specs: readonly DeviceSpec[]): Promise<void> {
     if (this.#closed) return;
     await Promise.all(
-      devices.map((d) => {
-        if (this.#devices.get(d.spec.id) === d) this.#devices.delete(d.spec.id);
-        return this.#startDevice(d.spec);
+      specs.map((spec) => {
+        if (this.#devices.get(spec.id)?.closed) this.#devices.delete(spec.id);
+        return this.#devices.has(spec.id) ? undefined : this.#startDevice(spec);
       }),
     );
   }
@@ -742,16 +756,7 @@ export class DevicePool {
       terminateWorkers: async () => {
         await Promise.all(current().map((d) => this.#terminateDevice(d, this.#tpTimings.graceMs)));
       },
-      startWorkers: async () => {
-        if (this.#closed) return;
-        await Promise.all(
-          group.specs.map((spec) => {
-            const old = this.#devices.get(spec.id);
-            if (old?.closed) this.#devices.delete(spec.id);
-            return this.#devices.has(spec.id) ? undefined : this.#startDevice(spec);
-          }),
-        );
-      },
+      startWorkers: () => this.#startFresh(group.specs),
       reportUnloaded: (reason) => {
         this.#groups.delete(group.id);
         const model = this.#models.get(group.modelId);
@@ -800,11 +805,7 @@ export class DevicePool {
         this.#groupStepFailed(model, group, error);
         return;
       }
-      model.kvTokens = result.kvTokens;
-      const { modelId, batchSize, tokens, kvTokens, ms } = result;
-      this.#observe(() =>
-        this.#options.observer?.step?.({ modelId, batchSize, tokens, kvTokens, ms, group: true }),
-      );
+      this.#recordStep(model, result, true);
       if (result.more) group.wantStep = true;
     }
   }
