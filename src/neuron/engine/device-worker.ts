@@ -6,10 +6,9 @@
  * device_fault until the main thread recycles it.
  */
 import { ptr as ptrOf } from "bun:ffi";
-import { loadNccl } from "../../../ffi/nccl.ts";
 import { CortexError, toCortexError, type WireError } from "../../core/errors.ts";
 import type { TpRankCall } from "../tp/rank-client.ts";
-import { TpRankRuntime } from "../tp/rank-runtime.ts";
+import { answerRankCall, TpRankRuntime } from "../tp/rank-runtime.ts";
 import { BatchScheduler, DeviceFault, type SchedulerStats } from "./batch-scheduler.ts";
 import { NativeModel, NativeRuntime } from "./native-runtime.ts";
 import type {
@@ -254,26 +253,11 @@ function applyBuiltinTemplate(rt: NativeRuntime, job: JobMap["apply-builtin-temp
 
 /** The tensor-parallel rank messages (tp/rank-protocol.ts); cpu-rank-worker.ts is the reference. */
 function runTp(call: TpRankCall): unknown {
-  switch (call.type) {
-    case "tp-unique-id":
-      return loadNccl(call.libraryPath).getUniqueId();
-    case "tp-join":
-      return tp.join(call.init, call.faults);
-    case "tp-step":
-      // Followers only: the leader steps through `group-step`, which also runs its forward.
-      tp.lockstep(call.step);
-      return { step: call.step };
-    case "tp-leave":
-    case "unload":
-      tp.leave();
-      return undefined;
-    case "ping":
-      return "pong";
-    default: {
-      const unknown: never = call;
-      throw new CortexError("invalid_request", `unknown tp request ${JSON.stringify(unknown)}`);
-    }
-  }
+  return answerRankCall(tp, call, ({ step }) => {
+    // Followers only: the leader steps through `group-step`, which also runs its forward.
+    tp.lockstep(step);
+    return { step };
+  });
 }
 
 /** Group leader: lockstep with the followers, then one decode step under the rank's fault hooks. */

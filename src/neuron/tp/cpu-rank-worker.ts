@@ -5,10 +5,9 @@
  * little arithmetic, not llama.
  */
 
-import { loadNccl } from "../../../ffi/nccl.ts";
-import { CortexError, toCortexError } from "../../core/errors.ts";
+import { toCortexError } from "../../core/errors.ts";
 import type { TpRankReady, TpRankReply, TpRankRequest } from "./rank-protocol.ts";
-import { TpRankRuntime } from "./rank-runtime.ts";
+import { answerRankCall, TpRankRuntime } from "./rank-runtime.ts";
 
 declare const self: Worker;
 
@@ -21,30 +20,12 @@ function fakeForward(tokens: number): number {
 }
 
 function handle(request: TpRankRequest): unknown {
-  switch (request.type) {
-    case "tp-unique-id":
-      return loadNccl(request.libraryPath).getUniqueId();
-    case "tp-join":
-      return runtime.join(request.init, request.faults);
-    case "tp-step": {
-      runtime.lockstep(request.step);
-      if (runtime.rank !== 0) return { step: request.step };
-      const value = runtime.forward(request.step, () => fakeForward(request.tokens));
-      return { step: request.step, value };
-    }
-    case "tp-leave":
-      runtime.leave();
-      return undefined;
-    case "ping":
-      return "pong";
-    case "unload":
-      runtime.leave();
-      return undefined;
-    default: {
-      const never: never = request;
-      throw new CortexError("invalid_request", `unknown tp request ${JSON.stringify(never)}`);
-    }
-  }
+  return answerRankCall(runtime, request, ({ step, tokens }) => {
+    runtime.lockstep(step);
+    if (runtime.rank !== 0) return { step };
+    const value = runtime.forward(step, () => fakeForward(tokens));
+    return { step, value };
+  });
 }
 
 self.onmessage = (message: MessageEvent<TpRankRequest>) => {

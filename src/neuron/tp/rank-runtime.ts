@@ -4,6 +4,7 @@
  * the forward in the control block for the flight recorder, and applies
  * injected faults at the points a real device would fail.
  */
+import { loadNccl } from "../../../ffi/nccl.ts";
 import { CortexError } from "../../core/errors.ts";
 import type { Communicator, CommunicatorHandle, CommunicatorInit } from "./communicator.ts";
 import { type ControlView, controlView, setPhase } from "./control-block.ts";
@@ -17,6 +18,7 @@ import {
   shouldRaiseDeviceError,
 } from "./fault-injection.ts";
 import { initCommunicator } from "./open-communicator.ts";
+import type { TpRankCall } from "./rank-client.ts";
 
 export class TpRankRuntime {
   private comm: Communicator | undefined;
@@ -93,5 +95,37 @@ export class TpRankRuntime {
     if (!this.comm || !this.control)
       throw new CortexError("conflict", "this Worker is not in a tensor-parallel group");
     return { comm: this.comm, control: this.control };
+  }
+}
+
+type TpStepCall = Extract<TpRankCall, { type: "tp-step" }>;
+
+/**
+ * Answers the rank messages every rank Worker handles alike (tp/rank-protocol.ts).
+ * `step` answers `tp-step`, the one that differs: the engine's followers only
+ * join the collective, the reference Worker also runs its stand-in forward.
+ */
+export function answerRankCall(
+  rank: TpRankRuntime,
+  call: TpRankCall,
+  step: (call: TpStepCall) => unknown,
+): unknown {
+  switch (call.type) {
+    case "tp-unique-id":
+      return loadNccl(call.libraryPath).getUniqueId();
+    case "tp-join":
+      return rank.join(call.init, call.faults);
+    case "tp-step":
+      return step(call);
+    case "tp-leave":
+    case "unload":
+      rank.leave();
+      return undefined;
+    case "ping":
+      return "pong";
+    default: {
+      const unknown: never = call;
+      throw new CortexError("invalid_request", `unknown tp request ${JSON.stringify(unknown)}`);
+    }
   }
 }
