@@ -13,6 +13,7 @@ import { NeuronSection } from "../../../src/core/config/config-schema.ts";
 import { loadConfig } from "../../../src/core/config/load-config.ts";
 import { configureLogging } from "../../../src/core/logger.ts";
 import type { LoadedModel } from "../../../src/core/neuron-api.ts";
+import { parseExposition, sumSamples } from "../../../src/gateway/metrics/parse-exposition.ts";
 import { type RunningGateway, startGateway } from "../../../src/gateway/run-gateway.ts";
 import { readGgufInfo } from "../../../src/neuron/gguf/gguf-reader.ts";
 import { ensureDemoModel } from "../../../src/neuron/gguf/tiny-model.ts";
@@ -300,13 +301,7 @@ export async function neuronMetric(
   labels: Record<string, string> = {},
 ): Promise<number> {
   const text = await (await fetch(`${neuronUrl}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const matches = Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`));
-    if (matches) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return sum;
+  return sumSamples(parseExposition(text), name, labels);
 }
 
 /** Successful loads of `model` on a neuron, by the neuron's own count. */
