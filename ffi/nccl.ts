@@ -17,7 +17,13 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { CortexError } from "../src/core/errors.ts";
-import { CUDA_LIVENESS_SYMBOLS, NCCL_RESULT, NCCL_SHIM_SYMBOLS, NCCL_SYMBOLS } from "./nccl-symbols.ts";
+import {
+  CUDA_LIVENESS_SYMBOLS,
+  CUDA_SUCCESS,
+  NCCL_RESULT,
+  NCCL_SHIM_SYMBOLS,
+  NCCL_SYMBOLS,
+} from "./nccl-symbols.ts";
 
 export * from "./nccl-symbols.ts";
 
@@ -256,4 +262,18 @@ export function loadCudaLiveness(): CudaSymbols {
     });
   }
   return cuda;
+}
+
+/** Makes device `index`'s primary context current on this thread (NCCL and cuMem* calls need one). */
+export function useCudaDevice(index: number): void {
+  const cu = loadCudaLiveness();
+  const check = (what: string, r: number) => {
+    if (r !== CUDA_SUCCESS) throw new Error(`${what} failed (CUresult ${r})`);
+  };
+  check("cuInit", cu.cuInit(0));
+  const dev = new Int32Array(1);
+  check("cuDeviceGet", cu.cuDeviceGet(ptr(dev), index));
+  const ctx = new BigUint64Array(1);
+  check("cuDevicePrimaryCtxRetain", cu.cuDevicePrimaryCtxRetain(ptr(ctx), dev[0]!));
+  check("cuCtxSetCurrent", cu.cuCtxSetCurrent(Number(ctx[0]) as Pointer));
 }

@@ -15,18 +15,17 @@
  * written, and the process exits 70. Exit 0: all passed; 1: one failed.
  * The summary goes to DIR/gpu-nccl-abort.json (--out, else $OUT when set).
  */
-import { type Pointer, ptr } from "bun:ffi";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type CudaDevice, cudaMemoryInfo, discoverCudaDevices } from "../ffi/cuda.ts";
 import {
   findNcclLibrary,
-  loadCudaLiveness,
   loadNccl,
   NCCL_RESULT,
   type NcclLibrary,
   ncclMissingMessage,
+  useCudaDevice,
 } from "../ffi/nccl.ts";
 import type { CortexError } from "../src/core/errors.ts";
 import { type Aborter, createWorkerAborter } from "../src/neuron/tp/aborter.ts";
@@ -89,19 +88,6 @@ function resultText(lib: NcclLibrary, result: number): string {
   return lib.errorString(result);
 }
 
-function setCudaDevice(device: number): void {
-  const cu = loadCudaLiveness();
-  const check = (what: string, r: number) => {
-    if (r !== 0) throw new Error(`${what} failed (CUresult ${r})`);
-  };
-  check("cuInit", cu.cuInit(0));
-  const dev = new Int32Array(1);
-  check("cuDeviceGet", cu.cuDeviceGet(ptr(dev), device));
-  const ctx = new BigUint64Array(1);
-  check("cuDevicePrimaryCtxRetain", cu.cuDevicePrimaryCtxRetain(ptr(ctx), dev[0]!));
-  check("cuCtxSetCurrent", cu.cuCtxSetCurrent(Number(ctx[0]) as Pointer));
-}
-
 function probe(request: ProbeRequest): unknown {
   switch (request.type) {
     case "discover": {
@@ -130,7 +116,7 @@ function probe(request: ProbeRequest): unknown {
     case "init-nonblocking": {
       const lib = loadNccl(request.libraryPath);
       if (!lib.hasInitRankConfig) throw new Error("libnccl has no ncclCommInitRankConfig (older than 2.14)");
-      if (request.device !== undefined) setCudaDevice(request.device);
+      if (request.device !== undefined) useCudaDevice(request.device);
       const { result, comm } = lib.initRank(request.nranks, request.uniqueId, request.rank, false);
       // The cached handle: the pointer goes into the group's shared block the moment init returns it.
       if (comm !== 0) publishPointer(controlView(request.control), request.rank, BigInt(comm));

@@ -6,7 +6,6 @@
  * the group control block the moment init returns it, so the aborter can reach
  * a rank even while its init or its collective is wedged.
  */
-import type { Pointer } from "bun:ffi";
 import { ptr } from "bun:ffi";
 import {
   CUDA_ERROR_NOT_READY,
@@ -16,6 +15,7 @@ import {
   NCCL_RED_OP,
   NCCL_RESULT,
   type NcclLibrary,
+  useCudaDevice,
 } from "../../../ffi/nccl.ts";
 import {
   type AbortOutcome,
@@ -126,16 +126,11 @@ export function abortNcclRank(handle: CommunicatorHandle): AbortOutcome {
 }
 
 function allocateCudaBuffers(device: number): CudaBuffers {
+  useCudaDevice(device);
   const cu = loadCudaLiveness();
   const check = (what: string, r: number) => {
     if (r !== CUDA_SUCCESS) throw new Error(`${what} failed (CUresult ${r})`);
   };
-  check("cuInit", cu.cuInit(0));
-  const dev = new Int32Array(1);
-  check("cuDeviceGet", cu.cuDeviceGet(ptr(dev), device));
-  const ctx = new BigUint64Array(1);
-  check("cuDevicePrimaryCtxRetain", cu.cuDevicePrimaryCtxRetain(ptr(ctx), dev[0]!));
-  check("cuCtxSetCurrent", cu.cuCtxSetCurrent(Number(ctx[0]) as Pointer));
   const out = new BigUint64Array(1);
   check("cuMemAlloc", cu.cuMemAlloc_v2(ptr(out), 8));
   const send = out[0]!;
