@@ -97,6 +97,8 @@ export function completionBody(model: string, deltas: number): string {
       },
     ],
     usage: { prompt_tokens: 8, completion_tokens: deltas, total_tokens: 8 + deltas },
+    // As a neuron reports them (src/core/neuron-api.ts), so the gateway's metrics do their usual work.
+    cortex: { first_token_ms: 0.05, last_token_ms: 0.05 * deltas },
   });
 }
 

@@ -129,6 +129,22 @@ export const NeuronChoiceExtensions = z.object({
   stop_sequence: z.string().nullish(),
 });
 
+/**
+ * Extension field of a non-streamed chat completion: when the first and the
+ * last generated token came, in ms since the neuron received the request
+ * (absent when nothing was generated). The gateway reads a non-streamed
+ * answer whole, so these are how it measures time to first token and
+ * decode rate for it (docs/METRICS.md).
+ */
+export const NeuronCompletionTimings = z.object({
+  first_token_ms: z.number().nonnegative(),
+  last_token_ms: z.number().nonnegative(),
+});
+export type NeuronCompletionTimings = z.infer<typeof NeuronCompletionTimings>;
+
+export const NeuronCompletionExtensions = z.object({ cortex: NeuronCompletionTimings.optional() });
+export type NeuronCompletionExtensions = z.infer<typeof NeuronCompletionExtensions>;
+
 /** `POST /v1/chat/count_tokens`: an OpenAI chat request in, the prompt's token count out. */
 export const CountTokensResponse = z.object({ prompt_tokens: z.number().int() });
 export type CountTokensResponse = z.infer<typeof CountTokensResponse>;

@@ -154,6 +154,23 @@ export type CanonicalStreamPart =
 
 export type CanonicalStreamPartType = CanonicalStreamPart["type"];
 
+/**
+ * Whether a part carries generated tokens, for first-token and decode-rate
+ * clocks: an empty delta carries none and must not start the clock.
+ */
+export function carriesToken(part: CanonicalStreamPart): boolean {
+  switch (part.type) {
+    case "text_delta":
+    case "thinking_delta":
+      return part.text !== "";
+    case "tool_call_start":
+    case "tool_call_delta":
+      return true;
+    default:
+      return false;
+  }
+}
+
 /** Compile-time exhaustiveness for switches over the unions above. */
 export function assertNever(value: never, what = "value"): never {
   throw new Error(`unexpected ${what}: ${JSON.stringify(value)}`);

@@ -85,11 +85,18 @@ export class CanonicalAccumulator {
   }
 }
 
-/** Drains a canonical stream into one response (for clients that did not ask to stream). */
+/**
+ * Drains a canonical stream into one response (for clients that did not ask
+ * to stream); `onPart` sees each part as it arrives.
+ */
 export async function collectCanonicalStream(
   parts: ReadableStream<CanonicalStreamPart>,
+  onPart?: (part: CanonicalStreamPart) => void,
 ): Promise<CanonicalResponse> {
   const accumulator = new CanonicalAccumulator();
-  for await (const part of parts) accumulator.push(part);
+  for await (const part of parts) {
+    onPart?.(part);
+    accumulator.push(part);
+  }
   return accumulator.result();
 }

@@ -2,19 +2,25 @@
  * One chat request through the fleet, dialect-independent: admission,
  * routing with load on demand and failover before the first byte (the
  * routing services), the upstream call, and observation for metrics and the
- * request log. The result is a pull-based source of canonical parts;
- * cancelling it cancels upstream.
+ * request log. A streamed chat gives a pull-based source of canonical parts
+ * (cancelling it cancels upstream); a non-streamed one the whole answer.
  */
 import { CortexError, toCortexError } from "../core/errors.ts";
 import { logEnabled, logFields, logger } from "../core/logger.ts";
-import type { CanonicalRequest } from "../dialects/canonical.ts";
+import type { CanonicalRequest, CanonicalResponse } from "../dialects/canonical.ts";
 import { requestHasImages } from "../dialects/images.ts";
 import { toUpstreamChatBody } from "../dialects/openai/render-request.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
-import { decodeRate, type StreamObservation, StreamObserver } from "./metrics/stream-observer.ts";
+import {
+  decodeRate,
+  observeCompletion,
+  type StreamObservation,
+  StreamObserver,
+} from "./metrics/stream-observer.ts";
 import { observeParts, type PartSource } from "./part-source.ts";
+import type { Routed } from "./routing/failover.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
-import { callNeuronChat } from "./upstream-call.ts";
+import { callNeuronChat, callNeuronCompletion, type UpstreamCall } from "./upstream-call.ts";
 
 const log = logger("gateway");
 
@@ -32,6 +38,12 @@ export interface ChatStart {
   parts: PartSource;
 }
 
+export interface ChatCompletion {
+  model: string;
+  node: string;
+  response: CanonicalResponse;
+}
+
 export interface ChatPipelineDeps {
   routing: Pick<RoutingServices, "loader" | "admission" | "route" | "fleet">;
   metrics: GatewayMetrics | undefined;
@@ -40,15 +52,63 @@ export interface ChatPipelineDeps {
 }
 
 /**
- * Starts a chat. Throws for anything known before the first byte (the
- * handler renders it in the client's dialect); afterwards failures arrive as
- * an `error` part.
+ * Starts a streamed chat. Throws for anything known before the first byte
+ * (the handler renders it in the client's dialect); afterwards failures
+ * arrive as an `error` part.
  */
 export async function startChat(
   deps: ChatPipelineDeps,
   request: CanonicalRequest,
   ctx: ChatContext,
 ): Promise<ChatStart> {
+  const chat = await routeChat(deps, request, ctx, callNeuronChat);
+  const { routed } = chat;
+  const observer = new StreamObserver(ctx.startedAt, (observation) => {
+    routed.finish();
+    chat.release();
+    recordOutcome(deps, ctx, chat.modelLabel, chat.model, routed.node, request.stream, observation);
+  });
+  return { model: chat.model, node: routed.node, parts: observeParts(routed.value, observer) };
+}
+
+/**
+ * A non-streamed chat: the whole answer (the neuron is asked not to stream,
+ * and reports its token times for the metrics). Throws as startChat does.
+ */
+export async function completeChat(
+  deps: ChatPipelineDeps,
+  request: CanonicalRequest,
+  ctx: ChatContext,
+): Promise<ChatCompletion> {
+  const chat = await routeChat(deps, request, ctx, callNeuronCompletion);
+  const { routed } = chat;
+  const { response, sentAt, tokens } = routed.value;
+  routed.finish();
+  chat.release();
+  const observation = observeCompletion(response, sentAt - ctx.startedAt, tokens);
+  recordOutcome(deps, ctx, chat.modelLabel, chat.model, routed.node, request.stream, observation);
+  return { model: chat.model, node: routed.node, response };
+}
+
+interface RoutedChat<T> {
+  model: string;
+  modelLabel: string;
+  routed: Routed<T>;
+  /** Gives the admission slot back; idempotent. */
+  release: () => void;
+}
+
+/**
+ * Admission, routing with load on demand and failover, and the upstream
+ * call (`send`, streamed or not), with failures before the answer counted
+ * and logged here.
+ */
+async function routeChat<T>(
+  deps: ChatPipelineDeps,
+  request: CanonicalRequest,
+  ctx: ChatContext,
+  send: (call: UpstreamCall) => Promise<T>,
+): Promise<RoutedChat<T>> {
   const { routing, metrics } = deps;
   let modelLabel = "unknown";
   // The log may name what the client asked for; labels may not (cardinality).
@@ -90,9 +150,9 @@ export async function startChat(
           metrics?.retries.inc({ model: modelLabel, from_node: previousNode });
         previousNode = target.node;
         const upstream = target.upstream("v1/chat/completions");
-        return callNeuronChat({
+        return send({
           target: { node: target.node, url: upstream.url, headers: upstream.headers },
-          body: toUpstreamChatBody(request, { model: target.modelId }),
+          body: toUpstreamChatBody(request, { model: target.modelId, stream: request.stream }),
           requestId: ctx.requestId,
           signal: ctx.signal,
         });
@@ -108,14 +168,7 @@ export async function startChat(
     // With a ready copy the first attempt is sent already, synchronously inside route().
     waitedForLoad = !attempted && metrics !== undefined && routing.loader.isLoading(model);
     const routed = await routing$;
-    const finishRelease = release;
-    const observer = new StreamObserver(ctx.startedAt, (observation) => {
-      routed.finish();
-      finishRelease();
-      recordOutcome(deps, ctx, modelLabel, model, routed.node, request.stream, observation);
-    });
-    const parts = observeParts(routed.value, observer);
-    return { model, node: routed.node, parts };
+    return { model, modelLabel, routed, release };
   } catch (error) {
     release?.();
     recordFailure(deps, ctx, { label: modelLabel, log: logModel }, request.stream, error);

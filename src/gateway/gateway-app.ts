@@ -22,10 +22,10 @@ import { toUpstreamChatBody } from "../dialects/openai/render-request.ts";
 import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
 import { OpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
 import type { AdminOps } from "./admin-ops.ts";
-import { type ChatContext, startChat } from "./chat-pipeline.ts";
+import { type ChatContext, completeChat, startChat } from "./chat-pipeline.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
-import { collectParts, relaySse } from "./part-source.ts";
+import { relaySse } from "./part-source.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
 
 const log = logger("gateway-http");
@@ -144,9 +144,8 @@ export function createGatewayApp(options: GatewayAppOptions) {
               })
             : parseOpenAIRequest(body);
         const ctx: ChatContext = { dialect, requestId, signal: request.signal, startedAt };
-        const chat = await startChat(chatDeps, canonical, ctx);
         if (!canonical.stream) {
-          const response = await collectParts(chat.parts);
+          const { response } = await completeChat(chatDeps, canonical, ctx);
           const body =
             dialect === "anthropic"
               ? renderAnthropicResponse(response, { model: canonical.model })
@@ -155,6 +154,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
             headers: { "content-type": "application/json", "x-request-id": requestId },
           });
         }
+        const chat = await startChat(chatDeps, canonical, ctx);
         const encoder =
           dialect === "anthropic"
             ? new AnthropicStreamEncoder({ model: canonical.model })

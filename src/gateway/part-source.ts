@@ -1,6 +1,5 @@
 /**
- * A pull-based source of canonical parts, and the two ways a response leaves
- * the gateway: relayed as the client's SSE, or collected into one answer.
+ * A pull-based source of canonical parts, relayed as the client's SSE.
  *
  * This is the request path's only stream machinery: each pull reads the
  * neuron's bytes once, and parsing, decoding, observing and encoding run
@@ -11,8 +10,7 @@
  * already, to commit to a node), nothing is read from the neuron before the
  * client asks, and cancelling the client's stream cancels the neuron request.
  */
-import type { CanonicalResponse, CanonicalStreamPart } from "../dialects/canonical.ts";
-import { CanonicalAccumulator } from "../dialects/collect-stream.ts";
+import type { CanonicalStreamPart } from "../dialects/canonical.ts";
 import type { StreamObserver } from "./metrics/stream-observer.ts";
 
 export interface PartSource {
@@ -60,14 +58,6 @@ export function observeParts(source: PartSource, observer: StreamObserver): Part
       return source.cancel(reason);
     },
   };
-}
-
-/** Drains a source into one response (for clients that did not ask to stream). */
-export async function collectParts(source: PartSource): Promise<CanonicalResponse> {
-  const accumulator = new CanonicalAccumulator();
-  for (let batch = await source.read(); batch !== undefined; batch = await source.read())
-    for (const part of batch) accumulator.push(part);
-  return accumulator.result();
 }
 
 const utf8 = new TextEncoder();

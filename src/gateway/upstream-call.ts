@@ -1,18 +1,21 @@
 /**
- * One chat call to a neuron, as a stream of canonical parts.
+ * One chat call to a neuron: streamed, as a pull-based source of canonical
+ * parts (callNeuronChat), or not, as the whole answer (callNeuronCompletion).
  *
- * The call is "committed" only once the first event has arrived: anything
- * that fails before that (connection refused, 5xx, a neuron dying before its
- * first byte) throws a retryable CortexError so the router can fail over to
- * another node. After that, failures become an `error` part at the end of the
- * stream, which each dialect renders as its own mid-stream error event.
- * Cancelling the returned source cancels the HTTP request, which cancels the
- * sequence on the neuron.
+ * A streamed call is "committed" only once the first event has arrived:
+ * anything that fails before that (connection refused, 5xx, a neuron dying
+ * before its first byte) throws a retryable CortexError so the router can
+ * fail over to another node. After that, failures become an `error` part at
+ * the end of the stream, which each dialect renders as its own mid-stream
+ * error event. Cancelling the returned source cancels the HTTP request, which
+ * cancels the sequence on the neuron; for a non-streamed call the request's
+ * signal does the same.
  */
 import { CortexError } from "../core/errors.ts";
-import type { CanonicalStreamPart } from "../dialects/canonical.ts";
+import { NeuronCompletionExtensions } from "../core/neuron-api.ts";
+import type { CanonicalResponse, CanonicalStreamPart } from "../dialects/canonical.ts";
 import type { UpstreamChatBody } from "../dialects/openai/render-request.ts";
-import { UpstreamSseDecoder } from "../dialects/openai/upstream.ts";
+import { parseUpstreamResponse, UpstreamSseDecoder } from "../dialects/openai/upstream.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import type { PartSource } from "./part-source.ts";
 
@@ -31,9 +34,14 @@ export interface UpstreamCall {
   signal: AbortSignal;
 }
 
-export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
+/**
+ * POSTs the chat and returns the answer once its status is 200; any other
+ * status throws as `errorFromResponse` (retryable where the neuron's code
+ * is), network errors propagate as they are (the router's classifier marks
+ * the node down).
+ */
+async function postChat(call: UpstreamCall): Promise<Response> {
   const { target } = call;
-  // Network errors propagate as they are: the router's classifier marks the node down.
   const response = await fetch(target.url, {
     method: "POST",
     headers: upstreamHeaders(target.headers, call.requestId),
@@ -42,17 +50,68 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
     // Upstream bytes are relayed as they arrive; never decompress-and-buffer.
     decompress: false,
   } as RequestInit);
-  if (response.status !== 200 || response.body === null) {
-    const text = await response.text().catch(() => "");
-    let body: unknown = text;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      // not JSON: parseUpstreamError falls back to the status
-    }
-    throw errorFromResponse(target.node, response.status, body, response.headers.get("retry-after"));
+  if (response.status === 200 && response.body !== null) return response;
+  const text = await response.text().catch(() => "");
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: parseUpstreamError falls back to the status
   }
-  const reader = response.body.getReader();
+  throw errorFromResponse(target.node, response.status, body, response.headers.get("retry-after"));
+}
+
+/** A non-streamed answer and the token times the neuron reported. */
+export interface UpstreamCompletion {
+  response: CanonicalResponse;
+  /** ms since the request was sent (its own clock: performance.now()). */
+  sentAt: number;
+  /** ms since the neuron received the request; undefined when it generated nothing or did not say. */
+  tokens: { firstMs: number; lastMs: number } | undefined;
+}
+
+/**
+ * A non-streamed chat (`body.stream` false): the whole answer, read in one
+ * go. Nothing reaches the client before it is complete, so every failure,
+ * also one while the body arrives, is "before the first byte" and may be
+ * retried on another node.
+ */
+export async function callNeuronCompletion(call: UpstreamCall): Promise<UpstreamCompletion> {
+  const sentAt = performance.now();
+  const response = await postChat(call);
+  const node = call.target.node;
+  let text: string;
+  try {
+    text = await response.text();
+  } catch (error) {
+    throw new CortexError("upstream_error", `node ${node} failed mid-answer: ${describe(error)}`, {
+      cause: error,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new CortexError("upstream_error", `node ${node} answered with a completion that is not JSON`);
+  }
+  const timings = NeuronCompletionExtensions.safeParse(json);
+  const reported = timings.success ? timings.data.cortex : undefined;
+  return {
+    response: parseUpstreamResponse(json),
+    sentAt,
+    tokens:
+      reported === undefined
+        ? undefined
+        : { firstMs: reported.first_token_ms, lastMs: reported.last_token_ms },
+  };
+}
+
+/** A streamed chat (`body.stream` true), as canonical parts (see the top of this file). */
+export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
+  const { target } = call;
+  const response = await postChat(call);
+  const body = response.body as ReadableStream<Uint8Array>;
+  const reader = body.getReader();
   const decoder = new UpstreamSseDecoder(call.body.model);
   let ended = false;
   // Reads until the bytes yield parts (one upstream chunk usually holds whole events).

@@ -5,10 +5,18 @@
 import { Elysia } from "elysia";
 import { CortexError, toCortexError } from "../core/errors.ts";
 import { logger } from "../core/logger.ts";
-import { LoadRequest, PinRequest, RecycleRequest, UnloadRequest } from "../core/neuron-api.ts";
+import {
+  LoadRequest,
+  type NeuronCompletionExtensions,
+  type NeuronCompletionTimings,
+  PinRequest,
+  RecycleRequest,
+  UnloadRequest,
+} from "../core/neuron-api.ts";
+import { carriesToken } from "../dialects/canonical.ts";
 import { collectCanonicalStream } from "../dialects/collect-stream.ts";
 import { renderOpenAIError } from "../dialects/openai/render-error.ts";
-import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
+import { type OpenAIChatCompletion, renderOpenAIResponse } from "../dialects/openai/render-response.ts";
 import { createOpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
 import type { NeuronService } from "./neuron-service.ts";
 
@@ -153,11 +161,22 @@ export function createNeuronApp(options: NeuronAppOptions) {
     .post(
       "/v1/chat/completions",
       handle("POST /v1/chat/completions", async (request) => {
+        const receivedAt = performance.now();
         const { request: chat, parts } = await service.chat(await readJson(request), request.signal);
-        if (!chat.stream)
-          return json(
-            renderOpenAIResponse(await collectCanonicalStream(parts), { reportStopSequence: true }),
-          );
+        if (!chat.stream) {
+          let tokens: NeuronCompletionTimings | undefined;
+          const response = await collectCanonicalStream(parts, (part) => {
+            if (!carriesToken(part)) return;
+            const at = performance.now() - receivedAt;
+            tokens ??= { first_token_ms: at, last_token_ms: at };
+            tokens.last_token_ms = at;
+          });
+          const body: OpenAIChatCompletion & NeuronCompletionExtensions = renderOpenAIResponse(response, {
+            reportStopSequence: true,
+          });
+          if (tokens !== undefined) body.cortex = tokens;
+          return json(body);
+        }
         const body = parts
           .pipeThrough(
             createOpenAIStreamEncoder({ includeUsage: chat.includeUsage, reportStopSequence: true }),

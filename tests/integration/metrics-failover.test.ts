@@ -26,6 +26,17 @@ function sse(): string {
   return `${chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`).join("")}data: [DONE]\n\n`;
 }
 
+function completion() {
+  return {
+    id: "chatcmpl-1",
+    object: "chat.completion",
+    created: 1,
+    model: MODEL,
+    choices: [{ index: 0, message: { role: "assistant", content: "one two three" }, finish_reason: "stop" }],
+    usage: USAGE,
+  };
+}
+
 function scriptedNeuron(name: string, failChats: boolean) {
   const loaded = loadedModel(MODEL, {
     devices: ["cpu-0"],
@@ -46,13 +57,14 @@ function scriptedNeuron(name: string, failChats: boolean) {
       if (path === "/health") return Response.json(neuronHealth);
       if (path === "/models") return Response.json({ available: [], loaded: [loaded] });
       if (path === "/v1/chat/completions") {
-        await request.arrayBuffer();
+        const { stream } = (await request.json()) as { stream?: boolean };
         counts.chats += 1;
         if (failChats)
           return Response.json(
             { error: { code: "device_fault", message: "scripted failure", type: "server_error" } },
             { status: 503 },
           );
+        if (stream !== true) return Response.json(completion());
         return new Response(sse(), { headers: { "content-type": "text/event-stream" } });
       }
       return Response.json({ error: { code: "not_found", message: path } }, { status: 404 });

@@ -135,6 +135,21 @@ describe("chat completions", () => {
     expect(body.usage.completion_tokens).toBe(2);
   });
 
+  test("a non-streamed answer reports when its first and last tokens came, within the request's time", async () => {
+    const sent = performance.now();
+    const body = (await (await api("/v1/chat/completions", chat({ max_tokens: 8 }))).json()) as {
+      usage: { completion_tokens: number };
+      cortex?: { first_token_ms: number; last_token_ms: number };
+    };
+    const elapsed = performance.now() - sent;
+    expect(body.usage.completion_tokens).toBeGreaterThan(1);
+    const timings = body.cortex;
+    if (timings === undefined) throw new Error("no cortex timings on the completion");
+    expect(timings.first_token_ms).toBeGreaterThan(0);
+    expect(timings.last_token_ms).toBeGreaterThan(timings.first_token_ms);
+    expect(timings.last_token_ms).toBeLessThan(elapsed);
+  });
+
   test("a stop string is never emitted and is reported on the choice", async () => {
     const plain = (await (await api("/v1/chat/completions", chat())).json()) as {
       choices: Array<{ message: { content: string } }>;

@@ -9,7 +9,7 @@ import { describe, expect, test } from "bun:test";
 import type { CanonicalStreamPart } from "../../src/dialects/canonical.ts";
 import { OpenAIStreamEncoder } from "../../src/dialects/openai/stream-encoder.ts";
 import { type StreamObservation, StreamObserver } from "../../src/gateway/metrics/stream-observer.ts";
-import { collectParts, observeParts, type PartSource, relaySse } from "../../src/gateway/part-source.ts";
+import { observeParts, type PartSource, relaySse } from "../../src/gateway/part-source.ts";
 
 function scripted(batches: CanonicalStreamPart[][]) {
   const state = { reads: 0, cancelled: undefined as unknown };
@@ -115,24 +115,5 @@ describe("relaySse", () => {
     expect(text).toContain('"role":"assistant"');
     expect(text).toContain(" world");
     expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
-  });
-});
-
-describe("collectParts", () => {
-  test("folds the batches into one answer and reports the end once", async () => {
-    const { parts, seen } = observed(BATCHES);
-    const response = await collectParts(parts);
-    expect(response.content).toEqual([{ type: "text", text: "Hello world" }]);
-    expect(response.usage).toEqual({ inputTokens: 2, outputTokens: 2 });
-    expect(seen).toHaveLength(1);
-  });
-
-  test("an error part is thrown as the upstream error", async () => {
-    const { parts, seen } = observed([
-      BATCHES[0] as CanonicalStreamPart[],
-      [{ type: "error", error: { code: "upstream_error", message: "boom", status: 502 } }],
-    ]);
-    await expect(collectParts(parts)).rejects.toThrow("boom");
-    expect(seen[0]?.errorCode).toBe("upstream_error");
   });
 });

@@ -4,9 +4,10 @@
  * usage from the final event), with nothing changed on the way.
  */
 import { describe, expect, test } from "bun:test";
-import type { CanonicalStreamPart } from "../../src/dialects/canonical.ts";
+import type { CanonicalResponse, CanonicalStreamPart } from "../../src/dialects/canonical.ts";
 import {
   decodeRate,
+  observeCompletion,
   type StreamObservation,
   StreamObserver,
 } from "../../src/gateway/metrics/stream-observer.ts";
@@ -140,5 +141,36 @@ describe("decodeRate", () => {
       }),
     ).toBe(50);
     expect(decodeRate({ cancelled: false, firstTokenMs: 0, lastTokenMs: 1000 })).toBeUndefined();
+  });
+});
+
+describe("observeCompletion", () => {
+  const response: CanonicalResponse = {
+    id: "c1",
+    model: "tiny",
+    created: 1,
+    content: [{ type: "text", text: "one two three" }],
+    finishReason: "length",
+    usage: { inputTokens: 4, outputTokens: 21 },
+  };
+
+  test("token times the neuron reported count from when the request was sent", () => {
+    const observation = observeCompletion(response, 3, { firstMs: 7, lastMs: 207 });
+    expect(observation).toEqual({
+      cancelled: false,
+      usage: response.usage,
+      finishReason: "length",
+      firstTokenMs: 10,
+      lastTokenMs: 210,
+    });
+    // 20 tokens after the first in 200 ms.
+    expect(decodeRate(observation)).toBe(100);
+  });
+
+  test("without reported times there is no first-token time or rate, only usage and finish", () => {
+    const observation = observeCompletion(response, 3, undefined);
+    expect(observation.firstTokenMs).toBeUndefined();
+    expect(decodeRate(observation)).toBeUndefined();
+    expect(observation.usage).toEqual(response.usage);
   });
 });

@@ -83,7 +83,7 @@ export interface UpstreamOptions {
   model?: string;
   /** What the neuron does when prompt + max_tokens exceed the context (default: "error"). */
   contextOverflow?: "error" | "clamp";
-  /** Stream from the neuron (default true: the gateway always streams upstream and collects when needed). */
+  /** Ask the neuron to stream (default true; the gateway asks for what its client asked for). */
   stream?: boolean;
 }
 

@@ -3,7 +3,13 @@
  * first-token time on the first content delta, decode rate from first to
  * last token, usage from the neuron's final event, and the outcome.
  */
-import type { CanonicalStreamPart, CanonicalUsage, FinishReason } from "../../dialects/canonical.ts";
+import {
+  type CanonicalResponse,
+  type CanonicalStreamPart,
+  type CanonicalUsage,
+  carriesToken,
+  type FinishReason,
+} from "../../dialects/canonical.ts";
 
 export interface StreamObservation {
   /** ms since the request arrived, at the first content delta. */
@@ -42,16 +48,11 @@ export class StreamObserver {
 
   see(part: CanonicalStreamPart): void {
     const observation = this.observation;
+    if (carriesToken(part)) {
+      this.#markToken();
+      return;
+    }
     switch (part.type) {
-      case "text_delta":
-      case "thinking_delta":
-        // An empty delta carries no token: it must not start the first-token clock.
-        if (part.text !== "") this.#markToken();
-        break;
-      case "tool_call_start":
-      case "tool_call_delta":
-        this.#markToken();
-        break;
       case "usage":
         observation.usage = part.usage;
         break;
@@ -89,6 +90,29 @@ export class StreamObserver {
     this.observation.firstTokenMs ??= t;
     this.observation.lastTokenMs = t;
   }
+}
+
+/**
+ * What a non-streamed answer shows: the response itself, and the token
+ * times the neuron reported (ms since it received the request, which is
+ * `sentMs` after the gateway's own arrival clock: the hop between them is
+ * not counted).
+ */
+export function observeCompletion(
+  response: CanonicalResponse,
+  sentMs: number,
+  tokens: { firstMs: number; lastMs: number } | undefined,
+): StreamObservation {
+  const observation: StreamObservation = {
+    cancelled: false,
+    usage: response.usage,
+    finishReason: response.finishReason,
+  };
+  if (tokens !== undefined) {
+    observation.firstTokenMs = sentMs + tokens.firstMs;
+    observation.lastTokenMs = sentMs + tokens.lastMs;
+  }
+  return observation;
 }
 
 /** Output tokens per second from first to last token, when it can be measured. */

@@ -13,6 +13,9 @@
  *   anything between it and a client that stops reading buffers the answer;
  * - anything else: a short, complete streamed answer.
  *
+ * Asked not to stream (`stream` not true), `echo` answers a whole JSON
+ * completion and the two `dies-*` models cut theirs off halfway through.
+ *
  * It records the `x-request-id` header of every chat it receives, and how many
  * bytes of the firehose the socket has accepted.
  */
@@ -81,6 +84,24 @@ function jsonResponse(socket: Socket<unknown>, status: number, body: unknown): v
   socket.end();
 }
 
+/** A non-streamed answer: whole, or cut off halfway through its body by a closed socket. */
+function completionResponse(socket: Socket<unknown>, model: string, ending: "whole" | "cut"): void {
+  const text = JSON.stringify({
+    id: "chatcmpl-fault",
+    object: "chat.completion",
+    created: 1,
+    model,
+    choices: [{ index: 0, message: { role: "assistant", content: "The garden is " }, finish_reason: "stop" }],
+    usage: { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 },
+  });
+  const length = Buffer.byteLength(text);
+  socket.write(
+    `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\nconnection: close\r\n\r\n`,
+  );
+  socket.write(ending === "whole" ? text : text.slice(0, length >> 1));
+  socket.end();
+}
+
 async function streamResponse(socket: Socket<unknown>, frames: string[], ending: "close" | "cut") {
   socket.write(
     "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
@@ -142,7 +163,11 @@ export function startFaultNeuron(name = "faulty"): FaultNeuron {
       }
       case "POST /v1/chat/completions": {
         requestIds.push(request.headers.get("x-request-id") ?? null);
-        const model = (JSON.parse(request.body) as { model: string }).model;
+        const { model, stream } = JSON.parse(request.body) as { model: string; stream?: boolean };
+        if (stream !== true && model !== "firehose") {
+          completionResponse(socket, model, model === "echo" ? "whole" : "cut");
+          return;
+        }
         const start = chunk(model, { role: "assistant", content: "" });
         const words = ["The ", "garden ", "is "].map((word) => chunk(model, { content: word }));
         if (model === "firehose") void firehose(socket, model);
