@@ -78,26 +78,38 @@ export interface UpstreamCompletion {
  */
 export async function callNeuronCompletion(call: UpstreamCall): Promise<UpstreamCompletion> {
   const sentAt = performance.now();
-  const response = await postChat(call);
+  const answer = await postChat(call);
   const node = call.target.node;
   let text: string;
   try {
-    text = await response.text();
+    text = await answer.text();
   } catch (error) {
     throw new CortexError("upstream_error", `node ${node} failed mid-answer: ${describe(error)}`, {
       cause: error,
+      details: { node },
     });
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    throw new CortexError("upstream_error", `node ${node} answered with a completion that is not JSON`);
+    throw new CortexError("upstream_error", `node ${node} answered with a completion that is not JSON`, {
+      details: { node },
+    });
+  }
+  let response: CanonicalResponse;
+  try {
+    response = parseUpstreamResponse(json);
+  } catch (error) {
+    throw new CortexError("upstream_error", `node ${node}: ${describe(error)}`, {
+      cause: error,
+      details: { node },
+    });
   }
   const timings = NeuronCompletionExtensions.safeParse(json);
   const reported = timings.success ? timings.data.cortex : undefined;
   return {
-    response: parseUpstreamResponse(json),
+    response,
     sentAt,
     tokens:
       reported === undefined
@@ -209,7 +221,9 @@ interface ByteReader {
 }
 
 function describe(error: unknown): string {
-  if (error instanceof Error)
-    return "code" in error && error.code ? `${String(error.code)}: ${error.message}` : error.message;
+  if (error instanceof Error) {
+    const code = "code" in error && error.code ? String(error.code) : "";
+    return code === "" || error.message.startsWith(code) ? error.message : `${code}: ${error.message}`;
+  }
   return String(error);
 }

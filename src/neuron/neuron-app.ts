@@ -103,6 +103,12 @@ export function createNeuronApp(options: NeuronAppOptions) {
       try {
         response = await fn(request, requestId);
       } catch (error) {
+        if (request.signal.aborted) {
+          // The client went away (a non-streamed chat cancelled mid-generation): nobody reads
+          // this answer, and it is no fault of the neuron's.
+          log.info(`${route} 499 request_id=${requestId}: the client closed the connection`);
+          return new Response(null, { status: 499 });
+        }
         const cortex = toCortexError(error);
         if (cortex.status >= 500)
           log.error(`${route} ${cortex.status} request_id=${requestId}: ${cortex.message}`);

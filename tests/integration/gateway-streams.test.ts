@@ -158,6 +158,36 @@ describe("a client that stops reading", () => {
 });
 
 describe("with a real neuron", () => {
+  test("a non-streaming client that disconnects while the answer is generated frees the neuron's slot", async () => {
+    const url = fleet.neuron("n1").url;
+    const generatedBefore = await neuronMetric(url, "cortex_neuron_tokens_generated_total", {
+      model: "alpha",
+    });
+    const controller = new AbortController();
+    const pending = chat(gateway.url, "alpha", {
+      signal: controller.signal,
+      extra: { max_tokens: 8000, context_overflow: "clamp", logit_bias: noEnd },
+    }).catch((error: unknown) => error);
+    await until(
+      async () => (await neuronModels(url)).find((model) => model.id === "alpha")?.inFlight === 1,
+      10_000,
+      () => "waiting for the request to reach the neuron",
+    );
+    const cancelledAt = Date.now();
+    controller.abort();
+    expect(await pending).toBeInstanceOf(Error);
+    await until(
+      async () => (await neuronModels(url)).find((model) => model.id === "alpha")?.inFlight === 0,
+      5_000,
+      () => "waiting for the neuron to free the slot",
+    );
+    expect(Date.now() - cancelledAt).toBeLessThan(2_000);
+    // The neuron stopped generating instead of running on to max_tokens.
+    const generated =
+      (await neuronMetric(url, "cortex_neuron_tokens_generated_total", { model: "alpha" })) - generatedBefore;
+    expect(generated).toBeLessThan(4_000);
+  });
+
   test("a client that disconnects frees the neuron's slot", async () => {
     const url = fleet.neuron("n1").url;
     const held = await holdStream(gateway.url, "alpha", noEnd);
