@@ -12,7 +12,7 @@
  * signal does the same.
  */
 import { CortexError } from "../core/errors.ts";
-import { NeuronCompletionExtensions } from "../core/neuron-api.ts";
+import { NeuronCompletionTimings } from "../core/neuron-api.ts";
 import type { CanonicalResponse, CanonicalStreamPart } from "../dialects/canonical.ts";
 import type { UpstreamChatBody } from "../dialects/openai/render-request.ts";
 import { parseUpstreamResponse, UpstreamSseDecoder } from "../dialects/openai/upstream.ts";
@@ -106,8 +106,10 @@ export async function callNeuronCompletion(call: UpstreamCall): Promise<Upstream
       details: { node },
     });
   }
-  const timings = NeuronCompletionExtensions.safeParse(json);
-  const reported = timings.success ? timings.data.cortex : undefined;
+  // Read when present (a neuron always sends it once a token was generated); a malformed one is ignored.
+  const cortex = (json as { cortex?: unknown }).cortex;
+  const timings = cortex === undefined ? undefined : NeuronCompletionTimings.safeParse(cortex);
+  const reported = timings?.success ? timings.data : undefined;
   return {
     response,
     sentAt,

@@ -9,12 +9,6 @@ import { newId } from "../ids.ts";
 import { fromOpenAIFinishReason } from "../map-openai-finish-reason.ts";
 import { SseDecoder, type SseEvent } from "../sse/sse-parser.ts";
 
-const UsageSchema = z.looseObject({
-  prompt_tokens: z.number().int().nonnegative(),
-  completion_tokens: z.number().int().nonnegative(),
-  prompt_tokens_details: z.looseObject({ cached_tokens: z.number().int().nullish() }).nullish(),
-});
-
 const ErrorBodySchema = z.looseObject({
   message: z.string().optional(),
   type: z.string().nullish(),
@@ -166,32 +160,81 @@ export function readUpstreamChunk(json: unknown): { chunk: UpstreamChunk } | { p
   return problem === undefined ? { chunk: json as UpstreamChunk } : { problem };
 }
 
-const ResponseSchema = z.looseObject({
-  id: z.string().optional(),
-  model: z.string().optional(),
-  created: z.number().optional(),
-  choices: z
-    .array(
-      z.looseObject({
-        message: z.looseObject({
-          content: z.string().nullish(),
-          reasoning_content: z.string().nullish(),
-          tool_calls: z
-            .array(
-              z.looseObject({
-                id: z.string().nullish(),
-                function: z.looseObject({ name: z.string(), arguments: z.string().nullish() }),
-              }),
-            )
-            .nullish(),
-        }),
-        finish_reason: z.string().nullish(),
-        stop_sequence: z.string().nullish(),
-      }),
-    )
-    .min(1),
-  usage: UsageSchema.nullish(),
-});
+/** A non-streamed completion, as far as parseUpstreamResponse reads it. */
+interface UpstreamCompletionBody {
+  id?: string;
+  model?: string;
+  created?: number;
+  choices: Array<{
+    message: {
+      content?: string | null;
+      reasoning_content?: string | null;
+      tool_calls?: Array<{
+        id?: string | null;
+        function: { name: string; arguments?: string | null };
+      }> | null;
+    };
+    finish_reason?: string | null;
+    stop_sequence?: string | null;
+  }>;
+  usage?: UpstreamUsage | null;
+}
+
+function badCompletionToolCall(call: unknown, path: string): string | undefined {
+  if (!isObject(call)) return `${path}: expected object, got ${kind(call)}`;
+  const fn = call.function;
+  if (!isObject(fn)) return `${path}.function: expected object, got ${kind(fn)}`;
+  if (typeof fn.name !== "string") return `${path}.function.name: expected string, got ${kind(fn.name)}`;
+  return (
+    badField(call, "id", `${path}.`, "string", true) ??
+    badField(fn, "arguments", `${path}.function.`, "string", true)
+  );
+}
+
+function badCompletionChoice(choice: unknown, path: string): string | undefined {
+  if (!isObject(choice)) return `${path}: expected object, got ${kind(choice)}`;
+  const message = choice.message;
+  if (!isObject(message)) return `${path}.message: expected object, got ${kind(message)}`;
+  const bad =
+    badField(message, "content", `${path}.message.`, "string", true) ??
+    badField(message, "reasoning_content", `${path}.message.`, "string", true) ??
+    badField(choice, "finish_reason", `${path}.`, "string", true) ??
+    badField(choice, "stop_sequence", `${path}.`, "string", true);
+  if (bad !== undefined) return bad;
+  const calls = message.tool_calls;
+  if (calls === undefined || calls === null) return undefined;
+  if (!Array.isArray(calls)) return `${path}.message.tool_calls: expected array or null, got ${kind(calls)}`;
+  for (let i = 0; i < calls.length; i++) {
+    const callBad = badCompletionToolCall(calls[i], `${path}.message.tool_calls[${i}]`);
+    if (callBad !== undefined) return callBad;
+  }
+  return undefined;
+}
+
+/**
+ * A non-streamed completion checked against what parseUpstreamResponse
+ * reads (by hand, as readUpstreamChunk, for the same reason: it runs once
+ * per request on the gateway's hot path): the body, or its first problem.
+ */
+export function readUpstreamCompletion(
+  json: unknown,
+): { completion: UpstreamCompletionBody } | { problem: string } {
+  if (!isObject(json)) return { problem: `expected object, got ${kind(json)}` };
+  let problem =
+    badField(json, "id", "", "string", false) ??
+    badField(json, "model", "", "string", false) ??
+    badField(json, "created", "", "number", false) ??
+    badUsage(json.usage);
+  const choices = json.choices;
+  if (problem === undefined) {
+    if (!Array.isArray(choices)) problem = `choices: expected array, got ${kind(choices)}`;
+    else if (choices.length === 0) problem = "choices: expected at least one choice";
+    else
+      for (let i = 0; i < choices.length && problem === undefined; i++)
+        problem = badCompletionChoice(choices[i], `choices[${i}]`);
+  }
+  return problem === undefined ? { completion: json as unknown as UpstreamCompletionBody } : { problem };
+}
 
 function toUsage(usage: UpstreamUsage): CanonicalUsage {
   const cached = usage.prompt_tokens_details?.cached_tokens;
@@ -231,17 +274,10 @@ function codeForStatus(status: number): keyof typeof ERROR_CODES {
 
 /** A non-streamed upstream completion → canonical response. */
 export function parseUpstreamResponse(body: unknown): CanonicalResponse {
-  const result = ResponseSchema.safeParse(body);
-  if (!result.success) {
-    throw new CortexError(
-      "upstream_error",
-      `upstream sent an unreadable completion: ${result.error.message}`,
-      {
-        cause: result.error,
-      },
-    );
-  }
-  const res = result.data;
+  const read = readUpstreamCompletion(body);
+  if ("problem" in read)
+    throw new CortexError("upstream_error", `upstream sent an unreadable completion: ${read.problem}`);
+  const res = read.completion;
   const choice = res.choices[0]!;
   const content: CanonicalResponse["content"] = [];
   if (choice.message.reasoning_content)

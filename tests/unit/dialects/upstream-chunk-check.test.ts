@@ -5,7 +5,12 @@
  */
 import { describe, expect, test } from "bun:test";
 import type { CanonicalStreamPart } from "../../../src/dialects/canonical.ts";
-import { readUpstreamChunk, UpstreamSseDecoder } from "../../../src/dialects/openai/upstream.ts";
+import {
+  parseUpstreamResponse,
+  readUpstreamChunk,
+  readUpstreamCompletion,
+  UpstreamSseDecoder,
+} from "../../../src/dialects/openai/upstream.ts";
 import { decodeUpstream } from "./stream-harness.ts";
 
 const sse = (...chunks: unknown[]) => chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`).join("");
@@ -96,5 +101,71 @@ describe("UpstreamSseDecoder", () => {
       ];
       expect(parts).toEqual(whole);
     }
+  });
+});
+
+describe("readUpstreamCompletion (non-streamed answers)", () => {
+  const message = (extra: Record<string, unknown> = {}) => ({ role: "assistant", content: "hi", ...extra });
+  test.each([
+    ["not an object", "text", "expected object, got string"],
+    ["no choices", { id: "c" }, "choices: expected array, got undefined"],
+    ["empty choices", { choices: [] }, "choices: expected at least one choice"],
+    [
+      "a choice without a message",
+      { choices: [{ finish_reason: "stop" }] },
+      "choices[0].message: expected object",
+    ],
+    [
+      "content a number",
+      { choices: [{ message: message({ content: 5 }) }] },
+      "choices[0].message.content: expected string or null, got number",
+    ],
+    [
+      "a tool call without a function name",
+      { choices: [{ message: message({ tool_calls: [{ id: "t", function: { arguments: "{}" } }] }) }] },
+      "choices[0].message.tool_calls[0].function.name: expected string, got undefined",
+    ],
+    [
+      "usage with a negative count",
+      { choices: [{ message: message() }], usage: { prompt_tokens: -1, completion_tokens: 1 } },
+      "usage.prompt_tokens: expected a non-negative integer, got -1",
+    ],
+  ])("%s is refused, naming the path", (_name, body, problem) => {
+    const read = readUpstreamCompletion(body);
+    expect("problem" in read && read.problem).toContain(problem);
+    expect(() => parseUpstreamResponse(body)).toThrow(`upstream sent an unreadable completion: ${problem}`);
+  });
+
+  test("a whole answer with tool calls, a stop sequence, nulls and unknown keys reads as the canonical response", () => {
+    const body = {
+      id: "c9",
+      model: "m",
+      created: 5,
+      system_fingerprint: null,
+      choices: [
+        {
+          index: 0,
+          message: message({
+            content: null,
+            reasoning_content: null,
+            tool_calls: [
+              { id: null, type: "function", function: { name: "look", arguments: '{"at":"sky"}' } },
+            ],
+          }),
+          finish_reason: "tool_calls",
+          stop_sequence: null,
+          logprobs: null,
+        },
+      ],
+      usage: { prompt_tokens: 3, completion_tokens: 4, prompt_tokens_details: { cached_tokens: 2 } },
+      cortex: { first_token_ms: 1, last_token_ms: 2 },
+    };
+    expect(readUpstreamCompletion(body)).toEqual({ completion: body } as never);
+    const response = parseUpstreamResponse(body);
+    expect(response).toMatchObject({ id: "c9", model: "m", created: 5, finishReason: "tool_calls" });
+    expect(response.content).toEqual([
+      { type: "tool_call", id: expect.stringMatching(/^call_/), name: "look", arguments: '{"at":"sky"}' },
+    ]);
+    expect(response.usage).toEqual({ inputTokens: 3, outputTokens: 4, cachedInputTokens: 2 });
   });
 });
