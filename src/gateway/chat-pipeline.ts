@@ -56,38 +56,40 @@ export interface ChatPipelineDeps {
  * (the handler renders it in the client's dialect); afterwards failures
  * arrive as an `error` part.
  */
-export async function startChat(
+export function startChat(
   deps: ChatPipelineDeps,
   request: CanonicalRequest,
   ctx: ChatContext,
 ): Promise<ChatStart> {
-  const chat = await routeChat(deps, request, ctx, callNeuronChat);
-  const { routed } = chat;
-  const observer = new StreamObserver(ctx.startedAt, (observation) => {
-    routed.finish();
-    chat.release();
-    recordOutcome(deps, ctx, chat.modelLabel, chat.model, routed.node, request.stream, observation);
+  return routeChat(deps, request, ctx, callNeuronChat, (chat) => {
+    const { routed } = chat;
+    const observer = new StreamObserver(ctx.startedAt, (observation) => {
+      routed.finish();
+      chat.release();
+      recordOutcome(deps, ctx, chat.modelLabel, chat.model, routed.node, request.stream, observation);
+    });
+    return { model: chat.model, node: routed.node, parts: observeParts(routed.value, observer) };
   });
-  return { model: chat.model, node: routed.node, parts: observeParts(routed.value, observer) };
 }
 
 /**
  * A non-streamed chat: the whole answer (the neuron is asked not to stream,
  * and reports its token times for the metrics). Throws as startChat does.
  */
-export async function completeChat(
+export function completeChat(
   deps: ChatPipelineDeps,
   request: CanonicalRequest,
   ctx: ChatContext,
 ): Promise<ChatCompletion> {
-  const chat = await routeChat(deps, request, ctx, callNeuronCompletion);
-  const { routed } = chat;
-  const { response, sentAt, tokens } = routed.value;
-  routed.finish();
-  chat.release();
-  const observation = observeCompletion(response, sentAt - ctx.startedAt, tokens);
-  recordOutcome(deps, ctx, chat.modelLabel, chat.model, routed.node, request.stream, observation);
-  return { model: chat.model, node: routed.node, response };
+  return routeChat(deps, request, ctx, callNeuronCompletion, (chat) => {
+    const { routed } = chat;
+    const { response, sentAt, tokens } = routed.value;
+    routed.finish();
+    chat.release();
+    const observation = observeCompletion(response, sentAt - ctx.startedAt, tokens);
+    recordOutcome(deps, ctx, chat.modelLabel, chat.model, routed.node, request.stream, observation);
+    return { model: chat.model, node: routed.node, response };
+  });
 }
 
 interface RoutedChat<T> {
@@ -101,19 +103,22 @@ interface RoutedChat<T> {
 /**
  * Admission, routing with load on demand and failover, and the upstream
  * call (`send`, streamed or not), with failures before the answer counted
- * and logged here.
+ * and logged here; `then` turns the routed call into the result, in the
+ * same step (no promise hop of its own).
  */
-async function routeChat<T>(
+async function routeChat<T, R>(
   deps: ChatPipelineDeps,
   request: CanonicalRequest,
   ctx: ChatContext,
   send: (call: UpstreamCall) => Promise<T>,
-): Promise<RoutedChat<T>> {
+  then: (chat: RoutedChat<T>) => R,
+): Promise<R> {
   const { routing, metrics } = deps;
   let modelLabel = "unknown";
   // The log may name what the client asked for; labels may not (cardinality).
   let logModel = request.model;
   let release: (() => void) | undefined;
+  let chat: RoutedChat<T>;
   try {
     const resolved = routing.loader.resolve(request.model);
     const model = resolved.id;
@@ -167,13 +172,13 @@ async function routeChat<T>(
     // (tests/integration/metrics-gateway.test.ts checks one load wait for a cold model.)
     // With a ready copy the first attempt is sent already, synchronously inside route().
     waitedForLoad = !attempted && metrics !== undefined && routing.loader.isLoading(model);
-    const routed = await routing$;
-    return { model, modelLabel, routed, release };
+    chat = { model, modelLabel, routed: await routing$, release };
   } catch (error) {
     release?.();
     recordFailure(deps, ctx, { label: modelLabel, log: logModel }, request.stream, error);
     throw error;
   }
+  return then(chat);
 }
 
 function statusClass(status: number): string {

@@ -35,22 +35,32 @@ export interface UpstreamCall {
 }
 
 /**
- * POSTs the chat and returns the answer once its status is 200; any other
- * status throws as `errorFromResponse` (retryable where the neuron's code
- * is), network errors propagate as they are (the router's classifier marks
- * the node down).
+ * The fetch of a chat. Callers await fetch themselves and hand a non-200
+ * answer to `failedAnswer` (an extra async frame here cost a promise hop per
+ * request on the hot path).
  */
-async function postChat(call: UpstreamCall): Promise<Response> {
-  const { target } = call;
-  const response = await fetch(target.url, {
+function chatRequest(call: UpstreamCall): RequestInit {
+  return {
     method: "POST",
-    headers: upstreamHeaders(target.headers, call.requestId),
+    headers: upstreamHeaders(call.target.headers, call.requestId),
     body: JSON.stringify(call.body),
     signal: call.signal,
     // Upstream bytes are relayed as they arrive; never decompress-and-buffer.
     decompress: false,
-  } as RequestInit);
-  if (response.status === 200 && response.body !== null) return response;
+  } as RequestInit;
+}
+
+/** Whether the neuron took the chat (status 200, a body to read). */
+function accepted(response: Response): boolean {
+  return response.status === 200 && response.body !== null;
+}
+
+/**
+ * A refused chat as the error to throw: `errorFromResponse` (retryable where
+ * the neuron's code is). Network errors never get here: they propagate from
+ * fetch as they are, and the router's classifier marks the node down.
+ */
+async function failedAnswer(node: string, response: Response): Promise<CortexError> {
   const text = await response.text().catch(() => "");
   let body: unknown = text;
   try {
@@ -58,7 +68,7 @@ async function postChat(call: UpstreamCall): Promise<Response> {
   } catch {
     // not JSON: parseUpstreamError falls back to the status
   }
-  throw errorFromResponse(target.node, response.status, body, response.headers.get("retry-after"));
+  return errorFromResponse(node, response.status, body, response.headers.get("retry-after"));
 }
 
 /** A non-streamed answer and the token times the neuron reported. */
@@ -78,8 +88,9 @@ export interface UpstreamCompletion {
  */
 export async function callNeuronCompletion(call: UpstreamCall): Promise<UpstreamCompletion> {
   const sentAt = performance.now();
-  const answer = await postChat(call);
   const node = call.target.node;
+  const answer = await fetch(call.target.url, chatRequest(call));
+  if (!accepted(answer)) throw await failedAnswer(node, answer);
   let text: string;
   try {
     text = await answer.text();
@@ -123,7 +134,8 @@ export async function callNeuronCompletion(call: UpstreamCall): Promise<Upstream
 /** A streamed chat (`body.stream` true), as canonical parts (see the top of this file). */
 export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
   const { target } = call;
-  const response = await postChat(call);
+  const response = await fetch(target.url, chatRequest(call));
+  if (!accepted(response)) throw await failedAnswer(target.node, response);
   const body = response.body as ReadableStream<Uint8Array>;
   const reader = body.getReader();
   const decoder = new UpstreamSseDecoder(call.body.model);
