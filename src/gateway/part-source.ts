@@ -13,6 +13,9 @@
 import type { CanonicalStreamPart } from "../dialects/canonical.ts";
 import type { StreamObserver } from "./metrics/stream-observer.ts";
 
+/** What `readNow` says when only `read` can tell what comes next. */
+export const NOT_YET: unique symbol = Symbol("not yet");
+
 export interface PartSource {
   /**
    * The next parts, in order (never an empty batch), or undefined once the
@@ -20,6 +23,13 @@ export interface PartSource {
    * One read at a time.
    */
   read(): Promise<CanonicalStreamPart[] | undefined>;
+  /**
+   * `read` without waiting: the next parts when they are in hand already,
+   * undefined when the stream has ended, NOT_YET otherwise. An answer that
+   * has all arrived is relayed without a promise hop per read (each one
+   * showed in the request rate).
+   */
+  readNow(): CanonicalStreamPart[] | undefined | typeof NOT_YET;
   /**
    * True when the next read resolves undefined without waiting on upstream
    * (the upstream said all it will, or the source was cancelled).
@@ -37,6 +47,11 @@ export interface SseEncoder {
 
 /** `source`, with every part shown to `observer` and its end, cancel or failure reported. */
 export function observeParts(source: PartSource, observer: StreamObserver): PartSource {
+  const seen = (batch: CanonicalStreamPart[] | undefined) => {
+    if (batch === undefined) observer.end();
+    else for (const part of batch) observer.see(part);
+    return batch;
+  };
   return {
     get done() {
       return source.done;
@@ -49,9 +64,11 @@ export function observeParts(source: PartSource, observer: StreamObserver): Part
         observer.fail();
         throw error;
       }
-      if (batch === undefined) observer.end();
-      else for (const part of batch) observer.see(part);
-      return batch;
+      return seen(batch);
+    },
+    readNow() {
+      const batch = source.readNow();
+      return batch === NOT_YET ? batch : seen(batch);
     },
     cancel(reason) {
       observer.cancel();
@@ -62,25 +79,52 @@ export function observeParts(source: PartSource, observer: StreamObserver): Part
 
 const utf8 = new TextEncoder();
 
+interface Frames {
+  text: string;
+  ended: boolean;
+}
+
 /**
- * Reads and encodes batches until there is text to send and the source may
- * have more (a batch that renders nothing, like tool_call_end or usage the
- * client did not ask for, is no reason to stop), or until the source ends;
- * once it is done, the last frames and the end leave together.
+ * Encodes one batch (the end, for undefined) after `text`; `send` says the
+ * frames should leave now: at the end (the last frames and the end leave
+ * together), or when there is text and the source may have more (a batch
+ * that renders nothing, like tool_call_end or usage the client did not ask
+ * for, is no reason to stop).
  */
-async function nextFrames(
+function encodeStep(
   source: PartSource,
   encoder: SseEncoder,
-): Promise<{ text: string; ended: boolean }> {
+  batch: CanonicalStreamPart[] | undefined,
+  text: string,
+): Frames & { send: boolean } {
+  if (batch === undefined) {
+    for (const frame of encoder.end()) text += frame;
+    return { text, ended: true, send: true };
+  }
+  for (const part of batch) for (const frame of encoder.push(part)) text += frame;
+  return { text, ended: false, send: text !== "" && !source.done };
+}
+
+/** Encodes what the source has in hand, after `text`, until frames should leave or only a read can go on (`wait`). */
+function framesInHand(source: PartSource, encoder: SseEncoder, text: string): Frames & { wait: boolean } {
+  for (;;) {
+    const batch = source.readNow();
+    if (batch === NOT_YET) return { text, ended: false, wait: true };
+    const step = encodeStep(source, encoder, batch, text);
+    if (step.send) return { text: step.text, ended: step.ended, wait: false };
+    text = step.text;
+  }
+}
+
+/** The next frames to send, reading from upstream only when nothing more is in hand. */
+async function nextFrames(source: PartSource, encoder: SseEncoder): Promise<Frames> {
   let text = "";
   for (;;) {
-    const batch = await source.read();
-    if (batch === undefined) {
-      for (const frame of encoder.end()) text += frame;
-      return { text, ended: true };
-    }
-    for (const part of batch) for (const frame of encoder.push(part)) text += frame;
-    if (text !== "" && !source.done) return { text, ended: false };
+    const inHand = framesInHand(source, encoder, text);
+    if (!inHand.wait || inHand.text !== "") return { text: inHand.text, ended: inHand.ended };
+    const step = encodeStep(source, encoder, await source.read(), inHand.text);
+    if (step.send) return { text: step.text, ended: step.ended };
+    text = step.text;
   }
 }
 
@@ -96,9 +140,10 @@ export async function relaySse(
   source: PartSource,
   encoder: SseEncoder,
 ): Promise<ReadableStream<Uint8Array> | Uint8Array> {
-  let head: { text: string; ended: boolean };
+  let head: Frames;
   try {
-    head = await nextFrames(source, encoder);
+    const inHand = framesInHand(source, encoder, "");
+    head = inHand.wait && inHand.text === "" ? await nextFrames(source, encoder) : inHand;
   } catch (error) {
     await source.cancel(error).catch(() => {});
     throw error;

@@ -17,7 +17,7 @@ import type { CanonicalResponse, CanonicalStreamPart } from "../dialects/canonic
 import type { UpstreamChatBody } from "../dialects/openai/render-request.ts";
 import { parseUpstreamResponse, UpstreamSseDecoder } from "../dialects/openai/upstream.ts";
 import { errorFromResponse } from "./neuron-client.ts";
-import type { PartSource } from "./part-source.ts";
+import { NOT_YET, type PartSource } from "./part-source.ts";
 
 export interface UpstreamTarget {
   node: string;
@@ -140,26 +140,35 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
   const reader = body.getReader();
   const decoder = new UpstreamSseDecoder(call.body.model);
   let ended = false;
+  // One read of the body → its parts (often none: a chunk may end mid-event).
+  const decode = (chunk: Awaited<ReturnType<typeof reader.read>>): CanonicalStreamPart[] => {
+    if (chunk.done) ended = true;
+    const parts = chunk.done ? decoder.end() : decoder.push(chunk.value);
+    if (!ended && decoder.done) {
+      // `[DONE]` (or an error) said it all: end now instead of waiting for the end of the
+      // bytes, so the last frames and the end of the client's answer leave together.
+      ended = true;
+      drain(reader).catch(() => {});
+    }
+    return parts;
+  };
   // Reads until the bytes yield parts (one upstream chunk usually holds whole events).
   const next = async (): Promise<CanonicalStreamPart[] | undefined> => {
     while (!ended) {
       const chunk = await reader.read();
       if (ended) return undefined;
-      if (chunk.done) ended = true;
-      const parts = chunk.done ? decoder.end() : decoder.push(chunk.value);
-      if (!ended && decoder.done) {
-        // `[DONE]` (or an error) said it all: end now instead of waiting for the end of the
-        // bytes, so the last frames and the end of the client's answer leave together.
-        ended = true;
-        drain(reader).catch(() => {});
-      }
+      const parts = decode(chunk);
       if (parts.length > 0) return parts;
     }
     return undefined;
   };
-  let first: CanonicalStreamPart[] | undefined;
+  let pending: CanonicalStreamPart[] | undefined;
   try {
-    first = await next();
+    // The same loop as next(), inline: one promise hop less per request.
+    while (pending === undefined && !ended) {
+      const parts = decode(await reader.read());
+      if (parts.length > 0) pending = parts;
+    }
   } catch (error) {
     reader.cancel().catch(() => {});
     throw new CortexError(
@@ -170,9 +179,8 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
       },
     );
   }
-  if (first === undefined)
+  if (pending === undefined)
     throw new CortexError("upstream_error", `node ${target.node} closed the stream before its first event`);
-  let pending: CanonicalStreamPart[] | undefined = first;
   return {
     get done() {
       return pending === undefined && ended;
@@ -195,6 +203,14 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
         ).toWire();
         return [{ type: "error", error: wire }];
       }
+    },
+    readNow() {
+      if (pending !== undefined) {
+        const batch = pending;
+        pending = undefined;
+        return batch;
+      }
+      return ended ? undefined : NOT_YET;
     },
     cancel(reason) {
       ended = true;

@@ -9,17 +9,29 @@ import { describe, expect, test } from "bun:test";
 import type { CanonicalStreamPart } from "../../src/dialects/canonical.ts";
 import { OpenAIStreamEncoder } from "../../src/dialects/openai/stream-encoder.ts";
 import { type StreamObservation, StreamObserver } from "../../src/gateway/metrics/stream-observer.ts";
-import { observeParts, type PartSource, relaySse } from "../../src/gateway/part-source.ts";
+import { NOT_YET, observeParts, type PartSource, relaySse } from "../../src/gateway/part-source.ts";
 
-function scripted(batches: CanonicalStreamPart[][]) {
-  const state = { reads: 0, cancelled: undefined as unknown };
+/**
+ * An upstream of `batches`; the first `inHand` of them are in hand already
+ * (readNow gives them), the rest only come from read().
+ */
+function scripted(batches: CanonicalStreamPart[][], inHand = 0) {
+  const state = { reads: 0, taken: 0, cancelled: undefined as unknown };
   const source: PartSource = {
     get done() {
-      return state.reads >= batches.length;
+      return state.taken >= batches.length;
     },
     async read() {
-      const batch = batches[state.reads];
       state.reads += 1;
+      const batch = batches[state.taken];
+      state.taken += 1;
+      return batch;
+    },
+    readNow() {
+      if (state.taken >= batches.length) return undefined;
+      if (state.taken >= inHand) return NOT_YET;
+      const batch = batches[state.taken];
+      state.taken += 1;
       return batch;
     },
     async cancel(reason) {
@@ -40,8 +52,8 @@ const BATCHES: CanonicalStreamPart[][] = [
   [{ type: "usage", usage: { inputTokens: 2, outputTokens: 2 } }],
 ];
 
-function observed(batches: CanonicalStreamPart[][]) {
-  const { source, state } = scripted(batches);
+function observed(batches: CanonicalStreamPart[][], inHand = 0) {
+  const { source, state } = scripted(batches, inHand);
   const seen: StreamObservation[] = [];
   const parts = observeParts(source, new StreamObserver(0, (observation) => seen.push(observation)));
   return { parts, state, seen };
@@ -109,11 +121,39 @@ describe("relaySse", () => {
     const { parts, state, seen } = observed([BATCHES.flat()]);
     const body = await relaySse(parts, new OpenAIStreamEncoder({ includeUsage: false }));
     expect(seen).toHaveLength(1);
-    expect(state.reads).toBe(2);
+    // One read for the batch; that the source is done then is known without another.
+    expect(state.reads).toBe(1);
     expect(body).toBeInstanceOf(Uint8Array);
     const text = await new Response(body).text();
     expect(text).toContain('"role":"assistant"');
     expect(text).toContain(" world");
     expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
+  });
+
+  test("batches in hand are encoded without a read; reading starts where they end", async () => {
+    // The upstream call holds the answer's first batch; a short answer is all in it.
+    const all = observed([BATCHES.flat()], 1);
+    const whole = await relaySse(all.parts, new OpenAIStreamEncoder({ includeUsage: false }));
+    expect(all.state.reads).toBe(0);
+    expect(all.seen).toHaveLength(1);
+    expect(all.seen[0]?.usage).toEqual({ inputTokens: 2, outputTokens: 2 });
+    const text = await new Response(whole).text();
+    expect(text).toContain(" world");
+    expect(text.endsWith("data: [DONE]\n\n")).toBe(true);
+
+    // Only the first batch in hand: it is sent at once, the rest waits for the client.
+    const some = observed(BATCHES, 1);
+    const reader = await streamed(some.parts);
+    expect(some.state.reads).toBe(0);
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain('"role":"assistant"');
+    expect(some.state.reads).toBe(0);
+    let rest = "";
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
+      rest += new TextDecoder().decode(chunk.value);
+    expect(rest).toContain(" world");
+    expect(rest.endsWith("data: [DONE]\n\n")).toBe(true);
+    expect(some.state.reads).toBeGreaterThan(0);
+    expect(some.seen).toHaveLength(1);
   });
 });

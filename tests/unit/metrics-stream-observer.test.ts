@@ -11,7 +11,7 @@ import {
   type StreamObservation,
   StreamObserver,
 } from "../../src/gateway/metrics/stream-observer.ts";
-import { observeParts, type PartSource } from "../../src/gateway/part-source.ts";
+import { NOT_YET, observeParts, type PartSource } from "../../src/gateway/part-source.ts";
 
 const START: CanonicalStreamPart = { type: "message_start", id: "m1", model: "tiny", created: 1 };
 const text = (t: string): CanonicalStreamPart => ({ type: "text_delta", text: t });
@@ -30,6 +30,7 @@ function scripted(parts: CanonicalStreamPart[], clock: { t: number }, stepMs: nu
       clock.t += stepMs;
       return [next];
     },
+    readNow: () => NOT_YET,
     async cancel() {
       state.cancelled = true;
     },
@@ -117,6 +118,7 @@ describe("StreamObserver over a part source", () => {
         if (calls === 1) return [START];
         throw new Error("socket closed");
       },
+      readNow: () => NOT_YET,
       async cancel() {},
     };
     let seen: StreamObservation | undefined;
