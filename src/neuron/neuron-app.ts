@@ -3,21 +3,12 @@
  * NeuronService; every error leaves in OpenAI's envelope with its status.
  */
 import { Elysia } from "elysia";
-import { CortexError, toCortexError } from "../core/errors.ts";
+import { CortexError, errorMessage, toCortexError } from "../core/errors.ts";
 import { logger } from "../core/logger.ts";
-import {
-  LoadRequest,
-  type NeuronCompletionExtensions,
-  type NeuronCompletionTimings,
-  PinRequest,
-  RecycleRequest,
-  UnloadRequest,
-} from "../core/neuron-api.ts";
-import { carriesToken } from "../dialects/canonical.ts";
-import { collectCanonicalStream } from "../dialects/collect-stream.ts";
-import { renderOpenAIError } from "../dialects/openai/render-error.ts";
-import { type OpenAIChatCompletion, renderOpenAIResponse } from "../dialects/openai/render-response.ts";
+import { LoadRequest, PinRequest, RecycleRequest, UnloadRequest } from "../core/neuron-api.ts";
 import { createOpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
+import { completionResponse } from "./completion-body.ts";
+import { neuronError } from "./error-body.ts";
 import type { NeuronService } from "./neuron-service.ts";
 
 const log = logger("neuron-http");
@@ -28,6 +19,8 @@ export interface NeuronAppOptions {
   authToken: string;
   /** Extra routes (metrics) mounted by the caller. */
   metrics?: () => Promise<{ body: string; contentType: string }>;
+  /** Test only: between the whitespace heartbeats of a non-streamed answer (completion-body.ts). */
+  completionHeartbeatMs?: number;
 }
 
 const SSE_HEADERS = {
@@ -45,15 +38,8 @@ function json(body: unknown, status = 200, headers: Record<string, string> = {})
 }
 
 function errorResponse(error: unknown, requestId: string): Response {
-  const cortex = toCortexError(error);
-  const rendered = renderOpenAIError(cortex);
-  // The gateway re-renders errors in its client's dialect: carry the counts
-  // (prompt, max_tokens, context) that OpenAI's envelope has no field for.
-  const body =
-    cortex.details === undefined
-      ? rendered.body
-      : { error: { ...rendered.body.error, details: cortex.details } };
-  return json(body, rendered.status, { ...rendered.headers, "x-request-id": requestId });
+  const rendered = neuronError(error);
+  return json(rendered.body, rendered.status, { ...rendered.headers, "x-request-id": requestId });
 }
 
 async function readJson(request: Request): Promise<unknown> {
@@ -104,8 +90,8 @@ export function createNeuronApp(options: NeuronAppOptions) {
         response = await fn(request, requestId);
       } catch (error) {
         if (request.signal.aborted) {
-          // The client went away (a non-streamed chat cancelled mid-generation): nobody reads
-          // this answer, and it is no fault of the neuron's.
+          // The client went away before its answer began: nobody reads this one, and it is no
+          // fault of the neuron's.
           log.info(`${route} 499 request_id=${requestId}: the client closed the connection`);
           return new Response(null, { status: 499 });
         }
@@ -166,23 +152,27 @@ export function createNeuronApp(options: NeuronAppOptions) {
     )
     .post(
       "/v1/chat/completions",
-      handle("POST /v1/chat/completions", async (request) => {
+      handle("POST /v1/chat/completions", async (request, requestId) => {
         const receivedAt = performance.now();
         const { request: chat, parts } = await service.chat(await readJson(request), request.signal);
-        if (!chat.stream) {
-          let tokens: NeuronCompletionTimings | undefined;
-          const response = await collectCanonicalStream(parts, (part) => {
-            if (!carriesToken(part)) return;
-            const at = performance.now() - receivedAt;
-            tokens ??= { first_token_ms: at, last_token_ms: at };
-            tokens.last_token_ms = at;
+        if (!chat.stream)
+          return completionResponse(parts, {
+            receivedAt,
+            signal: request.signal,
+            ...(options.completionHeartbeatMs === undefined
+              ? {}
+              : { heartbeatMs: options.completionHeartbeatMs }),
+            onEnd: ({ error, cancelled }) => {
+              if (cancelled)
+                log.info(
+                  `POST /v1/chat/completions 499 request_id=${requestId}: the client closed the connection`,
+                );
+              else if (error !== undefined)
+                log.error(
+                  `POST /v1/chat/completions failed after its headers request_id=${requestId}: ${errorMessage(error)}`,
+                );
+            },
           });
-          const body: OpenAIChatCompletion & NeuronCompletionExtensions = renderOpenAIResponse(response, {
-            reportStopSequence: true,
-          });
-          if (tokens !== undefined) body.cortex = tokens;
-          return json(body);
-        }
         const body = parts
           .pipeThrough(
             createOpenAIStreamEncoder({ includeUsage: chat.includeUsage, reportStopSequence: true }),

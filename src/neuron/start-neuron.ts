@@ -42,6 +42,8 @@ export interface StartNeuronOptions {
    */
   faultInjection?: boolean | string;
   pool?: Partial<DevicePoolOptions>;
+  /** Test only: between the heartbeats of a long non-streamed answer (completion-body.ts). */
+  completionHeartbeatMs?: number;
 }
 
 export interface RunningNeuron {
@@ -112,7 +114,14 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
       contextSize: DEMO_CONTEXT_SIZE,
     });
   }
-  const app = createNeuronApp({ service, authToken: config.auth_token, metrics: () => metrics.render() });
+  const app = createNeuronApp({
+    service,
+    authToken: config.auth_token,
+    metrics: () => metrics.render(),
+    ...(options.completionHeartbeatMs === undefined
+      ? {}
+      : { completionHeartbeatMs: options.completionHeartbeatMs }),
+  });
   app.listen({ hostname: options.listen.hostname, port: options.listen.port, idleTimeout: 0 });
   const server = app.server;
   if (!server) throw new Error("neuron HTTP server did not start");

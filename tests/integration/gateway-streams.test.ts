@@ -90,6 +90,22 @@ describe("a neuron that dies mid-stream", () => {
   });
 });
 
+describe("a non-streamed answer that fails after its headers", () => {
+  test("the neuron's error envelope in place of the completion becomes that error, in each dialect", async () => {
+    const response = await chat(gateway.url, "fails-late");
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("device_fault");
+    expect(body.error.message).toContain("scripted device fault");
+    // Anthropic's own status and envelope for a device fault (its mapping: map-anthropic-error.ts).
+    const anthropic = await messages(gateway.url, "fails-late");
+    expect(anthropic.status).toBeGreaterThanOrEqual(500);
+    const error = (await anthropic.json()) as { type: string; error: { message: string } };
+    expect(error.type).toBe("error");
+    expect(error.error.message).toContain("scripted device fault");
+  });
+});
+
 describe("request ids", () => {
   test("the client's x-request-id reaches the neuron and comes back", async () => {
     const response = await chat(gateway.url, "echo", { headers: { "x-request-id": "req-from-client-1" } });

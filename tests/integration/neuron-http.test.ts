@@ -49,6 +49,8 @@ beforeAll(async () => {
       queue_size: 1,
     }),
     listen: { hostname: "127.0.0.1", port: 0 },
+    // Non-streamed answers that take longer than this go out with heartbeats: most here do.
+    completionHeartbeatMs: 5,
   });
   const load = await api("/models/load", { id: "tiny", file: TINY_MODEL_FILE, slots: 2 });
   expect(load.status).toBe(201);
@@ -135,9 +137,13 @@ describe("chat completions", () => {
     expect(body.usage.completion_tokens).toBe(2);
   });
 
-  test("a non-streamed answer reports when its first and last tokens came, within the request's time", async () => {
+  test("a long non-streamed answer starts with heartbeats and reports when its first and last tokens came", async () => {
     const sent = performance.now();
-    const body = (await (await api("/v1/chat/completions", chat({ max_tokens: 8 }))).json()) as {
+    const answer = await api("/v1/chat/completions", chat({ max_tokens: 300, logit_bias: noEnd }));
+    expect(answer.status).toBe(200);
+    const text = await answer.text();
+    expect(text.startsWith(" ")).toBe(true);
+    const body = JSON.parse(text) as {
       usage: { completion_tokens: number };
       cortex?: { first_token_ms: number; last_token_ms: number };
     };

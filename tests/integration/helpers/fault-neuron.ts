@@ -14,7 +14,9 @@
  * - anything else: a short, complete streamed answer.
  *
  * Asked not to stream (`stream` not true), `echo` answers a whole JSON
- * completion and the two `dies-*` models cut theirs off halfway through.
+ * completion, the two `dies-*` models cut theirs off halfway through, and
+ * `fails-late` answers 200, a heartbeat, then a device_fault error envelope
+ * (as a real neuron does when generation fails after its headers).
  *
  * It records the `x-request-id` header of every chat it receives, and how many
  * bytes of the firehose the socket has accepted.
@@ -23,7 +25,7 @@ import type { Socket } from "bun";
 import type { ModelsResponse } from "../../../src/core/neuron-api.ts";
 import { file, GiB, health, loadedModel } from "../../unit/gateway-fixtures.ts";
 
-export const FAULT_MODELS = ["dies-abruptly", "dies-cleanly", "echo", "firehose"] as const;
+export const FAULT_MODELS = ["dies-abruptly", "dies-cleanly", "echo", "fails-late", "firehose"] as const;
 
 /**
  * 1 000 000 frames of ~170 bytes: ~170 MB, more than twice what the kernel's socket buffers can
@@ -102,6 +104,17 @@ function completionResponse(socket: Socket<unknown>, model: string, ending: "who
   socket.end();
 }
 
+function lateFailure(socket: Socket<unknown>): void {
+  const error = JSON.stringify({
+    error: { code: "device_fault", message: "scripted device fault", type: "server_error", param: null },
+  });
+  socket.write(
+    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+  );
+  socket.write(`1\r\n \r\n${Buffer.byteLength(error).toString(16)}\r\n${error}\r\n0\r\n\r\n`);
+  socket.end();
+}
+
 async function streamResponse(socket: Socket<unknown>, frames: string[], ending: "close" | "cut") {
   socket.write(
     "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
@@ -164,6 +177,10 @@ export function startFaultNeuron(name = "faulty"): FaultNeuron {
       case "POST /v1/chat/completions": {
         requestIds.push(request.headers.get("x-request-id") ?? null);
         const { model, stream } = JSON.parse(request.body) as { model: string; stream?: boolean };
+        if (stream !== true && model === "fails-late") {
+          lateFailure(socket);
+          return;
+        }
         if (stream !== true && model !== "firehose") {
           completionResponse(socket, model, model === "echo" ? "whole" : "cut");
           return;
