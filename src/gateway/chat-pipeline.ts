@@ -62,13 +62,8 @@ export function startChat(
   ctx: ChatContext,
 ): Promise<ChatStart> {
   return routeChat(deps, request, ctx, callNeuronChat, (chat) => {
-    const { routed } = chat;
-    const observer = new StreamObserver(ctx.startedAt, (observation) => {
-      routed.finish();
-      chat.release();
-      recordOutcome(deps, ctx, chat.modelLabel, chat.model, routed.node, request.stream, observation);
-    });
-    return { model: chat.model, node: routed.node, parts: observeParts(routed.value, observer) };
+    const observer = new StreamObserver(ctx.startedAt, chat.end);
+    return { model: chat.model, node: chat.routed.node, parts: observeParts(chat.routed.value, observer) };
   });
 }
 
@@ -82,22 +77,17 @@ export function completeChat(
   ctx: ChatContext,
 ): Promise<ChatCompletion> {
   return routeChat(deps, request, ctx, callNeuronCompletion, (chat) => {
-    const { routed } = chat;
-    const { response, sentAt, tokens } = routed.value;
-    routed.finish();
-    chat.release();
-    const observation = observeCompletion(response, sentAt - ctx.startedAt, tokens);
-    recordOutcome(deps, ctx, chat.modelLabel, chat.model, routed.node, request.stream, observation);
-    return { model: chat.model, node: routed.node, response };
+    const { response, sentAt, tokens } = chat.routed.value;
+    chat.end(observeCompletion(response, sentAt - ctx.startedAt, tokens));
+    return { model: chat.model, node: chat.routed.node, response };
   });
 }
 
 interface RoutedChat<T> {
   model: string;
-  modelLabel: string;
   routed: Routed<T>;
-  /** Gives the admission slot back; idempotent. */
-  release: () => void;
+  /** The answer ended as observed: the copy's in-flight count and the admission slot are given back, the outcome recorded. Once. */
+  end: (observation: StreamObservation) => void;
 }
 
 /**
@@ -172,7 +162,17 @@ async function routeChat<T, R>(
     // (tests/integration/metrics-gateway.test.ts checks one load wait for a cold model.)
     // With a ready copy the first attempt is sent already, synchronously inside route().
     waitedForLoad = !attempted && metrics !== undefined && routing.loader.isLoading(model);
-    chat = { model, modelLabel, routed: await routing$, release };
+    const routed = await routing$;
+    const slot = release;
+    chat = {
+      model,
+      routed,
+      end: (observation) => {
+        routed.finish();
+        slot();
+        recordOutcome(deps, ctx, modelLabel, model, routed.node, request.stream, observation);
+      },
+    };
   } catch (error) {
     release?.();
     recordFailure(deps, ctx, { label: modelLabel, log: logModel }, request.stream, error);

@@ -131,14 +131,20 @@ function badUsage(usage: unknown): string | undefined {
   return `usage.prompt_tokens_details.cached_tokens: expected integer or null, got ${kind(cached)}`;
 }
 
-/** One streamed chunk checked against what the decoder reads: the chunk, or what is wrong with it. */
-export function readUpstreamChunk(json: unknown): { chunk: UpstreamChunk } | { problem: string } {
-  if (!isObject(json)) return { problem: `expected object, got ${kind(json)}` };
-  let problem =
+/** The envelope fields streamed chunks and whole completions share: id, model, created, usage. */
+function badEnvelope(json: Json): string | undefined {
+  return (
     badField(json, "id", "", "string", false) ??
     badField(json, "model", "", "string", false) ??
     badField(json, "created", "", "number", false) ??
-    badUsage(json.usage);
+    badUsage(json.usage)
+  );
+}
+
+/** One streamed chunk checked against what the decoder reads: the chunk, or what is wrong with it. */
+export function readUpstreamChunk(json: unknown): { chunk: UpstreamChunk } | { problem: string } {
+  if (!isObject(json)) return { problem: `expected object, got ${kind(json)}` };
+  let problem = badEnvelope(json);
   const choices = json.choices;
   if (problem === undefined && choices !== undefined && choices !== null) {
     if (!Array.isArray(choices)) problem = `choices: expected array or null, got ${kind(choices)}`;
@@ -220,11 +226,7 @@ export function readUpstreamCompletion(
   json: unknown,
 ): { completion: UpstreamCompletionBody } | { problem: string } {
   if (!isObject(json)) return { problem: `expected object, got ${kind(json)}` };
-  let problem =
-    badField(json, "id", "", "string", false) ??
-    badField(json, "model", "", "string", false) ??
-    badField(json, "created", "", "number", false) ??
-    badUsage(json.usage);
+  let problem = badEnvelope(json);
   const choices = json.choices;
   if (problem === undefined) {
     if (!Array.isArray(choices)) problem = `choices: expected array, got ${kind(choices)}`;
