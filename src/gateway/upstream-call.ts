@@ -83,7 +83,7 @@ export interface UpstreamCompletion {
 /**
  * A non-streamed chat (`body.stream` false): the whole answer, read in one
  * go (the neuron sends whitespace while it generates, to keep the connection
- * alive: src/neuron/completion-body.ts). Nothing reaches the client before
+ * alive: src/neuron/chat-answer.ts). Nothing reaches the client before
  * it is complete, so every failure, also one while the body arrives or an
  * error envelope in place of the completion, is "before the first byte" and
  * may be retried on another node.
@@ -110,7 +110,7 @@ export async function callNeuronCompletion(call: UpstreamCall): Promise<Upstream
       details: { node },
     });
   }
-  // A neuron that failed after its headers (completion-body.ts) sends its error envelope instead.
+  // A neuron that failed after its headers (src/neuron/chat-answer.ts) sends its error envelope instead.
   if (typeof json === "object" && json !== null && "error" in json && !("choices" in json))
     throw errorFromResponse(node, 502, json);
   let response: CanonicalResponse;

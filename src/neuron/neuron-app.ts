@@ -6,8 +6,7 @@ import { Elysia } from "elysia";
 import { CortexError, errorMessage, toCortexError } from "../core/errors.ts";
 import { logger } from "../core/logger.ts";
 import { LoadRequest, PinRequest, RecycleRequest, UnloadRequest } from "../core/neuron-api.ts";
-import { createOpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
-import { completionResponse } from "./completion-body.ts";
+import { type AnswerOptions, completionAnswer, streamAnswer } from "./chat-answer.ts";
 import { neuronError } from "./error-body.ts";
 import type { NeuronService } from "./neuron-service.ts";
 
@@ -19,16 +18,9 @@ export interface NeuronAppOptions {
   authToken: string;
   /** Extra routes (metrics) mounted by the caller. */
   metrics?: () => Promise<{ body: string; contentType: string }>;
-  /** Test only: between the whitespace heartbeats of a non-streamed answer (completion-body.ts). */
-  completionHeartbeatMs?: number;
+  /** Test only: between the heartbeats of an answer that is slow to begin (chat-answer.ts). */
+  answerHeartbeatMs?: number;
 }
-
-const SSE_HEADERS = {
-  "content-type": "text/event-stream; charset=utf-8",
-  "cache-control": "no-cache",
-  connection: "keep-alive",
-  "x-accel-buffering": "no",
-} as const;
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
@@ -71,7 +63,7 @@ function parseWith<T>(
 }
 
 export function createNeuronApp(options: NeuronAppOptions) {
-  const { service } = options;
+  const { service, answerHeartbeatMs } = options;
 
   const handle =
     (route: string, fn: (request: Request, requestId: string) => Promise<Response>) =>
@@ -154,31 +146,27 @@ export function createNeuronApp(options: NeuronAppOptions) {
       "/v1/chat/completions",
       handle("POST /v1/chat/completions", async (request, requestId) => {
         const receivedAt = performance.now();
-        const { request: chat, parts } = await service.chat(await readJson(request), request.signal);
-        if (!chat.stream)
-          return completionResponse(parts, {
-            receivedAt,
-            signal: request.signal,
-            ...(options.completionHeartbeatMs === undefined
-              ? {}
-              : { heartbeatMs: options.completionHeartbeatMs }),
-            onEnd: ({ error, cancelled }) => {
-              if (cancelled)
-                log.info(
-                  `POST /v1/chat/completions 499 request_id=${requestId}: the client closed the connection`,
-                );
-              else if (error !== undefined)
-                log.error(
-                  `POST /v1/chat/completions failed after its headers request_id=${requestId}: ${errorMessage(error)}`,
-                );
-            },
-          });
-        const body = parts
-          .pipeThrough(
-            createOpenAIStreamEncoder({ includeUsage: chat.includeUsage, reportStopSequence: true }),
-          )
-          .pipeThrough(new TextEncoderStream());
-        return new Response(body, { headers: SSE_HEADERS });
+        const body = await readJson(request);
+        const chat = service.chat(body, request.signal);
+        const options: AnswerOptions = {
+          signal: request.signal,
+          ...(answerHeartbeatMs === undefined ? {} : { heartbeatMs: answerHeartbeatMs }),
+          onEnd: ({ error, cancelled }) => {
+            if (cancelled)
+              log.info(
+                `POST /v1/chat/completions 499 request_id=${requestId}: the client closed the connection`,
+              );
+            else if (error !== undefined)
+              log.error(
+                `POST /v1/chat/completions failed after its headers request_id=${requestId}: ${errorMessage(error)}`,
+              );
+          },
+        };
+        // `stream` decides the answer's form before the request is checked: a bad one is
+        // refused by service.chat either way, with its status.
+        const streamed =
+          typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
+        return streamed ? streamAnswer(chat, options) : completionAnswer(chat, receivedAt, options);
       }),
     )
     .get(

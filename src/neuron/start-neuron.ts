@@ -42,8 +42,8 @@ export interface StartNeuronOptions {
    */
   faultInjection?: boolean | string;
   pool?: Partial<DevicePoolOptions>;
-  /** Test only: between the heartbeats of a long non-streamed answer (completion-body.ts). */
-  completionHeartbeatMs?: number;
+  /** Test only: between the heartbeats of an answer that is slow to begin (chat-answer.ts). */
+  answerHeartbeatMs?: number;
 }
 
 export interface RunningNeuron {
@@ -118,9 +118,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     service,
     authToken: config.auth_token,
     metrics: () => metrics.render(),
-    ...(options.completionHeartbeatMs === undefined
-      ? {}
-      : { completionHeartbeatMs: options.completionHeartbeatMs }),
+    ...(options.answerHeartbeatMs === undefined ? {} : { answerHeartbeatMs: options.answerHeartbeatMs }),
   });
   app.listen({ hostname: options.listen.hostname, port: options.listen.port, idleTimeout: 0 });
   const server = app.server;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type FaultNeuron, FIREHOSE_FRAMES, startFaultNeuron } from "./helpers/fault-neuron.ts";
-import { chat, holdStream, messages, readSse } from "./helpers/gateway-requests.ts";
+import { chat, chatBody, holdStream, messages, readSse } from "./helpers/gateway-requests.ts";
 import {
   configToml,
   neuronMetric,
@@ -24,7 +24,11 @@ let noEnd: Record<string, number>;
 
 beforeAll(async () => {
   faulty = startFaultNeuron("faulty");
-  fleet = await RealFleet.start([{ name: "n1", files: ["a.gguf"] }]);
+  fleet = await RealFleet.start([
+    { name: "n1", files: ["a.gguf"] },
+    // Heartbeats after 1 ms: every answer from n2 that is not instant goes out with them.
+    { name: "n2", files: ["b.gguf"], answerHeartbeatMs: 1 },
+  ]);
   noEnd = await noEndBias(fleet.modelPath);
   gateway = await fleet.gateway({
     external: [{ name: faulty.name, endpoint: faulty.url }],
@@ -35,7 +39,10 @@ beforeAll(async () => {
         metrics: true,
         metrics_listen: "127.0.0.1:0",
       },
-      models: [profile("alpha", "a.gguf", { affinity: ["n1"] })],
+      models: [
+        profile("alpha", "a.gguf", { affinity: ["n1"] }),
+        profile("beta", "b.gguf", { affinity: ["n2"] }),
+      ],
     }),
   });
 }, 60_000);
@@ -87,6 +94,46 @@ describe("a neuron that dies mid-stream", () => {
     expect(response.status).toBe(502);
     const body = (await response.json()) as { error: { code: string } };
     expect(body.error.code).toBe("upstream_error");
+  });
+});
+
+describe("a neuron that sends heartbeats before slow answers", () => {
+  test("clients get the same answers through the gateway, streamed and not, in both dialects", async () => {
+    const long = { max_tokens: 200, logit_bias: noEnd };
+    const plain = (await (await chat(gateway.url, "alpha", { extra: long })).json()) as {
+      choices: Array<{ message: { content: string } }>;
+    };
+    const expected = plain.choices[0]?.message.content ?? "";
+    expect(expected.length).toBeGreaterThan(100);
+
+    const whole = await chat(gateway.url, "beta", { extra: long });
+    expect(whole.status).toBe(200);
+    const body = (await whole.json()) as { choices: Array<{ message: { content: string } }> };
+    expect(body.choices[0]?.message.content).toBe(expected);
+
+    // Straight from n2 (the gateway loaded beta there): the heartbeat is on the wire.
+    const direct = await fetch(`${fleet.neuron("n2").url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(chatBody("beta", long)),
+    });
+    expect((await direct.text()).startsWith(" ")).toBe(true);
+
+    const streamed = await chat(gateway.url, "beta", { stream: true, extra: long });
+    const frames = await readSse(streamed);
+    const text = frames
+      .filter((frame) => frame.data !== "[DONE]")
+      .map(
+        (frame) => (JSON.parse(frame.data) as { choices: Array<{ delta: { content?: string } }> }).choices[0],
+      )
+      .map((choice) => choice?.delta.content ?? "")
+      .join("");
+    expect(text).toBe(expected);
+
+    const anthropic = await messages(gateway.url, "beta", { extra: { max_tokens: 200, temperature: 0 } });
+    expect(anthropic.status).toBe(200);
+    const message = (await anthropic.json()) as { content: Array<{ type: string; text: string }> };
+    expect(message.content[0]?.text.length).toBeGreaterThan(0);
   });
 });
 

@@ -41,6 +41,8 @@ export interface NeuronSpec {
   files: readonly string[];
   /** neuron.memory_limit in bytes; default FLEET_SIZING.memoryLimit. */
   memoryLimit?: number;
+  /** Heartbeats for answers slower than this to begin (see src/neuron/chat-answer.ts); default 15 s. */
+  answerHeartbeatMs?: number;
 }
 
 export interface TestNeuron {
@@ -158,6 +160,7 @@ export class RealFleet {
         default_slots: FLEET_SIZING.slots,
       }),
       listen: { hostname: "127.0.0.1", port: 0 },
+      ...(spec.answerHeartbeatMs === undefined ? {} : { answerHeartbeatMs: spec.answerHeartbeatMs }),
     });
     let stopped: Promise<void> | undefined;
     return {

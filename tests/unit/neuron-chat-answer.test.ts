@@ -1,0 +1,180 @@
+/**
+ * The neuron's chat answers: as usual when they are quick, and with a
+ * heartbeat (spaces before a JSON completion, SSE comments before a stream's
+ * first event) when they are slow to begin or, not streamed, to finish; an
+ * error after the headers is the answer's last word.
+ */
+import { describe, expect, test } from "bun:test";
+import { CortexError } from "../../src/core/errors.ts";
+import type { CanonicalStreamPart } from "../../src/dialects/canonical.ts";
+import { UpstreamSseDecoder } from "../../src/dialects/openai/upstream.ts";
+import { completionAnswer, type StartedChat, streamAnswer } from "../../src/neuron/chat-answer.ts";
+
+const START: CanonicalStreamPart = { type: "message_start", id: "c1", model: "tiny", created: 1 };
+const ANSWER: CanonicalStreamPart[] = [
+  START,
+  { type: "text_delta", text: "" },
+  { type: "text_delta", text: "one" },
+  { type: "text_delta", text: " two" },
+  { type: "finish", reason: "stop" },
+  { type: "usage", usage: { inputTokens: 3, outputTokens: 2 } },
+];
+
+/** Parts that arrive `gapMs` apart, then end (or fail with `failWith`). */
+function slowParts(parts: CanonicalStreamPart[], gapMs: number, failWith?: Error) {
+  let i = 0;
+  return new ReadableStream<CanonicalStreamPart>({
+    async pull(controller) {
+      await Bun.sleep(gapMs);
+      const part = parts[i++];
+      if (part !== undefined) controller.enqueue(part);
+      else if (failWith !== undefined) controller.error(failWith);
+      else controller.close();
+    },
+  });
+}
+
+/** A chat that starts (its first event) after `startMs`, or fails then with `error`. */
+async function chatAfter(startMs: number, parts: ReadableStream<CanonicalStreamPart>, error?: Error) {
+  await Bun.sleep(startMs);
+  if (error !== undefined) throw error;
+  return { request: { includeUsage: true }, parts } satisfies StartedChat;
+}
+
+type Outcome = { error?: unknown; cancelled?: boolean };
+
+function options(heartbeatMs: number, ends: Outcome[] = [], signal = new AbortController().signal) {
+  return { signal, heartbeatMs, onEnd: (outcome: Outcome) => ends.push(outcome) };
+}
+
+describe("a non-streamed answer", () => {
+  test("a slow one is preceded by heartbeats and parses as the completion with its token times", async () => {
+    const receivedAt = performance.now();
+    const ends: Outcome[] = [];
+    const response = await completionAnswer(
+      chatAfter(0, slowParts(ANSWER, 15)),
+      receivedAt,
+      options(10, ends),
+    );
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("application/json");
+    const text = await response.text();
+    const elapsed = performance.now() - receivedAt;
+    expect(text.startsWith(" ")).toBe(true);
+    const body = JSON.parse(text) as {
+      choices: Array<{ message: { content: string } }>;
+      usage: { completion_tokens: number };
+      cortex: { first_token_ms: number; last_token_ms: number };
+    };
+    expect(body.choices[0]?.message.content).toBe("one two");
+    expect(body.usage.completion_tokens).toBe(2);
+    // The empty delta carries no token: the first came with the third part (~45 ms).
+    expect(body.cortex.first_token_ms).toBeGreaterThanOrEqual(40);
+    expect(body.cortex.last_token_ms).toBeGreaterThan(body.cortex.first_token_ms);
+    expect(body.cortex.last_token_ms).toBeLessThan(elapsed);
+    expect(ends).toEqual([{}]);
+  });
+
+  test("a quick one has no heartbeat; one without tokens has no token times", async () => {
+    const response = await completionAnswer(
+      chatAfter(0, slowParts([START, { type: "finish", reason: "stop" }], 0)),
+      performance.now(),
+      options(10_000),
+    );
+    const text = await response.text();
+    expect(text.startsWith("{")).toBe(true);
+    expect(JSON.parse(text)).not.toHaveProperty("cortex");
+  });
+
+  test("a failure before the first heartbeat is the caller's to answer with its status", async () => {
+    const fault = new CortexError("context_length_exceeded", "too long");
+    const ends: Outcome[] = [];
+    const answer = completionAnswer(
+      chatAfter(1, slowParts([], 0), fault),
+      performance.now(),
+      options(10_000, ends),
+    );
+    await expect(answer).rejects.toBe(fault);
+    expect(ends).toEqual([]);
+  });
+
+  test("a failure after the headers ends the body with the error envelope, details included", async () => {
+    const ends: Outcome[] = [];
+    const fault = new CortexError("device_fault", "cuda-0 stopped answering", {
+      details: { device: "cuda-0" },
+    });
+    const response = await completionAnswer(
+      chatAfter(0, slowParts([START], 5, fault)),
+      performance.now(),
+      options(2, ends),
+    );
+    expect(response.status).toBe(200);
+    const body = JSON.parse(await response.text()) as { error: Record<string, unknown> };
+    expect(body.error).toMatchObject({ code: "device_fault", message: "cuda-0 stopped answering" });
+    expect(body.error.details).toEqual({ device: "cuda-0" });
+    expect(ends).toEqual([{ error: fault }]);
+  });
+
+  test("a client that went away gets nothing more and is reported as cancelled", async () => {
+    const controller = new AbortController();
+    const ends: Outcome[] = [];
+    const response = await completionAnswer(
+      chatAfter(0, slowParts([START], 20, new Error("cancelled"))),
+      performance.now(),
+      options(5, ends, controller.signal),
+    );
+    const reader = response.body?.getReader();
+    await reader?.read(); // a heartbeat
+    controller.abort();
+    await reader?.cancel();
+    await Bun.sleep(60);
+    expect(ends).toEqual([{ cancelled: true }]);
+  });
+});
+
+/** The text a stream carries, read the way the gateway reads a neuron. */
+function streamedText(sse: string): { text: string; parts: CanonicalStreamPart[] } {
+  const decoder = new UpstreamSseDecoder("tiny");
+  const parts = [...decoder.push(sse), ...decoder.end()];
+  const text = parts.map((part) => (part.type === "text_delta" ? part.text : "")).join("");
+  return { text, parts };
+}
+
+describe("a streamed answer", () => {
+  test("a slow first token is preceded by SSE comments, which readers skip", async () => {
+    const ends: Outcome[] = [];
+    const response = await streamAnswer(chatAfter(35, slowParts(ANSWER, 0)), options(10, ends));
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toStartWith("text/event-stream");
+    const sse = await response.text();
+    expect(sse.startsWith(": waiting for the first token\n\n")).toBe(true);
+    expect(sse.endsWith("data: [DONE]\n\n")).toBe(true);
+    const { text, parts } = streamedText(sse);
+    expect(text).toBe("one two");
+    expect(parts.at(-1)).toEqual({ type: "usage", usage: { inputTokens: 3, outputTokens: 2 } });
+    expect(ends).toEqual([{}]);
+  });
+
+  test("a quick first token starts the stream as usual", async () => {
+    const response = await streamAnswer(chatAfter(0, slowParts(ANSWER, 0)), options(10_000));
+    const sse = await response.text();
+    expect(sse.startsWith("data: ")).toBe(true);
+    expect(streamedText(sse).text).toBe("one two");
+  });
+
+  test("a failure before the first token but after the headers ends the stream with the error event", async () => {
+    const ends: Outcome[] = [];
+    const fault = new CortexError("device_fault", "cuda-0 stopped answering");
+    const response = await streamAnswer(chatAfter(30, slowParts([], 0), fault), options(10, ends));
+    expect(response.status).toBe(200);
+    const { parts } = streamedText(await response.text());
+    const error = parts.find((part) => part.type === "error");
+    expect(error).toMatchObject({ error: { code: "device_fault", message: "cuda-0 stopped answering" } });
+    expect(ends).toEqual([{ error: fault }]);
+  });
+
+  test("a failure before the first heartbeat is the caller's to answer with its status", async () => {
+    const fault = new CortexError("rate_limited", "queue full");
+    await expect(streamAnswer(chatAfter(1, slowParts([], 0), fault), options(10_000))).rejects.toBe(fault);
+  });
+});
