@@ -7,11 +7,11 @@
  * again, ten times over without leaking Workers, threads or memory.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { NeuronSection } from "../../src/core/config/config-schema.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../../src/neuron/gguf/tiny-model.ts";
 import { type RunningNeuron, startNeuron } from "../../src/neuron/start-neuron.ts";
 import { noEndBias } from "./helpers/real-fleet.ts";
+import { liveThreads, threadsSettled } from "./helpers/threads.ts";
 
 const MODELS = `${import.meta.dir}/../.tmp/models`;
 const STEP_TIMEOUT_S = 1;
@@ -38,10 +38,6 @@ const chat = (maxTokens: number) => ({
   max_tokens: maxTokens,
   logit_bias: noEnd,
 });
-
-function liveThreads(): number {
-  return Number(readFileSync("/proc/self/status", "utf8").match(/Threads:\s+(\d+)/)?.[1] ?? 0);
-}
 
 async function loadGroup(): Promise<void> {
   const response = await api("/models/load", {
@@ -154,8 +150,7 @@ describe("tensor-parallel group in the neuron (2 CPU devices, shm)", () => {
     const after = await api("/v1/chat/completions", chat(2));
     expect(after.status).toBe(200);
     expect(neuron.pool.workerCount).toBe(2);
-    Bun.gc(true);
-    expect(liveThreads()).toBeLessThanOrEqual(threadsBefore + 6);
+    expect(await threadsSettled(threadsBefore + 6)).toBeLessThanOrEqual(threadsBefore + 6);
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(150 * 1024 * 1024);
 
     expect(neuron.pool.tpCounters).toMatchObject({

@@ -5,7 +5,7 @@
  * Workers, ten times over; and Stage 2 in a child process.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createAbortFlag, isAbortRaised, raiseAbortFlag } from "../../src/neuron/tp/abort-flag.ts";
@@ -13,14 +13,10 @@ import { createWorkerAborter } from "../../src/neuron/tp/aborter.ts";
 import { formGroup } from "../../src/neuron/tp/form-group.ts";
 import { RankClient } from "../../src/neuron/tp/rank-client.ts";
 import { createTpCounters, StepWatchdog, type TpLogger } from "../../src/neuron/tp/step-watchdog.ts";
+import { liveThreads, threadsSettled } from "./helpers/threads.ts";
 
 const RANK_WORKER = new URL("../../src/neuron/tp/cpu-rank-worker.ts", import.meta.url);
 const TP_DIR = new URL("../../src/neuron/tp/", import.meta.url).pathname;
-
-function liveThreads(): number {
-  const match = readFileSync("/proc/self/status", "utf8").match(/Threads:\s+(\d+)/);
-  return Number(match?.[1] ?? 0);
-}
 
 async function spawnRanks(n: number): Promise<RankClient[]> {
   const ranks = Array.from({ length: n }, () => RankClient.spawn(RANK_WORKER));
@@ -128,8 +124,7 @@ describe("tp watchdog end to end (shm, CPU)", () => {
     expect(retired).toHaveLength(20);
     await Promise.all(retired.map((r) => r.closed));
     expect(await ranks[0]!.request({ type: "ping" })).toBe("pong");
-    Bun.gc(true);
-    expect(liveThreads()).toBeLessThanOrEqual(threadsBefore + 4);
+    expect(await threadsSettled(threadsBefore + 4)).toBeLessThanOrEqual(threadsBefore + 4);
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(200 * 1024 * 1024);
 
     expect(counters).toMatchObject({
