@@ -30,6 +30,7 @@ import {
   type WatchdogTimings,
   watchdogTimingsFromEnv,
 } from "../tp/step-watchdog.ts";
+import { oneBindingAtATime } from "./binding-turns.ts";
 import {
   type ChatRenderInput,
   type ChatToolInput,
@@ -165,6 +166,7 @@ interface ModelEntry {
   lastUsed: number;
   /** Resolves when inFlight reaches 0 (unload waits on it). */
   idleWaiters: Array<() => void>;
+
   /** KV cells its live sequences hold, as of the last step. */
   kvTokens: number;
   group?: TpGroup;
@@ -319,8 +321,10 @@ export class DevicePool {
       faultInjection: this.#options.faultInjection ?? false,
       threads: this.#options.threads ?? (spec.kind === "cpu" ? this.#cpuThreads() : 2),
     };
-    this.#post(device, { type: "init", init });
-    return ready;
+    return oneBindingAtATime(() => {
+      this.#post(device, { type: "init", init });
+      return ready;
+    });
   }
 
   /** All cores but one, shared by the CPU devices (ggml's spinning threads starve the main thread otherwise). */
