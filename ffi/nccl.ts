@@ -264,16 +264,18 @@ export function loadCudaLiveness(): CudaSymbols {
   return cuda;
 }
 
+/** Throws when a CUDA driver call did not return CUDA_SUCCESS, naming the call. */
+export function checkCuda(what: string, result: number): void {
+  if (result !== CUDA_SUCCESS) throw new Error(`${what} failed (CUresult ${result})`);
+}
+
 /** Makes device `index`'s primary context current on this thread (NCCL and cuMem* calls need one). */
 export function useCudaDevice(index: number): void {
   const cu = loadCudaLiveness();
-  const check = (what: string, r: number) => {
-    if (r !== CUDA_SUCCESS) throw new Error(`${what} failed (CUresult ${r})`);
-  };
-  check("cuInit", cu.cuInit(0));
+  checkCuda("cuInit", cu.cuInit(0));
   const dev = new Int32Array(1);
-  check("cuDeviceGet", cu.cuDeviceGet(ptr(dev), index));
+  checkCuda("cuDeviceGet", cu.cuDeviceGet(ptr(dev), index));
   const ctx = new BigUint64Array(1);
-  check("cuDevicePrimaryCtxRetain", cu.cuDevicePrimaryCtxRetain(ptr(ctx), dev[0]!));
-  check("cuCtxSetCurrent", cu.cuCtxSetCurrent(Number(ctx[0]) as Pointer));
+  checkCuda("cuDevicePrimaryCtxRetain", cu.cuDevicePrimaryCtxRetain(ptr(ctx), dev[0]!));
+  checkCuda("cuCtxSetCurrent", cu.cuCtxSetCurrent(Number(ctx[0]) as Pointer));
 }

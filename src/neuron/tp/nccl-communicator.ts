@@ -10,6 +10,7 @@ import { ptr } from "bun:ffi";
 import {
   CUDA_ERROR_NOT_READY,
   CUDA_SUCCESS,
+  checkCuda,
   loadCudaLiveness,
   loadNccl,
   NCCL_RED_OP,
@@ -128,13 +129,10 @@ export function abortNcclRank(handle: CommunicatorHandle): AbortOutcome {
 function allocateCudaBuffers(device: number): CudaBuffers {
   useCudaDevice(device);
   const cu = loadCudaLiveness();
-  const check = (what: string, r: number) => {
-    if (r !== CUDA_SUCCESS) throw new Error(`${what} failed (CUresult ${r})`);
-  };
   const out = new BigUint64Array(1);
-  check("cuMemAlloc", cu.cuMemAlloc_v2(ptr(out), 8));
+  checkCuda("cuMemAlloc", cu.cuMemAlloc_v2(ptr(out), 8));
   const send = out[0]!;
-  check("cuMemAlloc", cu.cuMemAlloc_v2(ptr(out), 8));
+  checkCuda("cuMemAlloc", cu.cuMemAlloc_v2(ptr(out), 8));
   return { send, recv: out[0]! };
 }
 
