@@ -8,18 +8,14 @@
  * costs nothing that shows; a turn that takes longer than `turnMs` stops
  * holding up the next one, so one stuck Worker cannot stall the others.
  */
+import { within } from "../../core/within.ts";
+
 let bindings: Promise<unknown> = Promise.resolve();
 
 /** Runs `bind` once every earlier turn has ended (or run out of time); resolves or rejects as `bind` does. */
 export function oneBindingAtATime<T>(bind: () => Promise<T>, turnMs = 30_000): Promise<T> {
   const turn = bindings.then(bind);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, turnMs);
-    timer.unref?.();
-  });
-  bindings = Promise.race([turn, late])
-    .catch(() => {})
-    .finally(() => clearTimeout(timer));
+  // The next turn waits for this one to end, however it ends, or for `turnMs`.
+  bindings = within(turn, turnMs, () => new Error("binding turn ran out of time")).catch(() => {});
   return turn;
 }

@@ -166,7 +166,6 @@ interface ModelEntry {
   lastUsed: number;
   /** Resolves when inFlight reaches 0 (unload waits on it). */
   idleWaiters: Array<() => void>;
-
   /** KV cells its live sequences hold, as of the last step. */
   kvTokens: number;
   group?: TpGroup;
