@@ -22,6 +22,18 @@ function poll(
   ];
 }
 
+/** A 6 GiB copy of `b` being loaded on the node's one device. */
+const LOAD_B = {
+  id: "b",
+  file: "b.gguf",
+  devices: ["cuda-dev-0"],
+  memoryBytes: 6 * GiB,
+  contextSize: 8192,
+  slots: 4,
+  pinned: false,
+  priority: 0,
+};
+
 function store() {
   const state = new FleetState({ nodes: [{ name: "n", endpoint: "http://n" }], now: () => NOW });
   const changes: string[] = [];
@@ -50,16 +62,7 @@ test("polls drive the node state: unknown → up → down → up", () => {
 test("a load in progress shows as loading and takes its memory from its device", () => {
   const { state } = store();
   state.applyPoll("n", ...poll(), state.epoch("n"));
-  const end = state.beginLoad("n", {
-    id: "b",
-    file: "b.gguf",
-    devices: ["cuda-dev-0"],
-    memoryBytes: 6 * GiB,
-    contextSize: 8192,
-    slots: 4,
-    pinned: false,
-    priority: 0,
-  });
+  const end = state.beginLoad("n", LOAD_B);
   expect(nodeView(state).loaded.map((m) => `${m.id}:${m.state}`)).toEqual(["a:ready", "b:loading"]);
   expect(nodeView(state).devices[0]?.memoryFree).toBe(4 * GiB);
   end();
@@ -105,16 +108,7 @@ test("reservations are counted until released", () => {
 test("counts move in the next view, a loading copy's too, never in a view already handed out", () => {
   const { state } = store();
   state.applyPoll("n", ...poll([model("a", { inFlight: 1 })]), state.epoch("n"));
-  state.beginLoad("n", {
-    id: "b",
-    file: "b.gguf",
-    devices: ["cuda-dev-0"],
-    memoryBytes: 6 * GiB,
-    contextSize: 8192,
-    slots: 4,
-    pinned: false,
-    priority: 0,
-  });
+  state.beginLoad("n", LOAD_B);
   const counts = (view: ReturnType<typeof nodeView>) =>
     view.loaded.map((m) => `${m.id}:${m.state}:${m.inFlight}:${m.reserved}`);
   const before = nodeView(state);

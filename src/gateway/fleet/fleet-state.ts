@@ -314,8 +314,8 @@ function nodeView(record: NodeRecord): FleetNodeView {
     return {
       ...model,
       state: unloading && model.state !== "failed" ? "unloading" : model.state,
-      inFlight: Math.max(model.inFlight, record.inFlight.get(model.id) ?? 0),
-      reserved: record.reserved.get(model.id) ?? 0,
+      inFlight: inFlightOf(record, model.id, model.inFlight),
+      reserved: reservedOf(record, model.id),
     };
   });
   for (const pending of record.pendingLoads.values()) {
@@ -330,12 +330,12 @@ function nodeView(record: NodeRecord): FleetNodeView {
       slots: pending.slots,
       lastUsed: pending.startedAt,
       loadedAt: pending.startedAt,
-      inFlight: record.inFlight.get(pending.id) ?? 0,
+      inFlight: inFlightOf(record, pending.id, 0),
       queued: 0,
       memoryBytes: pending.memoryBytes,
       pinned: pending.pinned,
       priority: pending.priority,
-      reserved: record.reserved.get(pending.id) ?? 0,
+      reserved: reservedOf(record, pending.id),
     });
   }
   return {
@@ -353,6 +353,16 @@ function nodeView(record: NodeRecord): FleetNodeView {
   };
 }
 
+/** A copy's requests in flight: what its neuron reported, or what this gateway sent it since, if more. */
+function inFlightOf(record: NodeRecord, modelId: string, reported: number): number {
+  return Math.max(reported, record.inFlight.get(modelId) ?? 0);
+}
+
+/** Reservations this gateway holds on a copy (each keeps it from being evicted). */
+function reservedOf(record: NodeRecord, modelId: string): number {
+  return record.reserved.get(modelId) ?? 0;
+}
+
 /**
  * `view` (built by nodeView from `record` as it is now, but for its counts)
  * with the in-flight and reserved counts of now: the snapshot's copies come
@@ -361,9 +371,8 @@ function nodeView(record: NodeRecord): FleetNodeView {
 function withCounts(view: FleetNodeView, record: NodeRecord): FleetNodeView {
   let moved = false;
   const loaded = view.loaded.map((model, i) => {
-    const reported = i < record.loaded.length ? (record.loaded[i]?.inFlight ?? 0) : 0;
-    const inFlight = Math.max(reported, record.inFlight.get(model.id) ?? 0);
-    const reserved = record.reserved.get(model.id) ?? 0;
+    const inFlight = inFlightOf(record, model.id, record.loaded[i]?.inFlight ?? 0);
+    const reserved = reservedOf(record, model.id);
     if (inFlight === model.inFlight && reserved === model.reserved) return model;
     moved = true;
     return { ...model, inFlight, reserved };
