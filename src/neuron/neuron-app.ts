@@ -29,6 +29,11 @@ function json(body: unknown, status = 200, headers: Record<string, string> = {})
   });
 }
 
+/** A client that went away before its answer ended: an info line, for it is no fault of the neuron's. */
+function logClientClosed(route: string, requestId: string): void {
+  log.info(`${route} 499 request_id=${requestId}: the client closed the connection`);
+}
+
 function errorResponse(error: unknown, requestId: string): Response {
   const rendered = neuronError(error);
   return json(rendered.body, rendered.status, { ...rendered.headers, "x-request-id": requestId });
@@ -84,7 +89,7 @@ export function createNeuronApp(options: NeuronAppOptions) {
         if (request.signal.aborted) {
           // The client went away before its answer began: nobody reads this one, and it is no
           // fault of the neuron's.
-          log.info(`${route} 499 request_id=${requestId}: the client closed the connection`);
+          logClientClosed(route, requestId);
           return new Response(null, { status: 499 });
         }
         const cortex = toCortexError(error);
@@ -152,10 +157,7 @@ export function createNeuronApp(options: NeuronAppOptions) {
           signal: request.signal,
           ...(answerHeartbeatMs === undefined ? {} : { heartbeatMs: answerHeartbeatMs }),
           onEnd: ({ error, cancelled }) => {
-            if (cancelled)
-              log.info(
-                `POST /v1/chat/completions 499 request_id=${requestId}: the client closed the connection`,
-              );
+            if (cancelled) logClientClosed("POST /v1/chat/completions", requestId);
             else if (error !== undefined)
               log.error(
                 `POST /v1/chat/completions failed after its headers request_id=${requestId}: ${errorMessage(error)}`,
