@@ -16,6 +16,8 @@ const BUN = process.execPath;
 export interface Service {
   readonly name: string;
   readonly url: string;
+  /** The process serving it (with its child processes, e.g. nginx's workers); none for `direct`. */
+  readonly pid?: number;
   stop(): Promise<void>;
 }
 
@@ -70,6 +72,7 @@ async function serviceWhenReady(
   const service: Service = {
     name,
     url,
+    pid: child.pid,
     async stop() {
       // SIGTERM: the gateway drains; nginx does a fast shutdown, its master taking the workers down.
       await stopChild(child);
@@ -111,6 +114,7 @@ async function startScript(name: string, script: string, args: string[]): Promis
   return {
     name,
     url,
+    pid: child.pid,
     async stop() {
       await child.stdin.end();
       await stopChild(child);

@@ -6,7 +6,9 @@
  * in one run. A minimal Bun relay (bench/bun-proxy.ts) is measured too: the
  * floor for any proxy on this runtime, so the gap to nginx that is Bun's is
  * told apart from the gap that is the gateway's own work. Target: p50 added latency under 1 ms, and at least half of
- * nginx's request rate.
+ * nginx's request rate. Each rate run also reads the CPU the proxy's process used (Linux /proc), per request: a
+ * figure that does not move with what else the machine runs, and whose busiest thread (Bun's JS thread, nginx's
+ * worker) bounds the rate once every thread has a core of its own.
  *
  *   bun bench/gateway-overhead.ts [--rounds 5] [--duration 2] [--concurrency 32]
  *                                 [--nginx-workers 1] [--metrics on|off] [--json out.json]
@@ -28,6 +30,7 @@ import {
   startNginx,
 } from "./bench-services.ts";
 import { DEFAULT_DELTAS, expectedText, FAKE_MODEL } from "./fake-upstream.ts";
+import { cpuBetween, snapshotCpu } from "./process-cpu.ts";
 import { fixed, median, pairedRatio, range } from "./stats.ts";
 import { findWrk, type LoadResult, runWrk, WRK_INSTALL_HINT } from "./wrk-load.ts";
 
@@ -103,6 +106,8 @@ async function checkTarget(target: Service): Promise<void> {
 interface Sample {
   latency: LoadResult;
   rate: LoadResult;
+  /** CPU per request of the rate run, µs (the fake's own for `direct`); undefined without /proc. */
+  cpu: { totalUs: number; busiestThreadUs: number } | undefined;
 }
 
 async function main(): Promise<number> {
@@ -146,9 +151,17 @@ async function main(): Promise<number> {
       for (const mode of MODES)
         for (const target of order) {
           const latency = await load(target, mode, 1, DURATION_S);
+          const pid = target.pid ?? upstream.pid;
+          const before = pid === undefined ? undefined : snapshotCpu(pid);
           const rate = await load(target, mode, CONCURRENCY, DURATION_S);
+          const after = pid === undefined ? undefined : snapshotCpu(pid);
+          const used = before && after ? cpuBetween(before, after) : undefined;
+          const cpu = used && {
+            totalUs: (used.totalMs * 1000) / rate.requests,
+            busiestThreadUs: (used.busiestThreadMs * 1000) / rate.requests,
+          };
           const list = samples.get(key(target, mode)) ?? [];
-          list.push({ latency, rate });
+          list.push({ latency, rate, cpu });
           samples.set(key(target, mode), list);
         }
       consola.info(`round ${round + 1}/${ROUNDS} done`);
@@ -171,6 +184,8 @@ async function main(): Promise<number> {
     const p50 = (s: Sample[]) => s.map((x) => x.latency.p50Ms);
     const p99 = (s: Sample[]) => s.map((x) => x.latency.p99Ms);
     const rps = (s: Sample[]) => s.map((x) => x.rate.requestsPerS);
+    const cpuTotal = (s: Sample[]) => s.map((x) => x.cpu?.totalUs ?? Number.NaN);
+    const cpuBusiest = (s: Sample[]) => s.map((x) => x.cpu?.busiestThreadUs ?? Number.NaN);
     const spread = (values: number[], digits: number) => {
       const [lo, hi] = range(values);
       return `${fixed(median(values), digits)} (${fixed(lo, digits)}–${fixed(hi, digits)})`;
@@ -185,12 +200,12 @@ async function main(): Promise<number> {
       const g = of(gateway);
       console.log(`\n${MODE_LABEL[mode]}`);
       console.log(
-        `  ${"target".padEnd(10)} ${"p50 ms @c1".padEnd(24)} ${"p99 ms @c1".padEnd(24)} req/s @c${CONCURRENCY}`,
+        `  ${"target".padEnd(10)} ${"p50 ms @c1".padEnd(24)} ${"p99 ms @c1".padEnd(24)} ${`req/s @c${CONCURRENCY}`.padEnd(26)} CPU µs/req: all threads, busiest`,
       );
       for (const target of targets) {
         const s = of(target);
         console.log(
-          `  ${target.name.padEnd(10)} ${spread(p50(s), 3).padEnd(24)} ${spread(p99(s), 3).padEnd(24)} ${spread(rps(s), 0)}`,
+          `  ${target.name.padEnd(10)} ${spread(p50(s), 3).padEnd(24)} ${spread(p99(s), 3).padEnd(24)} ${spread(rps(s), 0).padEnd(26)} ${fixed(median(cpuTotal(s)), 1)}, ${fixed(median(cpuBusiest(s)), 1)}`,
         );
       }
       const added = {
@@ -205,6 +220,13 @@ async function main(): Promise<number> {
         gatewayVsDirect: pairedRatio(rps(g), rps(d)),
         bunProxyVsNginx: pairedRatio(rps(b), rps(n)),
       };
+      // CPU per request does not move with the machine's load as rates do; the busiest thread
+      // bounds a proxy whose work is on one thread once every thread has a core of its own.
+      const cpu = {
+        gatewayVsNginxTotal: pairedRatio(cpuTotal(g), cpuTotal(n)),
+        gatewayVsBunProxyTotal: pairedRatio(cpuTotal(g), cpuTotal(b)),
+        singleThreadBound: NGINX_WORKERS === 1 ? pairedRatio(cpuBusiest(n), cpuBusiest(g)) : Number.NaN,
+      };
       const latencyMet = added.gatewayP50Ms < 1;
       const rateMet = rate.gatewayVsNginx >= 0.5;
       allMet &&= latencyMet && rateMet;
@@ -216,18 +238,28 @@ async function main(): Promise<number> {
         `  request rate: gateway / nginx ${fixed(rate.gatewayVsNginx, 2)}, gateway / bun-proxy ${fixed(rate.gatewayVsBunProxy, 2)}, bun-proxy / nginx ${fixed(rate.bunProxyVsNginx, 2)}, gateway / direct ${fixed(rate.gatewayVsDirect, 2)}`,
       );
       console.log(`  target gateway / nginx ≥ 0.5: ${rateMet ? "met" : "MISSED"}`);
+      console.log(
+        `  CPU per request: gateway / nginx ${fixed(cpu.gatewayVsNginxTotal, 2)}×, gateway / bun-proxy ${fixed(cpu.gatewayVsBunProxyTotal, 2)}×; rate bound by the busiest thread (a core each), gateway / nginx: ${fixed(cpu.singleThreadBound, 2)}`,
+      );
       (report.modes as Record<string, unknown>)[mode] = {
         medians: Object.fromEntries(
           targets.map((target) => {
             const s = of(target);
             return [
               target.name,
-              { p50Ms: median(p50(s)), p99Ms: median(p99(s)), requestsPerS: median(rps(s)) },
+              {
+                p50Ms: median(p50(s)),
+                p99Ms: median(p99(s)),
+                requestsPerS: median(rps(s)),
+                cpuUsPerRequest: median(cpuTotal(s)),
+                busiestThreadUsPerRequest: median(cpuBusiest(s)),
+              },
             ];
           }),
         ),
         added,
         rate,
+        cpu,
         latencyMet,
         rateMet,
         samples: Object.fromEntries(targets.map((target) => [target.name, of(target)])),

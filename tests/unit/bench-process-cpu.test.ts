@@ -1,0 +1,48 @@
+import { describe, expect, test } from "bun:test";
+import { cpuBetween, parseStatCpuMs, parseStatParent, snapshotCpu } from "../../bench/process-cpu.ts";
+
+// A real /proc/<pid>/stat line of a thread whose name holds a space and a ")".
+const STAT =
+  "4242 (HTTP Client)) S 4200 4242 4200 0 -1 4194368 1200 0 0 0 1234 567 0 0 20 0 7 0 123456 1000000 2000 " +
+  "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+
+describe("process CPU for the gateway benchmark", () => {
+  test("reads utime + stime and the parent after the last ')' of the command name", () => {
+    expect(parseStatCpuMs(STAT)).toBe((1234 + 567) * 10);
+    expect(parseStatParent(STAT)).toBe(4200);
+  });
+
+  test("a line that is not a stat line is refused, not read as zero", () => {
+    expect(() => parseStatCpuMs("4242 (bun) S")).toThrow(/not a \/proc stat line/);
+  });
+
+  test("per-thread use between snapshots: the total and the busiest thread, new threads from zero", () => {
+    const before = new Map([
+      [1, 100],
+      [2, 50],
+    ]);
+    const after = new Map([
+      [1, 160],
+      [2, 70],
+      [3, 30],
+    ]);
+    expect(cpuBetween(before, after)).toEqual({ totalMs: 110, busiestThreadMs: 60 });
+  });
+
+  test.if(process.platform === "linux")("this process's own work shows up in its snapshot", () => {
+    const before = snapshotCpu(process.pid);
+    expect(before?.has(process.pid)).toBe(true);
+    const start = process.cpuUsage();
+    let spin = 0;
+    while ((process.cpuUsage(start).user + process.cpuUsage(start).system) / 1000 < 80) spin++;
+    const used = cpuBetween(before!, snapshotCpu(process.pid)!);
+    expect(spin).toBeGreaterThan(0);
+    // /proc counts in 10 ms ticks.
+    expect(used.busiestThreadMs).toBeGreaterThanOrEqual(60);
+    expect(used.totalMs).toBeGreaterThanOrEqual(used.busiestThreadMs);
+  });
+
+  test("a process that is gone has no snapshot", () => {
+    expect(snapshotCpu(2 ** 30)).toBeUndefined();
+  });
+});
