@@ -115,10 +115,39 @@ export type RecycleRequest = z.infer<typeof RecycleRequest>;
  * Chat requests to the neuron are OpenAI chat completions plus these
  * extension fields. `context_overflow` says what to do when prompt +
  * max_tokens exceed the context: fail with the counts, or clamp max_tokens.
+ * `cortex_trailer` (streams only) asks for a stream the gateway relays to
+ * an OpenAI client as it is: no `stop_sequence` extension on the finishing
+ * choice, and a NeuronStreamTrailer comment before `data: [DONE]` (or last,
+ * after an error event) that the gateway reads and strips.
  */
 export const NeuronChatExtensions = z.object({
   context_overflow: z.enum(["error", "clamp"]).optional(),
+  cortex_trailer: z.boolean().optional(),
 });
+
+/** The comment line that carries a NeuronStreamTrailer: this prefix, the JSON, a blank line. */
+export const STREAM_TRAILER_PREFIX = ": cortex ";
+
+/**
+ * What the gateway measures on a stream it relays without decoding it:
+ * token times (ms since the neuron received the request, absent when nothing
+ * was generated), the usage (also when the client did not ask for it), and
+ * the error code of a stream that ended in an error event.
+ */
+export const NeuronStreamTrailer = z.object({
+  first_token_ms: z.number().nonnegative().optional(),
+  last_token_ms: z.number().nonnegative().optional(),
+  usage: z
+    .object({
+      prompt_tokens: z.number().int().nonnegative(),
+      completion_tokens: z.number().int().nonnegative(),
+      cached_tokens: z.number().int().nonnegative().optional(),
+    })
+    .optional(),
+  finish_reason: z.string().optional(),
+  error: z.string().optional(),
+});
+export type NeuronStreamTrailer = z.infer<typeof NeuronStreamTrailer>;
 
 /**
  * Extension field on the finishing choice of a chat completion (streamed

@@ -22,11 +22,19 @@
  * answer is then the error envelope instead of a completion, a stream ends
  * with the error event, which the gateway reads as the error it is.
  */
-import type { NeuronCompletionExtensions, NeuronCompletionTimings } from "../core/neuron-api.ts";
+
+import { toCortexError } from "../core/errors.ts";
+import {
+  type NeuronCompletionExtensions,
+  type NeuronCompletionTimings,
+  type NeuronStreamTrailer,
+  STREAM_TRAILER_PREFIX,
+} from "../core/neuron-api.ts";
 import { type CanonicalStreamPart, carriesToken } from "../dialects/canonical.ts";
 import { collectCanonicalStream } from "../dialects/collect-stream.ts";
+import { openAIErrorBody } from "../dialects/openai/render-error.ts";
 import { type OpenAIChatCompletion, renderOpenAIResponse } from "../dialects/openai/render-response.ts";
-import { createOpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
+import { createOpenAIStreamEncoder, OpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
 import { encodeSseComment, encodeSseJson } from "../dialects/sse/sse-parser.ts";
 import { neuronError } from "./error-body.ts";
 
@@ -75,18 +83,71 @@ export function completionAnswer(
   });
 }
 
-/** A streamed answer: OpenAI's SSE, with the stop sequence the gateway reads. */
-export function streamAnswer(chat: Promise<StartedChat>, options: AnswerOptions): Promise<Response> {
+/**
+ * A streamed answer: OpenAI's SSE, with the stop sequence the gateway reads;
+ * or, with `trailer` (the request's `cortex_trailer`), the stream as an
+ * OpenAI client gets it, which the gateway relays as it is, plus the
+ * NeuronStreamTrailer it measures the stream by (times since `receivedAt`).
+ */
+export function streamAnswer(
+  chat: Promise<StartedChat>,
+  options: AnswerOptions & { trailer?: { receivedAt: number } },
+): Promise<Response> {
+  const trailer = options.trailer;
   return answer(chat, options, {
     headers: SSE_HEADERS,
     heartbeat: utf8.encode(encodeSseComment("waiting for the first token")),
     body: ({ request, parts }) =>
       parts
         .pipeThrough(
-          createOpenAIStreamEncoder({ includeUsage: request.includeUsage, reportStopSequence: true }),
+          trailer === undefined
+            ? createOpenAIStreamEncoder({ includeUsage: request.includeUsage, reportStopSequence: true })
+            : trailedEncoder(request.includeUsage, trailer.receivedAt),
         )
         .pipeThrough(new TextEncoderStream()),
-    error: (error) => utf8.encode(encodeSseJson(JSON.stringify(neuronError(error).body))),
+    error: (error) => {
+      if (trailer === undefined) return utf8.encode(encodeSseJson(JSON.stringify(neuronError(error).body)));
+      const cortex = toCortexError(error);
+      return utf8.encode(
+        encodeSseJson(JSON.stringify(openAIErrorBody(cortex))) + streamTrailer({ error: cortex.code }),
+      );
+    },
+  });
+}
+
+export function streamTrailer(trailer: NeuronStreamTrailer): string {
+  return `${STREAM_TRAILER_PREFIX}${JSON.stringify(trailer)}\n\n`;
+}
+
+/**
+ * The OpenAI encoder a client would get from the gateway (no stop-sequence
+ * extension, usage only when asked), with the trailer before `[DONE]`, or
+ * last after an error event.
+ */
+function trailedEncoder(
+  includeUsage: boolean,
+  receivedAt: number,
+): TransformStream<CanonicalStreamPart, string> {
+  const encoder = new OpenAIStreamEncoder({ includeUsage });
+  const trailer: NeuronStreamTrailer = {};
+  return new TransformStream({
+    transform(part, controller) {
+      if (carriesToken(part)) {
+        const at = performance.now() - receivedAt;
+        trailer.first_token_ms ??= at;
+        trailer.last_token_ms = at;
+      } else if (part.type === "usage") {
+        const { inputTokens, outputTokens, cachedInputTokens } = part.usage;
+        trailer.usage = { prompt_tokens: inputTokens, completion_tokens: outputTokens };
+        if (cachedInputTokens !== undefined) trailer.usage.cached_tokens = cachedInputTokens;
+      } else if (part.type === "finish") trailer.finish_reason = part.reason;
+      else if (part.type === "error") trailer.error = part.error.code;
+      for (const frame of encoder.push(part)) controller.enqueue(frame);
+    },
+    flush(controller) {
+      controller.enqueue(streamTrailer(trailer));
+      for (const frame of encoder.end()) controller.enqueue(frame);
+    },
   });
 }
 

@@ -168,7 +168,9 @@ export function createNeuronApp(options: NeuronAppOptions) {
         // refused by service.chat either way, with its status.
         const streamed =
           typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
-        return streamed ? streamAnswer(chat, options) : completionAnswer(chat, receivedAt, options);
+        if (!streamed) return completionAnswer(chat, receivedAt, options);
+        const trailed = (body as { cortex_trailer?: unknown }).cortex_trailer === true;
+        return streamAnswer(chat, trailed ? { ...options, trailer: { receivedAt } } : options);
       }),
     )
     .get(

@@ -178,3 +178,66 @@ describe("a streamed answer", () => {
     await expect(streamAnswer(chatAfter(1, slowParts([], 0), fault), options(10_000))).rejects.toBe(fault);
   });
 });
+
+describe("a streamed answer for the gateway to relay (cortex_trailer)", () => {
+  const relayed = (parts: CanonicalStreamPart[], includeUsage: boolean, startMs = 0, error?: Error) => {
+    const receivedAt = performance.now();
+    const chat = (async () => {
+      await Bun.sleep(startMs);
+      if (error !== undefined) throw error;
+      return { request: { includeUsage }, parts: slowParts(parts, 1) } satisfies StartedChat;
+    })();
+    return streamAnswer(chat, { ...options(10), trailer: { receivedAt } });
+  };
+  const trailerOf = (sse: string) => {
+    const line = sse.split("\n\n").find((frame) => frame.startsWith(": cortex "));
+    return line === undefined ? undefined : JSON.parse(line.slice(": cortex ".length));
+  };
+
+  test("the client's stream (usage only when asked, no stop-sequence extension), the trailer just before [DONE]", async () => {
+    const answer = ANSWER.map((part) =>
+      part.type === "finish"
+        ? { type: "finish" as const, reason: "stop_sequence" as const, stopSequence: "three" }
+        : part,
+    );
+    const sse = await (await relayed(answer, false)).text();
+    // What the client will see, once the gateway has cut the trailer out.
+    const client = sse.replace(/: cortex [^\n]*\n\n/, "");
+    expect(client).not.toContain("stop_sequence");
+    expect(client).not.toContain('"usage":{');
+    expect(streamedText(sse).text).toBe("one two");
+    const frames = sse.split("\n\n");
+    expect(frames.at(-3)?.startsWith(": cortex ")).toBe(true);
+    expect(frames.at(-2)).toBe("data: [DONE]");
+    const trailer = trailerOf(sse);
+    expect(trailer).toMatchObject({
+      usage: { prompt_tokens: 3, completion_tokens: 2 },
+      finish_reason: "stop_sequence",
+    });
+    expect(trailer.first_token_ms).toBeGreaterThan(0);
+    expect(trailer.last_token_ms).toBeGreaterThan(trailer.first_token_ms);
+
+    expect(await (await relayed(ANSWER, true)).text()).toContain('"usage":{"prompt_tokens":3');
+  });
+
+  test("an error mid-stream: the client's error event, then the trailer with its code, and no [DONE]", async () => {
+    const fault = new CortexError("device_fault", "cuda-0 stopped answering", { details: { node: "n1" } });
+    const sse = await (
+      await relayed([...ANSWER.slice(0, 3), { type: "error", error: fault.toWire() }], false)
+    ).text();
+    expect(sse).not.toContain("[DONE]");
+    expect(sse).not.toContain('"details"');
+    expect(streamedText(sse).parts.find((part) => part.type === "error")).toMatchObject({
+      error: { code: "device_fault" },
+    });
+    expect(trailerOf(sse)).toMatchObject({ error: "device_fault", first_token_ms: expect.any(Number) });
+  });
+
+  test("a failure after the headers, before the first token: the error event and the trailer", async () => {
+    const fault = new CortexError("device_fault", "cuda-0 stopped answering");
+    const sse = await (await relayed([], false, 30, fault)).text();
+    expect(sse.startsWith(": waiting for the first token\n\n")).toBe(true);
+    expect(trailerOf(sse)).toEqual({ error: "device_fault" });
+    expect(sse.endsWith(`: cortex ${JSON.stringify({ error: "device_fault" })}\n\n`)).toBe(true);
+  });
+});

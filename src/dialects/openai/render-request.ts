@@ -85,19 +85,33 @@ export interface UpstreamOptions {
   contextOverflow?: "error" | "clamp";
   /** Ask the neuron to stream (default true; the gateway asks for what its client asked for). */
   stream?: boolean;
+  /**
+   * A stream the gateway relays to its OpenAI client as it is: usage only
+   * when the client asked, and the neuron's trailer (`cortex_trailer`) for
+   * the metrics instead.
+   */
+  relay?: boolean;
 }
 
 /**
  * The body the gateway POSTs to a neuron's `/v1/chat/completions`. Usage is
- * always requested so metrics never depend on what the client asked for.
+ * always requested (or, for a relayed stream, comes in the neuron's trailer)
+ * so metrics never depend on what the client asked for.
  * The end user's id and metadata are the gateway's business, not the
  * neuron's; every OpenAI-style server reads max_tokens, not all read
  * max_completion_tokens.
  */
 export function toUpstreamChatBody(req: CanonicalRequest, options: UpstreamOptions = {}): UpstreamChatBody {
-  const body: UpstreamChatBody = renderCore(req, options.model ?? req.model, options.stream ?? true, true);
+  const relay = options.relay === true;
+  const body: UpstreamChatBody = renderCore(
+    req,
+    options.model ?? req.model,
+    options.stream ?? true,
+    relay ? req.includeUsage : true,
+  );
   if (req.maxTokens !== undefined) body.max_tokens = req.maxTokens;
   body.context_overflow = options.contextOverflow ?? "error";
+  if (relay) body.cortex_trailer = true;
   return body;
 }
 

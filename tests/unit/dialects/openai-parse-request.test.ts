@@ -168,4 +168,14 @@ describe("parseOpenAIRequest", () => {
       context_overflow: "error",
     });
   });
+
+  test("a stream to relay asks for usage only as the client did, and for the neuron's trailer", () => {
+    const quiet = parseOpenAIRequest({ ...base, stream: true });
+    const relayed = toUpstreamChatBody(quiet, { relay: true });
+    expect(relayed).toMatchObject({ stream: true, cortex_trailer: true });
+    expect(relayed.stream_options).toBeUndefined();
+    const asking = parseOpenAIRequest({ ...base, stream: true, stream_options: { include_usage: true } });
+    expect(toUpstreamChatBody(asking, { relay: true }).stream_options).toEqual({ include_usage: true });
+    expect(toUpstreamChatBody(quiet).cortex_trailer).toBeUndefined();
+  });
 });
