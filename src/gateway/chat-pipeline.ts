@@ -20,6 +20,7 @@ import {
 import { observeParts, type PartSource } from "./part-source.ts";
 import type { Routed } from "./routing/failover.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
+import { callNeuronRelay, observeRelay, relayBody } from "./sse-relay.ts";
 import { callNeuronChat, callNeuronCompletion, type UpstreamCall } from "./upstream-call.ts";
 
 const log = logger("gateway");
@@ -36,6 +37,13 @@ export interface ChatStart {
   model: string;
   node: string;
   parts: PartSource;
+}
+
+export interface ChatRelay {
+  model: string;
+  node: string;
+  /** The neuron's SSE bytes as the client gets them. */
+  body: Uint8Array | ReadableStream<Uint8Array>;
 }
 
 export interface ChatCompletion {
@@ -65,6 +73,41 @@ export function startChat(
     const observer = new StreamObserver(ctx.startedAt, chat.end);
     return { model: chat.model, node: chat.routed.node, parts: observeParts(chat.routed.value, observer) };
   });
+}
+
+/**
+ * Whether a streamed OpenAI request can take the neuron's stream as it is
+ * (sse-relay.ts): the client named the model by its id, so the chunks name
+ * it as the client did. (An alias, or an unknown model, takes startChat.)
+ */
+export function canRelay(deps: ChatPipelineDeps, request: CanonicalRequest): boolean {
+  try {
+    return deps.routing.loader.resolve(request.model).id === request.model;
+  } catch {
+    return false;
+  }
+}
+
+/** A streamed chat relayed as the neuron writes it (see canRelay); throws as startChat does. */
+export function relayChat(
+  deps: ChatPipelineDeps,
+  request: CanonicalRequest,
+  ctx: ChatContext,
+): Promise<ChatRelay> {
+  return routeChat(
+    deps,
+    request,
+    ctx,
+    callNeuronRelay,
+    (chat) => {
+      const stream = chat.routed.value;
+      const body = relayBody(stream, ({ cancelled }) =>
+        chat.end(observeRelay(stream, stream.sentAt - ctx.startedAt, cancelled)),
+      );
+      return { model: chat.model, node: chat.routed.node, body };
+    },
+    true,
+  );
 }
 
 /**
@@ -102,6 +145,7 @@ async function routeChat<T, R>(
   ctx: ChatContext,
   send: (call: UpstreamCall) => Promise<T>,
   then: (chat: RoutedChat<T>) => R,
+  relay = false,
 ): Promise<R> {
   const { routing, metrics } = deps;
   let modelLabel = "unknown";
@@ -147,7 +191,7 @@ async function routeChat<T, R>(
         const upstream = target.upstream("v1/chat/completions");
         return send({
           target: { node: target.node, url: upstream.url, headers: upstream.headers },
-          body: toUpstreamChatBody(request, { model: target.modelId, stream: request.stream }),
+          body: toUpstreamChatBody(request, { model: target.modelId, stream: request.stream, relay }),
           requestId: ctx.requestId,
           signal: ctx.signal,
         });

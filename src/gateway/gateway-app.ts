@@ -22,7 +22,7 @@ import { toUpstreamChatBody } from "../dialects/openai/render-request.ts";
 import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
 import { OpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
 import type { AdminOps } from "./admin-ops.ts";
-import { type ChatContext, completeChat, startChat } from "./chat-pipeline.ts";
+import { type ChatContext, canRelay, completeChat, relayChat, startChat } from "./chat-pipeline.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
@@ -153,6 +153,10 @@ export function createGatewayApp(options: GatewayAppOptions) {
           return new Response(JSON.stringify(body), {
             headers: { "content-type": "application/json", "x-request-id": requestId },
           });
+        }
+        if (dialect === "openai" && canRelay(chatDeps, canonical)) {
+          const relay = await relayChat(chatDeps, canonical, ctx);
+          return new Response(relay.body, { headers: sseHeaders(requestId) });
         }
         const chat = await startChat(chatDeps, canonical, ctx);
         const encoder =

@@ -39,7 +39,7 @@ export interface UpstreamCall {
  * answer to `failedAnswer` (an extra async frame here cost a promise hop per
  * request on the hot path).
  */
-function chatRequest(call: UpstreamCall): RequestInit {
+export function chatRequest(call: UpstreamCall): RequestInit {
   return {
     method: "POST",
     headers: upstreamHeaders(call.target.headers, call.requestId),
@@ -51,7 +51,7 @@ function chatRequest(call: UpstreamCall): RequestInit {
 }
 
 /** Whether the neuron took the chat (status 200, a body to read). */
-function accepted(response: Response): boolean {
+export function accepted(response: Response): boolean {
   return response.status === 200 && response.body !== null;
 }
 
@@ -60,7 +60,7 @@ function accepted(response: Response): boolean {
  * the neuron's code is). Network errors never get here: they propagate from
  * fetch as they are, and the router's classifier marks the node down.
  */
-async function failedAnswer(node: string, response: Response): Promise<CortexError> {
+export async function failedAnswer(node: string, response: Response): Promise<CortexError> {
   const text = await response.text().catch(() => "");
   let body: unknown = text;
   try {
@@ -240,7 +240,7 @@ const DRAIN_LIMIT_BYTES = 64 * 1024;
  * the background, so its keep-alive connection goes back to the pool; a
  * neuron that keeps talking after `[DONE]` is cut off.
  */
-async function drain(reader: ByteReader): Promise<void> {
+export async function drain(reader: ByteReader): Promise<void> {
   let left = DRAIN_LIMIT_BYTES;
   for (;;) {
     const chunk = await reader.read();
@@ -255,7 +255,7 @@ interface ByteReader {
   cancel(reason?: unknown): Promise<void>;
 }
 
-function describe(error: unknown): string {
+export function describe(error: unknown): string {
   if (error instanceof Error) {
     const code = "code" in error && error.code ? String(error.code) : "";
     return code === "" || error.message.startsWith(code) ? error.message : `${code}: ${error.message}`;

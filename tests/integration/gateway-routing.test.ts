@@ -113,6 +113,45 @@ describe("/v1/models", () => {
     expect(loaded).toEqual(["alpha"]);
   });
 
+  test("a stream by the model's id (relayed as the neuron writes it) and by an alias (translated) carry the same chunks", async () => {
+    /** The chunks without what differs per stream by design: the id, the time and the name the client used. */
+    const chunks = async (model: string, extra: Record<string, unknown>) => {
+      const response = await chat(gateway.url, model, { stream: true, extra: { max_tokens: 12, ...extra } });
+      expect(response.status).toBe(200);
+      expect(response.headers.get("content-type")).toStartWith("text/event-stream");
+      const raw = await response.text();
+      // The neuron's trailer is the gateway's business; the client never sees it.
+      expect(raw).not.toContain(": cortex");
+      expect(raw.endsWith("data: [DONE]\n\n")).toBe(true);
+      const events = raw.split("\n\n").filter((frame) => frame.startsWith("data: {"));
+      return events.map((frame) => {
+        const { id, created, model: named, ...rest } = JSON.parse(frame.slice(6)) as Record<string, unknown>;
+        expect(typeof id).toBe("string");
+        expect(typeof created).toBe("number");
+        expect(named).toBe(model);
+        return rest;
+      });
+    };
+    const text = (list: Array<Record<string, unknown>>) =>
+      list
+        .map((chunk) => (chunk.choices as Array<{ delta: { content?: string } }>)[0]?.delta.content ?? "")
+        .join("");
+    // A stop sequence the answer surely reaches: a word from the middle of it.
+    const words = text(await chunks("alpha", {}))
+      .split(/\s+/)
+      .filter((word) => word.length >= 3);
+    const stop = words[Math.floor(words.length / 2)] ?? "";
+    expect(stop).not.toBe("");
+    for (const extra of [{}, { stream_options: { include_usage: true } }, { stop: [stop] }]) {
+      const byId = await chunks("alpha", extra);
+      expect(byId.length).toBeGreaterThan(2);
+      expect(await chunks("al", extra)).toEqual(byId);
+      // Usage only when asked; never the neuron's stop_sequence extension.
+      expect(byId.some((chunk) => chunk.usage != null)).toBe("stream_options" in extra);
+      expect(JSON.stringify(byId)).not.toContain("stop_sequence");
+    }
+  });
+
   test("an unknown model is a 404 in OpenAI's envelope", async () => {
     const response = await chat(gateway.url, "nope");
     expect(response.status).toBe(404);

@@ -289,3 +289,42 @@ describe("gateway /metrics after real requests", () => {
     }
   });
 });
+
+describe("an OpenAI stream relayed as the neuron writes it", () => {
+  test("is counted from the neuron's trailer even when its client did not ask for usage", async () => {
+    // The same request, not streamed: what the counters must move by (temperature 0 decodes the same tokens).
+    const whole = await send("openai", false);
+    const before = await scrape();
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: MODEL,
+        messages: [{ role: "user", content: PROMPT }],
+        max_tokens: 12,
+        temperature: 0,
+        stream: true,
+      }),
+    });
+    const events = sseData(await response.text());
+    expect(response.status).toBe(200);
+    expect(events.some((event) => event.usage != null)).toBe(false);
+    const after = await scrape();
+    const labels = { model: MODEL, node: "local" };
+    expect(delta(before, after, "cortex_gateway_prompt_tokens_total", labels)).toBe(
+      whole.usage?.prompt ?? -1,
+    );
+    expect(delta(before, after, "cortex_gateway_completion_tokens_total", labels)).toBe(
+      whole.usage?.completion ?? -1,
+    );
+    expect(delta(before, after, "cortex_gateway_time_to_first_token_seconds_count", labels)).toBe(1);
+    expect(delta(before, after, "cortex_gateway_decode_tokens_per_second_count", labels)).toBe(1);
+    expect(
+      delta(before, after, "cortex_gateway_requests_total", {
+        ...labels,
+        stream: "true",
+        status_class: "2xx",
+      }),
+    ).toBe(1);
+  });
+});

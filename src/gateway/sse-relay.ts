@@ -1,0 +1,267 @@
+/**
+ * A neuron's stream relayed to an OpenAI client byte for byte. When the
+ * client speaks OpenAI and names the model by its id, the chunks the neuron
+ * writes (asked with `cortex_trailer`) are the ones the gateway's own
+ * encoder would write, so decoding and re-encoding every event is work
+ * without a purpose (it was a fifth of the gateway's time per streamed
+ * request in bench/gateway-overhead.ts). What the gateway needs from the
+ * stream, the token times, the usage and the outcome, comes in the neuron's
+ * trailer (NeuronStreamTrailer), which is cut out of the bytes.
+ *
+ * The same guarantees as the translating path (upstream-call.ts,
+ * part-source.ts): the call commits to a node only at its first event (what
+ * fails before that may go to another node); bytes are forwarded in whole
+ * events, one upstream read per pull, so a slow client holds back the neuron;
+ * cancelling cancels the neuron's request; a neuron that dies or closes
+ * mid-stream ends the client's stream with an error event.
+ */
+import { CortexError } from "../core/errors.ts";
+import { NeuronStreamTrailer, STREAM_TRAILER_PREFIX } from "../core/neuron-api.ts";
+import { openAIErrorBody } from "../dialects/openai/render-error.ts";
+import { encodeSseJson } from "../dialects/sse/sse-parser.ts";
+import type { StreamObservation } from "./metrics/stream-observer.ts";
+import { accepted, chatRequest, describe, drain, failedAnswer, type UpstreamCall } from "./upstream-call.ts";
+
+const EVENT_END = "\n\n";
+const DONE_EVENT = "data: [DONE]\n\n";
+
+/** A window on bytes, for Buffer's native searches without a copy. */
+function view(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Where `event` starts an event in `bytes` (at the start or after a blank line), or -1. */
+function eventAt(bytes: Buffer, event: string): number {
+  if (bytes.indexOf(event) === 0) return 0;
+  const at = bytes.indexOf(`${EVENT_END}${event}`);
+  return at === -1 ? -1 : at + EVENT_END.length;
+}
+
+/**
+ * Pure state machine over the neuron's bytes: `push` returns the whole
+ * events a chunk completes, with the trailer cut out, and keeps a partial
+ * event for the next chunk. The stream has ended cleanly at `data: [DONE]`,
+ * or at its end when the trailer reported an error (no `[DONE]` follows an
+ * error event).
+ */
+export class RelayScanner {
+  #carry: Buffer | undefined;
+  #trailer: NeuronStreamTrailer | undefined;
+  #done = false;
+
+  /** What the trailer said, once it was seen (a malformed one is ignored). */
+  get trailer(): NeuronStreamTrailer | undefined {
+    return this.#trailer;
+  }
+
+  /** True once `data: [DONE]` was seen: later bytes are ignored. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  push(chunk: Uint8Array): Uint8Array {
+    if (this.#done) return EMPTY;
+    let bytes = this.#carry === undefined ? view(chunk) : Buffer.concat([this.#carry, chunk]);
+    this.#carry = undefined;
+    const done = eventAt(bytes, DONE_EVENT);
+    if (done !== -1) {
+      this.#done = true;
+      bytes = bytes.subarray(0, done + DONE_EVENT.length);
+    } else {
+      const cut = bytes.lastIndexOf(EVENT_END);
+      if (cut === -1 || cut + EVENT_END.length < bytes.length) {
+        // A partial event waits for the rest (the copy keeps it from a buffer Bun may reuse).
+        const whole = cut === -1 ? 0 : cut + EVENT_END.length;
+        this.#carry = Buffer.from(bytes.subarray(whole));
+        bytes = bytes.subarray(0, whole);
+      }
+    }
+    return this.#cutTrailer(bytes);
+  }
+
+  /** Whether the stream, now at its end, ended as the neuron meant it to. */
+  endedCleanly(): boolean {
+    return this.#done || this.#trailer?.error !== undefined;
+  }
+
+  #cutTrailer(bytes: Buffer): Uint8Array {
+    const at = eventAt(bytes, STREAM_TRAILER_PREFIX);
+    if (at === -1) return bytes;
+    const end = bytes.indexOf(EVENT_END, at);
+    const json = bytes.toString("utf8", at + STREAM_TRAILER_PREFIX.length, end);
+    try {
+      const parsed = NeuronStreamTrailer.safeParse(JSON.parse(json));
+      if (parsed.success) this.#trailer = parsed.data;
+    } catch {
+      // not JSON: measured as a stream without a trailer
+    }
+    return Buffer.concat([bytes.subarray(0, at), bytes.subarray(end + EVENT_END.length)]);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** A relayed stream, committed to its node. */
+export interface RelayedStream {
+  /** The first whole events (at least one `data:` event), to send at once. */
+  head: Uint8Array;
+  /** True when `head` is all of it. */
+  readonly ended: boolean;
+  /** The next whole events, or undefined at the end; a failure arrives as an error event, never a rejection. */
+  read(): Promise<Uint8Array | undefined>;
+  cancel(reason?: unknown): Promise<void>;
+  /** How it went, for the metrics: valid once read() returned undefined. */
+  readonly trailer: NeuronStreamTrailer | undefined;
+  /** The error code of a failure the gateway saw itself (the node died or closed mid-stream). */
+  readonly failure: string | undefined;
+  /** performance.now() when the request was sent. */
+  readonly sentAt: number;
+}
+
+/**
+ * Sends a streamed chat for relaying (`call.body.cortex_trailer`), reading
+ * until the first event: a failure before it throws (retryable where it is),
+ * as callNeuronChat does.
+ */
+export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream> {
+  const sentAt = performance.now();
+  const node = call.target.node;
+  const response = await fetch(call.target.url, chatRequest(call));
+  if (!accepted(response)) throw await failedAnswer(node, response);
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const scanner = new RelayScanner();
+  let ended = false;
+  let failure: string | undefined;
+  let head: Uint8Array = EMPTY;
+  const fail = (message: string): Uint8Array => {
+    ended = true;
+    failure = "upstream_error";
+    reader.cancel().catch(() => {});
+    const error = new CortexError("upstream_error", message);
+    return new TextEncoder().encode(encodeSseJson(JSON.stringify(openAIErrorBody(error))));
+  };
+  // One upstream read → its whole events; at the end of the bytes, an error event unless the neuron ended it.
+  const step = (chunk: Awaited<ReturnType<typeof reader.read>>): Uint8Array => {
+    if (chunk.done) {
+      ended = true;
+      return scanner.endedCleanly() ? EMPTY : fail(`node ${node}'s stream ended before it finished`);
+    }
+    const bytes = scanner.push(chunk.value);
+    if (scanner.done) {
+      ended = true;
+      drain(reader).catch(() => {});
+    }
+    return bytes;
+  };
+  try {
+    while (!ended && eventAt(view(head), "data:") === -1) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      const bytes = step(chunk);
+      if (bytes.byteLength > 0) head = head.byteLength === 0 ? bytes : Buffer.concat([head, bytes]);
+    }
+  } catch (error) {
+    reader.cancel().catch(() => {});
+    throw new CortexError("upstream_error", `node ${node} failed before its first byte: ${describe(error)}`, {
+      cause: error,
+    });
+  }
+  const first = eventAt(view(head), "data:");
+  if (first === -1) {
+    reader.cancel().catch(() => {});
+    throw new CortexError("upstream_error", `node ${node} closed the stream before its first event`);
+  }
+  // Heartbeat comments before the first event kept nobody waiting (nothing was sent yet): dropped.
+  head = head.subarray(first);
+  return {
+    head,
+    get ended() {
+      return ended;
+    },
+    async read() {
+      while (!ended) {
+        let bytes: Uint8Array;
+        try {
+          bytes = step(await reader.read());
+        } catch (error) {
+          if (ended) return undefined;
+          return fail(`node ${node} failed mid-stream: ${describe(error)}`);
+        }
+        if (bytes.byteLength > 0) return bytes;
+      }
+      return undefined;
+    },
+    cancel(reason) {
+      ended = true;
+      return reader.cancel(reason);
+    },
+    get trailer() {
+      return scanner.trailer;
+    },
+    get failure() {
+      return failure;
+    },
+    sentAt,
+  };
+}
+
+/**
+ * The client's body: the head, then one upstream read per pull (high-water
+ * mark 0); plain bytes when the head is all of it. `end` gets the outcome
+ * once: the stream's end, a cancel or a failure.
+ */
+export function relayBody(
+  stream: RelayedStream,
+  end: (outcome: { cancelled: boolean }) => void,
+): Uint8Array | ReadableStream<Uint8Array> {
+  if (stream.ended) {
+    end({ cancelled: false });
+    return stream.head;
+  }
+  let open = true;
+  const finish = (cancelled: boolean) => {
+    if (!open) return;
+    open = false;
+    end({ cancelled });
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        controller.enqueue(stream.head);
+      },
+      async pull(controller) {
+        const bytes = await stream.read();
+        if (!open) return;
+        if (bytes !== undefined) controller.enqueue(bytes);
+        if (stream.ended) {
+          controller.close();
+          finish(false);
+        }
+      },
+      cancel(reason) {
+        finish(true);
+        return stream.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** What a relayed stream shows the metrics: the trailer's times (ms since the neuron got the request, which is `sentMs` after the gateway's arrival clock). */
+export function observeRelay(stream: RelayedStream, sentMs: number, cancelled: boolean): StreamObservation {
+  const { trailer } = stream;
+  const observation: StreamObservation = { cancelled };
+  if (trailer?.first_token_ms !== undefined) observation.firstTokenMs = sentMs + trailer.first_token_ms;
+  if (trailer?.last_token_ms !== undefined) observation.lastTokenMs = sentMs + trailer.last_token_ms;
+  if (trailer?.usage !== undefined) {
+    observation.usage = {
+      inputTokens: trailer.usage.prompt_tokens,
+      outputTokens: trailer.usage.completion_tokens,
+    };
+    if (trailer.usage.cached_tokens !== undefined)
+      observation.usage.cachedInputTokens = trailer.usage.cached_tokens;
+  }
+  const errorCode = stream.failure ?? trailer?.error;
+  if (errorCode !== undefined) observation.errorCode = errorCode;
+  return observation;
+}
