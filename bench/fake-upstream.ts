@@ -6,8 +6,10 @@
  *
  * A completion has `max_tokens` content deltas (default 4) of one short word
  * each: a JSON completion when `stream` is false, otherwise SSE chunks (a
- * role chunk, the deltas, a finish chunk, a usage chunk, `[DONE]`), written
- * in one go so the consumer's per-event cost is the bottleneck.
+ * role chunk, the deltas, a finish chunk, a usage chunk, `[DONE]`; with
+ * the neuron's trailer before `[DONE]` when the request asks for
+ * `cortex_trailer`, as the gateway does for streams it relays), written in
+ * one go so the consumer's per-event cost is the bottleneck.
  *
  * Run as its own process so it never shares an event loop with what is
  * measured: `bun bench/fake-upstream.ts [--model ID]` prints one line
@@ -102,8 +104,12 @@ export function completionBody(model: string, deltas: number): string {
   });
 }
 
-/** The SSE bytes of a streamed chat completion of `deltas` words. */
-export function streamBody(model: string, deltas: number): string {
+/**
+ * The SSE bytes of a streamed chat completion of `deltas` words; `trailed`:
+ * as a neuron writes it for the gateway to relay (`cortex_trailer`), with
+ * the trailer comment before `[DONE]`.
+ */
+export function streamBody(model: string, deltas: number, trailed = false): string {
   const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
     `data: ${JSON.stringify({ id: "chatcmpl-bench", object: "chat.completion.chunk", created: 0, model, choices, ...extra })}\n\n`;
   const delta = chunk([{ index: 0, delta: { content: WORD }, finish_reason: null }]);
@@ -112,6 +118,9 @@ export function streamBody(model: string, deltas: number): string {
     delta.repeat(deltas),
     chunk([{ index: 0, delta: {}, finish_reason: "stop" }]),
     chunk([], { usage: { prompt_tokens: 8, completion_tokens: deltas, total_tokens: 8 + deltas } }),
+    trailed
+      ? `: cortex ${JSON.stringify({ first_token_ms: 0.05, last_token_ms: 0.05 * deltas, usage: { prompt_tokens: 8, completion_tokens: deltas }, finish_reason: "stop" })}\n\n`
+      : "",
     "data: [DONE]\n\n",
   ].join("");
 }
@@ -128,6 +137,7 @@ function deltasOf(body: unknown): number {
 export function serveFakeUpstream(options: { model?: string; port?: number } = {}) {
   const model = options.model ?? FAKE_MODEL;
   const streams = new Map<number, Uint8Array>();
+  const trailedStreams = new Map<number, Uint8Array>();
   const completions = new Map<number, Uint8Array>();
   const cached = (cache: Map<number, Uint8Array>, deltas: number, render: () => string) => {
     let bytes = cache.get(deltas);
@@ -149,9 +159,12 @@ export function serveFakeUpstream(options: { model?: string; port?: number } = {
         const body: unknown = await request.json().catch(() => undefined);
         const deltas = deltasOf(body);
         const stream = (body as { stream?: unknown } | undefined)?.stream === true;
+        const trailed = (body as { cortex_trailer?: unknown } | undefined)?.cortex_trailer === true;
         if (stream)
           return new Response(
-            cached(streams, deltas, () => streamBody(model, deltas)),
+            trailed
+              ? cached(trailedStreams, deltas, () => streamBody(model, deltas, true))
+              : cached(streams, deltas, () => streamBody(model, deltas)),
             { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } },
           );
         return new Response(

@@ -16,25 +16,73 @@
  * mid-stream ends the client's stream with an error event.
  */
 import { CortexError } from "../core/errors.ts";
-import { NeuronStreamTrailer, STREAM_TRAILER_PREFIX } from "../core/neuron-api.ts";
+import { type NeuronStreamTrailer, STREAM_TRAILER_PREFIX } from "../core/neuron-api.ts";
 import { openAIErrorBody } from "../dialects/openai/render-error.ts";
 import { encodeSseJson } from "../dialects/sse/sse-parser.ts";
 import type { StreamObservation } from "./metrics/stream-observer.ts";
 import { accepted, chatRequest, describe, drain, failedAnswer, type UpstreamCall } from "./upstream-call.ts";
 
-const EVENT_END = "\n\n";
-const DONE_EVENT = "data: [DONE]\n\n";
+// Needles as bytes: searching with a string needle encodes it on every call.
+const BLANK_LINE = Buffer.from("\n\n");
+const DONE = Buffer.from("data: [DONE]\n\n");
+const BLANK_DONE = Buffer.from("\n\ndata: [DONE]\n\n");
+const TRAILER = Buffer.from(STREAM_TRAILER_PREFIX);
+const BLANK_TRAILER = Buffer.from(`\n\n${STREAM_TRAILER_PREFIX}`);
+const DATA = Buffer.from("data:");
+const BLANK_DATA = Buffer.from("\n\ndata:");
 
-/** A window on bytes, for Buffer's native searches without a copy. */
-function view(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+// Buffer's native searches work on any Uint8Array: no Buffer view (and no `.buffer`) per chunk.
+type Search = (this: Uint8Array, value: Uint8Array, byteOffset?: number) => number;
+const indexOf = Buffer.prototype.indexOf as unknown as Search;
+const lastIndexOf = Buffer.prototype.lastIndexOf as unknown as Search;
+const toText = Buffer.prototype.toString as unknown as (
+  this: Uint8Array,
+  encoding: "utf8",
+  start: number,
+  end: number,
+) => string;
+
+function hasAt(bytes: Uint8Array, at: number, what: Uint8Array): boolean {
+  if (at < 0 || at + what.length > bytes.length) return false;
+  for (let i = 0; i < what.length; i++) if (bytes[at + i] !== what[i]) return false;
+  return true;
 }
 
-/** Where `event` starts an event in `bytes` (at the start or after a blank line), or -1. */
-function eventAt(bytes: Buffer, event: string): number {
-  if (bytes.indexOf(event) === 0) return 0;
-  const at = bytes.indexOf(`${EVENT_END}${event}`);
-  return at === -1 ? -1 : at + EVENT_END.length;
+/** Where an event starting with `event` begins in `bytes` (at 0 or right after a blank line), or -1. */
+export function eventAt(bytes: Uint8Array, event: Uint8Array, blankThenEvent: Uint8Array): number {
+  if (hasAt(bytes, 0, event)) return 0;
+  const at = indexOf.call(bytes, blankThenEvent);
+  return at === -1 ? -1 : at + 2;
+}
+
+/** The `[DONE]` event's start: the neuron writes it last, so the tail is checked before any search. */
+function doneAt(bytes: Uint8Array): number {
+  const tail = bytes.length - DONE.length;
+  if (hasAt(bytes, tail, DONE) && (tail === 0 || hasAt(bytes, tail - 2, BLANK_LINE))) return tail;
+  return eventAt(bytes, DONE, BLANK_DONE);
+}
+
+/** A trailer as far as the metrics read it; anything malformed is no trailer. */
+function readTrailer(json: unknown): NeuronStreamTrailer | undefined {
+  if (typeof json !== "object" || json === null) return undefined;
+  const record = json as Record<string, unknown>;
+  const trailer: NeuronStreamTrailer = {};
+  const { first_token_ms: first, last_token_ms: last, usage, finish_reason: finish, error } = record;
+  if (typeof first === "number") trailer.first_token_ms = first;
+  if (typeof last === "number") trailer.last_token_ms = last;
+  if (typeof finish === "string") trailer.finish_reason = finish;
+  if (typeof error === "string") trailer.error = error;
+  if (typeof usage === "object" && usage !== null) {
+    const {
+      prompt_tokens: prompt,
+      completion_tokens: completion,
+      cached_tokens: cached,
+    } = usage as Record<string, unknown>;
+    if (typeof prompt !== "number" || typeof completion !== "number") return undefined;
+    trailer.usage = { prompt_tokens: prompt, completion_tokens: completion };
+    if (typeof cached === "number") trailer.usage.cached_tokens = cached;
+  }
+  return trailer;
 }
 
 /**
@@ -42,10 +90,11 @@ function eventAt(bytes: Buffer, event: string): number {
  * events a chunk completes, with the trailer cut out, and keeps a partial
  * event for the next chunk. The stream has ended cleanly at `data: [DONE]`,
  * or at its end when the trailer reported an error (no `[DONE]` follows an
- * error event).
+ * error event). Chunks are the caller's to give away: the trailer is cut out
+ * in place.
  */
 export class RelayScanner {
-  #carry: Buffer | undefined;
+  #carry: Uint8Array | undefined;
   #trailer: NeuronStreamTrailer | undefined;
   #done = false;
 
@@ -61,22 +110,20 @@ export class RelayScanner {
 
   push(chunk: Uint8Array): Uint8Array {
     if (this.#done) return EMPTY;
-    let bytes = this.#carry === undefined ? view(chunk) : Buffer.concat([this.#carry, chunk]);
+    let bytes = this.#carry === undefined ? chunk : Buffer.concat([this.#carry, chunk]);
     this.#carry = undefined;
-    const done = eventAt(bytes, DONE_EVENT);
+    const done = doneAt(bytes);
     if (done !== -1) {
       this.#done = true;
-      bytes = bytes.subarray(0, done + DONE_EVENT.length);
-    } else {
-      const cut = bytes.lastIndexOf(EVENT_END);
-      if (cut === -1 || cut + EVENT_END.length < bytes.length) {
-        // A partial event waits for the rest (the copy keeps it from a buffer Bun may reuse).
-        const whole = cut === -1 ? 0 : cut + EVENT_END.length;
-        this.#carry = Buffer.from(bytes.subarray(whole));
-        bytes = bytes.subarray(0, whole);
-      }
+      bytes = bytes.subarray(0, done + DONE.length);
+    } else if (!hasAt(bytes, bytes.length - 2, BLANK_LINE)) {
+      // A partial event waits for the rest.
+      const cut = lastIndexOf.call(bytes, BLANK_LINE);
+      const whole = cut === -1 ? 0 : cut + 2;
+      this.#carry = bytes.slice(whole);
+      bytes = bytes.subarray(0, whole);
     }
-    return this.#cutTrailer(bytes);
+    return this.#cutTrailer(bytes, done === -1 ? bytes.length : done);
   }
 
   /** Whether the stream, now at its end, ended as the neuron meant it to. */
@@ -84,18 +131,25 @@ export class RelayScanner {
     return this.#done || this.#trailer?.error !== undefined;
   }
 
-  #cutTrailer(bytes: Buffer): Uint8Array {
-    const at = eventAt(bytes, STREAM_TRAILER_PREFIX);
-    if (at === -1) return bytes;
-    const end = bytes.indexOf(EVENT_END, at);
-    const json = bytes.toString("utf8", at + STREAM_TRAILER_PREFIX.length, end);
+  /** `bytes` without the trailer event, if it is before `before`. */
+  #cutTrailer(bytes: Uint8Array, before: number): Uint8Array {
+    let at: number;
+    if (hasAt(bytes, 0, TRAILER)) at = 0;
+    else {
+      // Searched backwards from `before`: the neuron writes it just before [DONE].
+      const blank = lastIndexOf.call(bytes, BLANK_TRAILER, before);
+      if (blank === -1) return bytes;
+      at = blank + 2;
+    }
+    const end = indexOf.call(bytes, BLANK_LINE, at);
     try {
-      const parsed = NeuronStreamTrailer.safeParse(JSON.parse(json));
-      if (parsed.success) this.#trailer = parsed.data;
+      this.#trailer = readTrailer(JSON.parse(toText.call(bytes, "utf8", at + TRAILER.length, end)));
     } catch {
       // not JSON: measured as a stream without a trailer
     }
-    return Buffer.concat([bytes.subarray(0, at), bytes.subarray(end + EVENT_END.length)]);
+    const after = end + 2;
+    bytes.copyWithin(at, after);
+    return bytes.subarray(0, bytes.length - (after - at));
   }
 }
 
@@ -154,7 +208,7 @@ export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream
     return bytes;
   };
   try {
-    while (!ended && eventAt(view(head), "data:") === -1) {
+    while (!ended && eventAt(head, DATA, BLANK_DATA) === -1) {
       const chunk = await reader.read();
       if (chunk.done) break;
       const bytes = step(chunk);
@@ -166,7 +220,7 @@ export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream
       cause: error,
     });
   }
-  const first = eventAt(view(head), "data:");
+  const first = eventAt(head, DATA, BLANK_DATA);
   if (first === -1) {
     reader.cancel().catch(() => {});
     throw new CortexError("upstream_error", `node ${node} closed the stream before its first event`);
