@@ -154,6 +154,7 @@ export class RelayScanner {
 }
 
 const EMPTY = new Uint8Array(0);
+const utf8 = new TextEncoder();
 
 /** A relayed stream, committed to its node. */
 export interface RelayedStream {
@@ -192,7 +193,7 @@ export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream
     failure = "upstream_error";
     reader.cancel().catch(() => {});
     const error = new CortexError("upstream_error", message);
-    return new TextEncoder().encode(encodeSseJson(JSON.stringify(openAIErrorBody(error))));
+    return utf8.encode(encodeSseJson(JSON.stringify(openAIErrorBody(error))));
   };
   // One upstream read → its whole events; at the end of the bytes, an error event unless the neuron ended it.
   const step = (chunk: Awaited<ReturnType<typeof reader.read>>): Uint8Array => {
