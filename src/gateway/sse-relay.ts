@@ -17,8 +17,7 @@
  */
 import { CortexError } from "../core/errors.ts";
 import { type NeuronStreamTrailer, STREAM_TRAILER_PREFIX } from "../core/neuron-api.ts";
-import { openAIErrorBody } from "../dialects/openai/render-error.ts";
-import { encodeSseJson } from "../dialects/sse/sse-parser.ts";
+import { openAIErrorEvent } from "../dialects/openai/stream-encoder.ts";
 import type { StreamObservation } from "./metrics/stream-observer.ts";
 import { accepted, chatRequest, describe, drain, failedAnswer, type UpstreamCall } from "./upstream-call.ts";
 
@@ -193,7 +192,7 @@ export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream
     failure = "upstream_error";
     reader.cancel().catch(() => {});
     const error = new CortexError("upstream_error", message);
-    return utf8.encode(encodeSseJson(JSON.stringify(openAIErrorBody(error))));
+    return utf8.encode(openAIErrorEvent(error));
   };
   // One upstream read → its whole events; at the end of the bytes, an error event unless the neuron ended it.
   const step = (chunk: Awaited<ReturnType<typeof reader.read>>): Uint8Array => {

@@ -32,9 +32,12 @@ import {
 } from "../core/neuron-api.ts";
 import { type CanonicalStreamPart, carriesToken } from "../dialects/canonical.ts";
 import { collectCanonicalStream } from "../dialects/collect-stream.ts";
-import { openAIErrorBody } from "../dialects/openai/render-error.ts";
 import { type OpenAIChatCompletion, renderOpenAIResponse } from "../dialects/openai/render-response.ts";
-import { createOpenAIStreamEncoder, OpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
+import {
+  createOpenAIStreamEncoder,
+  OpenAIStreamEncoder,
+  openAIErrorEvent,
+} from "../dialects/openai/stream-encoder.ts";
 import { encodeSseComment, encodeSseJson } from "../dialects/sse/sse-parser.ts";
 import { neuronError } from "./error-body.ts";
 
@@ -108,14 +111,12 @@ export function streamAnswer(
     error: (error) => {
       if (trailer === undefined) return utf8.encode(encodeSseJson(JSON.stringify(neuronError(error).body)));
       const cortex = toCortexError(error);
-      return utf8.encode(
-        encodeSseJson(JSON.stringify(openAIErrorBody(cortex))) + streamTrailer({ error: cortex.code }),
-      );
+      return utf8.encode(openAIErrorEvent(cortex) + streamTrailer({ error: cortex.code }));
     },
   });
 }
 
-export function streamTrailer(trailer: NeuronStreamTrailer): string {
+function streamTrailer(trailer: NeuronStreamTrailer): string {
   return `${STREAM_TRAILER_PREFIX}${JSON.stringify(trailer)}\n\n`;
 }
 

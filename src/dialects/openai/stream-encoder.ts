@@ -129,7 +129,7 @@ export class OpenAIStreamEncoder {
         break;
       case "error":
         this.#closed = true;
-        frames.push(encodeSseJson(JSON.stringify(openAIErrorBody(CortexError.fromWire(part.error)))));
+        frames.push(openAIErrorEvent(CortexError.fromWire(part.error)));
         break;
       default:
         return assertNever(part, "stream part");
@@ -176,6 +176,11 @@ export class OpenAIStreamEncoder {
     };
     return this.#framing;
   }
+}
+
+/** An error as the SSE event that ends an OpenAI stream (no `[DONE]` follows it). */
+export function openAIErrorEvent(error: CortexError): string {
+  return encodeSseJson(JSON.stringify(openAIErrorBody(error)));
 }
 
 const DONE_FRAME = "data: [DONE]\n\n";
