@@ -130,14 +130,12 @@ function trailedEncoder(
   receivedAt: number,
 ): TransformStream<CanonicalStreamPart, string> {
   const encoder = new OpenAIStreamEncoder({ includeUsage });
+  const clock = tokenClock(receivedAt);
   const trailer: NeuronStreamTrailer = {};
   return new TransformStream({
     transform(part, controller) {
-      if (carriesToken(part)) {
-        const at = performance.now() - receivedAt;
-        trailer.first_token_ms ??= at;
-        trailer.last_token_ms = at;
-      } else if (part.type === "usage") {
+      clock.see(part);
+      if (part.type === "usage") {
         const { inputTokens, outputTokens, cachedInputTokens } = part.usage;
         trailer.usage = { prompt_tokens: inputTokens, completion_tokens: outputTokens };
         if (cachedInputTokens !== undefined) trailer.usage.cached_tokens = cachedInputTokens;
@@ -146,7 +144,7 @@ function trailedEncoder(
       for (const frame of encoder.push(part)) controller.enqueue(frame);
     },
     flush(controller) {
-      controller.enqueue(streamTrailer(trailer));
+      controller.enqueue(streamTrailer({ ...clock.timings, ...trailer }));
       for (const frame of encoder.end()) controller.enqueue(frame);
     },
   });
@@ -156,18 +154,36 @@ async function collectTimed(
   parts: ReadableStream<CanonicalStreamPart>,
   receivedAt: number,
 ): Promise<OpenAIChatCompletion & NeuronCompletionExtensions> {
-  let tokens: NeuronCompletionTimings | undefined;
-  const response = await collectCanonicalStream(parts, (part) => {
-    if (!carriesToken(part)) return;
-    const at = performance.now() - receivedAt;
-    tokens ??= { first_token_ms: at, last_token_ms: at };
-    tokens.last_token_ms = at;
-  });
+  const clock = tokenClock(receivedAt);
+  const response = await collectCanonicalStream(parts, clock.see);
   const body: OpenAIChatCompletion & NeuronCompletionExtensions = renderOpenAIResponse(response, {
     reportStopSequence: true,
   });
-  if (tokens !== undefined) body.cortex = tokens;
+  if (clock.timings !== undefined) body.cortex = clock.timings;
   return body;
+}
+
+/**
+ * When the first and the last generated token came, in ms since
+ * `receivedAt`, for a completion's `cortex` field and a stream's trailer:
+ * `see` each part; `timings` is undefined until one carried a token.
+ */
+function tokenClock(receivedAt: number): {
+  see: (part: CanonicalStreamPart) => void;
+  readonly timings: NeuronCompletionTimings | undefined;
+} {
+  let timings: NeuronCompletionTimings | undefined;
+  return {
+    see(part) {
+      if (!carriesToken(part)) return;
+      const at = performance.now() - receivedAt;
+      timings ??= { first_token_ms: at, last_token_ms: at };
+      timings.last_token_ms = at;
+    },
+    get timings() {
+      return timings;
+    },
+  };
 }
 
 interface Rendering<T> {
