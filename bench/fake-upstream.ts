@@ -119,7 +119,7 @@ export function streamBody(model: string, deltas: number, trailed = false): stri
     chunk([{ index: 0, delta: {}, finish_reason: "stop" }]),
     chunk([], { usage: { prompt_tokens: 8, completion_tokens: deltas, total_tokens: 8 + deltas } }),
     trailed
-      ? `: cortex ${JSON.stringify({ first_token_ms: 0.05, last_token_ms: 0.05 * deltas, usage: { prompt_tokens: 8, completion_tokens: deltas }, finish_reason: "stop" })}\n\n`
+      ? `: cortex ${JSON.stringify({ first_token_ms: 0.05, last_token_ms: 0.05 * deltas, usage: { prompt_tokens: 8, completion_tokens: deltas, total_tokens: 8 + deltas }, finish_reason: "stop" })}\n\n`
       : "",
     "data: [DONE]\n\n",
   ].join("");

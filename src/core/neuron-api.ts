@@ -129,27 +129,6 @@ export const NeuronChatExtensions = z.object({
 export const STREAM_TRAILER_PREFIX = ": cortex ";
 
 /**
- * What the gateway measures on a stream it relays without decoding it:
- * token times (ms since the neuron received the request, absent when nothing
- * was generated), the usage (also when the client did not ask for it), and
- * the error code of a stream that ended in an error event.
- */
-export const NeuronStreamTrailer = z.object({
-  first_token_ms: z.number().nonnegative().optional(),
-  last_token_ms: z.number().nonnegative().optional(),
-  usage: z
-    .object({
-      prompt_tokens: z.number().int().nonnegative(),
-      completion_tokens: z.number().int().nonnegative(),
-      cached_tokens: z.number().int().nonnegative().optional(),
-    })
-    .optional(),
-  finish_reason: z.string().optional(),
-  error: z.string().optional(),
-});
-export type NeuronStreamTrailer = z.infer<typeof NeuronStreamTrailer>;
-
-/**
  * Extension field on the finishing choice of a chat completion (streamed
  * chunk or not): the stop sequence that ended generation, so the gateway can
  * report Anthropic's `stop_reason: "stop_sequence"`. Absent or null otherwise.
@@ -173,6 +152,26 @@ export type NeuronCompletionTimings = z.infer<typeof NeuronCompletionTimings>;
 
 export const NeuronCompletionExtensions = z.object({ cortex: NeuronCompletionTimings.optional() });
 export type NeuronCompletionExtensions = z.infer<typeof NeuronCompletionExtensions>;
+
+/**
+ * What the gateway measures on a stream it relays without decoding it:
+ * the token times as a completion reports them (absent when nothing was
+ * generated), the usage in OpenAI's form (also when the client did not ask
+ * for it), and the error code of a stream that ended in an error event.
+ */
+export const NeuronStreamTrailer = NeuronCompletionTimings.partial().extend({
+  usage: z
+    .object({
+      prompt_tokens: z.number().int().nonnegative(),
+      completion_tokens: z.number().int().nonnegative(),
+      total_tokens: z.number().int().nonnegative(),
+      prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative() }).optional(),
+    })
+    .optional(),
+  finish_reason: z.string().optional(),
+  error: z.string().optional(),
+});
+export type NeuronStreamTrailer = z.infer<typeof NeuronStreamTrailer>;
 
 /** `POST /v1/chat/count_tokens`: an OpenAI chat request in, the prompt's token count out. */
 export const CountTokensResponse = z.object({ prompt_tokens: z.number().int() });

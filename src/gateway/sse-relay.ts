@@ -18,6 +18,7 @@
 import { CortexError } from "../core/errors.ts";
 import { type NeuronStreamTrailer, STREAM_TRAILER_PREFIX } from "../core/neuron-api.ts";
 import { openAIErrorEvent } from "../dialects/openai/stream-encoder.ts";
+import { badUsage, toUsage } from "../dialects/openai/upstream.ts";
 import type { StreamObservation } from "./metrics/stream-observer.ts";
 import { accepted, chatRequest, describe, drain, failedAnswer, type UpstreamCall } from "./upstream-call.ts";
 
@@ -71,15 +72,9 @@ function readTrailer(json: unknown): NeuronStreamTrailer | undefined {
   if (typeof last === "number") trailer.last_token_ms = last;
   if (typeof finish === "string") trailer.finish_reason = finish;
   if (typeof error === "string") trailer.error = error;
-  if (typeof usage === "object" && usage !== null) {
-    const {
-      prompt_tokens: prompt,
-      completion_tokens: completion,
-      cached_tokens: cached,
-    } = usage as Record<string, unknown>;
-    if (typeof prompt !== "number" || typeof completion !== "number") return undefined;
-    trailer.usage = { prompt_tokens: prompt, completion_tokens: completion };
-    if (typeof cached === "number") trailer.usage.cached_tokens = cached;
+  if (usage !== undefined && usage !== null) {
+    if (badUsage(usage) !== undefined) return undefined;
+    trailer.usage = usage as NeuronStreamTrailer["usage"];
   }
   return trailer;
 }
@@ -307,14 +302,7 @@ export function observeRelay(stream: RelayedStream, sentMs: number, cancelled: b
   const observation: StreamObservation = { cancelled };
   if (trailer?.first_token_ms !== undefined) observation.firstTokenMs = sentMs + trailer.first_token_ms;
   if (trailer?.last_token_ms !== undefined) observation.lastTokenMs = sentMs + trailer.last_token_ms;
-  if (trailer?.usage !== undefined) {
-    observation.usage = {
-      inputTokens: trailer.usage.prompt_tokens,
-      outputTokens: trailer.usage.completion_tokens,
-    };
-    if (trailer.usage.cached_tokens !== undefined)
-      observation.usage.cachedInputTokens = trailer.usage.cached_tokens;
-  }
+  if (trailer?.usage !== undefined) observation.usage = toUsage(trailer.usage);
   const errorCode = stream.failure ?? trailer?.error;
   if (errorCode !== undefined) observation.errorCode = errorCode;
   return observation;

@@ -32,7 +32,11 @@ import {
 } from "../core/neuron-api.ts";
 import { type CanonicalStreamPart, carriesToken } from "../dialects/canonical.ts";
 import { collectCanonicalStream } from "../dialects/collect-stream.ts";
-import { type OpenAIChatCompletion, renderOpenAIResponse } from "../dialects/openai/render-response.ts";
+import {
+  type OpenAIChatCompletion,
+  renderOpenAIResponse,
+  renderOpenAIUsage,
+} from "../dialects/openai/render-response.ts";
 import {
   createOpenAIStreamEncoder,
   OpenAIStreamEncoder,
@@ -135,11 +139,8 @@ function trailedEncoder(
   return new TransformStream({
     transform(part, controller) {
       clock.see(part);
-      if (part.type === "usage") {
-        const { inputTokens, outputTokens, cachedInputTokens } = part.usage;
-        trailer.usage = { prompt_tokens: inputTokens, completion_tokens: outputTokens };
-        if (cachedInputTokens !== undefined) trailer.usage.cached_tokens = cachedInputTokens;
-      } else if (part.type === "finish") trailer.finish_reason = part.reason;
+      if (part.type === "usage") trailer.usage = renderOpenAIUsage(part.usage);
+      else if (part.type === "finish") trailer.finish_reason = part.reason;
       else if (part.type === "error") trailer.error = part.error.code;
       for (const frame of encoder.push(part)) controller.enqueue(frame);
     },

@@ -13,7 +13,7 @@ const CHUNKS = [
 const TRAILER = {
   first_token_ms: 4,
   last_token_ms: 9,
-  usage: { prompt_tokens: 7, completion_tokens: 3 },
+  usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 },
   finish_reason: "stop",
 };
 const STREAM = `${CHUNKS}: cortex ${JSON.stringify(TRAILER)}\n\ndata: [DONE]\n\n`;
@@ -102,7 +102,9 @@ describe("observeRelay", () => {
   test("the trailer's token times count from when the request was sent", () => {
     expect(
       observeRelay(
-        stream({ trailer: { ...TRAILER, usage: { ...TRAILER.usage, cached_tokens: 2 } } }),
+        stream({
+          trailer: { ...TRAILER, usage: { ...TRAILER.usage, prompt_tokens_details: { cached_tokens: 2 } } },
+        }),
         1.5,
         false,
       ),

@@ -23,7 +23,7 @@ interface ToolCallDelta {
   function?: { name?: string | null; arguments?: string | null } | null;
 }
 
-interface UpstreamUsage {
+export interface UpstreamUsage {
   prompt_tokens: number;
   completion_tokens: number;
   prompt_tokens_details?: { cached_tokens?: number | null } | null;
@@ -114,7 +114,8 @@ function badDelta(delta: unknown, path: string): string | undefined {
   return undefined;
 }
 
-function badUsage(usage: unknown): string | undefined {
+/** What is wrong with an OpenAI usage object (absent or null is fine), for the checks here and the gateway's relay. */
+export function badUsage(usage: unknown): string | undefined {
   if (usage === undefined || usage === null) return undefined;
   if (!isObject(usage)) return `usage: expected object or null, got ${kind(usage)}`;
   const bad =
@@ -238,7 +239,7 @@ export function readUpstreamCompletion(
   return problem === undefined ? { completion: json as unknown as UpstreamCompletionBody } : { problem };
 }
 
-function toUsage(usage: UpstreamUsage): CanonicalUsage {
+export function toUsage(usage: UpstreamUsage): CanonicalUsage {
   const cached = usage.prompt_tokens_details?.cached_tokens;
   return {
     inputTokens: usage.prompt_tokens,
