@@ -202,12 +202,16 @@ export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream
     }
     return bytes;
   };
+  // Where the first event starts in `head`, searched again only when bytes were added.
+  let first = -1;
   try {
-    while (!ended && eventAt(head, DATA, BLANK_DATA) === -1) {
+    while (first === -1 && !ended) {
       const chunk = await reader.read();
       if (chunk.done) break;
       const bytes = step(chunk);
-      if (bytes.byteLength > 0) head = head.byteLength === 0 ? bytes : Buffer.concat([head, bytes]);
+      if (bytes.byteLength === 0) continue;
+      head = head.byteLength === 0 ? bytes : Buffer.concat([head, bytes]);
+      first = eventAt(head, DATA, BLANK_DATA);
     }
   } catch (error) {
     reader.cancel().catch(() => {});
@@ -215,7 +219,6 @@ export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream
       cause: error,
     });
   }
-  const first = eventAt(head, DATA, BLANK_DATA);
   if (first === -1) {
     reader.cancel().catch(() => {});
     throw new CortexError("upstream_error", `node ${node} closed the stream before its first event`);
