@@ -22,12 +22,17 @@ export interface CpuUse {
 const TICKS_PER_S = 100;
 
 /**
- * utime + stime of one /proc/…/stat line, in ms. The command name (field 2)
- * may hold spaces and parentheses, so fields are counted after its last ")".
+ * The fields of one /proc/…/stat line after the command name (field 2),
+ * which may hold spaces and parentheses: counted after its last ")", so the
+ * result starts at field 3 (state), then ppid(4) … utime(14) stime(15).
  */
+function fieldsAfterName(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** utime + stime of one /proc/…/stat line, in ms. */
 export function parseStatCpuMs(stat: string): number {
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // After the name: state(3) ppid(4) … utime(14) stime(15); rest[0] is field 3.
+  const rest = fieldsAfterName(stat);
   const utime = Number(rest[11]);
   const stime = Number(rest[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`not a /proc stat line: ${stat}`);
@@ -36,7 +41,7 @@ export function parseStatCpuMs(stat: string): number {
 
 /** The parent pid of one /proc/…/stat line. */
 export function parseStatParent(stat: string): number {
-  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  return Number(fieldsAfterName(stat)[1]);
 }
 
 function readOr(path: string): string | undefined {
