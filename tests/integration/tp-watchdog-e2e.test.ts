@@ -13,7 +13,7 @@ import { createWorkerAborter } from "../../src/neuron/tp/aborter.ts";
 import { formGroup } from "../../src/neuron/tp/form-group.ts";
 import { RankClient } from "../../src/neuron/tp/rank-client.ts";
 import { createTpCounters, StepWatchdog, type TpLogger } from "../../src/neuron/tp/step-watchdog.ts";
-import { liveThreads, threadsSettled } from "./helpers/threads.ts";
+import { projectThreads } from "./helpers/threads.ts";
 
 const RANK_WORKER = new URL("../../src/neuron/tp/cpu-rank-worker.ts", import.meta.url);
 const TP_DIR = new URL("../../src/neuron/tp/", import.meta.url).pathname;
@@ -47,7 +47,8 @@ describe("tp watchdog end to end (shm, CPU)", () => {
     const lines: string[] = [];
     let ranks = await spawnRanks(2);
     const retired: RankClient[] = [];
-    const threadsBefore = liveThreads();
+    const threadsBefore = projectThreads();
+    expect(threadsBefore.names, threadsBefore.all).toEqual(["cx-rank", "cx-rank"]);
     Bun.gc(true);
     const rssBefore = process.memoryUsage().rss;
 
@@ -120,11 +121,12 @@ describe("tp watchdog end to end (shm, CPU)", () => {
       });
     }
 
-    // Every retired Worker has really closed, and only the live group's two remain.
+    // Every retired Worker has really closed, and only the live group's two ranks and the aborter remain.
     expect(retired).toHaveLength(20);
     await Promise.all(retired.map((r) => r.closed));
     expect(await ranks[0]!.request({ type: "ping" })).toBe("pong");
-    expect(await threadsSettled(threadsBefore + 4)).toBeLessThanOrEqual(threadsBefore + 4);
+    const threadsAfter = projectThreads();
+    expect(threadsAfter.names, threadsAfter.all).toEqual(["cx-aborter", "cx-rank", "cx-rank"]);
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(200 * 1024 * 1024);
 
     expect(counters).toMatchObject({

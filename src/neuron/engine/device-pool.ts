@@ -15,6 +15,7 @@ import { CortexError, errorMessage, toCortexError, type WireError } from "../../
 import type { DeviceInfo, LoadedModel, ModelState } from "../../core/neuron-api.ts";
 import { within } from "../../core/within.ts";
 import { workerUrl } from "../../core/worker-url.ts";
+import { startWorker } from "../../core/worker-thread.ts";
 import { type Aborter, createWorkerAborter } from "../tp/aborter.ts";
 import type { CommunicatorBackendName } from "../tp/communicator.ts";
 import { formGroup } from "../tp/form-group.ts";
@@ -260,7 +261,7 @@ export class DevicePool {
     const url =
       this.#options.workerUrl ??
       workerUrl("neuron/engine/device-worker.ts", new URL("./device-worker.ts", import.meta.url));
-    const worker = new Worker(url);
+    const worker = startWorker(url, spec.id);
     const abortFlag = new SharedArrayBuffer(4);
     let exitedResolve!: () => void;
     const exited = new Promise<void>((resolve) => {

@@ -7,6 +7,7 @@
  */
 
 import { workerUrl } from "../../core/worker-url.ts";
+import { startWorker } from "../../core/worker-thread.ts";
 import type { AborterEvent, AborterRequest } from "./aborter-protocol.ts";
 import type { AbortOutcome, CommunicatorHandle } from "./communicator.ts";
 
@@ -46,7 +47,7 @@ export function createWorkerAborter(options: { workerUrl?: URL | string } = {}):
 
   function current(): Worker {
     if (worker) return worker;
-    const fresh = new Worker(url);
+    const fresh = startWorker(url, "aborter");
     // A wedged aborter must not keep the process alive once everything else is done.
     fresh.unref();
     fresh.onmessage = (message: MessageEvent<AborterEvent>) => {

@@ -6,6 +6,7 @@
  */
 import { CortexError } from "../../core/errors.ts";
 import { within } from "../../core/within.ts";
+import { startWorker } from "../../core/worker-thread.ts";
 import type { TpRankReply, TpRankRequest } from "./rank-protocol.ts";
 
 type Pending = { resolve: (value: unknown) => void; reject: (error: unknown) => void };
@@ -55,7 +56,7 @@ export class RankClient implements RankPort {
   }
 
   static spawn(url: URL | string): RankClient {
-    return new RankClient(new Worker(url));
+    return new RankClient(startWorker(url, "rank"));
   }
 
   request(call: TpRankCall): Promise<unknown> {
