@@ -23,6 +23,8 @@ export const DeviceInfo = z.object({
   poisonReason: z.string().optional(),
   /** Model load/unload cycles since this device's Worker started. */
   loadCycles: z.number().int().default(0),
+  /** OS thread id (Linux TID) of the device's Worker: `top -H`, `gdb -p`; changes when the Worker is recycled. */
+  threadId: z.number().int().optional(),
 });
 export type DeviceInfo = z.infer<typeof DeviceInfo>;
 

@@ -11,7 +11,7 @@ import { NeuronSection } from "../../src/core/config/config-schema.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../../src/neuron/gguf/tiny-model.ts";
 import { type RunningNeuron, startNeuron } from "../../src/neuron/start-neuron.ts";
 import { noEndBias } from "./helpers/real-fleet.ts";
-import { projectThreads } from "./helpers/threads.ts";
+import { aliveOf, threadListing } from "./helpers/threads.ts";
 
 const MODELS = `${import.meta.dir}/../.tmp/models`;
 const STEP_TIMEOUT_S = 1;
@@ -101,9 +101,14 @@ describe("tensor-parallel group in the neuron (2 CPU devices, shm)", () => {
     const hangToFailure: number[] = [];
     const recoveries: number[] = [];
     let rssBefore = 0;
+    /** The device Workers' threads of each generation: every recovery replaces both. */
+    const deviceThreads = () => neuron.pool.devices().map((d) => d.threadId ?? -1);
+    const retiredThreads: number[] = [];
 
     for (let cycle = 0; cycle < CYCLES; cycle++) {
       await loadGroup();
+      // This cycle's hang replaces both device Workers.
+      retiredThreads.push(...deviceThreads());
       // Step 1 of the group: served.
       const ok = await api("/v1/chat/completions", chat(1));
       expect(ok.status).toBe(200);
@@ -148,9 +153,10 @@ describe("tensor-parallel group in the neuron (2 CPU devices, shm)", () => {
     const after = await api("/v1/chat/completions", chat(2));
     expect(after.status).toBe(200);
     expect(neuron.pool.workerCount).toBe(2);
-    // Every recovery awaited its old Workers' exit: only the two live devices and the aborter have threads.
-    const threads = projectThreads();
-    expect(threads.names, threads.all).toEqual(["cx-aborter", "cx-cpu-0", "cx-cpu-1"]);
+    // Every recovery awaited its old Workers' exit: their threads are gone, the two live devices' run.
+    expect(new Set(retiredThreads).size, "each device Worker reported its own thread").toBe(2 * CYCLES);
+    expect(aliveOf(retiredThreads), threadListing()).toEqual([]);
+    expect(aliveOf(deviceThreads()), threadListing()).toHaveLength(2);
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(150 * 1024 * 1024);
 
     expect(neuron.pool.tpCounters).toMatchObject({

@@ -13,7 +13,7 @@ import { createWorkerAborter } from "../../src/neuron/tp/aborter.ts";
 import { formGroup } from "../../src/neuron/tp/form-group.ts";
 import { RankClient } from "../../src/neuron/tp/rank-client.ts";
 import { createTpCounters, StepWatchdog, type TpLogger } from "../../src/neuron/tp/step-watchdog.ts";
-import { projectThreads } from "./helpers/threads.ts";
+import { aliveOf, threadListing } from "./helpers/threads.ts";
 
 const RANK_WORKER = new URL("../../src/neuron/tp/cpu-rank-worker.ts", import.meta.url);
 const TP_DIR = new URL("../../src/neuron/tp/", import.meta.url).pathname;
@@ -47,8 +47,6 @@ describe("tp watchdog end to end (shm, CPU)", () => {
     const lines: string[] = [];
     let ranks = await spawnRanks(2);
     const retired: RankClient[] = [];
-    const threadsBefore = projectThreads();
-    expect(threadsBefore.names, threadsBefore.all).toEqual(["cx-rank", "cx-rank"]);
     Bun.gc(true);
     const rssBefore = process.memoryUsage().rss;
 
@@ -121,12 +119,14 @@ describe("tp watchdog end to end (shm, CPU)", () => {
       });
     }
 
-    // Every retired Worker has really closed, and only the live group's two ranks and the aborter remain.
+    // Every retired Worker has closed and its thread is gone; the live group's two ranks run.
     expect(retired).toHaveLength(20);
     await Promise.all(retired.map((r) => r.closed));
     expect(await ranks[0]!.request({ type: "ping" })).toBe("pong");
-    const threadsAfter = projectThreads();
-    expect(threadsAfter.names, threadsAfter.all).toEqual(["cx-aborter", "cx-rank", "cx-rank"]);
+    const retiredThreads = retired.map((r) => r.threadId);
+    expect(new Set(retiredThreads).size, "every rank Worker reported its own thread").toBe(20);
+    expect(aliveOf(retiredThreads), threadListing()).toEqual([]);
+    expect(aliveOf(ranks.map((r) => r.threadId)), threadListing()).toHaveLength(2);
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(200 * 1024 * 1024);
 
     expect(counters).toMatchObject({

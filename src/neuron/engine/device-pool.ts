@@ -124,6 +124,8 @@ interface Device {
   exited: Promise<void>;
   /** The tensor-parallel group this device belongs to. */
   groupId: string | undefined;
+  /** The Worker's OS thread id, once ready. */
+  threadId: number | undefined;
 }
 
 /** A model spread over several devices: the leader runs it, every member joins the per-step collective. */
@@ -285,12 +287,14 @@ export class DevicePool {
       closed: false,
       exited,
       groupId: undefined,
+      threadId: undefined,
     };
     this.#devices.set(spec.id, device);
     worker.onmessage = (event: MessageEvent<WorkerToMain>) => {
       const message = event.data;
       if (message.type === "ready") {
         consola.debug(`${spec.id}: ready (${message.systemInfo.trim()})`);
+        device.threadId = message.threadId;
         readyResolve();
         return;
       }
@@ -466,6 +470,7 @@ export class DevicePool {
         poisoned: d.poisonReason !== undefined,
         ...(d.poisonReason === undefined ? {} : { poisonReason: d.poisonReason }),
         loadCycles: d.loadCycles,
+        ...(d.threadId === undefined || d.threadId < 0 ? {} : { threadId: d.threadId }),
       };
     });
   }

@@ -7,6 +7,7 @@
  */
 import { ptr as ptrOf } from "bun:ffi";
 import { CortexError, toCortexError, type WireError } from "../../core/errors.ts";
+import { currentThreadId } from "../../core/worker-thread.ts";
 import type { TpRankCall } from "../tp/rank-client.ts";
 import { answerRankCall, TpRankRuntime } from "../tp/rank-runtime.ts";
 import { BatchScheduler, DeviceFault, type SchedulerStats } from "./batch-scheduler.ts";
@@ -297,7 +298,7 @@ function onMessage(message: MainToWorker): void {
       init = message.init;
       try {
         runtime = NativeRuntime.open(init);
-        send({ type: "ready", systemInfo: runtime.systemInfo });
+        send({ type: "ready", systemInfo: runtime.systemInfo, threadId: currentThreadId() });
       } catch (error) {
         send({ type: "init-failed", error: toCortexError(error).toWire() });
       }

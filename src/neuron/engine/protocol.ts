@@ -111,7 +111,7 @@ export type MainToWorker =
   | { type: "pause" | "resume"; seqKey: number };
 
 export type WorkerToMain =
-  | { type: "ready"; systemInfo: string }
+  | { type: "ready"; systemInfo: string; threadId: number }
   | { type: "init-failed"; error: WireError }
   | { type: "result"; jobId: number; ok: true; value: unknown }
   | { type: "result"; jobId: number; ok: false; error: WireError }

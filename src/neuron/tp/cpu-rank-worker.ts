@@ -6,6 +6,7 @@
  */
 
 import { toCortexError } from "../../core/errors.ts";
+import { currentThreadId } from "../../core/worker-thread.ts";
 import type { TpRankReady, TpRankReply, TpRankRequest } from "./rank-protocol.ts";
 import { answerRankCall, TpRankRuntime } from "./rank-runtime.ts";
 
@@ -39,4 +40,4 @@ self.onmessage = (message: MessageEvent<TpRankRequest>) => {
   self.postMessage(reply);
 };
 
-self.postMessage({ type: "ready" } satisfies TpRankReady);
+self.postMessage({ type: "ready", threadId: currentThreadId() } satisfies TpRankReady);

@@ -7,7 +7,7 @@
 import { CortexError } from "../../core/errors.ts";
 import { within } from "../../core/within.ts";
 import { startWorker } from "../../core/worker-thread.ts";
-import type { TpRankReply, TpRankRequest } from "./rank-protocol.ts";
+import type { TpRankReady, TpRankReply, TpRankRequest } from "./rank-protocol.ts";
 
 type Pending = { resolve: (value: unknown) => void; reject: (error: unknown) => void };
 
@@ -26,6 +26,8 @@ export interface RankPort {
 export class RankClient implements RankPort {
   readonly ready: Promise<void>;
   readonly closed: Promise<void>;
+  /** The Worker's OS thread id, once ready (-1 before). */
+  threadId = -1;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
 
@@ -41,9 +43,10 @@ export class RankClient implements RankPort {
         resolve();
       });
     });
-    worker.onmessage = (message: MessageEvent<TpRankReply | { type: "ready" }>) => {
+    worker.onmessage = (message: MessageEvent<TpRankReply | TpRankReady>) => {
       const data = message.data;
       if ("type" in data) {
+        this.threadId = data.threadId;
         markReady();
         return;
       }

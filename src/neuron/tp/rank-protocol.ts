@@ -28,4 +28,6 @@ export type TpRankReply =
 /** Posted once by a fresh Worker when it can take jobs. */
 export interface TpRankReady {
   type: "ready";
+  /** The rank Worker's OS thread id (src/core/worker-thread.ts). */
+  threadId: number;
 }

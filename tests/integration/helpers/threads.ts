@@ -1,37 +1,38 @@
 /**
- * The project's own threads, for leak checks: a Worker that never closes
- * keeps its thread, named `cx-<role>` (src/core/worker-thread.ts). The
- * runtime's threads (JIT workers, GC heap helpers, the I/O pool, the signal
- * sender) are started lazily and in numbers that depend on load, so a check
- * that counted the whole process failed on a busy machine without any leak;
- * they are listed in the failure message only, to explain it.
+ * Leak checks on the project's own Worker threads. Each Worker reports its
+ * OS thread id when it is ready (src/core/worker-thread.ts), so a check asks
+ * about exactly those threads: a Worker that never closes keeps its thread.
  *
- * A Worker's thread is gone once its `close` event has fired, so a check
- * awaits each retired Worker's close and then reads once: no polling, no
- * deadline.
+ * Counting the process's threads failed on a busy machine without any leak:
+ * the runtime starts JIT, GC heap-helper and I/O-pool threads lazily and in
+ * numbers that depend on load. Counting threads by the Workers' names fails
+ * the same way, since a thread started from a Worker inherits its name. The
+ * names still explain a failure, so the message lists every thread.
+ *
+ * A Worker's thread is gone once its `close` event has fired: a check awaits
+ * each retired Worker's close and then reads once; no polling, no deadline.
  */
-import { readdirSync, readFileSync } from "node:fs";
-import { WORKER_THREAD_PREFIX } from "../../../src/core/worker-thread.ts";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 
-/** The name of every thread of this process (a thread that exits while being read is skipped). */
-export function threadNames(): string[] {
-  const names: string[] = [];
+/** Whether the thread with this id still belongs to this process. */
+export function threadAlive(threadId: number): boolean {
+  return existsSync(`/proc/self/task/${threadId}`);
+}
+
+/** Every thread of the process as `name(tid)`, for a failure message. */
+export function threadListing(): string {
+  const threads: string[] = [];
   for (const task of readdirSync("/proc/self/task")) {
     try {
-      names.push(readFileSync(`/proc/self/task/${task}/comm`, "utf8").trim());
+      threads.push(`${readFileSync(`/proc/self/task/${task}/comm`, "utf8").trim()}(${task})`);
     } catch {
       // The thread exited between the listing and the read.
     }
   }
-  return names;
+  return `threads of the process: ${threads.join(", ")}`;
 }
 
-/** The project's Worker threads by name, sorted, and a line that lists every thread for a failure message. */
-export function projectThreads(): { names: string[]; all: string } {
-  const all = threadNames();
-  const names = all.filter((name) => name.startsWith(WORKER_THREAD_PREFIX)).sort();
-  const counts = new Map<string, number>();
-  for (const name of all) counts.set(name, (counts.get(name) ?? 0) + 1);
-  const listing = [...counts].map(([name, n]) => (n > 1 ? `${name}×${n}` : name)).join(", ");
-  return { names, all: `threads of the process: ${listing}` };
+/** The ids among `threadIds` whose thread is still alive (a leak when they belong to retired Workers). */
+export function aliveOf(threadIds: readonly number[]): number[] {
+  return threadIds.filter(threadAlive);
 }
