@@ -68,6 +68,7 @@ export async function startGateway(
       config: config.file.neuron,
       listen: { hostname: "127.0.0.1", port: 0 },
       preloadDemo: config.models.length === 0,
+      logLevel: config.file.log.level,
     });
     neurons = [{ name: "local", endpoint: embedded.url, token: config.file.neuron.auth_token }];
     if (config.models.length === 0 && config.file.neuron.models_dir === undefined)

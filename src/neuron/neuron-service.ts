@@ -21,7 +21,6 @@ import type { CanonicalRequest, CanonicalStreamPart } from "../dialects/canonica
 import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
 import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./engine/types.ts";
 import { generationToCanonical, peekFirst } from "./generation-stream.ts";
-import { LifecycleTable } from "./model-lifecycle.ts";
 import type { ModelsDir } from "./models-dir.ts";
 import {
   type TemplateMessage,
@@ -32,32 +31,20 @@ import {
 
 const log = logger("neuron");
 
-/** What the service needs from the engine (src/neuron/engine/device-pool.ts). */
+/** What the service needs from the engine (src/neuron/engine/device-pool.ts), which owns the models' state. */
 export interface EnginePool {
   devices(): DeviceInfo[];
-  load(options: LoadOptions): Promise<ModelInfo>;
+  models(): LoadedModel[];
+  load(options: LoadOptions): Promise<{ info: ModelInfo; alreadyLoaded: boolean }>;
+  ready(id: string): Promise<ModelInfo>;
   unload(id: string, options?: { force?: boolean }): Promise<void>;
+  pin(id: string, pinned: boolean): void;
   generate(id: string, params: GenerateParams, signal: AbortSignal): ReadableStream<GenerationEvent>;
   countTokens(id: string, prompt: string): Promise<number>;
   renderChat(id: string, input: { messages: TemplateMessage[]; tools?: TemplateTool[] }): Promise<string>;
   modelStats(id: string): { inFlight: number; queued: number; lastUsed: number } | undefined;
   recycle(deviceId: string): Promise<void>;
   close(): Promise<void>;
-}
-
-interface Entry {
-  id: string;
-  file: string;
-  path: string;
-  contextSize: number;
-  slots: number;
-  devices: string[];
-  pinned: boolean;
-  priority: number;
-  loadedAt: number;
-  info?: ModelInfo;
-  loading?: Promise<ModelInfo>;
-  error?: string;
 }
 
 export interface NeuronServiceOptions {
@@ -74,21 +61,20 @@ export interface ChatResult {
   parts: ReadableStream<CanonicalStreamPart>;
 }
 
+/**
+ * Holds no model state of its own: every answer about models is read from
+ * the engine, so what `/models` says is what a chat finds.
+ */
 export class NeuronService {
   readonly #pool: EnginePool;
   readonly #modelsDir: ModelsDir;
   readonly #options: NeuronServiceOptions;
-  readonly #lifecycle = new LifecycleTable();
-  readonly #entries = new Map<string, Entry>();
   readonly startedAt = Date.now();
 
   constructor(options: NeuronServiceOptions) {
     this.#pool = options.pool;
     this.#modelsDir = options.modelsDir;
     this.#options = options;
-    this.#lifecycle.onTransition((record) =>
-      log.info(`model ${record.id}: ${record.from} -> ${record.to} (${record.event})`),
-    );
   }
 
   health(): HealthResponse {
@@ -109,31 +95,16 @@ export class NeuronService {
   }
 
   loaded(): LoadedModel[] {
-    return [...this.#entries.values()].map((entry) => this.#describe(entry));
+    return this.#pool.models();
   }
 
-  #describe(entry: Entry): LoadedModel {
-    const stats = this.#pool.modelStats(entry.id);
-    const state = this.#lifecycle.state(entry.id);
-    return {
-      id: entry.id,
-      file: entry.file,
-      state: state === "absent" ? "unloading" : state,
-      devices: entry.info?.deviceIds ?? entry.devices,
-      contextSize: entry.info?.contextSize ?? entry.contextSize,
-      slots: entry.slots,
-      lastUsed: stats?.lastUsed ?? entry.loadedAt,
-      loadedAt: entry.loadedAt,
-      inFlight: stats?.inFlight ?? 0,
-      queued: stats?.queued ?? 0,
-      memoryBytes: entry.info?.memoryBytes ?? 0,
-      pinned: entry.pinned,
-      priority: entry.priority,
-      ...(entry.error === undefined ? {} : { error: entry.error }),
-    };
+  #describe(id: string): LoadedModel {
+    const model = this.#pool.models().find((m) => m.id === id);
+    if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
+    return model;
   }
 
-  /** Idempotent: a model already loaded (or loading) under this id answers with it. */
+  /** Idempotent: a model already loaded (or loading) under this id from the same file answers with it. */
   async load(request: LoadRequest): Promise<LoadResponse> {
     const id =
       request.id ??
@@ -142,25 +113,6 @@ export class NeuronService {
         .split("/")
         .at(-1) ??
       request.file;
-    const existing = this.#entries.get(id);
-    const state = this.#lifecycle.state(id);
-    if (existing && state === "ready") {
-      if (existing.file !== request.file)
-        throw new CortexError(
-          "conflict",
-          `model id ${id} is already loaded from ${existing.file}, not ${request.file}`,
-        );
-      return { model: this.#describe(existing), alreadyLoaded: true };
-    }
-    if (existing && state === "loading" && existing.loading) {
-      await existing.loading;
-      return { model: this.#describe(existing), alreadyLoaded: true };
-    }
-    if (state === "unloading")
-      throw new CortexError("conflict", `model ${id} is unloading; retry when it is gone`, {
-        retryAfterS: 1,
-      });
-
     const path = this.#modelsDir.resolveFile(request.file);
     const available = await this.#modelsDir.list();
     const file = available.find((model) => this.#modelsDir.resolveFile(model.file) === path);
@@ -172,94 +124,44 @@ export class NeuronService {
     const trained = file.contextLength ?? Number.POSITIVE_INFINITY;
     const contextSize = Math.min(request.contextSize ?? this.#options.config.default_context_size, trained);
     const slots = request.slots ?? this.#options.config.default_slots;
-
-    if (!this.#lifecycle.transition(id, "load"))
-      throw new CortexError("conflict", `model ${id} is ${this.#lifecycle.state(id)}`);
-    const entry: Entry = {
-      id,
-      file: file.file,
-      path,
-      contextSize,
-      slots,
-      devices: request.devices ?? [],
-      pinned: request.pinned ?? false,
-      priority: request.priority ?? 0,
-      loadedAt: Date.now(),
-    };
-    this.#entries.set(id, entry);
     const started = performance.now();
-    entry.loading = this.#pool.load({
+    const { info, alreadyLoaded } = await this.#pool.load({
       id,
       path,
+      file: file.file,
       contextSize,
       slots,
       maxQueue: this.#options.config.queue_size,
+      pinned: request.pinned ?? false,
+      priority: request.priority ?? 0,
       ...(request.devices === undefined ? {} : { deviceIds: request.devices }),
       ...(request.deviceCount === undefined ? {} : { deviceCount: request.deviceCount }),
       ...(request.memoryEstimateBytes === undefined
         ? {}
         : { memoryEstimateBytes: request.memoryEstimateBytes }),
     });
-    try {
-      entry.info = await entry.loading;
-      entry.loadedAt = Date.now();
-      this.#lifecycle.transition(id, "loaded", "loading");
+    if (!alreadyLoaded)
       log.info(
-        `loaded ${id} (${file.file}) on ${entry.info.deviceIds.join(",")} in ${Math.round(performance.now() - started)} ms: ctx ${entry.info.contextSize}, ${slots} slot(s)`,
+        `loaded ${id} (${file.file}) on ${info.deviceIds.join(",")} in ${Math.round(performance.now() - started)} ms: ctx ${info.contextSize}, ${slots} slot(s)`,
       );
-      return { model: this.#describe(entry), alreadyLoaded: false };
-    } catch (error) {
-      // A failed load leaves nothing behind: the id is free for the next attempt.
-      this.#lifecycle.transition(id, "failed", "loading");
-      this.#lifecycle.transition(id, "unloaded", "failed");
-      this.#entries.delete(id);
-      log.error(
-        `load of ${id} (${file.file}) failed: ${error instanceof Error ? error.message : String(error)}`,
-      );
-      throw error;
-    } finally {
-      delete entry.loading;
-    }
+    return { model: this.#describe(id), alreadyLoaded };
   }
 
   async unload(request: UnloadRequest): Promise<void> {
-    const entry = this.#entries.get(request.id);
-    if (!entry) throw new CortexError("model_not_found", `model ${request.id} is not loaded`);
     const stats = this.#pool.modelStats(request.id);
-    const busy = (stats?.inFlight ?? 0) + (stats?.queued ?? 0);
+    if (!stats) throw new CortexError("model_not_found", `model ${request.id} is not loaded`);
+    const busy = stats.inFlight + stats.queued;
     if (busy > 0 && !request.force)
       throw new CortexError(
         "conflict",
         `model ${request.id} has ${busy} request(s) in flight or queued; unload with force to cancel them`,
       );
-    if (!this.#lifecycle.transition(request.id, "unload"))
-      throw new CortexError(
-        "conflict",
-        `model ${request.id} is ${this.#lifecycle.state(request.id)}; cannot unload now`,
-      );
-    try {
-      await this.#pool.unload(request.id, { force: request.force === true });
-    } finally {
-      this.#lifecycle.transition(request.id, "unloaded");
-      this.#entries.delete(request.id);
-    }
-  }
-
-  /** The engine lost a model to a device fault (watchdog): forget it so the gateway reloads on demand. */
-  forget(id: string, reason: string): void {
-    const entry = this.#entries.get(id);
-    if (!entry) return;
-    this.#lifecycle.transition(id, "fault");
-    this.#lifecycle.transition(id, "unloaded");
-    this.#entries.delete(id);
-    log.warn(`model ${id} dropped: ${reason}`);
+    await this.#pool.unload(request.id, { force: request.force === true });
   }
 
   pin(request: PinRequest): LoadedModel {
-    const entry = this.#entries.get(request.id);
-    if (!entry) throw new CortexError("model_not_found", `model ${request.id} is not loaded`);
-    entry.pinned = request.pinned;
-    return this.#describe(entry);
+    this.#pool.pin(request.id, request.pinned);
+    return this.#describe(request.id);
   }
 
   async recycle(deviceId: string): Promise<void> {
@@ -268,20 +170,10 @@ export class NeuronService {
     await this.#pool.recycle(deviceId);
   }
 
-  async #ready(id: string): Promise<Entry> {
-    const entry = this.#entries.get(id);
-    if (entry?.loading) await entry.loading;
-    if (!entry || this.#lifecycle.state(id) !== "ready")
-      throw new CortexError("model_not_found", `model ${id} is not loaded on this neuron`, {
-        param: "model",
-      });
-    return entry;
-  }
-
-  async #prompt(entry: Entry, request: CanonicalRequest): Promise<string> {
+  async #prompt(id: string, request: CanonicalRequest): Promise<string> {
     const tools = toTemplateTools(request.tools);
-    return this.#pool.renderChat(entry.id, {
-      messages: toTemplateMessages(request.messages, entry.id),
+    return this.#pool.renderChat(id, {
+      messages: toTemplateMessages(request.messages, id),
       ...(tools.length > 0 ? { tools } : {}),
     });
   }
@@ -294,12 +186,12 @@ export class NeuronService {
   async chat(body: unknown, signal: AbortSignal): Promise<ChatResult> {
     const request = parseOpenAIRequest(body);
     const extras = readExtras(body);
-    const entry = await this.#ready(request.model);
+    const entry = await this.#pool.ready(request.model);
     if (request.toolChoice?.type === "tool" || request.toolChoice?.type === "any") {
       // Without grammar-constrained decoding we cannot force a call; say so rather than pretend.
       log.debug(`tool_choice ${request.toolChoice.type} is advisory on ${entry.id}`);
     }
-    const prompt = await this.#prompt(entry, request);
+    const prompt = await this.#prompt(entry.id, request);
     const params: GenerateParams = {
       prompt,
       stop: request.stop,
@@ -329,8 +221,8 @@ export class NeuronService {
 
   async countTokens(body: unknown): Promise<number> {
     const request = parseOpenAIRequest(body);
-    const entry = await this.#ready(request.model);
-    return this.#pool.countTokens(entry.id, await this.#prompt(entry, request));
+    const entry = await this.#pool.ready(request.model);
+    return this.#pool.countTokens(entry.id, await this.#prompt(entry.id, request));
   }
 
   async close(): Promise<void> {

@@ -13,6 +13,7 @@ export async function runNeuron(
   const neuron = await startNeuron({
     config: config.file.neuron,
     listen: config.neuronListen,
+    logLevel: config.file.log.level,
     ...(options.faultInjection === undefined ? {} : { faultInjection: options.faultInjection }),
   });
   return runUntilSignal(() => neuron.stop(), log);

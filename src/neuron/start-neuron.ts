@@ -5,7 +5,7 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { NeuronSection } from "../core/config/config-schema.ts";
+import type { LogLevel, NeuronSection } from "../core/config/config-schema.ts";
 import type { ListenAddress } from "../core/config/parse-listen.ts";
 import { logger } from "../core/logger.ts";
 import { VERSION } from "../core/version.ts";
@@ -42,6 +42,8 @@ export interface StartNeuronOptions {
    */
   faultInjection?: boolean | string;
   pool?: Partial<DevicePoolOptions>;
+  /** The configured log level (`log.level`); ggml's own logging follows it. Default info. */
+  logLevel?: LogLevel;
   /** Test only: between the heartbeats of an answer that is slow to begin (chat-answer.ts). */
   answerHeartbeatMs?: number;
 }
@@ -60,6 +62,13 @@ function faultPlanOf(option: boolean | string | undefined): FaultPlan {
   if (option === true) return faultPlanFrom(process.argv, process.env);
   const env = process.env.CORTEX_FAULT_INJECTION;
   return env ? parseFaultSpec(env) : NO_FAULTS;
+}
+
+/** ggml logs warnings only, unless cortex logs at debug (ggml info) or trace (ggml debug). */
+export function ggmlLogLevel(level: LogLevel): number {
+  if (level === "trace") return 1;
+  if (level === "debug") return 2;
+  return 3;
 }
 
 /** Where the generated demo model lives when no models directory is configured. */
@@ -85,8 +94,6 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
       "fault injection is ON (inject-fault jobs); this neuron may fail on purpose. Never use it in production.",
     );
   const metrics = createNeuronMetrics();
-  // The service exists only once the pool does; the pool reports lost models through this.
-  let service: NeuronService | undefined;
   const pool = await DevicePool.start({
     ...(config.devices === "all" ? {} : { devices: config.devices }),
     ...(config.memory_limit === undefined ? {} : { memoryLimitBytes: config.memory_limit }),
@@ -94,13 +101,17 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     cpuDevices: config.cpu_devices,
     faultInjection: engineFaults,
     faultSpec: faults.spec,
-    tpTimings: { stepTimeoutMs: config.step_timeout_s * 1000, graceMs: config.stage2_grace_s * 1000 },
-    onModelLost: (id, reason) => service?.forget(id, reason),
+    tpTimings: {
+      stepTimeoutMs: config.step_timeout_s * 1000,
+      abortTimeoutMs: config.abort_timeout_s * 1000,
+      graceMs: config.stage2_grace_s * 1000,
+    },
+    ggmlLogLevel: ggmlLogLevel(options.logLevel ?? "info"),
     observer: metrics.observer,
     ...options.pool,
   });
   metrics.bind(pool);
-  service = new NeuronService({
+  const service = new NeuronService({
     pool,
     modelsDir: new ModelsDir(root),
     config,

@@ -68,7 +68,8 @@ describe("DevicePool on the tiny model", () => {
 
   test("loading the same id and file again is idempotent", async () => {
     const again = await pool.load({ id: "tiny", path: modelPath, contextSize: 2048, slots: 4 });
-    expect(again.loadedAt).toBe(pool.model("tiny")!.loadedAt);
+    expect(again.alreadyLoaded).toBe(true);
+    expect(again.info.loadedAt).toBe(pool.model("tiny")!.loadedAt);
   });
 
   test("greedy generation ends its turn with exact usage", async () => {
@@ -243,10 +244,11 @@ describe("DevicePool on the tiny model", () => {
 });
 
 describe("device faults", () => {
-  test("a native failure poisons the device until it is recycled", async () => {
+  test("a native failure poisons the device, which the pool recycles by itself; its model is reported lost and loads again", async () => {
     const faulty = await DevicePool.start({ threads: 1, faultInjection: true });
     try {
       await faulty.load({ id: "tiny", path: modelPath, contextSize: 2048, slots: 2 });
+      const threadBefore = faulty.devices()[0]!.threadId;
       const events = faulty.generate("tiny", {
         prompt,
         temperature: 0,
@@ -255,21 +257,39 @@ describe("device faults", () => {
       });
       await faulty.injectFault("cpu-0");
       expect(last(await collect(events))).toMatchObject({ type: "error", error: { code: "device_fault" } });
-      expect(faulty.devices()[0]).toMatchObject({ poisoned: true });
-      expect(caught(() => faulty.generate("tiny", { prompt })).code).toBe("device_fault");
-      const refused = await faulty
-        .load({ id: "other", path: modelPath, deviceIds: ["cpu-0"] })
-        .catch((e) => e);
-      expect((refused as CortexError).code).toBe("device_fault");
+      // Until the fresh Worker is up the model takes nothing: refused as faulted, or already gone.
+      expect(["device_fault", "model_not_found"]).toContain(
+        caught(() => faulty.generate("tiny", { prompt })).code,
+      );
 
-      await faulty.recycle("cpu-0");
-      expect(faulty.devices()[0]).toMatchObject({ poisoned: false });
-      expect(faulty.models()).toEqual([]);
-      await faulty.load({ id: "tiny", path: modelPath, contextSize: 2048, slots: 1 });
+      // A load waits for the recovery; the model was dropped, so this is a fresh load.
+      const reloaded = await faulty.load({ id: "tiny", path: modelPath, contextSize: 2048, slots: 1 });
+      expect(reloaded.alreadyLoaded).toBe(false);
+      expect(faulty.devices()[0]).toMatchObject({ poisoned: false, loadCycles: 0 });
+      expect(faulty.devices()[0]!.threadId).not.toBe(threadBefore);
+      expect(faulty.models()).toEqual([expect.objectContaining({ id: "tiny", state: "ready" })]);
       const done = last(await collect(faulty.generate("tiny", { prompt, temperature: 0, maxTokens: 4 })));
       expect(done.type).toBe("done");
     } finally {
       await faulty.close();
+    }
+  });
+
+  test("recycling a device reloads its pinned models on the fresh Worker and drops the others", async () => {
+    const pool2 = await DevicePool.start({ threads: 1 });
+    try {
+      await pool2.load({ id: "kept", path: modelPath, contextSize: 256, pinned: true });
+      await pool2.load({ id: "loose", path: modelPath, contextSize: 256 });
+      const threadBefore = pool2.devices()[0]!.threadId;
+      await pool2.recycle("cpu-0");
+      expect(pool2.devices()[0]!.threadId).not.toBe(threadBefore);
+      expect(pool2.models()).toEqual([expect.objectContaining({ id: "kept", state: "ready", pinned: true })]);
+      expect(pool2.model("kept")!.memoryBytes).toBeGreaterThan(0);
+      const done = last(await collect(pool2.generate("kept", { prompt, temperature: 0, maxTokens: 4 })));
+      expect(done.type).toBe("done");
+      expect(caught(() => pool2.generate("loose", { prompt })).code).toBe("model_not_found");
+    } finally {
+      await pool2.close();
     }
   });
 

@@ -231,3 +231,32 @@ describe("placement", () => {
     expect(await loadedIds(fleet.neuron("n2").url)).toEqual([]);
   });
 });
+
+describe("a recycled device", () => {
+  // Regression: a recycle once dropped the device's models inside the engine only, so the neuron kept
+  // listing them `ready` while every chat got 404 and the gateway's stale-copy retry gave up.
+  test("its pinned model is reloaded and keeps answering; a model it dropped loads again on demand", async () => {
+    const n1 = fleet.neuron("n1").url;
+    await neuronCall(n1, "/models/load", { id: "gamma", file: "c.gguf" });
+    await neuronCall(n1, "/models/load", { id: "alpha", file: "a.gguf" });
+    await neuronCall(n1, "/models/pin", { id: "gamma", pinned: true });
+    expect((await chat(gateway.url, "gamma")).status).toBe(200);
+    await waitForFleet(gateway.url, (nodes) =>
+      nodes.some((node) => node.name === "n1" && node.loaded.length === 2),
+    );
+
+    await neuronCall(n1, "/devices/recycle", { device: "cpu-0" });
+    // What the neuron says is what a chat finds: only the pinned model, ready.
+    expect(await neuronModels(n1)).toEqual([
+      expect.objectContaining({ id: "gamma", state: "ready", pinned: true }),
+    ]);
+
+    for (const model of ["gamma", "alpha", "gamma"]) {
+      const response = await chat(gateway.url, model);
+      expect(response.status).toBe(200);
+      const body = (await response.json()) as { choices: Array<{ message: { content: string } }> };
+      expect(body.choices[0]?.message.content.length).toBeGreaterThan(0);
+    }
+    expect(await loadCount(n1, "gamma")).toBeGreaterThanOrEqual(1);
+  });
+});

@@ -164,16 +164,18 @@ describe("defrag policy", () => {
         worn("cuda-dev-1"),
         device("cuda-dev-2", { loadCycles: 3 }),
         worn("cuda-dev-3"),
+        worn("cuda-dev-4"),
       ],
       loaded: [
         model("idle", { devices: ["cuda-dev-0"] }),
         model("busy", { devices: ["cuda-dev-1"], inFlight: 1 }),
         model("loading", { devices: ["cuda-dev-3"], state: "loading" }),
+        model("pinned", { devices: ["cuda-dev-4"], pinned: true }),
       ],
     }),
     node("b", { devices: [device("cuda-dev-0", { loadCycles: 80, poisoned: true })] }),
   );
-  test("recycles worn devices that are idle, skips busy, loading and poisoned ones", () => {
+  test("recycles worn devices that are idle, skips busy, loading, poisoned ones and those holding a pinned model", () => {
     expect(devicesToRecycle(view, 50).map((r) => `${r.node}/${r.device.id}`)).toEqual(["a/cuda-dev-0"]);
   });
   test("0 turns it off", () => {

@@ -93,6 +93,7 @@ export const NeuronSection = z.strictObject({
   devices: z.union([z.literal("all"), z.array(z.string())]).default("all"),
   step_timeout_s: z.number().positive().default(120),
   stage2_grace_s: z.number().positive().default(30),
+  abort_timeout_s: z.number().positive().default(10),
   auth_token: z.string().default(""),
   memory_limit: Size.optional(),
   default_slots: z.number().int().positive().max(64).default(4),

@@ -23,6 +23,7 @@ export const ENV_OVERRIDES: readonly EnvOverride[] = [
   { env: "CORTEX_MEMORY_LIMIT", path: ["neuron", "memory_limit"], kind: "size" },
   { env: "NEURON_TP_STEP_TIMEOUT_S", path: ["neuron", "step_timeout_s"], kind: "number" },
   { env: "NEURON_TP_RECOVERY_GRACE_S", path: ["neuron", "stage2_grace_s"], kind: "number" },
+  { env: "NEURON_TP_ABORT_TIMEOUT_S", path: ["neuron", "abort_timeout_s"], kind: "number" },
   { env: "CORTEX_CPU_DEVICES", path: ["neuron", "cpu_devices"], kind: "number" },
 ];
 

@@ -1,8 +1,11 @@
 /**
  * Defrag: a device whose Worker has gone through `afterCycles` load/unload
  * cycles is recycled (fresh Worker, fresh allocator) once it is idle: no
- * model on it loading, unloading, busy or reserved. What happens to models
- * still loaded there is the neuron's business (it reloads or reports them).
+ * model on it loading, unloading, busy or reserved. A device that holds a
+ * pinned model is left alone: the neuron would reload the model on the fresh
+ * Worker, but it would not answer while it reloads, and a pinned model is
+ * pinned so that it always answers. Unpinned models on a recycled device are
+ * dropped by the neuron and load again on demand.
  */
 import type { DeviceInfo } from "../../core/neuron-api.ts";
 import { busyness, type FleetSnapshot, isLive } from "../fleet/fleet-types.ts";
@@ -22,7 +25,8 @@ export function devicesToRecycle(fleet: FleetSnapshot, afterCycles: number): Dev
         node.loaded.every(
           (model) =>
             !model.devices.includes(device.id) ||
-            (model.state !== "loading" &&
+            (!model.pinned &&
+              model.state !== "loading" &&
               model.state !== "unloading" &&
               busyness(model) === 0 &&
               model.reserved === 0),

@@ -1,36 +1,37 @@
 /**
- * Main-thread API of the engine: one Worker per device, models placed on
- * devices, admission (slots + bounded wait queue) and generation streams.
- * Nothing native runs on this thread; every native call is a job sent to the
- * device's Worker.
+ * Main-thread API of the engine: one Worker per device (device-handle.ts),
+ * models placed on devices and their state (model-registry.ts, the one
+ * owner), admission to slots (admission.ts), tensor-parallel groups
+ * (tp/group-driver.ts) and generation streams. Nothing native runs on this
+ * thread; every native call is a job sent to a device's Worker.
+ *
+ * A device that faults (a native failure, a crashed or vanished Worker) is
+ * poisoned: its models turn `failed` and take no requests, and the pool
+ * recycles it by itself with a fresh Worker, reporting its models lost so
+ * they load again on demand. Tensor-parallel members are left to their
+ * group's watchdog, which recovers them the same way.
  */
 import { statSync } from "node:fs";
 import { availableParallelism, freemem, totalmem } from "node:os";
 import { consola } from "consola";
 import { discoverCudaDevices } from "../../../ffi/cuda.ts";
 import { type NativeProcess, prepareNativeProcess } from "../../../ffi/native-process.ts";
-import { findNcclLibrary, ncclMissingMessage } from "../../../ffi/nccl.ts";
 import type { ShimSources } from "../../../ffi/shim.ts";
-import { CortexError, errorMessage, toCortexError, type WireError } from "../../core/errors.ts";
-import type { DeviceInfo, LoadedModel, ModelState } from "../../core/neuron-api.ts";
-import { within } from "../../core/within.ts";
+import { CortexError, errorMessage, type WireError } from "../../core/errors.ts";
+import type { DeviceInfo, LoadedModel } from "../../core/neuron-api.ts";
 import { workerUrl } from "../../core/worker-url.ts";
-import { startWorker } from "../../core/worker-thread.ts";
 import { type Aborter, createWorkerAborter } from "../tp/aborter.ts";
-import type { CommunicatorBackendName } from "../tp/communicator.ts";
-import { formGroup } from "../tp/form-group.ts";
-import type { RankPort, TpRankCall } from "../tp/rank-client.ts";
+import { GroupDriver } from "../tp/group-driver.ts";
 import {
   createTpCounters,
+  DEFAULT_TIMINGS,
   exitForSupervisor,
   type FatalReport,
-  type RecoveryHooks,
-  StepWatchdog,
   type TpCounters,
   type TpLogger,
   type WatchdogTimings,
-  watchdogTimingsFromEnv,
 } from "../tp/step-watchdog.ts";
+import { admit, refusalRetryAfterS, takeRunnable } from "./admission.ts";
 import { oneBindingAtATime } from "./binding-turns.ts";
 import {
   type ChatRenderInput,
@@ -39,18 +40,19 @@ import {
   type TemplateReadyMessage,
   templateMessages,
 } from "./chat-template.ts";
-import type {
-  GroupStepResult,
-  JobMap,
-  JobType,
-  MainToWorker,
-  StepStats,
-  WorkerInit,
-  WorkerToMain,
-} from "./protocol.ts";
+import { type ActiveSequence, DeviceHandle, type DeviceSpec } from "./device-handle.ts";
+import {
+  loadingEntry,
+  type ModelEntry,
+  ModelRegistry,
+  type QueuedRequest,
+  untilIdle,
+  wakeIdle,
+} from "./model-registry.ts";
+import type { JobMap, StepStats, WorkerInit } from "./protocol.ts";
 import { SequenceStream } from "./sequence-stream.ts";
 import { toolCallTransform } from "./tool-call-parser.ts";
-import { chooseGroupDevices, ggmlCudaNames, groupShareBytes } from "./tp-placement.ts";
+import { chooseGroupDevices, groupShareBytes } from "./tp-placement.ts";
 import type { EngineObserver, GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./types.ts";
 
 export interface DevicePoolOptions {
@@ -83,118 +85,32 @@ export interface DevicePoolOptions {
   cpuDevices?: number;
   /** Fault-injection spec handed to every tensor-parallel rank (tp/fault-injection.ts); "" = none. */
   faultSpec?: string;
-  /** Step watchdog timings of tensor-parallel groups; default: the NEURON_TP_* environment. */
+  /** Step watchdog timings of tensor-parallel groups (the config's neuron.*_s keys); default DEFAULT_TIMINGS. */
   tpTimings?: Partial<WatchdogTimings>;
+  /** ggml's log level (1 debug, 2 info, 3 warn), from the configured log level; default 3. */
+  ggmlLogLevel?: number;
   /** Stage 2 sink; default exitForSupervisor (the process exits 70). `fatalReason` is set first either way. */
   onFatal?: (report: FatalReport) => void;
-  /** A model the pool dropped on its own (Stage 1 recovery); the service forgets it so the gateway reloads on demand. */
-  onModelLost?: (id: string, reason: string) => void;
   /** Watchdog log sink (tests capture it); default consola. */
   tpLogger?: TpLogger;
   /** Metrics hooks. */
   observer?: EngineObserver;
 }
 
-interface DeviceSpec {
-  id: string;
-  kind: "cpu" | "cuda";
-  index: number;
-  name: string;
-  uuid?: string;
-  computeCapability?: string;
-  memoryTotal: number;
-}
-
-interface PendingJob {
-  resolve(value: unknown): void;
-  reject(error: CortexError): void;
-}
-
-interface Device {
-  spec: DeviceSpec;
-  worker: Worker;
-  ready: Promise<void>;
-  jobs: Map<number, PendingJob>;
-  sequences: Map<number, ActiveSequence>;
-  poisonReason: string | undefined;
-  loadCycles: number;
-  abortFlag: SharedArrayBuffer;
-  closed: boolean;
-  /** Resolves when the Worker thread has closed. */
-  exited: Promise<void>;
-  /** The tensor-parallel group this device belongs to. */
-  groupId: string | undefined;
-  /** The Worker's OS thread id, once ready. */
-  threadId: number | undefined;
-}
-
-/** A model spread over several devices: the leader runs it, every member joins the per-step collective. */
-interface TpGroup {
-  id: string;
-  modelId: string;
-  kind: "cpu" | "cuda";
-  /** Leader first. */
-  deviceIds: string[];
-  specs: DeviceSpec[];
-  backend: CommunicatorBackendName;
-  watchdog: StepWatchdog;
-  /** A step loop is running. */
-  pumping: boolean;
-  /** Another step is due (work submitted, resumed, cancelled, or the last step left some). */
-  wantStep: boolean;
-  /** Set by unload/close: no new steps. */
-  closing: boolean;
-  /** The running step loop, if any. */
-  pumpDone: Promise<void> | undefined;
-}
-
-interface ActiveSequence {
-  model: ModelEntry;
-  channel: SequenceStream;
-}
-
-interface QueuedRequest {
-  seqKey: number;
-  params: GenerateParams;
-  channel: SequenceStream;
-}
-
-interface ModelEntry {
-  info: ModelInfo;
-  state: ModelState;
-  deviceId: string;
-  inFlight: number;
-  queue: QueuedRequest[];
-  maxQueue: number;
-  lastUsed: number;
-  /** Resolves when inFlight reaches 0 (unload waits on it). */
-  idleWaiters: Array<() => void>;
-  /** KV cells its live sequences hold, as of the last step. */
-  kvTokens: number;
-  group?: TpGroup;
-}
-
 const DEFAULT_CONTEXT = 4096;
+/** How long a poisoned Worker may take to close before its device is restarted anyway. */
+const POISONED_CLOSE_MS = 5_000;
 
-let nextJobId = 1;
 let nextSeqKey = 1;
 let nextCallPrefix = 1;
-let nextGroup = 1;
-
-function ggmlLogLevel(): number {
-  // consola: 4 debug, 5 trace; ggml: 1 debug, 2 info, 3 warn.
-  if (consola.level >= 5) return 1;
-  if (consola.level >= 4) return 2;
-  return 3;
-}
 
 export class DevicePool {
   readonly #options: DevicePoolOptions;
   readonly #native: NativeProcess;
-  readonly #devices = new Map<string, Device>();
-  readonly #models = new Map<string, ModelEntry>();
-  readonly #groups = new Map<string, TpGroup>();
-  /** Stage 1 recoveries under way; a load waits for them (the devices come back fresh). */
+  readonly #devices = new Map<string, DeviceHandle>();
+  readonly #registry: ModelRegistry;
+  readonly #groups: GroupDriver;
+  /** Device recoveries under way (a poisoned device, a TP Stage 1); a load waits for them. */
   readonly #recoveries = new Set<Promise<unknown>>();
   readonly #tpTimings: WatchdogTimings;
   #aborter: Aborter | undefined;
@@ -206,7 +122,31 @@ export class DevicePool {
   private constructor(options: DevicePoolOptions, native: NativeProcess) {
     this.#options = options;
     this.#native = native;
-    this.#tpTimings = { ...watchdogTimingsFromEnv(), ...options.tpTimings };
+    this.#tpTimings = { ...DEFAULT_TIMINGS, ...options.tpTimings };
+    this.#registry = new ModelRegistry({
+      transition: (r) => consola.info(`model ${r.id}: ${r.from} -> ${r.to} (${r.event})`),
+      lost: (id, reason) => consola.warn(`model ${id} dropped: ${reason}`),
+    });
+    this.#groups = new GroupDriver({
+      registry: this.#registry,
+      timings: this.#tpTimings,
+      faultSpec: options.faultSpec ?? "",
+      counters: this.tpCounters,
+      logger: options.tpLogger,
+      device: (id) => this.#devices.get(id),
+      memoryFree: (device) => this.#memory(device).free,
+      aborter: () => {
+        this.#aborter ??= createWorkerAborter();
+        return this.#aborter;
+      },
+      terminate: (devices, timeoutMs) => this.#terminate(devices, timeoutMs),
+      startFresh: (specs) => this.#startFresh(specs),
+      recordStep: (model, stats) => this.#recordStep(model, stats, true),
+      sequenceEnded: (model) => this.#sequenceEnded(model),
+      trackRecovery: (recovery) => this.#trackRecovery(recovery),
+      onFatal: (report) => this.#onFatal(report),
+      isClosed: () => this.#closed,
+    });
   }
 
   /** Set when a group's watchdog gave up (Stage 2): the neuron is about to exit and must report unhealthy. */
@@ -221,7 +161,7 @@ export class DevicePool {
       ...(options.nativeDir ? { nativeDir: options.nativeDir } : {}),
       ...(options.shimSources ? { shimSources: options.shimSources } : {}),
       cudaAvailable: cuda.length > 0,
-      logLevel: ggmlLogLevel(),
+      logLevel: options.ggmlLogLevel ?? 3,
     });
     let specs: DeviceSpec[] =
       native.set.flavor === "cuda" && cuda.length > 0
@@ -263,72 +203,28 @@ export class DevicePool {
     const url =
       this.#options.workerUrl ??
       workerUrl("neuron/engine/device-worker.ts", new URL("./device-worker.ts", import.meta.url));
-    const worker = startWorker(url, spec.id);
-    const abortFlag = new SharedArrayBuffer(4);
-    let exitedResolve!: () => void;
-    const exited = new Promise<void>((resolve) => {
-      exitedResolve = resolve;
+    const device = new DeviceHandle(spec, url, {
+      sequenceEvent: (_device, active, event, final) => {
+        if (event.type === "done")
+          this.#observe(() => this.#options.observer?.sequenceDone?.(active.model.info.id, event.usage));
+        active.channel.push(event);
+        if (final) this.#sequenceEnded(active.model);
+      },
+      step: (_device, stats) => this.#recordStep(this.#registry.get(stats.modelId), stats, false),
+      fault: (faulty, reason) => this.#poison(faulty, reason),
     });
-    let readyResolve!: () => void;
-    let readyReject!: (error: CortexError) => void;
-    const ready = new Promise<void>((resolve, reject) => {
-      readyResolve = resolve;
-      readyReject = reject;
-    });
-    const device: Device = {
-      spec,
-      worker,
-      ready,
-      jobs: new Map(),
-      sequences: new Map(),
-      poisonReason: undefined,
-      loadCycles: 0,
-      abortFlag,
-      closed: false,
-      exited,
-      groupId: undefined,
-      threadId: undefined,
-    };
     this.#devices.set(spec.id, device);
-    worker.onmessage = (event: MessageEvent<WorkerToMain>) => {
-      const message = event.data;
-      if (message.type === "ready") {
-        consola.debug(`${spec.id}: ready (${message.systemInfo.trim()})`);
-        device.threadId = message.threadId;
-        readyResolve();
-        return;
-      }
-      if (message.type === "init-failed") {
-        readyReject(CortexError.fromWire(message.error));
-        return;
-      }
-      this.#onWorkerMessage(device, message);
-    };
-    worker.onerror = (event) => {
-      this.#poison(device, `worker crashed: ${event.message}`);
-      readyReject(
-        new CortexError("device_fault", `${spec.id}: worker crashed while starting: ${event.message}`),
-      );
-    };
-    worker.addEventListener("close", () => {
-      exitedResolve();
-      if (!device.closed) this.#poison(device, "worker exited unexpectedly");
-      readyReject(new CortexError("device_fault", `${spec.id}: worker exited while starting`));
-    });
     const init: WorkerInit = {
       deviceId: spec.id,
       gpuIndex: spec.kind === "cuda" ? spec.index : -1,
       libllama: this.#native.set.libllama,
       shimAddresses: this.#native.shimAddresses,
-      abortFlag,
-      logLevel: ggmlLogLevel(),
+      abortFlag: device.abortFlag,
+      logLevel: this.#options.ggmlLogLevel ?? 3,
       faultInjection: this.#options.faultInjection ?? false,
       threads: this.#options.threads ?? (spec.kind === "cpu" ? this.#cpuThreads() : 2),
     };
-    return oneBindingAtATime(() => {
-      this.#post(device, { type: "init", init });
-      return ready;
-    });
+    return oneBindingAtATime(() => device.init(init));
   }
 
   /** All cores but one, shared by the CPU devices (ggml's spinning threads starve the main thread otherwise). */
@@ -337,82 +233,68 @@ export class DevicePool {
     return Math.max(1, Math.floor((availableParallelism() - 1) / cpuDevices));
   }
 
-  #post(device: Device, message: MainToWorker): void {
-    device.worker.postMessage(message);
-  }
-
-  #onWorkerMessage(device: Device, message: WorkerToMain): void {
-    switch (message.type) {
-      case "result": {
-        const job = device.jobs.get(message.jobId);
-        device.jobs.delete(message.jobId);
-        if (!job) return;
-        if (message.ok) job.resolve(message.value);
-        else job.reject(CortexError.fromWire(message.error));
-        return;
-      }
-      case "seq": {
-        const active = device.sequences.get(message.seqKey);
-        if (!active) return;
-        const final = message.event.type === "done" || message.event.type === "error";
-        const event = message.event;
-        if (event.type === "done")
-          this.#observe(() => this.#options.observer?.sequenceDone?.(active.model.info.id, event.usage));
-        active.channel.push(message.event);
-        if (final) {
-          device.sequences.delete(message.seqKey);
-          this.#sequenceEnded(active.model);
-        }
-        return;
-      }
-      case "fault":
-        this.#poison(device, message.reason);
-        return;
-      case "step":
-        this.#recordStep(this.#models.get(message.modelId), message, false);
-        return;
-      case "ready":
-      case "init-failed":
-        return;
-      default: {
-        const unknown: never = message;
-        consola.warn(`unknown worker message ${JSON.stringify(unknown)}`);
-      }
-    }
-  }
-
-  #poison(device: Device, reason: string): void {
+  /**
+   * A device failed: it takes no work, its sequences and queued requests end
+   * with `device_fault`, its models turn `failed`; a device outside a TP
+   * group is then recycled by the pool itself.
+   */
+  #poison(device: DeviceHandle, reason: string): void {
     if (device.closed || device.poisonReason) return;
     device.poisonReason = reason;
-    consola.error(`${device.spec.id}: device fault: ${reason}; poisoned until recycled`);
-    const error = new CortexError("device_fault", `${device.spec.id} failed: ${reason}`);
-    // A crashed Worker cannot end its sequences itself.
-    for (const [key, active] of device.sequences) {
-      active.channel.push({ type: "error", error: error.toWire() });
-      device.sequences.delete(key);
-      this.#sequenceEnded(active.model);
-    }
-    for (const model of this.#models.values()) {
-      if (model.deviceId !== device.spec.id) continue;
-      model.state = "failed";
-      for (const queued of model.queue.splice(0))
-        queued.channel.push({ type: "error", error: error.toWire() });
+    const standalone = device.groupId === undefined;
+    consola.error(
+      `${device.spec.id}: device fault: ${reason}; ${standalone && device.started ? "recycling it" : "poisoned"}`,
+    );
+    const error = new CortexError("device_fault", `${device.spec.id} failed: ${reason}`).toWire();
+    device.failSequences(error, (active) => this.#sequenceEnded(active.model));
+    for (const model of [...this.#registry.values()])
+      if (model.deviceId === device.spec.id)
+        this.#registry.fail(model, `${device.spec.id} failed: ${reason}`, error);
+    // A Worker that never became ready failed to start: that is the start's error, not something to retry.
+    if (standalone && device.started && !this.#closed)
+      this.#trackRecovery(this.#recoverPoisoned(device, reason));
+  }
+
+  /** A fresh Worker for a poisoned device; its models are reported lost and load again on demand. */
+  async #recoverPoisoned(device: DeviceHandle, reason: string): Promise<void> {
+    const why = `${device.spec.id} failed (${reason}) and was recycled`;
+    await device
+      .terminate(POISONED_CLOSE_MS, (active) => this.#sequenceEnded(active.model))
+      .catch((error: unknown) =>
+        consola.error(`${device.spec.id}: ${errorMessage(error)}; starting a fresh Worker anyway`),
+      );
+    const error = new CortexError("device_fault", why, { retryAfterS: 1 }).toWire();
+    for (const model of this.#registry.onDevice(device.spec.id))
+      this.#registry.drop(model, why, { lost: true, error });
+    try {
+      await this.#startFresh([device.spec]);
+      consola.info(`${device.spec.id}: a fresh Worker is ready after the fault`);
+    } catch (failure) {
+      consola.error(`${device.spec.id}: restarting after the fault failed: ${errorMessage(failure)}`);
     }
   }
 
-  #job<K extends JobType>(device: Device, job: JobMap[K]["job"]): Promise<JobMap[K]["result"]> {
-    return this.#request(device, (jobId) => ({ type: "job", jobId, job })) as Promise<JobMap[K]["result"]>;
+  #trackRecovery(recovery: Promise<unknown>): void {
+    this.#recoveries.add(recovery);
+    void recovery.finally(() => this.#recoveries.delete(recovery));
   }
 
-  /** Posts a message answered by one `result` and waits for it. */
-  #request(device: Device, message: (jobId: number) => MainToWorker): Promise<unknown> {
-    if (device.closed)
-      return Promise.reject(new CortexError("unavailable", `${device.spec.id} is shut down`));
-    const jobId = nextJobId++;
-    return new Promise((resolve, reject) => {
-      device.jobs.set(jobId, { resolve, reject });
-      this.#post(device, message(jobId));
-    });
+  /** Terminates Workers without asking them anything; rejects if a thread has not closed in time. */
+  async #terminate(devices: readonly DeviceHandle[], timeoutMs: number): Promise<void> {
+    await Promise.all(
+      devices.map((d) => d.terminate(timeoutMs, (active) => this.#sequenceEnded(active.model))),
+    );
+  }
+
+  /** A new Worker for each of `specs` whose device was terminated (or is gone). */
+  async #startFresh(specs: readonly DeviceSpec[]): Promise<void> {
+    if (this.#closed) return;
+    await Promise.all(
+      specs.map((spec) => {
+        if (this.#devices.get(spec.id)?.closed) this.#devices.delete(spec.id);
+        return this.#devices.has(spec.id) ? undefined : this.#startDevice(spec);
+      }),
+    );
   }
 
   /** A step's KV use and metrics, whether the Worker stepped on its own or a group's watchdog drove it. */
@@ -430,7 +312,7 @@ export class DevicePool {
     }
   }
 
-  #device(id: string): Device {
+  #device(id: string): DeviceHandle {
     const device = this.#devices.get(id);
     if (!device) throw new CortexError("not_found", `no device ${id}`);
     return device;
@@ -438,14 +320,14 @@ export class DevicePool {
 
   #usedBytes(deviceId: string): number {
     let used = 0;
-    for (const m of this.#models.values()) {
+    for (const m of this.#registry.values()) {
       if (m.group) used += groupShareBytes(m.info.memoryBytes, m.group, deviceId);
       else if (m.deviceId === deviceId) used += m.info.memoryBytes;
     }
     return used;
   }
 
-  #memory(device: Device): { total: number; free: number } {
+  #memory(device: DeviceHandle): { total: number; free: number } {
     const cap = this.#options.memoryLimitBytes;
     const total = cap === undefined ? device.spec.memoryTotal : Math.min(cap, device.spec.memoryTotal);
     const used = this.#usedBytes(device.spec.id);
@@ -475,30 +357,29 @@ export class DevicePool {
     });
   }
 
-  /** Loaded models in the neuron API's shape (pinning and priority are the service's). */
-  models(): Array<Omit<LoadedModel, "pinned" | "priority">> {
-    return [...this.#models.values()].map((m) => ({
-      id: m.info.id,
-      file: m.info.path,
-      state: m.state,
-      devices: m.info.deviceIds,
-      contextSize: m.info.contextSize,
-      slots: m.info.slots,
-      lastUsed: m.lastUsed,
-      loadedAt: m.info.loadedAt,
-      inFlight: m.inFlight,
-      queued: m.queue.length,
-      memoryBytes: m.info.memoryBytes,
-    }));
+  /** Every model in the neuron API's shape, from the one table that owns them. */
+  models(): LoadedModel[] {
+    return this.#registry.describe();
   }
 
   model(id: string): ModelInfo | undefined {
-    return this.#models.get(id)?.info;
+    return this.#registry.get(id)?.info;
+  }
+
+  /** A model that can take requests, once its load (if under way) is done; else model_not_found. */
+  async ready(id: string): Promise<ModelInfo> {
+    const model = this.#registry.get(id);
+    if (model?.state === "loading" && model.loading) await model.loading.catch(() => undefined);
+    if (model?.state !== "ready" || this.#registry.get(id) !== model)
+      throw new CortexError("model_not_found", `model ${id} is not loaded on this neuron`, {
+        param: "model",
+      });
+    return model.info;
   }
 
   /** KV cells in use and KV capacity (context × slots) per loaded model, for metrics. */
   kvUsage(): Array<{ id: string; usedTokens: number; sizeTokens: number }> {
-    return [...this.#models.values()].map((m) => ({
+    return [...this.#registry.values()].map((m) => ({
       id: m.info.id,
       usedTokens: m.kvTokens,
       sizeTokens: m.info.contextSize * m.info.slots,
@@ -507,24 +388,33 @@ export class DevicePool {
 
   /** Load-balancing and eviction inputs of one model. */
   modelStats(id: string): { inFlight: number; queued: number; lastUsed: number } | undefined {
-    const m = this.#models.get(id);
+    const m = this.#registry.get(id);
     return m && { inFlight: m.inFlight, queued: m.queue.length, lastUsed: m.lastUsed };
   }
 
+  /** Pins or unpins a model: a pinned model is reloaded when its device is recycled. */
+  pin(id: string, pinned: boolean): void {
+    const model = this.#registry.get(id);
+    if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
+    model.pinned = pinned;
+  }
+
   /**
-   * Loads a GGUF onto one device. Idempotent for the same id and path;
-   * refuses with insufficient_memory (507) when the estimate does not fit.
+   * Loads a GGUF onto one device, or a tensor-parallel group when more than
+   * one is asked for. Idempotent for the same id and path (a load under way
+   * is joined); refuses with insufficient_memory (507) when the estimate
+   * does not fit.
    */
-  async load(options: LoadOptions): Promise<ModelInfo> {
+  async load(options: LoadOptions): Promise<{ info: ModelInfo; alreadyLoaded: boolean }> {
     this.#assertOpen();
-    // A device being recovered comes back with a fresh Worker; wait rather than refuse.
-    if (this.#recoveries.size > 0) await Promise.allSettled([...this.#recoveries]);
-    this.#assertOpen();
-    const existing = this.#models.get(options.id);
-    if (existing) {
-      if (existing.info.path === options.path && existing.state !== "failed") return existing.info;
-      throw new CortexError("conflict", `model id ${options.id} is already used by ${existing.info.path}`);
+    let existing = this.#registry.get(options.id);
+    if ((existing === undefined || existing.state === "failed") && this.#recoveries.size > 0) {
+      // A device being recovered comes back with a fresh Worker (and its failed models gone): wait, not refuse.
+      await Promise.allSettled([...this.#recoveries]);
+      this.#assertOpen();
+      existing = this.#registry.get(options.id);
     }
+    if (existing) return { info: await this.#join(existing, options), alreadyLoaded: true };
     const contextSize = options.contextSize ?? DEFAULT_CONTEXT;
     const slots = options.slots ?? 1;
     const count = options.deviceIds?.length ?? options.deviceCount ?? 1;
@@ -535,340 +425,118 @@ export class DevicePool {
       throw new CortexError("load_failed", `model file not readable: ${options.path}`, { cause: error });
     }
     const needAtLeast = options.memoryEstimateBytes ?? fileBytes;
-    if (count > 1) return this.#loadGroup(options, { contextSize, slots, count, needAtLeast });
+    const members =
+      count > 1 ? this.#groupMembers(options, count, needAtLeast) : [this.#placeOne(options, needAtLeast)];
+    const entry = loadingEntry(
+      options,
+      members.map((m) => m.spec.id),
+      { contextSize, slots },
+    );
+    this.#registry.add(entry);
+    const loading = this.#loadEntry(entry, members);
+    entry.loading = loading;
+    try {
+      return { info: await loading, alreadyLoaded: false };
+    } finally {
+      entry.loading = undefined;
+    }
+  }
+
+  /** A load of a model already known: the same file joins it (or gets it), another is a conflict. */
+  async #join(existing: ModelEntry, options: LoadOptions): Promise<ModelInfo> {
+    if (existing.info.path !== options.path)
+      throw new CortexError(
+        "conflict",
+        `model id ${options.id} is already loaded from ${existing.load.file ?? existing.info.path}, not ${options.file ?? options.path}`,
+      );
+    if (existing.state === "ready") return existing.info;
+    if (existing.state === "loading" && existing.loading) return existing.loading;
+    throw new CortexError(
+      "conflict",
+      `model ${options.id} is ${existing.state}${existing.error ? ` (${existing.error})` : ""}; retry when it is gone`,
+      { retryAfterS: 1 },
+    );
+  }
+
+  /** The device a single-device load goes to: the first healthy one (of those asked for) with room. */
+  #placeOne(options: LoadOptions, needAtLeast: number): DeviceHandle {
     const candidates = options.deviceIds
       ? options.deviceIds.map((id) => this.#device(id))
       : [...this.#devices.values()].filter((d) => !d.poisonReason);
     const device = candidates.find((d) => !d.poisonReason && this.#memory(d).free >= needAtLeast);
-    if (!device) {
-      const poisoned = candidates.find((d) => d.poisonReason);
-      if (poisoned && candidates.length === 1)
-        throw new CortexError("device_fault", `${poisoned.spec.id} is poisoned (${poisoned.poisonReason})`);
-      const best = Math.max(0, ...candidates.map((d) => this.#memory(d).free));
-      throw new CortexError(
-        "insufficient_memory",
-        `${options.id} needs at least ${needAtLeast} bytes; the most free on any device is ${best}`,
-        { details: { required_bytes: needAtLeast, free_bytes: best } },
-      );
-    }
-    const entry = loadingEntry(options, [device.spec.id], { contextSize, slots });
-    const budget = this.#memory(device).free;
-    this.#models.set(options.id, entry);
-    const started = performance.now();
-    try {
-      const result = await this.#job<"load">(device, {
-        type: "load",
-        modelId: options.id,
-        path: options.path,
-        contextSize,
-        slots,
-        memoryBudgetBytes: budget,
-      });
-      entry.info = { ...entry.info, ...result, loadedAt: Date.now() };
-      entry.state = "ready";
-      consola.info(
-        `loaded ${options.id} on ${device.spec.id}: ${result.description}, ctx ${contextSize} × ${slots} slots, ~${Math.round(result.memoryBytes / 2 ** 20)} MiB`,
-      );
-      const ms = performance.now() - started;
-      this.#observe(() => this.#options.observer?.modelLoaded?.(options.id, ms, entry.info.deviceIds));
-      return entry.info;
-    } catch (error) {
-      this.#models.delete(options.id);
-      throw error;
-    }
+    if (device) return device;
+    const poisoned = candidates.find((d) => d.poisonReason);
+    if (poisoned && candidates.length === 1)
+      throw new CortexError("device_fault", `${poisoned.spec.id} is poisoned (${poisoned.poisonReason})`);
+    const best = Math.max(0, ...candidates.map((d) => this.#memory(d).free));
+    throw new CortexError(
+      "insufficient_memory",
+      `${options.id} needs at least ${needAtLeast} bytes; the most free on any device is ${best}`,
+      { details: { required_bytes: needAtLeast, free_bytes: best } },
+    );
   }
 
-  /** Forms a tensor-parallel group over `count` devices and loads the model on its leader. */
-  async #loadGroup(
-    options: LoadOptions,
-    sizing: { contextSize: number; slots: number; count: number; needAtLeast: number },
-  ): Promise<ModelInfo> {
-    const { contextSize, slots, count } = sizing;
+  /** The devices of a tensor-parallel group for this model, leader first. */
+  #groupMembers(options: LoadOptions, count: number, needBytes: number): DeviceHandle[] {
     const chosen = chooseGroupDevices(
       [...this.#devices.values()].map((d) => ({
         id: d.spec.id,
         kind: d.spec.kind,
         free: this.#memory(d).free,
         poisoned: d.poisonReason !== undefined || d.closed,
-        busy: d.groupId !== undefined || this.#usedBytes(d.spec.id) > 0 || this.#hostsModel(d.spec.id),
+        busy:
+          d.groupId !== undefined ||
+          this.#usedBytes(d.spec.id) > 0 ||
+          this.#registry.onDevice(d.spec.id).length > 0,
       })),
       {
         modelId: options.id,
         count,
-        needBytes: sizing.needAtLeast,
+        needBytes,
         ...(options.deviceIds ? { deviceIds: options.deviceIds } : {}),
       },
     );
-    const members = chosen.map((c) => this.#device(c.id));
-    const leader = members[0]!;
-    const kind = leader.spec.kind;
-    const groupId = `tp${nextGroup++}`;
-    for (const m of members) m.groupId = groupId;
-    const deviceIds = members.map((m) => m.spec.id);
-    const entry = loadingEntry(options, deviceIds, { contextSize, slots });
-    this.#models.set(options.id, entry);
-    const started = performance.now();
-    let formed = false;
-    try {
-      const backend = this.#groupBackend(kind);
-      const { handles } = await formGroup({
-        groupId,
-        backend: backend.name,
-        ports: members.map((m) => this.#rankPort(m)),
-        ...(backend.libraryPath === undefined
-          ? {}
-          : { libraryPath: backend.libraryPath, memory: "cuda" as const }),
-        ...(kind === "cuda" ? { deviceOrdinals: members.map((m) => m.spec.index) } : {}),
-        faults: this.#options.faultSpec ?? "",
-        timeoutMs: Math.max(30_000, this.#tpTimings.stepTimeoutMs),
-      });
-      formed = true;
-      this.#aborter ??= createWorkerAborter();
-      if (backend.libraryPath !== undefined) await this.#aborter.warm([backend.libraryPath]);
-      const budget =
-        kind === "cuda"
-          ? members.reduce((sum, m) => sum + this.#memory(m).free, 0)
-          : this.#memory(leader).free;
-      const result = await this.#job<"load">(leader, {
-        type: "load",
-        modelId: options.id,
-        path: options.path,
-        contextSize,
-        slots,
-        memoryBudgetBytes: budget,
-        driven: true,
-        ...(kind === "cuda" ? { splitDevices: ggmlCudaNames(members.map((m) => m.spec.index)) } : {}),
-      });
-      const identity = { id: groupId, modelId: options.id, deviceIds, specs: members.map((m) => m.spec) };
-      const watchdog = new StepWatchdog({
-        group: { groupId, model: options.id, devices: deviceIds },
-        handles,
-        aborter: this.#aborter,
-        raiseAbortFlag: () => Atomics.store(new Int32Array(leader.abortFlag), 0, 1),
-        recovery: this.#recoveryHooks(identity),
-        onFatal: (report) => this.#onFatal(report),
-        timings: this.#tpTimings,
-        counters: this.tpCounters,
-        ...(this.#options.tpLogger ? { logger: this.#options.tpLogger } : {}),
-      });
-      watchdog.markReady();
-      const group: TpGroup = {
-        ...identity,
-        kind,
-        backend: backend.name,
-        watchdog,
-        pumping: false,
-        wantStep: false,
-        closing: false,
-        pumpDone: undefined,
-      };
-      this.#groups.set(groupId, group);
-      entry.group = group;
-      entry.info = { ...entry.info, ...result, loadedAt: Date.now() };
-      entry.state = "ready";
-      consola.info(
-        `loaded ${options.id} on tensor-parallel group ${groupId} [${deviceIds.join(",")}] (${backend.name}): ${result.description}, ctx ${contextSize} × ${slots} slots, ~${Math.round(result.memoryBytes / 2 ** 20)} MiB`,
-      );
-      const ms = performance.now() - started;
-      this.#observe(() => this.#options.observer?.modelLoaded?.(options.id, ms, deviceIds));
-      return entry.info;
-    } catch (error) {
-      this.#models.delete(options.id);
-      if (formed) {
-        await Promise.all(members.map((m) => this.#tpCall(m, { type: "tp-leave" }).catch(() => undefined)));
-        for (const m of members) m.groupId = undefined;
-      } else {
-        // A rank that never joined may be stuck in init: give every member a fresh Worker.
-        consola.error(
-          `tensor-parallel group ${groupId} did not form: ${errorMessage(error)}; restarting [${deviceIds.join(",")}]`,
-        );
-        await this.#replaceDevices(members, this.#tpTimings.graceMs).catch((e: unknown) =>
-          consola.error(`restarting [${deviceIds.join(",")}] failed: ${errorMessage(e)}`),
-        );
-      }
-      throw error;
-    }
-  }
-
-  #hostsModel(deviceId: string): boolean {
-    for (const m of this.#models.values()) if (m.info.deviceIds.includes(deviceId)) return true;
-    return false;
-  }
-
-  /** nccl between CUDA devices when libnccl is found, else the shm communicator (CPU groups always). */
-  #groupBackend(kind: "cpu" | "cuda"): { name: CommunicatorBackendName; libraryPath?: string } {
-    if (kind === "cpu") return { name: "shm" };
-    const lookup = findNcclLibrary();
-    if (lookup.path) return { name: "nccl", libraryPath: lookup.path };
-    consola.warn(ncclMissingMessage(lookup));
-    return { name: "shm" };
-  }
-
-  #tpCall(device: Device, call: TpRankCall): Promise<unknown> {
-    return this.#request(device, (jobId) => ({ type: "tp", jobId, call }));
-  }
-
-  #rankPort(device: Device): RankPort {
-    return {
-      request: (call) => this.#tpCall(device, call),
-      terminate: (timeoutMs) => this.#terminateDevice(device, timeoutMs ?? 5_000),
-    };
-  }
-
-  /** Terminates a device's Worker without asking it anything; rejects if the thread has not closed in time. */
-  async #terminateDevice(device: Device, timeoutMs: number): Promise<void> {
-    if (!device.closed) {
-      device.closed = true;
-      const gone = new CortexError("unavailable", `${device.spec.id} was restarted`);
-      for (const job of device.jobs.values()) job.reject(gone);
-      device.jobs.clear();
-      for (const [key, active] of device.sequences) {
-        active.channel.push({ type: "error", error: gone.toWire() });
-        device.sequences.delete(key);
-        this.#sequenceEnded(active.model);
-      }
-      device.worker.terminate();
-    }
-    await within(
-      device.exited,
-      timeoutMs,
-      () => new CortexError("timeout", `${device.spec.id}: Worker did not close within ${timeoutMs} ms`),
-    );
-  }
-
-  /** Fresh Workers on the same devices (the old ones are terminated first). */
-  async #replaceDevices(devices: readonly Device[], timeoutMs: number): Promise<void> {
-    await Promise.all(devices.map((d) => this.#terminateDevice(d, timeoutMs)));
-    await this.#startFresh(devices.map((d) => d.spec));
-  }
-
-  /** A new Worker for each of `specs` whose device was terminated (or is gone). */
-  async #startFresh(specs: readonly DeviceSpec[]): Promise<void> {
-    if (this.#closed) return;
-    await Promise.all(
-      specs.map((spec) => {
-        if (this.#devices.get(spec.id)?.closed) this.#devices.delete(spec.id);
-        return this.#devices.has(spec.id) ? undefined : this.#startDevice(spec);
-      }),
-    );
-  }
-
-  /** Stage 1, as the watchdog runs it: each hook is bounded by the grace period there. */
-  #recoveryHooks(group: Pick<TpGroup, "id" | "modelId" | "deviceIds" | "specs">): RecoveryHooks {
-    const current = () => group.deviceIds.map((id) => this.#devices.get(id)).filter((d) => d !== undefined);
-    return {
-      unload: async () => {
-        const leader = this.#devices.get(group.deviceIds[0]!);
-        if (!leader) throw new CortexError("unavailable", "the leader device is gone");
-        await this.#job<"unload">(leader, { type: "unload", modelId: group.modelId });
-      },
-      terminateWorkers: async () => {
-        await Promise.all(current().map((d) => this.#terminateDevice(d, this.#tpTimings.graceMs)));
-      },
-      startWorkers: () => this.#startFresh(group.specs),
-      reportUnloaded: (reason) => {
-        this.#groups.delete(group.id);
-        const model = this.#models.get(group.modelId);
-        if (model?.group?.id === group.id) {
-          this.#models.delete(group.modelId);
-          for (const wake of model.idleWaiters.splice(0)) wake();
-        }
-        this.#options.onModelLost?.(group.modelId, reason);
-      },
-    };
-  }
-
-  #onFatal(report: FatalReport): void {
-    this.#fatalReason = `tp watchdog Stage 2 on ${report.group.groupId} (${report.group.model}): ${report.reason}`;
-    const sink = this.#options.onFatal ?? exitForSupervisor();
-    sink(report);
-  }
-
-  /** Asks for another step of a group's model, starting its step loop if idle. */
-  #kick(model: ModelEntry): void {
-    const group = model.group;
-    if (!group || group.closing) return;
-    group.wantStep = true;
-    if (group.pumping) return;
-    group.pumping = true;
-    group.pumpDone = this.#pump(model, group).finally(() => {
-      group.pumping = false;
-    });
-  }
-
-  /** The group's step loop: one watched step at a time while work remains. */
-  async #pump(model: ModelEntry, group: TpGroup): Promise<void> {
-    while (
-      group.wantStep &&
-      !group.closing &&
-      !this.#closed &&
-      model.state !== "failed" &&
-      group.watchdog.state === "ready"
-    ) {
-      group.wantStep = false;
-      let result: GroupStepResult;
-      try {
-        const meta = { batchSize: model.inFlight, tokens: model.inFlight };
-        result = await group.watchdog.runStep((step) => this.#groupStep(group, step, meta), meta);
-      } catch (error) {
-        this.#groupStepFailed(model, group, error);
-        return;
-      }
-      this.#recordStep(model, result, true);
-      if (result.more) group.wantStep = true;
-    }
-  }
-
-  /** One step: the followers' collective and the leader's collective + forward; resolves with the leader's reply. */
-  #groupStep(
-    group: TpGroup,
-    step: number,
-    meta: { batchSize: number; tokens: number },
-  ): Promise<GroupStepResult> {
-    const members = group.deviceIds.map((id) => this.#device(id));
-    for (const follower of members.slice(1))
-      this.#tpCall(follower, { type: "tp-step", step, ...meta }).catch(() => undefined);
-    return this.#request(members[0]!, (jobId) => ({
-      type: "group-step",
-      jobId,
-      modelId: group.modelId,
-      step,
-      ...meta,
-    })) as Promise<GroupStepResult>;
+    return chosen.map((c) => this.#device(c.id));
   }
 
   /**
-   * A step failed. A device fault (the watchdog fired) poisons the group:
-   * every request on it ends with the watchdog's error, and Stage 1 runs in
-   * the watchdog. Anything else ends the model's running requests only.
+   * The one path a model's weights take onto its devices, for a first load
+   * and for a reload after a recycle: the load job (or a group's), then
+   * `loading → ready`. A failure drops the entry.
    */
-  #groupStepFailed(model: ModelEntry, group: TpGroup, error: unknown): void {
-    const cortex = toCortexError(error);
-    const leader = this.#devices.get(group.deviceIds[0]!);
-    if (cortex.code === "device_fault") {
-      model.state = "failed";
-      const reason = `tensor-parallel group ${group.id} is poisoned: ${cortex.message}`;
-      for (const id of group.deviceIds) {
-        const device = this.#devices.get(id);
-        if (device && !device.poisonReason) device.poisonReason = reason;
-      }
-      const recovery = group.watchdog.recovery;
-      if (recovery) {
-        this.#recoveries.add(recovery);
-        void recovery.finally(() => this.#recoveries.delete(recovery));
-      }
-    }
-    const wire = cortex.toWire();
-    for (const queued of model.queue.splice(0)) queued.channel.push({ type: "error", error: wire });
-    if (!leader) return;
-    for (const [key, active] of leader.sequences) {
-      if (active.model !== model) continue;
-      active.channel.push({ type: "error", error: wire });
-      leader.sequences.delete(key);
-      // A healthy group keeps stepping: free the slot in the Worker too.
-      if (cortex.code !== "device_fault" && !leader.closed)
-        this.#post(leader, { type: "cancel", seqKey: key });
-      this.#sequenceEnded(model);
+  async #loadEntry(entry: ModelEntry, members: DeviceHandle[]): Promise<ModelInfo> {
+    const id = entry.info.id;
+    const started = performance.now();
+    try {
+      const result =
+        members.length > 1
+          ? await this.#groups.load(entry, members)
+          : await members[0]!.job<"load">({
+              type: "load",
+              modelId: id,
+              path: entry.info.path,
+              contextSize: entry.info.contextSize,
+              slots: entry.info.slots,
+              memoryBudgetBytes: this.#memory(members[0]!).free,
+            });
+      entry.info = { ...entry.info, ...result, loadedAt: Date.now() };
+      entry.error = undefined;
+      if (!this.#registry.transition(entry, "loaded", "loading"))
+        throw new CortexError("unavailable", `model ${id} was dropped while it loaded`, { retryAfterS: 1 });
+      const where = entry.group
+        ? `tensor-parallel group ${entry.group.id} [${entry.info.deviceIds.join(",")}] (${entry.group.backend})`
+        : entry.deviceId;
+      consola.info(
+        `loaded ${id} on ${where}: ${result.description}, ctx ${entry.info.contextSize} × ${entry.info.slots} slots, ~${Math.round(result.memoryBytes / 2 ** 20)} MiB`,
+      );
+      const ms = performance.now() - started;
+      this.#observe(() => this.#options.observer?.modelLoaded?.(id, ms, entry.info.deviceIds));
+      return entry.info;
+    } catch (error) {
+      consola.error(`load of ${id} (${entry.load.file ?? entry.info.path}) failed: ${errorMessage(error)}`);
+      this.#registry.transition(entry, "failed", "loading");
+      this.#registry.drop(entry, `load failed: ${errorMessage(error)}`, { lost: false });
+      throw error;
     }
   }
 
@@ -877,57 +545,24 @@ export class DevicePool {
    * ends them with an `unavailable` error; queued requests get that error at once.
    */
   async unload(id: string, options: { force?: boolean } = {}): Promise<void> {
-    const model = this.#models.get(id);
+    const model = this.#registry.get(id);
     if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
-    if (model.state === "unloading") {
-      await new Promise<void>((resolve) => model.idleWaiters.push(resolve));
-      return;
-    }
-    model.state = "unloading";
+    if (model.state === "unloading") return untilIdle(model);
+    if (!this.#registry.transition(model, "unload"))
+      throw new CortexError("conflict", `model ${id} is ${model.state}; cannot unload now`, {
+        retryAfterS: 1,
+      });
     const gone = new CortexError("unavailable", `model ${id} is being unloaded`, { retryAfterS: 1 });
     for (const queued of model.queue.splice(0)) queued.channel.push({ type: "error", error: gone.toWire() });
-    const device = this.#device(model.deviceId);
-    if (!options.force && model.inFlight > 0 && !device.poisonReason)
-      await new Promise<void>((resolve) => model.idleWaiters.push(resolve));
-    if (model.group) {
-      await this.#unloadGroup(model, model.group);
-      return;
-    }
+    const device = this.#devices.get(model.deviceId);
+    if (!options.force && model.inFlight > 0 && device && !device.poisonReason) await untilIdle(model);
+    if (model.group) return this.#groups.unload(model, model.group);
     try {
-      if (!device.poisonReason && !device.closed)
-        await this.#job<"unload">(device, { type: "unload", modelId: id });
+      if (device && !device.poisonReason && !device.closed)
+        await device.job<"unload">({ type: "unload", modelId: id });
     } finally {
-      this.#models.delete(id);
-      device.loadCycles++;
-      for (const wake of model.idleWaiters.splice(0)) wake();
-    }
-  }
-
-  /** Normal teardown of a group: stop stepping, unload on the leader, every rank leaves; the Workers stay. */
-  async #unloadGroup(model: ModelEntry, group: TpGroup): Promise<void> {
-    group.closing = true;
-    await group.pumpDone;
-    const recovery = group.watchdog.recovery;
-    if (recovery) {
-      // The watchdog fired: Stage 1 unloads and drops the model itself.
-      await recovery;
-      return;
-    }
-    const members = group.deviceIds.map((id) => this.#devices.get(id)).filter((d) => d !== undefined);
-    try {
-      const leader = members[0];
-      if (leader && !leader.closed)
-        await this.#job<"unload">(leader, { type: "unload", modelId: model.info.id });
-      await Promise.all(members.map((m) => this.#tpCall(m, { type: "tp-leave" }).catch(() => undefined)));
-    } finally {
-      group.watchdog.close("unloaded");
-      this.#groups.delete(group.id);
-      for (const m of members) {
-        if (m.groupId === group.id) m.groupId = undefined;
-        m.loadCycles++;
-      }
-      this.#models.delete(model.info.id);
-      for (const wake of model.idleWaiters.splice(0)) wake();
+      if (device) device.loadCycles++;
+      this.#registry.drop(model, "unloaded", { lost: false, error: gone.toWire() });
     }
   }
 
@@ -941,26 +576,28 @@ export class DevicePool {
    */
   generate(id: string, params: GenerateParams, signal?: AbortSignal): ReadableStream<GenerationEvent> {
     this.#assertOpen();
-    const model = this.#models.get(id);
+    const model = this.#registry.get(id);
     if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
     const device = this.#device(model.deviceId);
     if (device.poisonReason)
       throw new CortexError(
         "device_fault",
-        model.group
-          ? `model ${id} is unavailable: ${device.poisonReason}; it is being unloaded and will load again on demand`
-          : `${device.spec.id} is poisoned (${device.poisonReason}); recycle it`,
+        `model ${id} is unavailable: ${device.poisonReason}; its device is being recycled and the model will load again on demand`,
         { retryAfterS: model.group ? 5 : 1 },
       );
     if (model.state !== "ready")
-      throw new CortexError("unavailable", `model ${id} is ${model.state}`, { retryAfterS: 1 });
-    if (model.inFlight >= model.info.slots && model.queue.length >= model.maxQueue)
+      throw new CortexError(
+        "unavailable",
+        `model ${id} is ${model.state}${model.error ? ` (${model.error})` : ""}`,
+        { retryAfterS: 1 },
+      );
+    const counts = this.#slotCounts(model);
+    const admission = admit(counts);
+    if (admission === "refuse")
       throw new CortexError(
         "rate_limited",
         `model ${id} is busy: ${model.inFlight} running, ${model.queue.length} waiting`,
-        {
-          retryAfterS: Math.max(1, Math.ceil(model.queue.length / model.info.slots)),
-        },
+        { retryAfterS: refusalRetryAfterS(counts) },
       );
     signal?.throwIfAborted();
     const seqKey = nextSeqKey++;
@@ -969,14 +606,14 @@ export class DevicePool {
       (pause) => {
         const device = this.#devices.get(model.deviceId);
         if (device?.sequences.has(seqKey) && !device.closed) {
-          this.#post(device, { type: pause ? "pause" : "resume", seqKey });
-          if (!pause) this.#kick(model);
+          device.post({ type: pause ? "pause" : "resume", seqKey });
+          if (!pause) this.#groups.kick(model);
         }
       },
     );
     const request: QueuedRequest = { seqKey, params, channel };
     model.lastUsed = Date.now();
-    if (model.inFlight < model.info.slots) this.#dispatch(model, device, request);
+    if (admission === "run") this.#dispatch(model, device, request);
     else model.queue.push(request);
     signal?.addEventListener(
       "abort",
@@ -990,16 +627,21 @@ export class DevicePool {
     return channel.stream.pipeThrough(toolCallTransform(`call_${nextCallPrefix++}_`));
   }
 
-  #dispatch(model: ModelEntry, device: Device, request: QueuedRequest): void {
+  #slotCounts(model: ModelEntry) {
+    return {
+      inFlight: model.inFlight,
+      queued: model.queue.length,
+      slots: model.info.slots,
+      maxQueue: model.maxQueue,
+    };
+  }
+
+  #dispatch(model: ModelEntry, device: DeviceHandle, request: QueuedRequest): void {
     model.inFlight++;
-    device.sequences.set(request.seqKey, { model, channel: request.channel });
-    this.#post(device, {
-      type: "submit",
-      seqKey: request.seqKey,
-      modelId: model.info.id,
-      params: request.params,
-    });
-    this.#kick(model);
+    const active: ActiveSequence = { model, channel: request.channel };
+    device.sequences.set(request.seqKey, active);
+    device.post({ type: "submit", seqKey: request.seqKey, modelId: model.info.id, params: request.params });
+    this.#groups.kick(model);
   }
 
   #cancel(model: ModelEntry, seqKey: number): void {
@@ -1010,29 +652,27 @@ export class DevicePool {
     }
     const device = this.#devices.get(model.deviceId);
     if (device?.sequences.has(seqKey) && !device.closed) {
-      this.#post(device, { type: "cancel", seqKey });
-      this.#kick(model);
+      device.post({ type: "cancel", seqKey });
+      this.#groups.kick(model);
     }
   }
 
+  /** A sequence of the model ended: its slot goes to the next queued request, or the model may be idle. */
   #sequenceEnded(model: ModelEntry): void {
     model.inFlight--;
     model.lastUsed = Date.now();
     const device = this.#devices.get(model.deviceId);
-    while (device && !device.poisonReason && model.inFlight < model.info.slots && model.queue.length > 0) {
-      const next = model.queue.shift()!;
-      if (next.channel.ended) continue;
-      this.#dispatch(model, device, next);
-    }
-    if (model.inFlight === 0 && model.queue.length === 0)
-      for (const wake of model.idleWaiters.splice(0)) wake();
+    if (device && !device.poisonReason && !device.closed)
+      for (const next of takeRunnable(model.queue, this.#slotCounts(model), (q) => q.channel.ended))
+        this.#dispatch(model, device, next);
+    if (model.inFlight === 0 && model.queue.length === 0) wakeIdle(model);
   }
 
   /** Prompt tokens of a rendered prompt, as generate would count them. */
   async countTokens(id: string, prompt: string): Promise<number> {
-    const model = this.#models.get(id);
+    const model = this.#registry.get(id);
     if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
-    const { tokens } = await this.#job<"count-tokens">(this.#device(model.deviceId), {
+    const { tokens } = await this.#device(model.deviceId).job<"count-tokens">({
       type: "count-tokens",
       modelId: id,
       prompt,
@@ -1061,7 +701,7 @@ export class DevicePool {
     tools: readonly ChatToolInput[] = [],
     addGenerationPrompt = true,
   ): Promise<string> {
-    const model = this.#models.get(id);
+    const model = this.#registry.get(id);
     if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
     if (model.info.chatTemplate !== null)
       return renderChatTemplate(
@@ -1070,7 +710,7 @@ export class DevicePool {
         model.info,
       );
     if (tools.length > 0) consola.warn(`${id} has no chat template; tools are not rendered into the prompt`);
-    const { prompt } = await this.#job<"apply-builtin-template">(this.#device(model.deviceId), {
+    const { prompt } = await this.#device(model.deviceId).job<"apply-builtin-template">({
       type: "apply-builtin-template",
       template: "chatml",
       messages: messages.map((m) => ({ role: m.role, content: m.content })),
@@ -1081,72 +721,86 @@ export class DevicePool {
 
   /** Clears a model's KV cache (only while it has nothing in flight). */
   async resetKv(id: string): Promise<void> {
-    const model = this.#models.get(id);
+    const model = this.#registry.get(id);
     if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
-    await this.#job<"reset-kv">(this.#device(model.deviceId), { type: "reset-kv", modelId: id });
+    await this.#device(model.deviceId).job<"reset-kv">({ type: "reset-kv", modelId: id });
   }
 
   /** Decode counters of a device since its Worker started (batching is visible here). */
   stats(deviceId: string): Promise<JobMap["stats"]["result"]> {
-    return this.#job<"stats">(this.#device(deviceId), { type: "stats" });
+    return this.#device(deviceId).job<"stats">({ type: "stats" });
   }
 
   /** Makes the device's next decode fail natively (abort path); needs `faultInjection`. */
   async injectFault(deviceId: string): Promise<void> {
     if (!this.#options.faultInjection) throw new CortexError("forbidden", "fault injection is not enabled");
-    await this.#job<"inject-fault">(this.#device(deviceId), { type: "inject-fault", fault: "decode" });
+    await this.#device(deviceId).job<"inject-fault">({ type: "inject-fault", fault: "decode" });
   }
 
   /**
    * Terminates a device's Worker and starts a fresh one. Refused (409) while
-   * a model on it has work in flight, unless the device is poisoned; models
-   * on it are dropped and must be loaded again.
+   * a model on it has work in flight, unless the device is poisoned. Pinned
+   * models on it are loaded again on the fresh Worker before this resolves;
+   * the others are dropped (reported lost) and load again on demand.
    */
   async recycle(deviceId: string): Promise<void> {
     this.#assertOpen();
     const device = this.#device(deviceId);
-    const group = device.groupId === undefined ? undefined : this.#groups.get(device.groupId);
+    const group = this.#groups.group(device.groupId);
     if (group)
       throw new CortexError(
         "conflict",
         `${deviceId} belongs to tensor-parallel group ${group.id} serving ${group.modelId}; unload that model first`,
         { retryAfterS: 1 },
       );
-    const onDevice = [...this.#models.values()].filter((m) => m.deviceId === deviceId);
+    const onDevice = this.#registry.onDevice(deviceId);
     if (!device.poisonReason && onDevice.some((m) => m.inFlight > 0 || m.queue.length > 0))
       throw new CortexError("conflict", `${deviceId} has requests in flight; recycle it when idle`, {
         retryAfterS: 1,
       });
+    if (onDevice.some((m) => m.state === "loading" || m.state === "unloading"))
+      throw new CortexError(
+        "conflict",
+        `${deviceId} has a model loading or unloading; recycle it when idle`,
+        {
+          retryAfterS: 1,
+        },
+      );
+    const why = `${deviceId} was recycled`;
+    const error = new CortexError("unavailable", `${why}; the model is reloading`, {
+      retryAfterS: 1,
+    }).toWire();
+    const pinned = onDevice.filter((m) => m.pinned);
     for (const m of onDevice) {
-      this.#models.delete(m.info.id);
-      for (const wake of m.idleWaiters.splice(0)) wake();
+      if (m.pinned) {
+        this.#registry.fail(m, `${why}; reloading`, error);
+        // Its memory comes back with the old Worker; the reload measures it again.
+        m.info = { ...m.info, memoryBytes: 0 };
+      } else this.#registry.drop(m, why, { lost: true });
     }
-    await this.#stopDevice(device);
+    await device.stop((active) => this.#sequenceEnded(active.model));
     this.#devices.delete(deviceId);
     await this.#startDevice(device.spec);
-    consola.info(
-      `${deviceId}: worker recycled${onDevice.length ? `; dropped ${onDevice.map((m) => m.info.id).join(", ")}` : ""}`,
+    const fresh = this.#device(deviceId);
+    const reloaded = await Promise.all(
+      pinned.map(async (m) => {
+        if (!this.#registry.transition(m, "load", "failed")) return false;
+        return this.#loadEntry(m, [fresh]).then(
+          () => true,
+          () => false,
+        );
+      }),
     );
-  }
-
-  async #stopDevice(device: Device): Promise<void> {
-    if (device.closed) return;
-    if (!device.poisonReason) {
-      // A responsive Worker frees its native state; a wedged one is just terminated.
-      await Promise.race([
-        this.#job<"shutdown">(device, { type: "shutdown" }).catch(() => undefined),
-        new Promise((resolve) => setTimeout(resolve, 5000)),
-      ]);
-    }
-    device.closed = true;
-    const gone = new CortexError("unavailable", `${device.spec.id} shut down`);
-    for (const job of device.jobs.values()) job.reject(gone);
-    device.jobs.clear();
-    for (const [key, active] of device.sequences) {
-      active.channel.push({ type: "error", error: gone.toWire() });
-      device.sequences.delete(key);
-    }
-    device.worker.terminate();
+    const dropped = onDevice.filter((m) => !m.pinned).map((m) => m.info.id);
+    const failed = pinned.filter((_, i) => !reloaded[i]).map((m) => m.info.id);
+    consola.info(
+      `${deviceId}: worker recycled${pinned.length ? `; reloaded pinned ${pinned.map((m) => m.info.id).join(", ")}` : ""}${dropped.length ? `; dropped ${dropped.join(", ")}` : ""}`,
+    );
+    if (failed.length > 0)
+      throw new CortexError(
+        "load_failed",
+        `${deviceId} was recycled but reloading ${failed.join(", ")} failed`,
+      );
   }
 
   /** Stops every Worker; the pool is unusable afterwards. */
@@ -1154,15 +808,9 @@ export class DevicePool {
     if (this.#closed) return;
     this.#closed = true;
     const gone: WireError = new CortexError("unavailable", "the engine is shutting down").toWire();
-    for (const model of this.#models.values())
-      for (const queued of model.queue.splice(0)) queued.channel.push({ type: "error", error: gone });
-    this.#models.clear();
-    for (const group of this.#groups.values()) {
-      group.closing = true;
-      group.watchdog.close("the engine is shutting down");
-    }
-    this.#groups.clear();
-    await Promise.all([...this.#devices.values()].map((d) => this.#stopDevice(d)));
+    this.#registry.clear(gone);
+    this.#groups.closeAll("the engine is shutting down");
+    await Promise.all([...this.#devices.values()].map((d) => d.stop(() => undefined)));
     this.#devices.clear();
     this.#aborter?.close();
     this.#aborter = undefined;
@@ -1173,42 +821,13 @@ export class DevicePool {
     return [...this.#devices.values()].filter((d) => !d.closed).length;
   }
 
+  #onFatal(report: FatalReport): void {
+    this.#fatalReason = `tp watchdog Stage 2 on ${report.group.groupId} (${report.group.model}): ${report.reason}`;
+    const sink = this.#options.onFatal ?? exitForSupervisor();
+    sink(report);
+  }
+
   #assertOpen(): void {
     if (this.#closed) throw new CortexError("unavailable", "the engine is shut down");
   }
-}
-
-/** The entry a model has while its load runs; the load's result fills in the rest of its info. */
-function loadingEntry(
-  options: LoadOptions,
-  deviceIds: string[],
-  sizing: { contextSize: number; slots: number },
-): ModelEntry {
-  const now = Date.now();
-  return {
-    info: {
-      id: options.id,
-      path: options.path,
-      deviceIds,
-      contextSize: sizing.contextSize,
-      slots: sizing.slots,
-      trainedContextSize: 0,
-      chatTemplate: null,
-      bosToken: "",
-      eosToken: "",
-      addBos: false,
-      memoryBytes: 0,
-      description: "",
-      loadedAt: now,
-    },
-    state: "loading",
-    // The leader (first device) runs the model's decode steps.
-    deviceId: deviceIds[0] ?? "",
-    inFlight: 0,
-    queue: [],
-    maxQueue: options.maxQueue ?? sizing.slots * 4,
-    lastUsed: now,
-    idleWaiters: [],
-    kvTokens: 0,
-  };
 }

@@ -75,6 +75,12 @@ export interface LoadOptions {
   maxQueue?: number;
   /** Overrides the estimate used to check free memory before loading. */
   memoryEstimateBytes?: number;
+  /** The GGUF file as the API names it (relative to the models directory); default: `path`. */
+  file?: string;
+  /** Never evicted by a gateway; reloaded by a recycle of its device. */
+  pinned?: boolean;
+  /** Eviction priority (higher stays longer). */
+  priority?: number;
 }
 
 /** What the engine knows about a loaded model; renders chat prompts without native calls. */
