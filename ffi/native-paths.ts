@@ -172,5 +172,3 @@ export function locateNativeSet(options: LocateOptions = {}): NativeSet {
       .join(", ")}; set CORTEX_NATIVE_DIR or install ${CPU_PACKAGE}`,
   );
 }
-
-export const EXPECTED_NATIVE_VERSION = EXPECTED;

@@ -20,6 +20,7 @@ import { NativeError } from "./native-error.ts";
 import {
   CUDA_LIVENESS_SYMBOLS,
   CUDA_SUCCESS,
+  NCCL_FLOAT64,
   NCCL_RESULT,
   NCCL_SHIM_SYMBOLS,
   NCCL_SYMBOLS,
@@ -230,7 +231,15 @@ function makeLibrary(path: string, version: number, nccl: NcclSymbols, shim: Shi
       return { result, comm: Number(out[0]) };
     },
     allReduce(send, recv, count, op, comm) {
-      return nccl.ncclAllReduce(send as Pointer, recv as Pointer, count, 8, op, comm as Pointer, null);
+      return nccl.ncclAllReduce(
+        send as Pointer,
+        recv as Pointer,
+        count,
+        NCCL_FLOAT64,
+        op,
+        comm as Pointer,
+        null,
+      );
     },
     commAbort: (comm) => nccl.ncclCommAbort(comm as Pointer),
     commDestroy: (comm) => nccl.ncclCommDestroy(comm as Pointer),
