@@ -56,11 +56,6 @@ function openLibcuda(): CudaLib | null {
   return cached;
 }
 
-/** Whether a loadable libcuda exists (does not initialise the driver). */
-export function libcudaPresent(): boolean {
-  return openLibcuda() !== null;
-}
-
 /** Formats 16 raw UUID bytes the way nvidia-smi does. */
 export function formatGpuUuid(bytes: Uint8Array): string {
   const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");

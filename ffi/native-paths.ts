@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
 import { z } from "zod";
-import { CortexError } from "../src/core/errors.ts";
+import { NativeError } from "./native-error.ts";
 import versionJson from "./include/VERSION.json" with { type: "json" };
 
 export const LLAMA_LIB = "libllama.v0.5.0.so";
@@ -127,18 +127,18 @@ function inspect(candidate: Candidate): NativeSet | undefined {
  */
 export function checkVersions(set: Pick<NativeSet, "dir" | "packageVersion" | "llamaCppTag">): void {
   if (set.llamaCppTag !== undefined && set.llamaCppTag !== EXPECTED.llamaCppTag)
-    throw new CortexError(
-      "internal",
+    throw new NativeError(
+      "broken",
       `native libraries in ${set.dir} are llama.cpp ${set.llamaCppTag}, but ffi/include was vendored from ${EXPECTED.llamaCppTag}`,
     );
   if (set.packageVersion !== undefined && set.packageVersion !== EXPECTED.nodeLlamaCpp)
-    throw new CortexError(
-      "internal",
+    throw new NativeError(
+      "broken",
       `native libraries in ${set.dir} come from node-llama-cpp ${set.packageVersion}, expected ${EXPECTED.nodeLlamaCpp}`,
     );
 }
 
-/** Locates the native set or throws one CortexError naming every place searched. */
+/** Locates the native set or throws one NativeError naming every place searched. */
 export function locateNativeSet(options: LocateOptions = {}): NativeSet {
   const candidates = candidateDirs(options);
   const explicit = candidates.filter((c) => c.source === "option" || c.source === "env");
@@ -146,8 +146,8 @@ export function locateNativeSet(options: LocateOptions = {}): NativeSet {
   for (const c of explicit) {
     const found = inspect(c);
     if (!found)
-      throw new CortexError(
-        "internal",
+      throw new NativeError(
+        "broken",
         `native libraries not found in ${c.dir} (from ${c.source === "env" ? "CORTEX_NATIVE_DIR" : "nativeDir"}): expected ${LLAMA_LIB}, ${GGML_LIB} and ${GGML_BASE_LIB}`,
       );
     checkVersions(found);
@@ -165,12 +165,10 @@ export function locateNativeSet(options: LocateOptions = {}): NativeSet {
       consola.info(`libcuda present but ${CUDA_PACKAGE} is not installed (${c.dir}); using CPU libraries`);
     }
   }
-  throw new CortexError(
-    "internal",
+  throw new NativeError(
+    "broken",
     `native libraries not found: looked for ${LLAMA_LIB}, ${GGML_LIB} and ${GGML_BASE_LIB} in ${candidates
       .map((c) => c.dir)
       .join(", ")}; set CORTEX_NATIVE_DIR or install ${CPU_PACKAGE}`,
   );
 }
-
-export const EXPECTED_NATIVE_VERSION = EXPECTED;

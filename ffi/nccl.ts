@@ -16,10 +16,11 @@ import { cc, dlopen, type Pointer, ptr } from "bun:ffi";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
-import { CortexError } from "../src/core/errors.ts";
+import { NativeError } from "./native-error.ts";
 import {
   CUDA_LIVENESS_SYMBOLS,
   CUDA_SUCCESS,
+  NCCL_FLOAT64,
   NCCL_RESULT,
   NCCL_SHIM_SYMBOLS,
   NCCL_SYMBOLS,
@@ -171,7 +172,7 @@ export interface NcclLibrary {
 
 const loaded = new Map<string, NcclLibrary>();
 
-/** Loads (once per thread and path) the library at `path`; throws CortexError("unavailable") with the reason. */
+/** Loads (once per thread and path) the library at `path`; throws NativeError("unavailable") with the reason. */
 export function loadNccl(path: string): NcclLibrary {
   const cached = loaded.get(path);
   if (cached) return cached;
@@ -179,18 +180,18 @@ export function loadNccl(path: string): NcclLibrary {
   try {
     nccl = dlopen(path, NCCL_SYMBOLS).symbols;
   } catch (error) {
-    throw new CortexError("unavailable", `cannot load libnccl from ${path}: ${(error as Error).message}`, {
+    throw new NativeError("unavailable", `cannot load libnccl from ${path}: ${(error as Error).message}`, {
       cause: error,
     });
   }
   const shim = compileShim();
   const bound = shim.cortex_nccl_bind(ptr(Buffer.from(`${path}\0`)));
   if (bound !== 0)
-    throw new CortexError("unavailable", `libnccl at ${path} lacks ncclCommInitRank (bind ${bound})`);
+    throw new NativeError("unavailable", `libnccl at ${path} lacks ncclCommInitRank (bind ${bound})`);
   const versionOut = new Int32Array(1);
   const vr = nccl.ncclGetVersion(ptr(versionOut));
   if (vr !== NCCL_RESULT.success)
-    throw new CortexError("unavailable", `ncclGetVersion failed (${vr}) for ${path}`);
+    throw new NativeError("unavailable", `ncclGetVersion failed (${vr}) for ${path}`);
   const lib = makeLibrary(path, versionOut[0]!, nccl, shim);
   loaded.set(path, lib);
   return lib;
@@ -214,7 +215,7 @@ function makeLibrary(path: string, version: number, nccl: NcclSymbols, shim: Shi
       const id = new Uint8Array(NCCL_UNIQUE_ID_BYTES);
       const r = nccl.ncclGetUniqueId(ptr(id));
       if (r !== NCCL_RESULT.success) {
-        throw new CortexError("internal", `ncclGetUniqueId failed: ${describe(nccl, r)}`);
+        throw new NativeError("broken", `ncclGetUniqueId failed: ${describe(nccl, r)}`);
       }
       return id;
     },
@@ -230,7 +231,15 @@ function makeLibrary(path: string, version: number, nccl: NcclSymbols, shim: Shi
       return { result, comm: Number(out[0]) };
     },
     allReduce(send, recv, count, op, comm) {
-      return nccl.ncclAllReduce(send as Pointer, recv as Pointer, count, 8, op, comm as Pointer, null);
+      return nccl.ncclAllReduce(
+        send as Pointer,
+        recv as Pointer,
+        count,
+        NCCL_FLOAT64,
+        op,
+        comm as Pointer,
+        null,
+      );
     },
     commAbort: (comm) => nccl.ncclCommAbort(comm as Pointer),
     commDestroy: (comm) => nccl.ncclCommDestroy(comm as Pointer),
@@ -251,13 +260,13 @@ function describe(nccl: NcclSymbols, result: number): string {
 type CudaSymbols = ReturnType<typeof dlopen<typeof CUDA_LIVENESS_SYMBOLS>>["symbols"];
 let cuda: CudaSymbols | undefined;
 
-/** libcuda's driver calls for the liveness buffers; throws CortexError("unavailable") without a driver. */
+/** libcuda's driver calls for the liveness buffers; throws NativeError("unavailable") without a driver. */
 export function loadCudaLiveness(): CudaSymbols {
   if (cuda) return cuda;
   try {
     cuda = dlopen("libcuda.so.1", CUDA_LIVENESS_SYMBOLS).symbols;
   } catch (error) {
-    throw new CortexError("unavailable", `libcuda.so.1 not loadable: ${(error as Error).message}`, {
+    throw new NativeError("unavailable", `libcuda.so.1 not loadable: ${(error as Error).message}`, {
       cause: error,
     });
   }

@@ -7,7 +7,7 @@
 import { cc, type FFIFunction, linkSymbols, type Pointer } from "bun:ffi";
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { CortexError } from "../src/core/errors.ts";
+import { NativeError } from "./native-error.ts";
 import type {
   LlamaBatchPtr,
   LlamaContextPtr,
@@ -143,7 +143,7 @@ export function compileShim(libDir: string, sources: ShimSources = repoShimSourc
     ["llama.h", join(includeDir, "llama.h")],
     ["shim libc headers", join(libcIncludeDir, "stdint.h")],
   ] as const) {
-    if (!existsSync(path)) throw new CortexError("internal", `${what} not found at ${path}`);
+    if (!existsSync(path)) throw new NativeError("broken", `${what} not found at ${path}`);
   }
   let compiled: ReturnType<typeof cc<typeof shimDefs>>;
   try {
@@ -156,7 +156,7 @@ export function compileShim(libDir: string, sources: ShimSources = repoShimSourc
       symbols: shimDefs,
     });
   } catch (error) {
-    throw new CortexError("internal", `compiling the native shim ${source} failed: ${String(error)}`, {
+    throw new NativeError("broken", `compiling the native shim ${source} failed: ${String(error)}`, {
       cause: error,
     });
   }
@@ -169,8 +169,8 @@ export function compileShim(libDir: string, sources: ShimSources = repoShimSourc
     sizes.contextParams !== EXPECTED_STRUCT_SIZES.contextParams ||
     sizes.modelParams !== EXPECTED_STRUCT_SIZES.modelParams
   ) {
-    throw new CortexError(
-      "internal",
+    throw new NativeError(
+      "broken",
       `native shim struct layout mismatch: ${JSON.stringify(sizes)} vs ${JSON.stringify(EXPECTED_STRUCT_SIZES)}`,
     );
   }
@@ -178,7 +178,7 @@ export function compileShim(libDir: string, sources: ShimSources = repoShimSourc
   const byName = compiled.symbols as unknown as Record<string, { ptr?: unknown }>;
   for (const name of Object.keys(shimDefs) as Array<keyof typeof shimDefs>) {
     const address = byName[name]?.ptr;
-    if (typeof address !== "number") throw new CortexError("internal", `shim symbol ${name} has no address`);
+    if (typeof address !== "number") throw new NativeError("broken", `shim symbol ${name} has no address`);
     addresses[name] = address;
   }
   return addresses;

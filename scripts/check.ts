@@ -1,6 +1,8 @@
 /**
  * `npm test`: every check CI runs, in order, failing fast on the cheap ones:
- * format, lint (warnings are errors), types, then the whole test suite.
+ * format, lint (warnings are errors; biome.json's import rules hold the
+ * layering), types, dead code (knip: unused files, exports, dependencies),
+ * then the whole test suite.
  *
  * Each test file runs in its own `bun test` process: several files load
  * libllama natively (in Workers and on the main thread), and one process per
@@ -20,6 +22,8 @@ const steps = [
   { name: "format", cmd: [bin("biome"), "format", "."] },
   { name: "lint", cmd: [bin("biome"), "lint", "--error-on-warnings", "."] },
   { name: "types", cmd: [bin("tsc"), "--noEmit", "-p", "."] },
+  // Under this Bun, not Node: knip wants Node >= 20.19, the README promises any Node 20.
+  { name: "dead code", cmd: [process.execPath, bin("knip-bun")] },
 ];
 
 if (filters.length === 0) {

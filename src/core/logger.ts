@@ -99,10 +99,6 @@ export function logger(tag?: string): ConsolaInstance {
   return child;
 }
 
-export function parseLogLevel(value: string): LogLevel | undefined {
-  return Object.hasOwn(LEVEL_NUMBERS, value) ? (value as LogLevel) : undefined;
-}
-
 export type FieldValue = string | number | boolean | undefined;
 
 /** Whether `log` writes lines at `level` (check before building costly fields). */

@@ -131,15 +131,6 @@ export const NeuronChatExtensions = z.object({
 export const STREAM_TRAILER_PREFIX = ": cortex ";
 
 /**
- * Extension field on the finishing choice of a chat completion (streamed
- * chunk or not): the stop sequence that ended generation, so the gateway can
- * report Anthropic's `stop_reason: "stop_sequence"`. Absent or null otherwise.
- */
-export const NeuronChoiceExtensions = z.object({
-  stop_sequence: z.string().nullish(),
-});
-
-/**
  * Extension field of a non-streamed chat completion: when the first and the
  * last generated token came, in ms since the neuron received the request
  * (absent when nothing was generated). The gateway reads a non-streamed
@@ -178,5 +169,3 @@ export type NeuronStreamTrailer = z.infer<typeof NeuronStreamTrailer>;
 /** `POST /v1/chat/count_tokens`: an OpenAI chat request in, the prompt's token count out. */
 export const CountTokensResponse = z.object({ prompt_tokens: z.number().int() });
 export type CountTokensResponse = z.infer<typeof CountTokensResponse>;
-
-export const NEURON_DEFAULT_PORT = 13131;

@@ -38,8 +38,6 @@ export interface ThinkingPart {
   text: string;
 }
 
-export type ContentPart = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart;
-
 export interface SystemMessage {
   role: "system";
   content: TextPart[];
@@ -59,7 +57,6 @@ export interface ToolMessage {
 }
 
 export type CanonicalMessage = SystemMessage | UserMessage | AssistantMessage | ToolMessage;
-export type CanonicalRole = CanonicalMessage["role"];
 
 export interface CanonicalTool {
   name: string;
@@ -151,8 +148,6 @@ export type CanonicalStreamPart =
   | { type: "finish"; reason: FinishReason; stopSequence?: string }
   | { type: "usage"; usage: CanonicalUsage }
   | { type: "error"; error: WireError };
-
-export type CanonicalStreamPartType = CanonicalStreamPart["type"];
 
 /**
  * Whether a part carries generated tokens, for first-token and decode-rate

@@ -1,7 +1,5 @@
 import { assertNever, type FinishReason } from "./canonical.ts";
 
-export type OpenAIFinishReason = "stop" | "length" | "tool_calls" | "content_filter" | "function_call";
-
 /** OpenAI has no separate "stop sequence" reason: a matched stop sequence is a plain "stop". */
 export function toOpenAIFinishReason(reason: FinishReason): "stop" | "length" | "tool_calls" {
   switch (reason) {

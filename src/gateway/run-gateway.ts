@@ -1,15 +1,14 @@
 /**
  * `cortex serve`: routing services over the configured neurons (or over a
- * neuron started in this process when none are configured), the API server,
- * and the metrics server on its own port.
+ * neuron started in this process when none are configured, which the caller
+ * injects: the gateway does not import the neuron), the API server, and the
+ * metrics server on its own port.
  */
 import type { ModelProfile, NeuronRef } from "../core/config/config-schema.ts";
 import type { LoadedConfig } from "../core/config/load-config.ts";
 import { logger } from "../core/logger.ts";
 import { runUntilSignal } from "../core/run-until-signal.ts";
 import { VERSION } from "../core/version.ts";
-import { TINY_MODEL_FILE } from "../neuron/gguf/tiny-model.ts";
-import { DEMO_CONTEXT_SIZE, DEMO_MODEL_ID, type RunningNeuron, startNeuron } from "../neuron/start-neuron.ts";
 import { createAdminOps } from "./admin-ops.ts";
 import { createGatewayApp } from "./gateway-app.ts";
 import { attachFleetGauges } from "./metrics/fleet-gauges.ts";
@@ -27,21 +26,12 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-/** The placement profile of the generated demo model, served when nothing else is configured. */
-export function demoProfile(contextSize: number): ModelProfile {
-  return {
-    id: DEMO_MODEL_ID,
-    aliases: [],
-    file: TINY_MODEL_FILE,
-    files: {},
-    context_size: contextSize,
-    slots: 4,
-    devices: 1,
-    affinity: [],
-    priority: 0,
-    pinned: false,
-    vision: false,
-  };
+/** A neuron running in this process, for a gateway configured without `[[neurons]]`. */
+export interface LocalNeuron {
+  url: string;
+  /** The model profiles to route: the config's own, or the demo model's when it names none. */
+  models: readonly ModelProfile[];
+  stop(): Promise<void>;
 }
 
 /** A URL this machine can reach a listener at (a wildcard address becomes loopback). */
@@ -53,6 +43,8 @@ function localUrl(hostname: string, port: number): string {
 export interface StartGatewayOptions {
   /** Time between background eviction passes (idle TTL, defrag); default max(poll interval, 5 s). */
   evictorIntervalMs?: number;
+  /** Starts the neuron to serve from when the config lists no `[[neurons]]` (`cortex serve` passes one). */
+  startLocalNeuron?: (config: LoadedConfig) => Promise<LocalNeuron>;
 }
 
 export async function startGateway(
@@ -60,19 +52,14 @@ export async function startGateway(
   options: StartGatewayOptions = {},
 ): Promise<RunningGateway> {
   const gateway = config.file.gateway;
-  let embedded: RunningNeuron | undefined;
+  let embedded: LocalNeuron | undefined;
   let neurons: Array<Pick<NeuronRef, "name" | "endpoint" | "token">> = [...config.file.neurons];
   let effective = config;
   if (neurons.length === 0) {
-    embedded = await startNeuron({
-      config: config.file.neuron,
-      listen: { hostname: "127.0.0.1", port: 0 },
-      preloadDemo: config.models.length === 0,
-      logLevel: config.file.log.level,
-    });
+    if (!options.startLocalNeuron) throw new Error("no [[neurons]] configured and no local neuron to start");
+    embedded = await options.startLocalNeuron(config);
     neurons = [{ name: "local", endpoint: embedded.url, token: config.file.neuron.auth_token }];
-    if (config.models.length === 0 && config.file.neuron.models_dir === undefined)
-      effective = { ...config, models: [demoProfile(DEMO_CONTEXT_SIZE)] };
+    effective = { ...config, models: embedded.models };
     log.info(`no [[neurons]] configured: serving from a neuron in this process (${embedded.url})`);
   }
   const metrics = gateway.metrics ? new GatewayMetrics() : undefined;
@@ -173,7 +160,7 @@ async function firstPoll(
 }
 
 /** Runs until SIGINT/SIGTERM, then stops and exits 0. */
-export async function runGateway(config: LoadedConfig): Promise<number> {
-  const running = await startGateway(config);
+export async function runGateway(config: LoadedConfig, options: StartGatewayOptions = {}): Promise<number> {
+  const running = await startGateway(config, options);
   return runUntilSignal(() => running.stop(), log);
 }

@@ -10,6 +10,7 @@ import type { ListenAddress } from "../core/config/parse-listen.ts";
 import { logger } from "../core/logger.ts";
 import { VERSION } from "../core/version.ts";
 import { DevicePool, type DevicePoolOptions } from "./engine/device-pool.ts";
+import { fromNative } from "./engine/native-failure.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "./gguf/tiny-model.ts";
 import { ModelsDir } from "./models-dir.ts";
 import { createNeuronApp } from "./neuron-app.ts";
@@ -109,6 +110,9 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     ggmlLogLevel: ggmlLogLevel(options.logLevel ?? "info"),
     observer: metrics.observer,
     ...options.pool,
+  }).catch((error: unknown) => {
+    // A missing or mismatched native set: the CLI reports a CortexError as one line, not a stack.
+    throw fromNative(error);
   });
   metrics.bind(pool);
   const service = new NeuronService({

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { discoverCudaDevices, formatGpuUuid } from "../../ffi/cuda.ts";
 import { candidateDirs, checkVersions, locateNativeSet } from "../../ffi/native-paths.ts";
-import { CortexError } from "../../src/core/errors.ts";
+import { NativeError } from "../../ffi/native-error.ts";
 
 describe("native set lookup", () => {
   test("finds the CPU set in node_modules with matching versions", () => {
@@ -40,7 +40,7 @@ describe("native set lookup", () => {
       locateNativeSet({ env: { CORTEX_NATIVE_DIR: empty } });
       throw new Error("expected a throw");
     } catch (e) {
-      expect(e).toBeInstanceOf(CortexError);
+      expect(e).toBeInstanceOf(NativeError);
       expect((e as Error).message).toContain(empty);
       expect((e as Error).message).toContain("libllama.v0.5.0.so");
       expect((e as Error).message).toContain("CORTEX_NATIVE_DIR");

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { loadConfig } from "../../src/core/config/load-config.ts";
 import { configureLogging } from "../../src/core/logger.ts";
 import { parseExposition, type Sample, sumSamples } from "../../src/gateway/metrics/parse-exposition.ts";
+import { startLocalNeuron } from "../../src/cli/local-neuron.ts";
 import { type RunningGateway, startGateway } from "../../src/gateway/run-gateway.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../../src/neuron/gguf/tiny-model.ts";
 
@@ -64,7 +65,7 @@ beforeAll(async () => {
   );
   const config = loadConfig({ path, env: {} });
   configureLogging({ ...config.file.log, write: (line) => logLines.push(line) });
-  gateway = await startGateway(config);
+  gateway = await startGateway(config, { startLocalNeuron });
   // Until its first poll the gateway does not know the neuron is up (503); the gauge says when.
   for (let i = 0; i < 100; i++) {
     if (sumSamples(await scrape(), "cortex_gateway_node_state", { node: "local", state: "up" }) === 1) break;

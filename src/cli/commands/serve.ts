@@ -16,7 +16,9 @@ export const serveCommand = defineCommand({
     const config = loadConfigAndLogging(args, [
       { flag: "--listen", env: "CORTEX_GATEWAY_LISTEN", value: args.listen },
     ]);
+    // Loaded on use, so the other commands start without the gateway and the neuron.
     const { runGateway } = await import("../../gateway/run-gateway.ts");
-    return runGateway(config);
+    const { startLocalNeuron } = await import("../local-neuron.ts");
+    return runGateway(config, { startLocalNeuron });
   },
 });

@@ -26,9 +26,3 @@ export function parseListen(value: string): ListenAddress | undefined {
   if (port < 0 || port > 65535) return undefined;
   return { hostname: host, port };
 }
-
-export function formatListen(address: ListenAddress): string {
-  return address.hostname.includes(":")
-    ? `[${address.hostname}]:${address.port}`
-    : `${address.hostname}:${address.port}`;
-}

@@ -196,18 +196,3 @@ export class AnthropicStreamEncoder {
     return encodeSseJson(JSON.stringify(data), event);
   }
 }
-
-/** Canonical parts in, Anthropic SSE text out (encode to bytes with TextEncoderStream). */
-export function createAnthropicStreamEncoder(
-  options: AnthropicStreamOptions = {},
-): TransformStream<CanonicalStreamPart, string> {
-  const encoder = new AnthropicStreamEncoder(options);
-  return new TransformStream({
-    transform(part, controller) {
-      for (const frame of encoder.push(part)) controller.enqueue(frame);
-    },
-    flush(controller) {
-      for (const frame of encoder.end()) controller.enqueue(frame);
-    },
-  });
-}

@@ -1,5 +1,3 @@
-import type { ImageSource } from "../canonical.ts";
-
 /**
  * Tool arguments (JSON text) as the `input` object Anthropic requires. The
  * model's JSON can be malformed or not an object; Anthropic has no way to
@@ -20,14 +18,4 @@ export function toolInputFromArguments(args: string): Record<string, unknown> {
 export function toAnthropicToolId(id: string): string {
   if (/^toolu_[a-zA-Z0-9_-]+$/.test(id)) return id;
   return `toolu_${id.replace(/[^a-zA-Z0-9_-]/g, "")}`;
-}
-
-export type AnthropicImageSource =
-  | { type: "base64"; media_type: string; data: string }
-  | { type: "url"; url: string };
-
-export function toAnthropicImageSource(source: ImageSource): AnthropicImageSource {
-  return source.kind === "url"
-    ? { type: "url", url: source.url }
-    : { type: "base64", media_type: source.mediaType, data: source.data };
 }

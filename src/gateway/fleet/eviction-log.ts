@@ -6,8 +6,6 @@ import { logger } from "../../core/logger.ts";
 
 export type EvictionReason = "make_room" | "idle_ttl" | "admin";
 
-export const EVICTION_REASONS: readonly EvictionReason[] = ["make_room", "idle_ttl", "admin"];
-
 export interface EvictionRecord {
   node: string;
   model: string;

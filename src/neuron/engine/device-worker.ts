@@ -6,11 +6,12 @@
  * device_fault until the main thread recycles it.
  */
 import { ptr as ptrOf } from "bun:ffi";
-import { CortexError, toCortexError, type WireError } from "../../core/errors.ts";
+import { CortexError, type WireError } from "../../core/errors.ts";
 import { currentThreadId } from "../../core/worker-thread.ts";
 import type { TpRankCall } from "../tp/rank-client.ts";
 import { answerRankCall, TpRankRuntime } from "../tp/rank-runtime.ts";
 import { BatchScheduler, DeviceFault, type SchedulerStats } from "./batch-scheduler.ts";
+import { toEngineError } from "./native-failure.ts";
 import { NativeModel, NativeRuntime } from "./native-runtime.ts";
 import type {
   GroupStepResult,
@@ -286,7 +287,7 @@ function reply(jobId: number, run: () => unknown): void {
   try {
     send({ type: "result", jobId, ok: true, value: run() });
   } catch (error) {
-    send({ type: "result", jobId, ok: false, error: toCortexError(error).toWire() });
+    send({ type: "result", jobId, ok: false, error: toEngineError(error).toWire() });
   } finally {
     runtime?.drainLog();
   }
@@ -300,7 +301,7 @@ function onMessage(message: MainToWorker): void {
         runtime = NativeRuntime.open(init);
         send({ type: "ready", systemInfo: runtime.systemInfo, threadId: currentThreadId() });
       } catch (error) {
-        send({ type: "init-failed", error: toCortexError(error).toWire() });
+        send({ type: "init-failed", error: toEngineError(error).toWire() });
       }
       return;
     }
@@ -311,7 +312,7 @@ function onMessage(message: MainToWorker): void {
       } catch (error) {
         if (error instanceof DeviceFault) poison(error.message);
         const wire: WireError =
-          error instanceof DeviceFault ? faultError().toWire() : toCortexError(error).toWire();
+          error instanceof DeviceFault ? faultError().toWire() : toEngineError(error).toWire();
         send({ type: "result", jobId: message.jobId, ok: false, error: wire });
       } finally {
         runtime?.drainLog();
@@ -340,7 +341,7 @@ function onMessage(message: MainToWorker): void {
         loaded.scheduler.submit(message.seqKey, message.params);
         scheduleTick();
       } catch (error) {
-        emit(message.seqKey, { type: "error", error: toCortexError(error).toWire() });
+        emit(message.seqKey, { type: "error", error: toEngineError(error).toWire() });
       }
       return;
     }

@@ -5,8 +5,8 @@
  * little arithmetic, not llama.
  */
 
-import { toCortexError } from "../../core/errors.ts";
 import { currentThreadId } from "../../core/worker-thread.ts";
+import { toEngineError } from "../engine/native-failure.ts";
 import type { TpRankReady, TpRankReply, TpRankRequest } from "./rank-protocol.ts";
 import { answerRankCall, TpRankRuntime } from "./rank-runtime.ts";
 
@@ -35,7 +35,7 @@ self.onmessage = (message: MessageEvent<TpRankRequest>) => {
   try {
     reply = { id: request.id, ok: true, value: handle(request) };
   } catch (error) {
-    reply = { id: request.id, ok: false, error: toCortexError(error).toWire() };
+    reply = { id: request.id, ok: false, error: toEngineError(error).toWire() };
   }
   self.postMessage(reply);
 };

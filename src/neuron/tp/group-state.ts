@@ -33,11 +33,6 @@ export function canTransition(from: GroupState, to: GroupState): boolean {
   return TRANSITIONS[from].includes(to);
 }
 
-/** States in which the group accepts a step. */
-export function acceptsSteps(state: GroupState): boolean {
-  return state === "ready";
-}
-
 /** A compare-and-swap on the group's state that reports every change. */
 export class GroupStateMachine {
   private current: GroupState = "forming";

@@ -1,8 +1,9 @@
 /**
  * Runs the Claude Code CLI (its native binary from the
- * `@anthropic-ai/claude-code-linux-x64` package; the wrapper's postinstall
- * is not run here) in print mode against a base URL, fenced off from the
- * internet and from the user's own settings by a temp HOME.
+ * `@anthropic-ai/claude-code-linux-x64` package, a dev dependency of its own:
+ * the `@anthropic-ai/claude-code` wrapper wants Node 22 and adds nothing we
+ * run) in print mode against a base URL, fenced off from the internet and
+ * from the user's own settings by a temp HOME.
  */
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";

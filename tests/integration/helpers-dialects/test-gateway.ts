@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../../src/core/config/load-config.ts";
 import { configureLogging } from "../../../src/core/logger.ts";
+import { startLocalNeuron } from "../../../src/cli/local-neuron.ts";
 import { type RunningGateway, startGateway } from "../../../src/gateway/run-gateway.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../../../src/neuron/gguf/tiny-model.ts";
 import { writeLongTinyModel } from "./long-tiny-model.ts";
@@ -82,7 +83,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
   writeFileSync(path, gatewayToml(options, modelsDir));
   const config = loadConfig({ path, env: {} });
   configureLogging(config.file.log);
-  const gateway = await startGateway(config);
+  const gateway = await startGateway(config, { startLocalNeuron });
   await waitForNodesUp(gateway.url);
   return {
     gateway,

@@ -5,7 +5,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { parseAnthropicRequest } from "../../../src/dialects/anthropic/parse-request.ts";
-import { renderAnthropicRequest } from "../../../src/dialects/anthropic/render-request.ts";
 import type {
   AssistantMessage,
   CanonicalMessage,
@@ -16,6 +15,7 @@ import type {
 } from "../../../src/dialects/canonical.ts";
 import { parseOpenAIRequest } from "../../../src/dialects/openai/parse-request.ts";
 import { renderOpenAIRequest } from "../../../src/dialects/openai/render-request.ts";
+import { renderAnthropicRequest } from "./render-anthropic-request.ts";
 
 type Dialect = "openai" | "anthropic";
 

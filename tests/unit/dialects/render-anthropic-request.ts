@@ -2,11 +2,29 @@
  * Canonical request → Anthropic Messages body: what an Anthropic client
  * would have sent for the same conversation. Settings Anthropic cannot
  * express (seed, penalties, logit bias, json_object) are left out.
+ * The product never sends one (it speaks OpenAI to the neurons); the
+ * round-trip tests render with it.
  */
-import { assertNever, type CanonicalRequest, type ImagePart, type TextPart } from "../canonical.ts";
-import { type AnthropicImageSource, toAnthropicImageSource, toolInputFromArguments } from "./tool-input.ts";
+import { toolInputFromArguments } from "../../../src/dialects/anthropic/tool-input.ts";
+import {
+  assertNever,
+  type CanonicalRequest,
+  type ImagePart,
+  type ImageSource,
+  type TextPart,
+} from "../../../src/dialects/canonical.ts";
 
-export type AnthropicContentBlockParam =
+type AnthropicImageSource =
+  | { type: "base64"; media_type: string; data: string }
+  | { type: "url"; url: string };
+
+function toAnthropicImageSource(source: ImageSource): AnthropicImageSource {
+  return source.kind === "url"
+    ? { type: "url", url: source.url }
+    : { type: "base64", media_type: source.mediaType, data: source.data };
+}
+
+type AnthropicContentBlockParam =
   | { type: "text"; text: string }
   | { type: "image"; source: AnthropicImageSource }
   | { type: "tool_use"; id: string; name: string; input: Record<string, unknown> }
