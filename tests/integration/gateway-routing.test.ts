@@ -211,7 +211,18 @@ describe("placement", () => {
         busy: await servedCount(urls[busy], "alpha"),
         idle: await servedCount(urls[idle], "alpha"),
       };
-      for (let i = 0; i < 3; i++) expect((await chat(gateway.url, "alpha")).status).toBe(200);
+      for (let i = 0; i < 3; i++) {
+        // The gateway counts a request in flight until its answer is written: route the next one once
+        // it sees the idle copy free again (on a busy machine that bookkeeping can trail the client).
+        await waitForFleet(gateway.url, (nodes) =>
+          nodes.some(
+            (node) => node.name === idle && node.loaded.some((m) => m.id === "alpha" && m.inFlight === 0),
+          ),
+        );
+        const response = await chat(gateway.url, "alpha");
+        expect(response.status).toBe(200);
+        await response.text();
+      }
       expect((await servedCount(urls[idle], "alpha")) - servedBefore.idle).toBe(3);
       expect((await servedCount(urls[busy], "alpha")) - servedBefore.busy).toBe(0);
     } finally {

@@ -224,7 +224,7 @@ export interface FleetNodeBrief {
   name: string;
   state: string;
   error?: string;
-  loaded: Array<{ id: string; state: string }>;
+  loaded: Array<{ id: string; state: string; inFlight: number }>;
 }
 
 /** GET /admin/fleet (open to loopback when no admin token is set). */
