@@ -2,7 +2,9 @@
  * A scripted fake neuron for the gateway benchmarks: answers the neuron
  * contract (`GET /health`, `GET /models` with one model loaded and ready)
  * and `POST /v1/chat/completions` at once, from precomputed bytes, so that
- * whatever sits in front of it is what a benchmark measures.
+ * whatever sits in front of it is what a benchmark measures. A chat for any
+ * other model is refused with 404 `model_not_found`, as a real neuron does;
+ * it serves no loads, unloads, pins or recycles (404, no such endpoint).
  *
  * A completion has `max_tokens` content deltas (default 4) of one short word
  * each: a JSON completion when `stream` is false, otherwise SSE chunks (a
@@ -157,6 +159,19 @@ export function serveFakeUpstream(options: { model?: string; port?: number } = {
       if (request.method === "GET" && path === "/models") return Response.json(modelsBody(model));
       if (request.method === "POST" && path.endsWith("/chat/completions")) {
         const body: unknown = await request.json().catch(() => undefined);
+        const asked = (body as { model?: unknown } | undefined)?.model;
+        if (asked !== model)
+          return Response.json(
+            {
+              error: {
+                code: "model_not_found",
+                message: `model ${String(asked)} is not loaded on this neuron`,
+                type: "invalid_request_error",
+                param: "model",
+              },
+            },
+            { status: 404 },
+          );
         const deltas = deltasOf(body);
         const stream = (body as { stream?: unknown } | undefined)?.stream === true;
         const trailed = (body as { cortex_trailer?: unknown } | undefined)?.cortex_trailer === true;

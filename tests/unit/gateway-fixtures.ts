@@ -1,7 +1,9 @@
 /**
- * Builders for gateway routing tests, and an in-memory neuron that follows
- * the neuron contract closely enough for placement (loads take memory from a
- * device and refuse with 507 when it does not fit; unloads give it back).
+ * Builders for gateway routing tests, and an in-memory neuron that passes the
+ * neuron contract's lifecycle and fault parts (tests/contract/neuron-contract.ts):
+ * loads take memory from a device and refuse with 507 when it does not fit,
+ * unloads give it back, a recycle keeps pinned models and drops the rest, and
+ * a device fault degrades the node until the neuron recycles the device itself.
  */
 import { ModelProfile } from "../../src/core/config/config-schema.ts";
 import { CortexError } from "../../src/core/errors.ts";
@@ -141,8 +143,10 @@ export class MemoryNeuron implements NeuronApi {
 
   async health(_options?: CallOptions): Promise<HealthResponse> {
     this.#check();
+    // As a real neuron derives it: a poisoned device makes an otherwise healthy node degraded.
+    const poisoned = this.devices.some((d) => d.poisoned);
     return {
-      status: this.status,
+      status: this.status === "ok" && poisoned ? "degraded" : this.status,
       version: "test",
       node: this.name,
       startedAt: 0,
@@ -163,7 +167,12 @@ export class MemoryNeuron implements NeuronApi {
     this.#check();
     const id = request.id ?? request.file.replace(/\.gguf$/, "");
     const existing = this.loaded.find((m) => m.id === id);
-    if (existing) return { model: structuredClone(existing), alreadyLoaded: true };
+    if (existing?.file === request.file) return { model: structuredClone(existing), alreadyLoaded: true };
+    if (existing)
+      throw new CortexError(
+        "conflict",
+        `neuron ${this.name}: model id ${id} is already loaded from ${existing.file}, not ${request.file}`,
+      );
     if (!this.available.some((f) => f.file === request.file))
       throw new CortexError("not_found", `neuron ${this.name}: no file ${request.file}`);
     const bytes = request.memoryEstimateBytes ?? 1 * GiB;
@@ -171,6 +180,11 @@ export class MemoryNeuron implements NeuronApi {
     const perDevice = bytes / targets.length;
     for (const target of targets) {
       const dev = this.devices.find((d) => d.id === target);
+      if (dev?.poisoned)
+        throw new CortexError(
+          "device_fault",
+          `neuron ${this.name}: ${target} is poisoned (${dev.poisonReason})`,
+        );
       if (dev === undefined || dev.memoryFree < perDevice)
         throw new CortexError("insufficient_memory", `neuron ${this.name}: not enough memory on ${target}`);
     }
@@ -203,27 +217,57 @@ export class MemoryNeuron implements NeuronApi {
     this.calls.unload.push(request);
     const found = this.loaded.find((m) => m.id === request.id);
     if (found === undefined)
-      throw new CortexError("not_found", `neuron ${this.name}: ${request.id} is not loaded`);
-    this.loaded = this.loaded.filter((m) => m !== found);
-    for (const target of found.devices) {
-      const dev = this.devices.find((d) => d.id === target)!;
-      dev.memoryFree += found.memoryBytes / found.devices.length;
-      dev.loadCycles += 1;
-    }
+      throw new CortexError("model_not_found", `neuron ${this.name}: ${request.id} is not loaded`);
+    this.#drop(found);
+    for (const target of found.devices) this.devices.find((d) => d.id === target)!.loadCycles += 1;
   }
 
   async pin(request: PinRequest, _options?: CallOptions): Promise<void> {
     this.#check();
     this.calls.pin.push(request);
     const found = this.loaded.find((m) => m.id === request.id);
-    if (found) found.pinned = request.pinned;
+    if (found === undefined)
+      throw new CortexError("model_not_found", `neuron ${this.name}: ${request.id} is not loaded`);
+    found.pinned = request.pinned;
   }
 
   async recycle(request: RecycleRequest, _options?: CallOptions): Promise<void> {
     this.#check();
     this.calls.recycle.push(request);
     const dev = this.devices.find((d) => d.id === request.device);
-    if (dev) dev.loadCycles = 0;
+    if (dev === undefined)
+      throw new CortexError("not_found", `neuron ${this.name}: no device ${request.device}`);
+    this.#restart(dev);
+  }
+
+  /**
+   * A native fault on `deviceId`, as a real neuron suffers one: the device is
+   * poisoned (the node reports `degraded`) until the neuron recycles it, which
+   * it does by itself once this turn of the event loop is over.
+   */
+  fault(deviceId: string, reason = "injected fault"): void {
+    const dev = this.devices.find((d) => d.id === deviceId);
+    if (dev === undefined) throw new Error(`neuron ${this.name} has no device ${deviceId}`);
+    dev.poisoned = true;
+    dev.poisonReason = reason;
+    setTimeout(() => this.#restart(dev), 0);
+  }
+
+  /** A fresh device: the unpinned models on it are gone with their memory; the pinned ones are loaded again. */
+  #restart(dev: DeviceInfo): void {
+    for (const lost of this.loaded.filter((m) => m.devices.includes(dev.id) && !m.pinned)) this.#drop(lost);
+    for (const kept of this.loaded.filter((m) => m.devices.includes(dev.id))) kept.loadedAt = Date.now();
+    dev.poisoned = false;
+    delete dev.poisonReason;
+    dev.loadCycles = 0;
+  }
+
+  #drop(model: LoadedModel): void {
+    this.loaded = this.loaded.filter((m) => m !== model);
+    for (const target of model.devices) {
+      const dev = this.devices.find((d) => d.id === target);
+      if (dev) dev.memoryFree += model.memoryBytes / model.devices.length;
+    }
   }
 
   #check(): void {

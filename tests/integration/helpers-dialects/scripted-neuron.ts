@@ -3,7 +3,8 @@
  * (GET /health, GET /models, POST /v1/chat/completions, POST
  * /v1/chat/count_tokens) with one model always loaded, answering each chat
  * with the next scripted reply, as llama.cpp-style OpenAI JSON or SSE
- * chunks written here by hand (not by the gateway's own encoders). It
+ * chunks written here by hand (not by the gateway's own encoders), and a
+ * chat for any other model with 404 `model_not_found`, as a real neuron. It
  * records every chat body it receives, in the OpenAI form the gateway sent.
  */
 import type { ModelsResponse } from "../../../src/core/neuron-api.ts";
@@ -134,6 +135,18 @@ export function startScriptedNeuron(modelIds: string[], name = "scripted"): Scri
         case "POST /v1/chat/completions": {
           const body = (await request.json()) as ReceivedChat;
           received.push(body);
+          if (!modelIds.includes(body.model))
+            return Response.json(
+              {
+                error: {
+                  code: "model_not_found",
+                  message: `model ${body.model} is not loaded on this neuron`,
+                  type: "invalid_request_error",
+                  param: "model",
+                },
+              },
+              { status: 404 },
+            );
           const reply = replies.shift() ?? { text: "ok" };
           if (body.stream !== true) return Response.json(completion(body.model, reply));
           return new Response(completionChunks(body.model, reply), {

@@ -11,7 +11,8 @@
  * - `firehose`: an answer of FIREHOSE_FRAMES chunks written as fast as the
  *   socket takes them (waiting for drain when it does not), to show whether
  *   anything between it and a client that stops reading buffers the answer;
- * - anything else: a short, complete streamed answer.
+ * - `echo` (and any other model it lists): a short, complete streamed answer;
+ * - a model it does not list: 404 `model_not_found`, as a real neuron answers.
  *
  * Asked not to stream (`stream` not true), `echo` answers a whole JSON
  * completion, the two `dies-*` models cut theirs off halfway through, and
@@ -59,6 +60,18 @@ function chunk(model: string, delta: Record<string, unknown>, finish: string | n
     choices: [{ index: 0, delta, finish_reason: finish }],
   };
   return `data: ${JSON.stringify(body)}\n\n`;
+}
+
+/** A real neuron's answer to a chat for a model it has not loaded. */
+function modelNotFound(model: string) {
+  return {
+    error: {
+      code: "model_not_found",
+      message: `model ${model} is not loaded on this neuron`,
+      type: "invalid_request_error",
+      param: "model",
+    },
+  };
 }
 
 /** One complete request in `buffer`, or undefined while more bytes are needed. */
@@ -177,6 +190,10 @@ export function startFaultNeuron(name = "faulty"): FaultNeuron {
       case "POST /v1/chat/completions": {
         requestIds.push(request.headers.get("x-request-id") ?? null);
         const { model, stream } = JSON.parse(request.body) as { model: string; stream?: boolean };
+        if (!models.some((loaded) => loaded.id === model)) {
+          jsonResponse(socket, 404, modelNotFound(model));
+          return;
+        }
         if (stream !== true && model === "fails-late") {
           lateFailure(socket);
           return;
