@@ -356,9 +356,12 @@ export function neuronContract(
         await h.api.load({ id: "contract-a", file: h.file, devices: [h.device] });
         await h.poison!(h.device);
 
+        // The neuron starts recycling the device at once, so a read may already find it healed; while it
+        // is poisoned, /health must say degraded (the two are never read apart).
         const hurt = await views(h.api);
-        expect(hurt.health.status).toBe("degraded");
-        expect(deviceOf(hurt, h.device)?.poisoned).toBe(true);
+        const poisoned = deviceOf(hurt, h.device)?.poisoned === true;
+        expect(hurt.health.status).toBe(poisoned ? "degraded" : "ok");
+        if (!poisoned) expectAbsent(hurt, "contract-a");
 
         const healed = await waitFor(h.api, (v) => deviceOf(v, h.device)?.poisoned === false);
         expectAbsent(healed, "contract-a");
