@@ -22,12 +22,8 @@ import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
 import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./engine/types.ts";
 import { generationToCanonical, peekFirst } from "./generation-stream.ts";
 import type { ModelsDir } from "./models-dir.ts";
-import {
-  type TemplateMessage,
-  type TemplateTool,
-  toTemplateMessages,
-  toTemplateTools,
-} from "./template-messages.ts";
+import { renderChatTemplate } from "./prompt/chat-template.ts";
+import { toTemplateMessages, toTemplateTools } from "./prompt/template-messages.ts";
 
 const log = logger("neuron");
 
@@ -41,7 +37,11 @@ export interface EnginePool {
   pin(id: string, pinned: boolean): void;
   generate(id: string, params: GenerateParams, signal: AbortSignal): ReadableStream<GenerationEvent>;
   countTokens(id: string, prompt: string): Promise<number>;
-  renderChat(id: string, input: { messages: TemplateMessage[]; tools?: TemplateTool[] }): Promise<string>;
+  applyBuiltinTemplate(
+    id: string,
+    messages: ReadonlyArray<{ role: string; content: string }>,
+    addAssistant: boolean,
+  ): Promise<string>;
   modelStats(id: string): { inFlight: number; queued: number; lastUsed: number } | undefined;
   recycle(deviceId: string): Promise<void>;
   close(): Promise<void>;
@@ -170,12 +170,22 @@ export class NeuronService {
     await this.#pool.recycle(deviceId);
   }
 
-  async #prompt(id: string, request: CanonicalRequest): Promise<string> {
+  /**
+   * The prompt for a request: the model's own chat template, or llama.cpp's
+   * built-in ChatML when the GGUF has none (tools cannot be rendered then).
+   */
+  async #prompt(model: ModelInfo, request: CanonicalRequest): Promise<string> {
+    const messages = toTemplateMessages(request.messages, model.id);
     const tools = toTemplateTools(request.tools);
-    return this.#pool.renderChat(id, {
-      messages: toTemplateMessages(request.messages, id),
-      ...(tools.length > 0 ? { tools } : {}),
-    });
+    if (model.chatTemplate !== null)
+      return renderChatTemplate(
+        model.chatTemplate,
+        { messages, ...(tools.length > 0 ? { tools } : {}) },
+        model,
+      );
+    if (tools.length > 0)
+      log.warn(`${model.id} has no chat template; tools are not rendered into the prompt`);
+    return this.#pool.applyBuiltinTemplate(model.id, messages, true);
   }
 
   /**
@@ -191,7 +201,7 @@ export class NeuronService {
       // Without grammar-constrained decoding we cannot force a call; say so rather than pretend.
       log.debug(`tool_choice ${request.toolChoice.type} is advisory on ${entry.id}`);
     }
-    const prompt = await this.#prompt(entry.id, request);
+    const prompt = await this.#prompt(entry, request);
     const params: GenerateParams = {
       prompt,
       stop: request.stop,
@@ -222,7 +232,7 @@ export class NeuronService {
   async countTokens(body: unknown): Promise<number> {
     const request = parseOpenAIRequest(body);
     const entry = await this.#pool.ready(request.model);
-    return this.#pool.countTokens(entry.id, await this.#prompt(entry.id, request));
+    return this.#pool.countTokens(entry.id, await this.#prompt(entry, request));
   }
 
   async close(): Promise<void> {

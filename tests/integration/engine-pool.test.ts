@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { CortexError } from "../../src/core/errors.ts";
+import { renderChatTemplate } from "../../src/neuron/prompt/chat-template.ts";
 import { DevicePool } from "../../src/neuron/engine/device-pool.ts";
 import type { GenerateParams, GenerationEvent } from "../../src/neuron/engine/types.ts";
 import { ensureDemoModel } from "../../src/neuron/gguf/tiny-model.ts";
@@ -46,9 +47,12 @@ beforeAll(async () => {
   modelPath = await ensureDemoModel("tests/.tmp/models");
   pool = await DevicePool.start({ threads: 1 });
   await pool.load({ id: "tiny", path: modelPath, contextSize: 2048, slots: 4 });
-  prompt = await pool.renderChat("tiny", {
-    messages: [{ role: "user", content: "Tell me about the baker." }],
-  });
+  const info = pool.model("tiny")!;
+  prompt = renderChatTemplate(
+    info.chatTemplate!,
+    { messages: [{ role: "user", content: "Tell me about the baker." }] },
+    info,
+  );
 });
 
 afterAll(async () => {

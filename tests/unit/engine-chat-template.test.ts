@@ -1,6 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { CortexError } from "../../src/core/errors.ts";
-import { renderChatTemplate, templateMessages } from "../../src/neuron/engine/chat-template.ts";
+import type { CanonicalMessage } from "../../src/dialects/canonical.ts";
+import { renderChatTemplate } from "../../src/neuron/prompt/chat-template.ts";
+import { toTemplateMessages } from "../../src/neuron/prompt/template-messages.ts";
+
+const text = (t: string) => [{ type: "text" as const, text: t }];
+const messagesOf = (messages: CanonicalMessage[]) => toTemplateMessages(messages, "m");
 
 const CHATML =
   "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}" +
@@ -15,9 +20,9 @@ describe("renderChatTemplate", () => {
     const prompt = renderChatTemplate(
       CHATML,
       {
-        messages: templateMessages([
-          { role: "system", content: "Be brief." },
-          { role: "user", content: "Hi" },
+        messages: messagesOf([
+          { role: "system", content: text("Be brief.") },
+          { role: "user", content: text("Hi") },
         ]),
       },
       tokens,
@@ -31,8 +36,8 @@ describe("renderChatTemplate", () => {
     const prompt = renderChatTemplate(
       CHATML,
       {
-        messages: templateMessages([{ role: "user", content: [{ type: "text", text: "Weather?" }] }]),
-        tools: [{ type: "function", function: { name: "get_weather" } }],
+        messages: messagesOf([{ role: "user", content: text("Weather?") }]),
+        tools: [{ type: "function", function: { name: "get_weather", parameters: {} } }],
         addGenerationPrompt: false,
       },
       tokens,
@@ -40,24 +45,26 @@ describe("renderChatTemplate", () => {
     expect(prompt).toEndWith("<|im_end|>\nTOOLS:get_weather;");
   });
 
-  test("tool-call arguments reach the template as objects; developer becomes system", () => {
-    const messages = templateMessages([
-      { role: "developer", content: "rules" },
+  test("tool-call arguments reach the template as objects", () => {
+    const messages = messagesOf([
+      { role: "system", content: text("rules") },
       {
         role: "assistant",
-        content: null,
-        tool_calls: [
-          { id: "1", type: "function", function: { name: "get_weather", arguments: '{"city":"Oslo"}' } },
-        ],
+        content: [{ type: "tool_call", id: "1", name: "get_weather", arguments: '{"city":"Oslo"}' }],
       },
     ]);
     expect(renderChatTemplate(TOOL_CALLS, { messages }, tokens)).toBe("system:rules|get_weather(Oslo)|");
   });
 
-  test("non-text content parts are refused, not dropped", () => {
+  test("images for a model that does not take them are refused, not dropped", () => {
     expect(() =>
-      templateMessages([{ role: "user", content: [{ type: "image_url", image_url: "x" }] }]),
-    ).toThrow(CortexError);
+      messagesOf([
+        {
+          role: "user",
+          content: [{ type: "image", source: { kind: "url", url: "https://example.com/a.png" } }],
+        },
+      ]),
+    ).toThrow("does not take images");
   });
 
   test("a template's raise_exception becomes a 400", () => {

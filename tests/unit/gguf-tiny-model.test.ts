@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Template } from "@huggingface/jinja";
 import { parseSize } from "../../scripts/make-model.ts";
 import { argmax, START_STATE } from "../../src/neuron/gguf/bigram-model.ts";
-import { CHATML_TOOLS_TEMPLATE } from "../../src/neuron/gguf/chat-template.ts";
+import { CHATML_TOOLS_TEMPLATE } from "../../src/neuron/gguf/chatml-tools-template.ts";
 import { readGgufInfo } from "../../src/neuron/gguf/gguf-reader.ts";
 import { mulberry32, randomModelShape } from "../../src/neuron/gguf/random-model.ts";
 import {

@@ -33,13 +33,6 @@ import {
 } from "../tp/step-watchdog.ts";
 import { admit, refusalRetryAfterS, takeRunnable } from "./admission.ts";
 import { oneBindingAtATime } from "./binding-turns.ts";
-import {
-  type ChatRenderInput,
-  type ChatToolInput,
-  renderChatTemplate,
-  type TemplateReadyMessage,
-  templateMessages,
-} from "./chat-template.ts";
 import { type ActiveSequence, DeviceHandle, type DeviceSpec } from "./device-handle.ts";
 import {
   loadingEntry,
@@ -680,41 +673,19 @@ export class DevicePool {
     return tokens;
   }
 
-  /** renderPrompt for OpenAI-shaped messages (content parts, arguments as JSON strings). */
-  renderChat(id: string, input: ChatRenderInput): Promise<string> {
-    return this.renderPrompt(
-      id,
-      templateMessages(input.messages),
-      input.tools ?? [],
-      input.addGenerationPrompt,
-    );
-  }
-
-  /**
-   * Renders template-ready messages with the model's own chat template, or
-   * llama.cpp's built-in chatml when the GGUF has none (tools are then not
-   * rendered).
-   */
-  async renderPrompt(
+  /** A prompt from llama.cpp's built-in ChatML, for a model whose GGUF has no chat template. */
+  async applyBuiltinTemplate(
     id: string,
-    messages: readonly TemplateReadyMessage[],
-    tools: readonly ChatToolInput[] = [],
-    addGenerationPrompt = true,
+    messages: ReadonlyArray<{ role: string; content: string }>,
+    addAssistant: boolean,
   ): Promise<string> {
     const model = this.#registry.get(id);
     if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
-    if (model.info.chatTemplate !== null)
-      return renderChatTemplate(
-        model.info.chatTemplate,
-        { messages, tools, addGenerationPrompt },
-        model.info,
-      );
-    if (tools.length > 0) consola.warn(`${id} has no chat template; tools are not rendered into the prompt`);
     const { prompt } = await this.#device(model.deviceId).job<"apply-builtin-template">({
       type: "apply-builtin-template",
       template: "chatml",
       messages: messages.map((m) => ({ role: m.role, content: m.content })),
-      addAssistant: addGenerationPrompt,
+      addAssistant,
     });
     return prompt;
   }

@@ -46,7 +46,7 @@ export interface SamplingParams {
 }
 
 export interface GenerateParams extends SamplingParams {
-  /** Fully rendered prompt (see chat-template.ts); special tokens in it are parsed. */
+  /** Fully rendered prompt (see src/neuron/prompt/); special tokens in it are parsed. */
   prompt: string;
   /** Upper bound on completion tokens; default: whatever the context has left. */
   maxTokens?: number;

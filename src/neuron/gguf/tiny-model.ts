@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { consola } from "consola";
 import corpus from "../../../assets/corpus.txt";
 import { type BigramModel, buildBigramModel } from "./bigram-model.ts";
-import { CHATML_TOOLS_TEMPLATE } from "./chat-template.ts";
+import { CHATML_TOOLS_TEMPLATE } from "./chatml-tools-template.ts";
 import { readGgufInfo } from "./gguf-reader.ts";
 import { type GgufTypedValue, LLAMA_FILE_TYPE } from "./gguf-types.ts";
 import { type GgufTensorSpec, type GgufWriteSpec, gv, writeGguf } from "./gguf-writer.ts";

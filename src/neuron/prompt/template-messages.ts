@@ -1,17 +1,19 @@
 /**
  * Canonical messages → the message shape chat templates are written for
  * (Hugging Face convention: `content` as a string, `tool_calls` with
- * `function.arguments` as an object, tool results as role `tool`).
+ * `function.arguments` as an object since templates apply `tojson`, tool
+ * results as role `tool`). The one path from a request to a prompt's
+ * messages, for every dialect.
  */
-import { CortexError } from "../core/errors.ts";
-import type { CanonicalMessage, CanonicalTool } from "../dialects/canonical.ts";
-import { assertNever } from "../dialects/canonical.ts";
+import { CortexError } from "../../core/errors.ts";
+import type { CanonicalMessage, CanonicalTool } from "../../dialects/canonical.ts";
+import { assertNever } from "../../dialects/canonical.ts";
 
 export interface TemplateToolCall {
   id: string;
   type: "function";
-  /** JSON text; the template renderer decides whether the template wants an object. */
-  function: { name: string; arguments: string };
+  /** The arguments as parsed JSON (a string only when the text was not JSON). */
+  function: { name: string; arguments: unknown };
 }
 
 export interface TemplateMessage {
@@ -57,7 +59,7 @@ export function toTemplateMessages(
             calls.push({
               id: part.id,
               type: "function",
-              function: { name: part.name, arguments: part.arguments },
+              function: { name: part.name, arguments: parseArguments(part.arguments) },
             });
           }
           // Thinking from earlier turns is not replayed: templates drop it too.
@@ -100,6 +102,14 @@ export function toTemplateTools(tools: readonly CanonicalTool[]): TemplateTool[]
       parameters: tool.parameters,
     },
   }));
+}
+
+function parseArguments(args: string): unknown {
+  try {
+    return JSON.parse(args);
+  } catch {
+    return args;
+  }
 }
 
 function imagesUnsupported(modelId: string): CortexError {
