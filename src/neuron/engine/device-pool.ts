@@ -10,9 +10,16 @@
  * recycles it by itself with a fresh Worker, reporting its models lost so
  * they load again on demand. Tensor-parallel members are left to their
  * group's watchdog, which recovers them the same way.
+ *
+ * Why this file is still ~700 lines: what is left here is where device
+ * lifecycle and model lifecycle meet, over the same devices and the same
+ * registry (a recycle drops or reloads models; a load waits for a device's
+ * recovery and places by free memory; a fault fails models). Everything that
+ * needs only one side has its own module: the Worker handle, the registry,
+ * admission and sequence dispatch, device discovery, TP groups.
  */
 import { statSync } from "node:fs";
-import { availableParallelism, freemem, totalmem } from "node:os";
+import { availableParallelism, freemem } from "node:os";
 import { consola } from "consola";
 import { discoverCudaDevices } from "../../../ffi/cuda.ts";
 import { type NativeProcess, prepareNativeProcess } from "../../../ffi/native-process.ts";
@@ -31,21 +38,13 @@ import {
   type TpLogger,
   type WatchdogTimings,
 } from "../tp/step-watchdog.ts";
-import { admit, refusalRetryAfterS, takeRunnable } from "./admission.ts";
 import { oneBindingAtATime } from "./binding-turns.ts";
-import { type ActiveSequence, DeviceHandle, type DeviceSpec } from "./device-handle.ts";
-import {
-  loadingEntry,
-  type ModelEntry,
-  ModelRegistry,
-  type QueuedRequest,
-  untilIdle,
-  wakeIdle,
-} from "./model-registry.ts";
+import { deviceSpecs } from "./device-discovery.ts";
+import { DeviceHandle, type DeviceSpec } from "./device-handle.ts";
+import { loadingEntry, type ModelEntry, ModelRegistry, untilIdle } from "./model-registry.ts";
 import type { JobMap, StepStats, WorkerInit } from "./protocol.ts";
-import { SequenceStream } from "./sequence-stream.ts";
-import { toolCallTransform } from "./tool-call-parser.ts";
-import { chooseGroupDevices, groupShareBytes } from "./tp-placement.ts";
+import { SequenceDispatch } from "./sequence-dispatch.ts";
+import { chooseGroupDevices } from "./tp-placement.ts";
 import type { EngineObserver, GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./types.ts";
 
 export interface DevicePoolOptions {
@@ -94,15 +93,13 @@ const DEFAULT_CONTEXT = 4096;
 /** How long a poisoned Worker may take to close before its device is restarted anyway. */
 const POISONED_CLOSE_MS = 5_000;
 
-let nextSeqKey = 1;
-let nextCallPrefix = 1;
-
 export class DevicePool {
   readonly #options: DevicePoolOptions;
   readonly #native: NativeProcess;
   readonly #devices = new Map<string, DeviceHandle>();
   readonly #registry: ModelRegistry;
   readonly #groups: GroupDriver;
+  readonly #sequences: SequenceDispatch;
   /** Device recoveries under way (a poisoned device, a TP Stage 1); a load waits for them. */
   readonly #recoveries = new Set<Promise<unknown>>();
   readonly #tpTimings: WatchdogTimings;
@@ -120,6 +117,10 @@ export class DevicePool {
       transition: (r) => consola.info(`model ${r.id}: ${r.from} -> ${r.to} (${r.event})`),
       lost: (id, reason) => consola.warn(`model ${id} dropped: ${reason}`),
     });
+    this.#sequences = new SequenceDispatch({
+      device: (id) => this.#devices.get(id),
+      kick: (model) => this.#groups.kick(model),
+    });
     this.#groups = new GroupDriver({
       registry: this.#registry,
       timings: this.#tpTimings,
@@ -135,7 +136,7 @@ export class DevicePool {
       terminate: (devices, timeoutMs) => this.#terminate(devices, timeoutMs),
       startFresh: (specs) => this.#startFresh(specs),
       recordStep: (model, stats) => this.#recordStep(model, stats, true),
-      sequenceEnded: (model) => this.#sequenceEnded(model),
+      sequenceEnded: (model) => this.#sequences.ended(model),
       trackRecovery: (recovery) => this.#trackRecovery(recovery),
       onFatal: (report) => this.#onFatal(report),
       isClosed: () => this.#closed,
@@ -156,32 +157,13 @@ export class DevicePool {
       cudaAvailable: cuda.length > 0,
       logLevel: options.ggmlLogLevel ?? 3,
     });
-    let specs: DeviceSpec[] =
-      native.set.flavor === "cuda" && cuda.length > 0
-        ? cuda.map((d) => ({
-            id: `cuda-dev-${d.index}`,
-            kind: "cuda" as const,
-            index: d.index,
-            name: d.name,
-            uuid: d.uuid,
-            computeCapability: d.computeCapability,
-            memoryTotal: d.memoryTotal,
-          }))
-        : Array.from({ length: Math.max(1, options.cpuDevices ?? 1) }, (_, index) => ({
-            id: `cpu-${index}`,
-            kind: "cpu" as const,
-            index,
-            name: "CPU",
-            memoryTotal: totalmem(),
-          }));
     if (cuda.length > 0 && native.set.flavor !== "cuda")
       consola.info(`${cuda.length} CUDA device(s) found but the native set is CPU-only; using cpu-0`);
-    if (options.devices) {
-      const wanted = new Set(options.devices);
-      specs = specs.filter((s) => wanted.has(s.id));
-      if (specs.length === 0)
-        throw new CortexError("invalid_request", `none of the devices ${options.devices.join(", ")} exist`);
-    }
+    const specs = deviceSpecs({
+      cuda: native.set.flavor === "cuda" ? cuda : [],
+      cpuDevices: options.cpuDevices ?? 1,
+      ...(options.devices ? { only: options.devices } : {}),
+    });
     const pool = new DevicePool(options, native);
     try {
       await Promise.all(specs.map((spec) => pool.#startDevice(spec)));
@@ -201,7 +183,7 @@ export class DevicePool {
         if (event.type === "done")
           this.#observe(() => this.#options.observer?.sequenceDone?.(active.model.info.id, event.usage));
         active.channel.push(event);
-        if (final) this.#sequenceEnded(active.model);
+        if (final) this.#sequences.ended(active.model);
       },
       step: (_device, stats) => this.#recordStep(this.#registry.get(stats.modelId), stats, false),
       fault: (faulty, reason) => this.#poison(faulty, reason),
@@ -239,7 +221,7 @@ export class DevicePool {
       `${device.spec.id}: device fault: ${reason}; ${standalone && device.started ? "recycling it" : "poisoned"}`,
     );
     const error = new CortexError("device_fault", `${device.spec.id} failed: ${reason}`).toWire();
-    device.failSequences(error, (active) => this.#sequenceEnded(active.model));
+    device.failSequences(error, (active) => this.#sequences.ended(active.model));
     for (const model of [...this.#registry.values()])
       if (model.deviceId === device.spec.id)
         this.#registry.fail(model, `${device.spec.id} failed: ${reason}`, error);
@@ -252,7 +234,7 @@ export class DevicePool {
   async #recoverPoisoned(device: DeviceHandle, reason: string): Promise<void> {
     const why = `${device.spec.id} failed (${reason}) and was recycled`;
     await device
-      .terminate(POISONED_CLOSE_MS, (active) => this.#sequenceEnded(active.model))
+      .terminate(POISONED_CLOSE_MS, (active) => this.#sequences.ended(active.model))
       .catch((error: unknown) =>
         consola.error(`${device.spec.id}: ${errorMessage(error)}; starting a fresh Worker anyway`),
       );
@@ -275,7 +257,7 @@ export class DevicePool {
   /** Terminates Workers without asking them anything; rejects if a thread has not closed in time. */
   async #terminate(devices: readonly DeviceHandle[], timeoutMs: number): Promise<void> {
     await Promise.all(
-      devices.map((d) => d.terminate(timeoutMs, (active) => this.#sequenceEnded(active.model))),
+      devices.map((d) => d.terminate(timeoutMs, (active) => this.#sequences.ended(active.model))),
     );
   }
 
@@ -311,19 +293,10 @@ export class DevicePool {
     return device;
   }
 
-  #usedBytes(deviceId: string): number {
-    let used = 0;
-    for (const m of this.#registry.values()) {
-      if (m.group) used += groupShareBytes(m.info.memoryBytes, m.group, deviceId);
-      else if (m.deviceId === deviceId) used += m.info.memoryBytes;
-    }
-    return used;
-  }
-
   #memory(device: DeviceHandle): { total: number; free: number } {
     const cap = this.#options.memoryLimitBytes;
     const total = cap === undefined ? device.spec.memoryTotal : Math.min(cap, device.spec.memoryTotal);
-    const used = this.#usedBytes(device.spec.id);
+    const used = this.#registry.bytesOn(device.spec.id);
     let free = Math.max(0, total - used);
     if (cap === undefined && device.spec.kind === "cpu") free = Math.min(free, freemem());
     return { total, free };
@@ -479,7 +452,7 @@ export class DevicePool {
         poisoned: d.poisonReason !== undefined || d.closed,
         busy:
           d.groupId !== undefined ||
-          this.#usedBytes(d.spec.id) > 0 ||
+          this.#registry.bytesOn(d.spec.id) > 0 ||
           this.#registry.onDevice(d.spec.id).length > 0,
       })),
       {
@@ -571,94 +544,7 @@ export class DevicePool {
     this.#assertOpen();
     const model = this.#registry.get(id);
     if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
-    const device = this.#device(model.deviceId);
-    if (device.poisonReason)
-      throw new CortexError(
-        "device_fault",
-        `model ${id} is unavailable: ${device.poisonReason}; its device is being recycled and the model will load again on demand`,
-        { retryAfterS: model.group ? 5 : 1 },
-      );
-    if (model.state !== "ready")
-      throw new CortexError(
-        "unavailable",
-        `model ${id} is ${model.state}${model.error ? ` (${model.error})` : ""}`,
-        { retryAfterS: 1 },
-      );
-    const counts = this.#slotCounts(model);
-    const admission = admit(counts);
-    if (admission === "refuse")
-      throw new CortexError(
-        "rate_limited",
-        `model ${id} is busy: ${model.inFlight} running, ${model.queue.length} waiting`,
-        { retryAfterS: refusalRetryAfterS(counts) },
-      );
-    signal?.throwIfAborted();
-    const seqKey = nextSeqKey++;
-    const channel = new SequenceStream(
-      () => this.#cancel(model, seqKey),
-      (pause) => {
-        const device = this.#devices.get(model.deviceId);
-        if (device?.sequences.has(seqKey) && !device.closed) {
-          device.post({ type: pause ? "pause" : "resume", seqKey });
-          if (!pause) this.#groups.kick(model);
-        }
-      },
-    );
-    const request: QueuedRequest = { seqKey, params, channel };
-    model.lastUsed = Date.now();
-    if (admission === "run") this.#dispatch(model, device, request);
-    else model.queue.push(request);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        this.#cancel(model, seqKey);
-        channel.fail(signal.reason);
-      },
-      { once: true },
-    );
-    if (!params.parseToolCalls) return channel.stream;
-    return channel.stream.pipeThrough(toolCallTransform(`call_${nextCallPrefix++}_`));
-  }
-
-  #slotCounts(model: ModelEntry) {
-    return {
-      inFlight: model.inFlight,
-      queued: model.queue.length,
-      slots: model.info.slots,
-      maxQueue: model.maxQueue,
-    };
-  }
-
-  #dispatch(model: ModelEntry, device: DeviceHandle, request: QueuedRequest): void {
-    model.inFlight++;
-    const active: ActiveSequence = { model, channel: request.channel };
-    device.sequences.set(request.seqKey, active);
-    device.post({ type: "submit", seqKey: request.seqKey, modelId: model.info.id, params: request.params });
-    this.#groups.kick(model);
-  }
-
-  #cancel(model: ModelEntry, seqKey: number): void {
-    const queuedAt = model.queue.findIndex((q) => q.seqKey === seqKey);
-    if (queuedAt >= 0) {
-      model.queue.splice(queuedAt, 1);
-      return;
-    }
-    const device = this.#devices.get(model.deviceId);
-    if (device?.sequences.has(seqKey) && !device.closed) {
-      device.post({ type: "cancel", seqKey });
-      this.#groups.kick(model);
-    }
-  }
-
-  /** A sequence of the model ended: its slot goes to the next queued request, or the model may be idle. */
-  #sequenceEnded(model: ModelEntry): void {
-    model.inFlight--;
-    model.lastUsed = Date.now();
-    const device = this.#devices.get(model.deviceId);
-    if (device && !device.poisonReason && !device.closed)
-      for (const next of takeRunnable(model.queue, this.#slotCounts(model), (q) => q.channel.ended))
-        this.#dispatch(model, device, next);
-    if (model.inFlight === 0 && model.queue.length === 0) wakeIdle(model);
+    return this.#sequences.start(model, this.#device(model.deviceId), params, signal);
   }
 
   /** Prompt tokens of a rendered prompt, as generate would count them. */
@@ -749,7 +635,7 @@ export class DevicePool {
         m.info = { ...m.info, memoryBytes: 0 };
       } else this.#registry.drop(m, why, { lost: true });
     }
-    await device.stop((active) => this.#sequenceEnded(active.model));
+    await device.stop((active) => this.#sequences.ended(active.model));
     this.#devices.delete(deviceId);
     await this.#startDevice(device.spec);
     const fresh = this.#device(deviceId);

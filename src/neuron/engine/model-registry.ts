@@ -15,6 +15,7 @@ import type { LoadedModel, ModelState } from "../../core/neuron-api.ts";
 import { type LifecycleEvent, type LifecycleState, nextState } from "../model-lifecycle.ts";
 import type { TpGroup } from "../tp/group-driver.ts";
 import type { SequenceStream } from "./sequence-stream.ts";
+import { groupShareBytes } from "./tp-placement.ts";
 import type { GenerateParams, LoadOptions, ModelInfo } from "./types.ts";
 
 export interface QueuedRequest {
@@ -81,6 +82,16 @@ export class ModelRegistry {
   /** The models that hold memory on a device (as leader or group member). */
   onDevice(deviceId: string): ModelEntry[] {
     return [...this.#models.values()].filter((m) => m.info.deviceIds.includes(deviceId));
+  }
+
+  /** Bytes the models hold on a device: a whole model on its own device, a group's share on each member. */
+  bytesOn(deviceId: string): number {
+    let used = 0;
+    for (const m of this.#models.values()) {
+      if (m.group) used += groupShareBytes(m.info.memoryBytes, m.group, deviceId);
+      else if (m.deviceId === deviceId) used += m.info.memoryBytes;
+    }
+    return used;
   }
 
   /** Registers a model whose load is starting; refused while the id is taken. */
