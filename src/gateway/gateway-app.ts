@@ -41,6 +41,8 @@ export interface GatewayAppOptions {
   adminToken: string;
   /** Upper bound on a request body (bytes); bigger bodies get 413. */
   maxBodyBytes?: number;
+  /** gateway.keep_billing_header: keep Claude Code's billing block in `system` (dialects/anthropic/billing-header.ts). */
+  keepBillingHeader?: boolean;
 }
 
 /** A literal per response: cheaper than spreading a shared object into a new one. */
@@ -141,6 +143,11 @@ export function createGatewayApp(options: GatewayAppOptions) {
           dialect === "anthropic"
             ? parseAnthropicRequest(body, {
                 onWarning: (message) => log.debug(`request_id=${requestId}: ${message}`),
+                keepBillingHeader: options.keepBillingHeader === true,
+                onBillingHeaderDropped: () => {
+                  options.metrics?.billingHeadersDropped.inc();
+                  log.debug(`request_id=${requestId}: dropped Claude Code's billing block from system`);
+                },
               })
             : parseOpenAIRequest(body);
         const ctx: ChatContext = { dialect, requestId, signal: request.signal, startedAt };

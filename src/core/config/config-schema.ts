@@ -54,6 +54,8 @@ export const GatewaySection = z.strictObject({
   max_concurrency_per_model: z.number().int().positive().default(32),
   queue_size_per_model: z.number().int().nonnegative().default(128),
   queue_timeout_s: z.number().positive().default(120),
+  /** Keep Claude Code's per-request billing block in `system` (it defeats prefix caching; dropped by default). */
+  keep_billing_header: z.boolean().default(false),
 });
 
 export const EvictionSection = z.strictObject({

@@ -6,6 +6,7 @@
  * results) is refused with invalid_request_error rather than silently
  * dropped from the prompt.
  */
+
 import { consola } from "consola";
 import { z } from "zod";
 import { CortexError } from "../../core/errors.ts";
@@ -22,6 +23,7 @@ import type {
 } from "../canonical.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
 import { parseOrThrow } from "../zod-boundary.ts";
+import { isBillingHeaderBlock } from "./billing-header.ts";
 
 const Block = z.looseObject({ type: z.string() });
 const TextBlock = z.object({ type: z.literal("text"), text: z.string() });
@@ -94,6 +96,10 @@ const MessagesSchema = CommonSchema.extend({
 export interface AnthropicParseOptions {
   /** Told about every accepted-but-ignored setting that a user might miss (default: consola.warn). */
   onWarning?: (message: string) => void;
+  /** Keep Claude Code's per-request billing block in `system` (billing-header.ts); default: drop it. */
+  keepBillingHeader?: boolean;
+  /** Told each time a billing block is dropped (metrics, debug log). */
+  onBillingHeaderDropped?: () => void;
 }
 
 /** `POST /v1/messages` body → canonical request. Throws CortexError (400) on what it cannot honour. */
@@ -142,13 +148,22 @@ function parseCommon(req: z.infer<typeof CommonSchema>, options: AnthropicParseO
   if (req.mcp_servers !== undefined && req.mcp_servers.length > 0) {
     throw invalid("mcp_servers", "MCP servers run by the API are not supported; connect them in the client");
   }
-  const system: TextPart[] = req.system === undefined ? [] : parseSystem(req.system, "system");
+  const system: TextPart[] =
+    req.system === undefined ? [] : withoutBillingHeader(parseSystem(req.system, "system"), options);
   const messages: CanonicalMessage[] = [];
   req.messages.forEach((m, i) => {
     const path = `messages.${i}`;
     if (m.role === "system") {
-      // Claude Code sends reminders as role "system" messages; Anthropic folds them into the system prompt.
-      system.push(...parseSystem(m.content, `${path}.content`));
+      // Claude Code sends reminders as role "system" messages. Those before the conversation are the system
+      // prompt. A later one stays where it is, as user text: folding it into the system prompt would change
+      // the prompt's start each time one is added, so no turn could reuse the KV cache of the one before.
+      // It joins the user turn it follows (roles keep alternating), which depends only on what came before.
+      const parts = parseSystem(m.content, `${path}.content`);
+      const last = messages.at(-1);
+      if (messages.length === 0) system.push(...parts);
+      else if (last?.role === "user")
+        messages[messages.length - 1] = { role: "user", content: [...last.content, ...parts] };
+      else messages.push({ role: "user", content: parts });
     } else if (m.role === "user") {
       messages.push(...parseUserContent(m.content, `${path}.content`));
     } else {
@@ -173,6 +188,15 @@ function parseCommon(req: z.infer<typeof CommonSchema>, options: AnthropicParseO
     ...(req.tool_choice?.disable_parallel_tool_use === true ? { parallelToolCalls: false } : {}),
     ...(responseFormat === undefined ? {} : { responseFormat }),
   };
+}
+
+function withoutBillingHeader(system: TextPart[], options: AnthropicParseOptions): TextPart[] {
+  if (options.keepBillingHeader) return system;
+  return system.filter((part) => {
+    if (!isBillingHeaderBlock(part.text)) return true;
+    options.onBillingHeaderDropped?.();
+    return false;
+  });
 }
 
 function invalid(param: string, message: string): CortexError {

@@ -36,6 +36,7 @@ export class GatewayMetrics {
   readonly modelLoadDuration: Histogram<"model" | "node">;
   readonly evictions: Counter<"reason">;
   readonly retries: Counter<"model" | "from_node">;
+  readonly billingHeadersDropped: Counter;
   #isKnownModel: (model: string) => boolean = () => false;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -152,6 +153,11 @@ export class GatewayMetrics {
       name: "cortex_gateway_retries_total",
       help: "Requests sent to another node after `from_node` failed before the first byte",
       labelNames: ["model", "from_node"],
+      registers,
+    });
+    this.billingHeadersDropped = new Counter({
+      name: "cortex_gateway_billing_headers_dropped_total",
+      help: "Claude Code billing blocks dropped from Anthropic requests' system prompt (they defeat prefix caching)",
       registers,
     });
   }

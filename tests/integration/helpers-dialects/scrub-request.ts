@@ -19,6 +19,10 @@ export function filler(length: number, seed = 0): string {
   return out.slice(0, length);
 }
 
+function seedOf(text: string): number {
+  return Number(BigInt(Bun.hash(text)) % 1000n);
+}
+
 function scrubUserId(value: string): string {
   try {
     const parsed = JSON.parse(value) as Record<string, unknown>;
@@ -35,16 +39,17 @@ function scrubUserId(value: string): string {
   }
 }
 
-export function scrubRequest(value: unknown, key = "", depth = 0): unknown {
-  if (typeof value === "string") return PROSE_KEYS.has(key) ? filler(value.length, depth * 7) : value;
-  if (Array.isArray(value)) return value.map((item, i) => scrubRequest(item, key, depth + i + 1));
+export function scrubRequest(value: unknown, key = ""): unknown {
+  // Seeded by the text itself: the same text in two requests (a session's history) scrubs the same.
+  if (typeof value === "string") return PROSE_KEYS.has(key) ? filler(value.length, seedOf(value)) : value;
+  if (Array.isArray(value)) return value.map((item) => scrubRequest(item, key));
   if (value === null || typeof value !== "object") return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     if (k === "user_id" && typeof v === "string") out[k] = scrubUserId(v);
     // Schema `properties` map names to schemas: a property called "description" is not prose.
-    else if (key === "properties") out[k] = scrubRequest(v, "", depth + 1);
-    else out[k] = scrubRequest(v, k, depth + 1);
+    else if (key === "properties") out[k] = scrubRequest(v, "");
+    else out[k] = scrubRequest(v, k);
   }
   return out;
 }

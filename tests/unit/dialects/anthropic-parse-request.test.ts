@@ -82,7 +82,6 @@ describe("parseAnthropicRequest", () => {
           content: [
             { type: "text", text: "You are Claude Code." },
             { type: "text", text: "Be terse." },
-            { type: "text", text: "<system-reminder>todo list is empty</system-reminder>" },
           ],
         },
         { role: "user", content: [{ type: "text", text: "list files" }] },
@@ -104,7 +103,14 @@ describe("parseAnthropicRequest", () => {
             },
           ],
         },
-        { role: "user", content: [{ type: "text", text: "now count them" }] },
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "now count them" },
+            // A reminder after the conversation began stays in place (prefix-stable), with the turn it follows.
+            { type: "text", text: "<system-reminder>todo list is empty</system-reminder>" },
+          ],
+        },
       ],
       tools: [
         { name: "Bash", description: "run", parameters: { type: "object" } },
