@@ -4,6 +4,7 @@
  * injects: the gateway does not import the neuron), the API server, and the
  * metrics server on its own port.
  */
+import type { FleetNode } from "../core/admin-api.ts";
 import type { ModelProfile, NeuronRef } from "../core/config/config-schema.ts";
 import type { LoadedConfig } from "../core/config/load-config.ts";
 import { logger } from "../core/logger.ts";
@@ -23,6 +24,12 @@ export interface RunningGateway {
   url: string;
   port: number;
   metricsUrl: string | undefined;
+  /**
+   * Resolves with the `/admin/fleet` nodes once `ready` holds for them:
+   * checked now and after every change a poll, load or unload makes. For
+   * tools and tests that wait on the fleet instead of polling it.
+   */
+  whenFleet(ready: (nodes: FleetNode[]) => boolean): Promise<FleetNode[]>;
   stop(): Promise<void>;
 }
 
@@ -130,10 +137,23 @@ export async function startGateway(
     `gateway ${VERSION} listening on ${config.gatewayListen.hostname}:${port}${metricsUrl ? `, metrics on ${config.metricsListen.hostname}:${metricsServer?.port}` : ""}; ${neurons.length} neuron(s), ${effective.models.length} model profile(s)`,
   );
   let stopped = false;
+  const state = services.fleet.state;
   return {
     url,
     port,
     metricsUrl,
+    whenFleet(ready) {
+      const now = state.fleetNodes();
+      if (ready(now)) return Promise.resolve(now);
+      return new Promise((resolve) => {
+        const unsubscribe = state.onChange(() => {
+          const nodes = state.fleetNodes();
+          if (!ready(nodes)) return;
+          unsubscribe();
+          resolve(nodes);
+        });
+      });
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -61,7 +61,7 @@ afterAll(async () => {
 beforeEach(async () => {
   await fleet.unloadAll();
   for (const gateway of [lru, priority])
-    await waitForFleet(gateway.url, (nodes) => nodes.every((node) => node.loaded.length === 0));
+    await waitForFleet(gateway, (nodes) => nodes.every((node) => node.loaded.length === 0));
 });
 
 /** Chats with each model in turn, so the last one is the most recently used. */

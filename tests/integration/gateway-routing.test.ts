@@ -60,7 +60,7 @@ afterAll(async () => {
 /** Each test starts from an empty fleet, as the gateway sees it too. */
 beforeEach(async () => {
   await fleet.unloadAll();
-  await waitForFleet(gateway.url, (nodes) => nodes.every((node) => node.loaded.length === 0));
+  await waitForFleet(gateway, (nodes) => nodes.every((node) => node.loaded.length === 0));
 });
 
 async function catalogue(): Promise<CatalogueEntry[]> {
@@ -74,9 +74,7 @@ describe("/v1/models", () => {
     // Loaded on n2 behind the gateway's back, with no profile: still listed.
     await neuronCall(fleet.neuron("n2").url, "/models/load", { id: "stray", file: "b.gguf" });
     expect((await chat(gateway.url, "gamma")).status).toBe(200);
-    await waitForFleet(gateway.url, (nodes) =>
-      nodes.some((node) => node.loaded.some((m) => m.id === "stray")),
-    );
+    await waitForFleet(gateway, (nodes) => nodes.some((node) => node.loaded.some((m) => m.id === "stray")));
 
     const entries = await catalogue();
     const byId = new Map(entries.map((entry) => [entry.id, entry]));

@@ -187,7 +187,7 @@ await new Promise(() => {});
         child.exited,
       ]);
       const output = out + err;
-      expect(code).toBe(70);
+      expect(code, output).toBe(70);
       expect(output).toContain("tp watchdog:");
       expect(output).toContain("ncclCommAbort");
       // The step failed by its timer (300 ms), the grace (700 ms) then ran out, both as the

@@ -77,6 +77,7 @@ export interface FleetStateOptions {
 export class FleetState {
   readonly #nodes = new Map<string, NodeRecord>();
   readonly #listeners = new Set<NodeStateListener>();
+  readonly #changeListeners = new Set<(node: string) => void>();
   readonly #now: () => number;
   /** The node views as of the last change; every change clears it (see #changed, #countsMoved). */
   #nodeViews: FleetNodeView[] | undefined;
@@ -115,6 +116,16 @@ export class FleetState {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * Subscribes to every change of what a node reports (a poll's answer or
+   * failure, a load or unload applied, the node marked down), called after
+   * the change; returns the unsubscribe function.
+   */
+  onChange(listener: (node: string) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
   nodeNames(): string[] {
     return [...this.#nodes.keys()];
   }
@@ -145,6 +156,7 @@ export class FleetState {
       record.loaded = mergeLoaded(health.loaded, models.loaded);
     }
     record.machine.moveTo(stateFromHealth(health), `neuron reports ${health.status}`);
+    this.#emitChange(node);
   }
 
   applyPollFailure(node: string, error: string): void {
@@ -152,6 +164,7 @@ export class FleetState {
     this.#changed(record);
     record.error = error;
     record.machine.moveTo("down", error);
+    this.#emitChange(node);
   }
 
   /** Takes a node out of routing until its next good poll (a proxied request could not connect). */
@@ -160,6 +173,7 @@ export class FleetState {
     this.#changed(record);
     record.error = reason;
     record.machine.moveTo("down", reason);
+    this.#emitChange(node);
   }
 
   /** A neuron confirmed a load: show it now, before the next poll. */
@@ -170,6 +184,7 @@ export class FleetState {
     // Until the next poll, the devices' free memory must account for the new copy.
     if (!record.loaded.some((m) => m.id === model.id)) shiftFree(record, model.devices, -model.memoryBytes);
     record.loaded = [...record.loaded.filter((m) => m.id !== model.id), model];
+    this.#emitChange(node);
   }
 
   /** A neuron confirmed an unload. */
@@ -180,6 +195,7 @@ export class FleetState {
     const gone = record.loaded.find((m) => m.id === modelId);
     if (gone !== undefined) shiftFree(record, gone.devices, gone.memoryBytes);
     record.loaded = record.loaded.filter((m) => m.id !== modelId);
+    this.#emitChange(node);
   }
 
   /** Records a load in progress; call the returned function when it settles. */
@@ -280,6 +296,16 @@ export class FleetState {
     const record = this.#nodes.get(node);
     if (record === undefined) throw new Error(`unknown node ${JSON.stringify(node)}`);
     return record;
+  }
+
+  #emitChange(node: string): void {
+    for (const listener of this.#changeListeners) {
+      try {
+        listener(node);
+      } catch {
+        // a listener's bug must not stop the fleet's bookkeeping
+      }
+    }
   }
 
   #emit(change: NodeStateChange): void {
