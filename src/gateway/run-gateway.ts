@@ -30,6 +30,8 @@ export interface RunningGateway {
    * tools and tests that wait on the fleet instead of polling it.
    */
   whenFleet(ready: (nodes: FleetNode[]) => boolean): Promise<FleetNode[]>;
+  /** Runs one background eviction pass (idle TTL, defrag) now; resolves when it is done. */
+  evictNow(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -52,6 +54,8 @@ export interface StartGatewayOptions {
   evictorIntervalMs?: number;
   /** Starts the neuron to serve from when the config lists no `[[neurons]]` (`cortex serve` passes one). */
   startLocalNeuron?: (config: LoadedConfig) => Promise<LocalNeuron>;
+  /** The fleet's clock, which idle times are measured on; default Date.now. */
+  now?: () => number;
 }
 
 export async function startGateway(
@@ -74,6 +78,7 @@ export async function startGateway(
     version: VERSION,
     neurons,
     ...(options.evictorIntervalMs === undefined ? {} : { evictorIntervalMs: options.evictorIntervalMs }),
+    ...(options.now === undefined ? {} : { now: options.now }),
     ...(metrics === undefined
       ? {}
       : {
@@ -154,6 +159,7 @@ export async function startGateway(
         });
       });
     },
+    evictNow: () => services.evictor.runOnce(),
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -117,9 +117,10 @@ export class FleetState {
   }
 
   /**
-   * Subscribes to every change of what a node reports (a poll's answer or
-   * failure, a load or unload applied, the node marked down), called after
-   * the change; returns the unsubscribe function.
+   * Subscribes to every change of a node's view (a poll's answer or failure,
+   * a load or unload applied, the node marked down, a request, reservation or
+   * unload begun or ended here), called after the change; returns the
+   * unsubscribe function.
    */
   onChange(listener: (node: string) => void): () => void {
     this.#changeListeners.add(listener);
@@ -213,19 +214,19 @@ export class FleetState {
   /** Records an unload in progress (the model is no victim for anyone else). */
   beginUnload(node: string, modelId: string): () => void {
     const record = this.#record(node);
-    return this.#count(record.unloading, modelId, () => this.#changed(record));
+    return this.#count(record, record.unloading, modelId, () => this.#changed(record));
   }
 
   /** Records a request sent to a copy; call the returned function when its response ends. */
   beginRequest(node: string, modelId: string): () => void {
     const record = this.#record(node);
-    return this.#count(record.inFlight, modelId, () => this.#countsMoved(record));
+    return this.#count(record, record.inFlight, modelId, () => this.#countsMoved(record));
   }
 
   /** Protects a copy from eviction until the returned function is called. */
   reserve(node: string, modelId: string): () => void {
     const record = this.#record(node);
-    return this.#count(record.reserved, modelId, () => this.#countsMoved(record));
+    return this.#count(record, record.reserved, modelId, () => this.#countsMoved(record));
   }
 
   /** The routing view: snapshots merged with local deltas (see the module comment). */
@@ -281,14 +282,16 @@ export class FleetState {
     this.#nodeViews = undefined;
   }
 
-  #count(map: Map<string, number>, key: string, moved: () => void): () => void {
+  #count(record: NodeRecord, map: Map<string, number>, key: string, moved: () => void): () => void {
     moved();
     map.set(key, (map.get(key) ?? 0) + 1);
+    this.#emitChange(record.name);
     return once(() => {
       moved();
       const next = (map.get(key) ?? 1) - 1;
       if (next <= 0) map.delete(key);
       else map.set(key, next);
+      this.#emitChange(record.name);
     });
   }
 

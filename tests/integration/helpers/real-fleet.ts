@@ -73,6 +73,8 @@ export interface GatewayOverOptions {
   /** Extra `[[neurons]]` besides the started ones. */
   external?: readonly ExternalNeuron[];
   evictorIntervalMs?: number;
+  /** The gateway fleet's clock (idle times are measured on it); default Date.now. */
+  now?: () => number;
   /** Wait until every node is up before returning. Default true. */
   waitUp?: boolean;
 }
@@ -185,10 +187,10 @@ export class RealFleet {
     const path = join(this.dir, `gateway-${this.#gateways.length}.toml`);
     writeFileSync(path, toml);
     const config = loadConfig({ path, env: {} });
-    const running = await startGateway(
-      config,
-      options.evictorIntervalMs === undefined ? {} : { evictorIntervalMs: options.evictorIntervalMs },
-    );
+    const running = await startGateway(config, {
+      ...(options.evictorIntervalMs === undefined ? {} : { evictorIntervalMs: options.evictorIntervalMs }),
+      ...(options.now === undefined ? {} : { now: options.now }),
+    });
     const gateway: TestGateway = { url: running.url, running, toml, stop: () => running.stop() };
     this.#gateways.push(gateway);
     if (options.waitUp !== false) await waitForFleet(gateway, (nodes) => nodes.every(isUp));
@@ -220,7 +222,7 @@ export interface FleetNodeBrief {
   name: string;
   state: string;
   error?: string;
-  loaded: Array<{ id: string; state: string; inFlight: number }>;
+  loaded: Array<{ id: string; state: string; inFlight: number; lastUsed: number }>;
 }
 
 /** GET /admin/fleet (open to loopback when no admin token is set). */
