@@ -11,6 +11,7 @@ import { logger } from "../core/logger.ts";
 import { runUntilSignal } from "../core/run-until-signal.ts";
 import { VERSION } from "../core/version.ts";
 import { createAdminOps } from "./admin-ops.ts";
+import type { FleetState } from "./fleet/fleet-state.ts";
 import { createGatewayApp } from "./gateway-app.ts";
 import { attachFleetGauges } from "./metrics/fleet-gauges.ts";
 import { GatewayMetrics } from "./metrics/gateway-metrics.ts";
@@ -102,7 +103,7 @@ export async function startGateway(
       profiles: effective.models.map((model) => model.id),
     });
   services.start();
-  await firstPoll(services, 5_000);
+  await firstPoll(services.fleet.state, 5_000);
 
   const app = createGatewayApp({
     routing: services,
@@ -176,13 +177,20 @@ export async function startGateway(
  * so a gateway that just started does not answer 503 "unknown node" to the
  * first requests. Requests never wait on polls after that.
  */
-async function firstPoll(
-  services: { fleet: { state: { view(): { nodes: readonly { state: string }[] } } } },
-  limitMs: number,
-) {
-  const deadline = Date.now() + limitMs;
-  while (Date.now() < deadline && services.fleet.state.view().nodes.some((node) => node.state === "unknown"))
-    await Bun.sleep(10);
+function firstPoll(state: Pick<FleetState, "view" | "onChange">, limitMs: number): Promise<void> {
+  const polled = () => !state.view().nodes.some((node) => node.state === "unknown");
+  if (polled()) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      unsubscribe();
+      resolve();
+    };
+    const timer = setTimeout(done, limitMs);
+    const unsubscribe = state.onChange(() => {
+      if (polled()) done();
+    });
+  });
 }
 
 /** Runs until SIGINT/SIGTERM, then stops and exits 0. */
