@@ -250,7 +250,7 @@ describe("a recycled device", () => {
     await neuronCall(n1, "/models/load", { id: "alpha", file: "a.gguf" });
     await neuronCall(n1, "/models/pin", { id: "gamma", pinned: true });
     expect((await chat(gateway.url, "gamma")).status).toBe(200);
-    await waitForFleet(gateway.url, (nodes) =>
+    await waitForFleet(gateway, (nodes) =>
       nodes.some((node) => node.name === "n1" && node.loaded.length === 2),
     );
 
