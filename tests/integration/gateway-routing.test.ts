@@ -212,7 +212,7 @@ describe("placement", () => {
       for (let i = 0; i < 3; i++) {
         // The gateway counts a request in flight until its answer is written: route the next one once
         // it sees the idle copy free again (on a busy machine that bookkeeping can trail the client).
-        await waitForFleet(gateway.url, (nodes) =>
+        await waitForFleet(gateway, (nodes) =>
           nodes.some(
             (node) => node.name === idle && node.loaded.some((m) => m.id === "alpha" && m.inFlight === 0),
           ),
