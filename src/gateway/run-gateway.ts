@@ -4,12 +4,14 @@
  * injects: the gateway does not import the neuron), the API server, and the
  * metrics server on its own port.
  */
+import type { FleetNode } from "../core/admin-api.ts";
 import type { ModelProfile, NeuronRef } from "../core/config/config-schema.ts";
 import type { LoadedConfig } from "../core/config/load-config.ts";
 import { logger } from "../core/logger.ts";
 import { runUntilSignal } from "../core/run-until-signal.ts";
 import { VERSION } from "../core/version.ts";
 import { createAdminOps } from "./admin-ops.ts";
+import type { FleetState } from "./fleet/fleet-state.ts";
 import { createGatewayApp } from "./gateway-app.ts";
 import { attachFleetGauges } from "./metrics/fleet-gauges.ts";
 import { GatewayMetrics } from "./metrics/gateway-metrics.ts";
@@ -23,6 +25,14 @@ export interface RunningGateway {
   url: string;
   port: number;
   metricsUrl: string | undefined;
+  /**
+   * Resolves with the `/admin/fleet` nodes once `ready` holds for them:
+   * checked now and after every change a poll, load or unload makes. For
+   * tools and tests that wait on the fleet instead of polling it.
+   */
+  whenFleet(ready: (nodes: FleetNode[]) => boolean): Promise<FleetNode[]>;
+  /** Runs one background eviction pass (idle TTL, defrag) now; resolves when it is done. */
+  evictNow(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -45,6 +55,8 @@ export interface StartGatewayOptions {
   evictorIntervalMs?: number;
   /** Starts the neuron to serve from when the config lists no `[[neurons]]` (`cortex serve` passes one). */
   startLocalNeuron?: (config: LoadedConfig) => Promise<LocalNeuron>;
+  /** The fleet's clock, which idle times are measured on; default Date.now. */
+  now?: () => number;
 }
 
 export async function startGateway(
@@ -67,6 +79,7 @@ export async function startGateway(
     version: VERSION,
     neurons,
     ...(options.evictorIntervalMs === undefined ? {} : { evictorIntervalMs: options.evictorIntervalMs }),
+    ...(options.now === undefined ? {} : { now: options.now }),
     ...(metrics === undefined
       ? {}
       : {
@@ -90,7 +103,7 @@ export async function startGateway(
       profiles: effective.models.map((model) => model.id),
     });
   services.start();
-  await firstPoll(services, 5_000);
+  await firstPoll(services.fleet.state, 5_000);
 
   const app = createGatewayApp({
     routing: services,
@@ -131,10 +144,24 @@ export async function startGateway(
     `gateway ${VERSION} listening on ${config.gatewayListen.hostname}:${port}${metricsUrl ? `, metrics on ${config.metricsListen.hostname}:${metricsServer?.port}` : ""}; ${neurons.length} neuron(s), ${effective.models.length} model profile(s)`,
   );
   let stopped = false;
+  const state = services.fleet.state;
   return {
     url,
     port,
     metricsUrl,
+    whenFleet(ready) {
+      const now = state.fleetNodes();
+      if (ready(now)) return Promise.resolve(now);
+      return new Promise((resolve) => {
+        const unsubscribe = state.onChange(() => {
+          const nodes = state.fleetNodes();
+          if (!ready(nodes)) return;
+          unsubscribe();
+          resolve(nodes);
+        });
+      });
+    },
+    evictNow: () => services.evictor.runOnce(),
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -151,13 +178,20 @@ export async function startGateway(
  * so a gateway that just started does not answer 503 "unknown node" to the
  * first requests. Requests never wait on polls after that.
  */
-async function firstPoll(
-  services: { fleet: { state: { view(): { nodes: readonly { state: string }[] } } } },
-  limitMs: number,
-) {
-  const deadline = Date.now() + limitMs;
-  while (Date.now() < deadline && services.fleet.state.view().nodes.some((node) => node.state === "unknown"))
-    await Bun.sleep(10);
+function firstPoll(state: Pick<FleetState, "view" | "onChange">, limitMs: number): Promise<void> {
+  const polled = () => !state.view().nodes.some((node) => node.state === "unknown");
+  if (polled()) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      unsubscribe();
+      resolve();
+    };
+    const timer = setTimeout(done, limitMs);
+    const unsubscribe = state.onChange(() => {
+      if (polled()) done();
+    });
+  });
 }
 
 /** Runs until SIGINT/SIGTERM, then stops and exits 0. */

@@ -58,6 +58,8 @@ export interface AnswerOptions {
    * outcomes are the caller's: the returned promise resolves or rejects.)
    */
   onEnd?: (outcome: { error?: unknown; cancelled?: boolean }) => void;
+  /** The clock `receivedAt` and the token times are read on; default performance.now. */
+  now?: () => number;
 }
 
 /** A chat as NeuronService.chat gives it: resolves at its first event, rejects before. */
@@ -81,7 +83,7 @@ export function completionAnswer(
   receivedAt: number,
   options: AnswerOptions,
 ): Promise<Response> {
-  const completion = chat.then(({ parts }) => collectTimed(parts, receivedAt));
+  const completion = chat.then(({ parts }) => collectTimed(parts, receivedAt, options.now));
   return answer(completion, options, {
     headers: JSON_HEADERS,
     heartbeat: utf8.encode(" "),
@@ -109,7 +111,7 @@ export function streamAnswer(
         .pipeThrough(
           trailer === undefined
             ? createOpenAIStreamEncoder({ includeUsage: request.includeUsage, reportStopSequence: true })
-            : trailedEncoder(request.includeUsage, trailer.receivedAt),
+            : trailedEncoder(request.includeUsage, trailer.receivedAt, options.now),
         )
         .pipeThrough(new TextEncoderStream()),
     error: (error) => {
@@ -132,9 +134,10 @@ function streamTrailer(trailer: NeuronStreamTrailer): string {
 function trailedEncoder(
   includeUsage: boolean,
   receivedAt: number,
+  now?: () => number,
 ): TransformStream<CanonicalStreamPart, string> {
   const encoder = new OpenAIStreamEncoder({ includeUsage });
-  const clock = tokenClock(receivedAt);
+  const clock = tokenClock(receivedAt, now);
   const trailer: NeuronStreamTrailer = {};
   return new TransformStream({
     transform(part, controller) {
@@ -154,8 +157,9 @@ function trailedEncoder(
 async function collectTimed(
   parts: ReadableStream<CanonicalStreamPart>,
   receivedAt: number,
+  now?: () => number,
 ): Promise<OpenAIChatCompletion & NeuronCompletionExtensions> {
-  const clock = tokenClock(receivedAt);
+  const clock = tokenClock(receivedAt, now);
   const response = await collectCanonicalStream(parts, clock.see);
   const body: OpenAIChatCompletion & NeuronCompletionExtensions = renderOpenAIResponse(response, {
     reportStopSequence: true,
@@ -169,7 +173,10 @@ async function collectTimed(
  * `receivedAt`, for a completion's `cortex` field and a stream's trailer:
  * `see` each part; `timings` is undefined until one carried a token.
  */
-function tokenClock(receivedAt: number): {
+function tokenClock(
+  receivedAt: number,
+  now: () => number = () => performance.now(),
+): {
   see: (part: CanonicalStreamPart) => void;
   readonly timings: NeuronCompletionTimings | undefined;
 } {
@@ -177,7 +184,7 @@ function tokenClock(receivedAt: number): {
   return {
     see(part) {
       if (!carriesToken(part)) return;
-      const at = performance.now() - receivedAt;
+      const at = now() - receivedAt;
       timings ??= { first_token_ms: at, last_token_ms: at };
       timings.last_token_ms = at;
     },

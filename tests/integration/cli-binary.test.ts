@@ -120,20 +120,23 @@ describe("dist/cortex", () => {
   }, 60_000);
 });
 
-/** Drains both output streams (a full pipe would block the server) until the gateway says where it listens. */
-async function waitForListening(proc: Bun.Subprocess<"ignore", "pipe", "pipe">): Promise<string> {
+/**
+ * Drains both output streams (a full pipe would block the server) and resolves as soon as the
+ * gateway says where it listens; rejects when both streams end without saying it.
+ */
+function waitForListening(proc: Bun.Subprocess<"ignore", "pipe", "pipe">): Promise<string> {
   let seen = "";
+  const { promise, resolve, reject } = Promise.withResolvers<string>();
   const drain = async (stream: ReadableStream<Uint8Array>) => {
     const decoder = new TextDecoder();
-    for await (const chunk of stream) seen += decoder.decode(chunk, { stream: true });
+    for await (const chunk of stream) {
+      seen += decoder.decode(chunk, { stream: true });
+      const match = /gateway \S+ listening on ([\d.]+:\d+)/.exec(seen);
+      if (match) resolve(`http://${match[1]}`);
+    }
   };
-  void drain(proc.stdout);
-  void drain(proc.stderr);
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const match = /gateway \S+ listening on ([\d.]+:\d+)/.exec(seen);
-    if (match) return `http://${match[1]}`;
-    await Bun.sleep(50);
-  }
-  throw new Error(`the gateway never said it was listening:\n${seen}`);
+  void Promise.all([drain(proc.stdout), drain(proc.stderr)]).then(() =>
+    reject(new Error(`the gateway never said it was listening:\n${seen}`)),
+  );
+  return promise;
 }

@@ -123,7 +123,7 @@ describe("cortex status and cortex models ls", () => {
   // The harness polls every 100 ms with a 1 s timeout, so on a loaded machine a node can
   // look down for a moment; these tests are about rendering, so start from a settled fleet.
   beforeEach(async () => {
-    await waitForFleet(gateway.url, (nodes) => nodes.every((node) => node.state === "up"), { token: ADMIN });
+    await waitForFleet(gateway, (nodes) => nodes.every((node) => node.state === "up"));
   });
 
   test("status shows the nodes, their devices' memory and the loaded models", async () => {

@@ -16,7 +16,6 @@ import {
   profile,
   RealFleet,
   type TestGateway,
-  until,
   waitForFleet,
 } from "./helpers/real-fleet.ts";
 
@@ -61,7 +60,7 @@ afterAll(async () => {
 beforeEach(async () => {
   await fleet.unloadAll();
   for (const gateway of [lru, priority])
-    await waitForFleet(gateway.url, (nodes) => nodes.every((node) => node.loaded.length === 0));
+    await waitForFleet(gateway, (nodes) => nodes.every((node) => node.loaded.length === 0));
 });
 
 /** Chats with each model in turn, so the last one is the most recently used. */
@@ -69,6 +68,11 @@ async function use(gateway: TestGateway, ...models: string[]): Promise<void> {
   for (const model of models) {
     const response = await chat(gateway.url, model);
     expect(`${model}: ${response.status}`).toBe(`${model}: 200`);
+    await response.arrayBuffer();
+    // The gateway counts the request until its answer has gone out, a moment after the client has it.
+    await waitForFleet(gateway, (nodes) =>
+      nodes.every((node) => node.loaded.every((copy) => copy.id !== model || copy.inFlight === 0)),
+    );
   }
 }
 
@@ -160,26 +164,37 @@ describe("priority", () => {
 });
 
 describe("idle ttl", () => {
-  test("an idle model is unloaded after idle_ttl_s; a pinned one stays", async () => {
+  // Idle time is measured on the gateway's clock, which these tests set; passes run when they ask.
+  const TTL_S = 3600;
+  const NO_TIMED_PASSES = 24 * 3600 * 1000;
+
+  /** The neuron's own last use of `id` (epoch ms). */
+  async function lastUsed(id: string): Promise<number> {
+    const model = (await neuronModels(neuronUrl)).find((m) => m.id === id);
+    if (model === undefined) throw new Error(`${id} is not loaded`);
+    return model.lastUsed;
+  }
+
+  test("an idle model is unloaded once idle_ttl_s has passed, not before; a pinned one stays", async () => {
+    let at: number | undefined;
     const idle = await fleet.gateway({
       toml: configToml({
-        eviction: { idle_ttl_s: 1 },
+        eviction: { idle_ttl_s: TTL_S },
         models: [profile("a", "a.gguf"), profile("p", "b.gguf", { pinned: true })],
       }),
-      evictorIntervalMs: 100,
+      evictorIntervalMs: NO_TIMED_PASSES,
+      now: () => at ?? Date.now(),
     });
     try {
       await use(idle, "p", "a");
-      const lastUsed = Date.now();
-      await until(
-        async () => (await loadedIds(neuronUrl)).join() === "p",
-        10_000,
-        () => "waiting for a to be unloaded",
-      );
-      // Not before its TTL (the neuron's lastUsed is at or before our clock reading).
-      expect(Date.now() - lastUsed).toBeGreaterThanOrEqual(900);
-      // The pinned one is idle just as long and stays.
-      await Bun.sleep(300);
+      const used = await lastUsed("a");
+      // One millisecond short of the TTL: nothing goes.
+      at = used + TTL_S * 1000 - 1;
+      await idle.running.evictNow();
+      expect(await loadedIds(neuronUrl)).toEqual(["a", "p"]);
+      // At the TTL: a goes; the pinned one, idle at least as long, stays.
+      at = used + TTL_S * 1000;
+      await idle.running.evictNow();
       expect(await loadedIds(neuronUrl)).toEqual(["p"]);
     } finally {
       await idle.stop();
@@ -187,24 +202,32 @@ describe("idle ttl", () => {
   });
 
   test("a model in use is not idle, even when the gateway has not polled since", async () => {
+    let at: number | undefined;
     const idle = await fleet.gateway({
       toml: configToml({
         gateway: { poll_interval_ms: 60_000 },
-        eviction: { idle_ttl_s: 1 },
+        eviction: { idle_ttl_s: TTL_S },
         models: [profile("a", "a.gguf")],
       }),
-      evictorIntervalMs: 100,
+      evictorIntervalMs: NO_TIMED_PASSES,
+      now: () => at ?? Date.now(),
     });
     try {
       const loadsBefore = await loadCount(neuronUrl, "a");
       // Loaded idle (the gateway re-reads the node right after), then only used.
       await admin(idle, "load", "a");
-      const loadedAt = Date.now();
-      // Used every 300 ms for twice the TTL: never idle for 1 s.
-      while (Date.now() - loadedAt < 2_000) {
+      const seen = (await waitForFleet(idle, () => true))[0]?.loaded.find((m) => m.id === "a")?.lastUsed;
+      if (seen === undefined) throw new Error("the gateway does not show a");
+      let used = await lastUsed("a");
+      while (used <= seen) {
         await use(idle, "a");
-        await Bun.sleep(300);
+        used = await lastUsed("a");
       }
+      // By the gateway's last read a is idle past the TTL; by the neuron's, 1 ms short of it.
+      at = used + TTL_S * 1000 - 1;
+      expect(at - seen).toBeGreaterThanOrEqual(TTL_S * 1000);
+      await idle.running.evictNow();
+      expect(await loadedIds(neuronUrl)).toEqual(["a"]);
       expect(await loadCount(neuronUrl, "a")).toBe(loadsBefore + 1);
     } finally {
       await idle.stop();

@@ -53,7 +53,8 @@ function serveNeuron(neuron: MemoryNeuron, options: { port?: number; token?: str
           case "GET /broken":
             return Response.json({ nonsense: true });
           case "GET /slow":
-            await Bun.sleep(500);
+            // Answers only once the client has given up: its timeout is the only way out.
+            await new Promise((resolve) => request.signal.addEventListener("abort", resolve));
             return Response.json({});
           default:
             return Response.json({ error: { code: "not_found", message: path } }, { status: 404 });
@@ -168,6 +169,16 @@ describe("NodePoller", () => {
     state.onStateChange((c) => changes.push(`${c.from}>${c.to}`));
     const client = new NeuronClient({ name: "beast", endpoint: `http://127.0.0.1:${port}`, token: TOKEN });
     const poller = new NodePoller(client, state, { intervalMs: 10, maxBackoffMs: 40, random: () => 0.999 });
+    // Waits for the store's own changes: each poll's answer or failure is one.
+    const until = (condition: () => boolean) =>
+      new Promise<void>((resolve) => {
+        if (condition()) return resolve();
+        const unsubscribe = state.onChange(() => {
+          if (!condition()) return;
+          unsubscribe();
+          resolve();
+        });
+      });
     poller.start();
     try {
       await until(() => state.stateOf("beast") === "up");
@@ -256,11 +267,3 @@ vram_estimate = "6GiB"
     }
   });
 });
-
-async function until(condition: () => boolean, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await Bun.sleep(5);
-  }
-}

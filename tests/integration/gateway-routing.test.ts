@@ -60,7 +60,7 @@ afterAll(async () => {
 /** Each test starts from an empty fleet, as the gateway sees it too. */
 beforeEach(async () => {
   await fleet.unloadAll();
-  await waitForFleet(gateway.url, (nodes) => nodes.every((node) => node.loaded.length === 0));
+  await waitForFleet(gateway, (nodes) => nodes.every((node) => node.loaded.length === 0));
 });
 
 async function catalogue(): Promise<CatalogueEntry[]> {
@@ -74,9 +74,7 @@ describe("/v1/models", () => {
     // Loaded on n2 behind the gateway's back, with no profile: still listed.
     await neuronCall(fleet.neuron("n2").url, "/models/load", { id: "stray", file: "b.gguf" });
     expect((await chat(gateway.url, "gamma")).status).toBe(200);
-    await waitForFleet(gateway.url, (nodes) =>
-      nodes.some((node) => node.loaded.some((m) => m.id === "stray")),
-    );
+    await waitForFleet(gateway, (nodes) => nodes.some((node) => node.loaded.some((m) => m.id === "stray")));
 
     const entries = await catalogue();
     const byId = new Map(entries.map((entry) => [entry.id, entry]));
@@ -214,7 +212,7 @@ describe("placement", () => {
       for (let i = 0; i < 3; i++) {
         // The gateway counts a request in flight until its answer is written: route the next one once
         // it sees the idle copy free again (on a busy machine that bookkeeping can trail the client).
-        await waitForFleet(gateway.url, (nodes) =>
+        await waitForFleet(gateway, (nodes) =>
           nodes.some(
             (node) => node.name === idle && node.loaded.some((m) => m.id === "alpha" && m.inFlight === 0),
           ),
@@ -252,7 +250,7 @@ describe("a recycled device", () => {
     await neuronCall(n1, "/models/load", { id: "alpha", file: "a.gguf" });
     await neuronCall(n1, "/models/pin", { id: "gamma", pinned: true });
     expect((await chat(gateway.url, "gamma")).status).toBe(200);
-    await waitForFleet(gateway.url, (nodes) =>
+    await waitForFleet(gateway, (nodes) =>
       nodes.some((node) => node.name === "n1" && node.loaded.length === 2),
     );
 

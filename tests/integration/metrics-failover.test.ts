@@ -109,11 +109,14 @@ beforeAll(async () => {
   const config = loadConfig({ path, env: {} });
   configureLogging(config.file.log);
   gateway = await startGateway(config);
-  for (let i = 0; i < 100; i++) {
-    if (sumSamples(await scrape(), "cortex_gateway_node_state", { state: "up" }) === 2) break;
-    await Bun.sleep(25);
-  }
+  await bothUp();
+  expect(sumSamples(await scrape(), "cortex_gateway_node_state", { state: "up" })).toBe(2);
 });
+
+/** Resolves once both nodes are up, on the gateway's fleet changes (a poll brings a node back). */
+function bothUp() {
+  return gateway.whenFleet((nodes) => nodes.length === 2 && nodes.every((node) => node.state === "up"));
+}
 
 afterAll(async () => {
   await gateway?.stop();
@@ -133,8 +136,8 @@ test("each request that failed on one node before its first byte counts one retr
     });
     statuses.push(response.status);
     await response.arrayBuffer();
-    // Let a poll bring the flaky node back into rotation so it is tried again.
-    await Bun.sleep(150);
+    // A poll brings the flaky node back into rotation (when its failure took it out), so it is tried again.
+    await bothUp();
   }
   const after = await scrape();
   const delta = (name: string, match: Record<string, string>) =>

@@ -66,11 +66,8 @@ beforeAll(async () => {
   const config = loadConfig({ path, env: {} });
   configureLogging({ ...config.file.log, write: (line) => logLines.push(line) });
   gateway = await startGateway(config, { startLocalNeuron });
-  // Until its first poll the gateway does not know the neuron is up (503); the gauge says when.
-  for (let i = 0; i < 100; i++) {
-    if (sumSamples(await scrape(), "cortex_gateway_node_state", { node: "local", state: "up" }) === 1) break;
-    await Bun.sleep(50);
-  }
+  // Until a poll has seen the neuron up the gateway answers 503: wait for that change.
+  await gateway.whenFleet((nodes) => nodes.some((node) => node.name === "local" && node.state === "up"));
 }, 60_000);
 
 afterAll(async () => {

@@ -66,11 +66,7 @@ beforeAll(async () => {
   const config = loadConfig({ path, env: {} });
   configureLogging(config.file.log);
   gateway = await startGateway(config);
-  for (let i = 0; i < 100; i++) {
-    if (sumSamples(await scrapeGateway(), "cortex_gateway_node_state", { node: "solo", state: "up" }) === 1)
-      break;
-    await Bun.sleep(50);
-  }
+  await gateway.whenFleet((nodes) => nodes.some((node) => node.name === "solo" && node.state === "up"));
 }, 60_000);
 
 afterAll(async () => {

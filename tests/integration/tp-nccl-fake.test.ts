@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findNcclLibrary, loadNccl, ncclMissingMessage } from "../../ffi/nccl.ts";
 import { createWorkerAborter } from "../../src/neuron/tp/aborter.ts";
+import { controlView, phaseReached } from "../../src/neuron/tp/control-block.ts";
 import { formGroup } from "../../src/neuron/tp/form-group.ts";
 import { RankClient } from "../../src/neuron/tp/rank-client.ts";
 
@@ -94,17 +95,17 @@ describe.skipIf(!gcc)("nccl communicator on the stand-in library", () => {
       () => (leaderSettled = true),
       () => (leaderSettled = true),
     );
-    await Bun.sleep(200);
-    // The leader is blocked in native code and cannot answer anything until aborted.
+    // The leader has entered step 2's all-reduce, which its peer never joins: it cannot answer
+    // anything until aborted.
+    await phaseReached(controlView(handles[0]!.control), 0, "collective", 2);
     expect(leaderSettled).toBe(false);
 
-    const abortedAt = performance.now();
+    // Completed within its own 2 s limit, as the aborter measured it.
     const report = await aborter.abortAll(handles, 2_000);
     expect(report.completed).toBe(true);
     expect(report.ranks.map((r) => r.outcome)).toEqual(["aborted", "aborted"]);
     await expect(leader).rejects.toMatchObject({ code: "device_fault" });
     await expect(follower).rejects.toMatchObject({ code: "device_fault" });
-    expect(performance.now() - abortedAt).toBeLessThan(1_000);
 
     // Teardown after the abort: destroy is a no-op, the Workers stay alive, a second abort does nothing.
     await Promise.all(ranks.map((r) => r.request({ type: "tp-leave" })));
@@ -142,7 +143,6 @@ const watchdog = new StepWatchdog({
 });
 watchdog.markReady();
 const step = (n) => { const replies = ranks.map((r) => r.request({ type: "tp-step", step: n, batchSize: 1, tokens: 1 })); replies[1].catch(() => {}); return replies[0]; };
-console.log("STEP START " + Date.now());
 await watchdog.runStep(step, { batchSize: 1, tokens: 1 }).catch((e) => console.log("STEP FAILED " + e.code));
 await new Promise(() => {});
 `,
@@ -159,13 +159,12 @@ await new Promise(() => {});
         child.exited,
       ]);
       const output = out + err;
-      expect(code).toBe(70);
+      expect(code, output).toBe(70);
       expect(output).toContain("STEP FAILED device_fault");
       expect(output).toMatch(/ncclCommAbort .*rank=0 .*outcome=hung/);
       expect(output).toMatch(/Stage 2 .*ncclCommAbort did not return within 800 ms \(hung on rank 0\)/);
-      const stepStart = Number(output.match(/STEP START (\d+)/)?.[1]);
-      // step timeout 300 + abort timeout 800 + exit delay 50, with room for a slow machine.
-      expect(Date.now() - stepStart).toBeLessThan(4_000);
+      // The exit itself shows the hung abort did not hang the process (it would print NO STAGE 2).
+      expect(output).not.toContain("NO STAGE 2");
     } finally {
       rmSync(scriptDir, { recursive: true, force: true });
     }

@@ -2,13 +2,14 @@
  * The whole tensor-parallel hang path on CPU, without llama: a 2-rank shm
  * group in real Workers (cpu-rank-worker.ts), an injected hung collective,
  * the watchdog's abort from the main thread, Stage 1 recovery with fresh
- * Workers, ten times over; and Stage 2 in a child process.
+ * Workers, ten times over; and Stage 2 in a child process. Timeouts are
+ * checked by the watchdog's own measurements and by the order of events,
+ * never against this test's clock, so a loaded machine cannot fail them.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createAbortFlag, isAbortRaised, raiseAbortFlag } from "../../src/neuron/tp/abort-flag.ts";
 import { createWorkerAborter } from "../../src/neuron/tp/aborter.ts";
 import { formGroup } from "../../src/neuron/tp/form-group.ts";
 import { RankClient } from "../../src/neuron/tp/rank-client.ts";
@@ -37,12 +38,10 @@ const aborter = createWorkerAborter();
 afterAll(() => aborter.close());
 
 describe("tp watchdog end to end (shm, CPU)", () => {
-  test("a hung collective is aborted, the leader answers, and the group is rebuilt on fresh Workers, 10 times without leaking", async () => {
+  test("a hung collective is aborted, the leader answers, and Stage 1 leaves the group gone with its Workers replaced by fresh ones, 10 times without leaking", async () => {
     const STEP_TIMEOUT_MS = 250;
     // Upper bounds only (the happy path never waits for them): generous, so a loaded machine is not a Stage 2.
     const BOUND_MS = 10_000;
-    // How late the failure may come after the timeout on a loaded 2-core machine.
-    const MARGIN_MS = 2_000;
     const counters = createTpCounters();
     const lines: string[] = [];
     let ranks = await spawnRanks(2);
@@ -60,14 +59,15 @@ describe("tp watchdog end to end (shm, CPU)", () => {
         faults: "hang-collective:rank=1,step=3",
         timeoutMs: 5_000,
       });
-      const flag = createAbortFlag();
+      // The leader's llama abort flag, raised the way the device pool raises it.
+      const flag = new SharedArrayBuffer(4);
       let unloadedBy = "";
       let reported = "";
       const watchdog = new StepWatchdog({
         group: { groupId, model: "tiny-bigram", devices: ["cpu-0", "cpu-1"] },
         handles,
         aborter,
-        raiseAbortFlag: () => raiseAbortFlag(flag),
+        raiseAbortFlag: () => Atomics.store(new Int32Array(flag), 0, 1),
         recovery: {
           unload: async () => {
             await members[0]!.request({ type: "unload" });
@@ -100,12 +100,16 @@ describe("tp watchdog end to end (shm, CPU)", () => {
 
       await watchdog.runStep(step, { batchSize: 1, tokens: 4 });
       await watchdog.runStep(step, { batchSize: 1, tokens: 4 });
-      const started = performance.now();
       const failure = await watchdog.runStep(step, { batchSize: 1, tokens: 4 }).catch((e: unknown) => e);
-      const failedAfter = performance.now() - started;
-      expect(failure).toMatchObject({ code: "device_fault" });
-      expect(failedAfter).toBeGreaterThanOrEqual(STEP_TIMEOUT_MS - 20);
-      expect(failedAfter).toBeLessThan(STEP_TIMEOUT_MS + MARGIN_MS);
+      // The step timer failed it: never before the timeout, by the watchdog's own measurement ...
+      expect(failure).toMatchObject({ code: "device_fault", details: { step: 3 } });
+      expect((failure as { details: { ranMs: number } }).details.ranMs).toBeGreaterThanOrEqual(
+        STEP_TIMEOUT_MS,
+      );
+      expect(lines).toContainEqual(
+        expect.stringContaining(`(step exceeded the ${STEP_TIMEOUT_MS} ms step timeout)`),
+      );
+      // ... and at once: the abort it started had not come back yet.
       expect(watchdog.state).toBe("aborting");
 
       const outcome = await watchdog.recovery;
@@ -113,7 +117,7 @@ describe("tp watchdog end to end (shm, CPU)", () => {
       expect(watchdog.state).toBe("gone");
       expect(unloadedBy).toBe("leader");
       expect(reported).toContain("hung");
-      expect(isAbortRaised(flag)).toBe(true);
+      expect(Atomics.load(new Int32Array(flag), 0)).toBe(1);
       await expect(watchdog.runStep(step, { batchSize: 1, tokens: 1 })).rejects.toMatchObject({
         code: "unavailable",
       });
@@ -145,7 +149,7 @@ describe("tp watchdog end to end (shm, CPU)", () => {
     await Promise.all(ranks.map((r) => r.terminate()));
   }, 60_000);
 
-  test("Stage 2: a hang that ignores the abort makes the process exit non-zero within the grace period", async () => {
+  test("Stage 2: a hang that ignores the abort makes the process exit 70 once the grace period has run out", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cortex-tp-stage2-"));
     const script = join(dir, "stage2.ts");
     writeFileSync(
@@ -171,13 +175,11 @@ const watchdog = new StepWatchdog({
 watchdog.markReady();
 const step = (n) => { const replies = ranks.map((r) => r.request({ type: "tp-step", step: n, batchSize: 2, tokens: 8 })); replies[1].catch(() => {}); return replies[0]; };
 await watchdog.runStep(step, { batchSize: 2, tokens: 8 });
-console.log("STEP2 START " + Date.now());
-await watchdog.runStep(step, { batchSize: 2, tokens: 8 }).catch((e) => console.log("STEP2 FAILED " + e.code));
+await watchdog.runStep(step, { batchSize: 2, tokens: 8 }).catch((e) => console.log("STEP2 FAILED " + e.code + " ran=" + e.details?.ranMs));
 await new Promise(() => {});
 `,
     );
     try {
-      const started = Date.now();
       const child = Bun.spawn([process.execPath, script], { stdout: "pipe", stderr: "pipe" });
       const [out, err, code] = await Promise.all([
         new Response(child.stdout).text(),
@@ -185,17 +187,19 @@ await new Promise(() => {});
         child.exited,
       ]);
       const output = out + err;
-      expect(code).toBe(70);
-      expect(output).toContain("STEP2 FAILED device_fault");
+      expect(code, output).toBe(70);
       expect(output).toContain("tp watchdog:");
       expect(output).toContain("ncclCommAbort");
-      expect(output).toMatch(/Stage 2 .*leader did not answer within 700 ms/);
-      const stepStart = Number(output.match(/STEP2 START (\d+)/)?.[1]);
-      // step timeout 300 + grace 700 + exit delay 50, with room for a loaded machine; never before the grace ran out.
-      const exitedAfter = Date.now() - stepStart;
-      expect(exitedAfter).toBeGreaterThanOrEqual(300 + 700);
-      expect(exitedAfter).toBeLessThan(6_000);
-      expect(Date.now() - started).toBeLessThan(30_000);
+      // The step failed by its timer (300 ms), the grace (700 ms) then ran out, both as the
+      // watchdog measured them: never before either.
+      const ran = Number(/STEP2 FAILED device_fault ran=(\d+)/.exec(output)?.[1]);
+      expect(ran).toBeGreaterThanOrEqual(300);
+      const after = Number(
+        /Stage 2 .* after=(\d+)ms: the leader did not answer within 700 ms/.exec(output)?.[1],
+      );
+      expect(after).toBeGreaterThanOrEqual(700);
+      expect(output).toContain("tp watchdog: Stage 2 exit 70 group=stage2");
+      expect(output).not.toContain("NO STAGE 2");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -37,10 +37,15 @@ describe("ensureLoaded", () => {
   test("10 concurrent requests for a cold model cause exactly one load", async () => {
     const beast = neuron("beast", 20);
     const gate = deferred();
-    beast.beforeLoad = () => gate.promise;
     const { loader, fleet } = await setup([beast]);
+    const loading = deferred();
+    beast.beforeLoad = () => {
+      loading.open();
+      return gate.promise;
+    };
     const waits = Array.from({ length: 10 }, () => loader.ensureLoaded("q"));
-    await Bun.sleep(1);
+    // The neuron has been asked to load (and holds it there).
+    await loading.promise;
     // While it loads, the model is reserved memory and shown as loading.
     expect(fleet.view().nodes[0]?.loaded.map((m) => `${m.id}:${m.state}`)).toEqual(["qwen:loading"]);
     gate.open();

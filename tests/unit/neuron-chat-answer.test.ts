@@ -2,7 +2,8 @@
  * The neuron's chat answers: as usual when they are quick, and with a
  * heartbeat (spaces before a JSON completion, SSE comments before a stream's
  * first event) when they are slow to begin or, not streamed, to finish; an
- * error after the headers is the answer's last word.
+ * error after the headers is the answer's last word. "Slow" is a gate the
+ * test opens once it has seen the heartbeat, so no timing decides a result.
  */
 import { describe, expect, test } from "bun:test";
 import { CortexError } from "../../src/core/errors.ts";
@@ -20,13 +21,31 @@ const ANSWER: CanonicalStreamPart[] = [
   { type: "usage", usage: { inputTokens: 3, outputTokens: 2 } },
 ];
 
-/** Parts that arrive `gapMs` apart, then end (or fail with `failWith`). */
-function slowParts(parts: CanonicalStreamPart[], gapMs: number, failWith?: Error) {
-  let i = 0;
+/** A promise the test settles: `open()` once it has seen what it waits for. */
+function gate() {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  return { promise, open: () => resolve() };
+}
+
+const OPEN = Promise.resolve();
+
+/** `before`, then (once `hold` settles) `after`, then the end (or `failWith`). */
+function heldParts(
+  before: CanonicalStreamPart[],
+  hold: Promise<void>,
+  after: CanonicalStreamPart[] = [],
+  failWith?: Error,
+) {
+  const queue = [...before];
+  let held = true;
   return new ReadableStream<CanonicalStreamPart>({
     async pull(controller) {
-      await Bun.sleep(gapMs);
-      const part = parts[i++];
+      if (queue.length === 0 && held) {
+        await hold;
+        held = false;
+        queue.push(...after);
+      }
+      const part = queue.shift();
       if (part !== undefined) controller.enqueue(part);
       else if (failWith !== undefined) controller.error(failWith);
       else controller.close();
@@ -34,9 +53,9 @@ function slowParts(parts: CanonicalStreamPart[], gapMs: number, failWith?: Error
   });
 }
 
-/** A chat that starts (its first event) after `startMs`, or fails then with `error`. */
-async function chatAfter(startMs: number, parts: ReadableStream<CanonicalStreamPart>, error?: Error) {
-  await Bun.sleep(startMs);
+/** A chat that starts (its first event) once `hold` settles, or fails then with `error`. */
+async function chatWhen(hold: Promise<void>, parts: ReadableStream<CanonicalStreamPart>, error?: Error) {
+  await hold;
   if (error !== undefined) throw error;
   return { request: { includeUsage: true }, parts } satisfies StartedChat;
 }
@@ -47,20 +66,38 @@ function options(heartbeatMs: number, ends: Outcome[] = [], signal = new AbortCo
   return { signal, heartbeatMs, onEnd: (outcome: Outcome) => ends.push(outcome) };
 }
 
+/** A clock that moves on by 1 ms each time it is read. */
+function tickingClock() {
+  let ms = 0;
+  return () => ++ms;
+}
+
+const utf8 = new TextDecoder();
+
 describe("a non-streamed answer", () => {
   test("a slow one is preceded by heartbeats and parses as the completion with its token times", async () => {
-    const receivedAt = performance.now();
+    const tokens = gate();
     const ends: Outcome[] = [];
+    const now = tickingClock();
+    // The empty delta comes before the gate and carries no token; "one" and " two" after it.
     const response = await completionAnswer(
-      chatAfter(0, slowParts(ANSWER, 15)),
-      receivedAt,
-      options(10, ends),
+      chatWhen(OPEN, heldParts(ANSWER.slice(0, 2), tokens.promise, ANSWER.slice(2))),
+      0,
+      { ...options(10, ends), now },
     );
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("application/json");
-    const text = await response.text();
-    const elapsed = performance.now() - receivedAt;
-    expect(text.startsWith(" ")).toBe(true);
+    const reader = response.body?.getReader();
+    if (reader === undefined) throw new Error("no body");
+    let text = "";
+    // Two heartbeats before the answer is ready.
+    while (text.length < 2) text += utf8.decode((await reader.read()).value);
+    expect(text).toMatch(/^ +$/);
+    const openedAt = now();
+    tokens.open();
+    for (let next = await reader.read(); !next.done; next = await reader.read())
+      text += utf8.decode(next.value);
+    expect(text).toMatch(/^ {2,}\{/);
     const body = JSON.parse(text) as {
       choices: Array<{ message: { content: string } }>;
       usage: { completion_tokens: number };
@@ -68,16 +105,15 @@ describe("a non-streamed answer", () => {
     };
     expect(body.choices[0]?.message.content).toBe("one two");
     expect(body.usage.completion_tokens).toBe(2);
-    // The empty delta carries no token: the first came with the third part (~45 ms).
-    expect(body.cortex.first_token_ms).toBeGreaterThanOrEqual(40);
+    // The first token came after the gate opened, the last after the first.
+    expect(body.cortex.first_token_ms).toBeGreaterThan(openedAt);
     expect(body.cortex.last_token_ms).toBeGreaterThan(body.cortex.first_token_ms);
-    expect(body.cortex.last_token_ms).toBeLessThan(elapsed);
     expect(ends).toEqual([{}]);
   });
 
   test("a quick one has no heartbeat; one without tokens has no token times", async () => {
     const response = await completionAnswer(
-      chatAfter(0, slowParts([START, { type: "finish", reason: "stop" }], 0)),
+      chatWhen(OPEN, heldParts([START, { type: "finish", reason: "stop" }], OPEN)),
       performance.now(),
       options(10_000),
     );
@@ -90,7 +126,7 @@ describe("a non-streamed answer", () => {
     const fault = new CortexError("context_length_exceeded", "too long");
     const ends: Outcome[] = [];
     const answer = completionAnswer(
-      chatAfter(1, slowParts([], 0), fault),
+      chatWhen(OPEN, heldParts([], OPEN), fault),
       performance.now(),
       options(10_000, ends),
     );
@@ -103,12 +139,15 @@ describe("a non-streamed answer", () => {
     const fault = new CortexError("device_fault", "cuda-0 stopped answering", {
       details: { device: "cuda-0" },
     });
+    const failure = gate();
     const response = await completionAnswer(
-      chatAfter(0, slowParts([START], 5, fault)),
+      chatWhen(OPEN, heldParts([START], failure.promise, [], fault)),
       performance.now(),
       options(2, ends),
     );
+    // The headers went out with the first heartbeat; only then does the answer fail.
     expect(response.status).toBe(200);
+    failure.open();
     const body = JSON.parse(await response.text()) as { error: Record<string, unknown> };
     expect(body.error).toMatchObject({ code: "device_fault", message: "cuda-0 stopped answering" });
     expect(body.error.details).toEqual({ device: "cuda-0" });
@@ -117,17 +156,27 @@ describe("a non-streamed answer", () => {
 
   test("a client that went away gets nothing more and is reported as cancelled", async () => {
     const controller = new AbortController();
+    const ended = Promise.withResolvers<Outcome>();
     const ends: Outcome[] = [];
+    const leave = gate();
     const response = await completionAnswer(
-      chatAfter(0, slowParts([START], 20, new Error("cancelled"))),
+      chatWhen(OPEN, heldParts([START], leave.promise, [], new Error("cancelled"))),
       performance.now(),
-      options(5, ends, controller.signal),
+      {
+        ...options(5, ends, controller.signal),
+        onEnd: (outcome: Outcome) => {
+          ends.push(outcome);
+          ended.resolve(outcome);
+        },
+      },
     );
     const reader = response.body?.getReader();
     await reader?.read(); // a heartbeat
     controller.abort();
     await reader?.cancel();
-    await Bun.sleep(60);
+    // The engine ends the cancelled sequence; the answer reports how it ended.
+    leave.open();
+    expect(await ended.promise).toEqual({ cancelled: true });
     expect(ends).toEqual([{ cancelled: true }]);
   });
 });
@@ -143,11 +192,17 @@ function streamedText(sse: string): { text: string; parts: CanonicalStreamPart[]
 describe("a streamed answer", () => {
   test("a slow first token is preceded by SSE comments, which readers skip", async () => {
     const ends: Outcome[] = [];
-    const response = await streamAnswer(chatAfter(35, slowParts(ANSWER, 0)), options(10, ends));
+    const first = gate();
+    const response = await streamAnswer(chatWhen(first.promise, heldParts(ANSWER, OPEN)), options(10, ends));
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toStartWith("text/event-stream");
-    const sse = await response.text();
-    expect(sse.startsWith(": waiting for the first token\n\n")).toBe(true);
+    const reader = response.body?.getReader();
+    if (reader === undefined) throw new Error("no body");
+    let sse = utf8.decode((await reader.read()).value);
+    expect(sse).toBe(": waiting for the first token\n\n");
+    first.open();
+    for (let next = await reader.read(); !next.done; next = await reader.read())
+      sse += utf8.decode(next.value);
     expect(sse.endsWith("data: [DONE]\n\n")).toBe(true);
     const { text, parts } = streamedText(sse);
     expect(text).toBe("one two");
@@ -156,7 +211,7 @@ describe("a streamed answer", () => {
   });
 
   test("a quick first token starts the stream as usual", async () => {
-    const response = await streamAnswer(chatAfter(0, slowParts(ANSWER, 0)), options(10_000));
+    const response = await streamAnswer(chatWhen(OPEN, heldParts(ANSWER, OPEN)), options(10_000));
     const sse = await response.text();
     expect(sse.startsWith("data: ")).toBe(true);
     expect(streamedText(sse).text).toBe("one two");
@@ -165,8 +220,13 @@ describe("a streamed answer", () => {
   test("a failure before the first token but after the headers ends the stream with the error event", async () => {
     const ends: Outcome[] = [];
     const fault = new CortexError("device_fault", "cuda-0 stopped answering");
-    const response = await streamAnswer(chatAfter(30, slowParts([], 0), fault), options(10, ends));
+    const failure = gate();
+    const response = await streamAnswer(
+      chatWhen(failure.promise, heldParts([], OPEN), fault),
+      options(10, ends),
+    );
     expect(response.status).toBe(200);
+    failure.open();
     const { parts } = streamedText(await response.text());
     const error = parts.find((part) => part.type === "error");
     expect(error).toMatchObject({ error: { code: "device_fault", message: "cuda-0 stopped answering" } });
@@ -175,19 +235,25 @@ describe("a streamed answer", () => {
 
   test("a failure before the first heartbeat is the caller's to answer with its status", async () => {
     const fault = new CortexError("rate_limited", "queue full");
-    await expect(streamAnswer(chatAfter(1, slowParts([], 0), fault), options(10_000))).rejects.toBe(fault);
+    await expect(streamAnswer(chatWhen(OPEN, heldParts([], OPEN), fault), options(10_000))).rejects.toBe(
+      fault,
+    );
   });
 });
 
 describe("a streamed answer for the gateway to relay (cortex_trailer)", () => {
-  const relayed = (parts: CanonicalStreamPart[], includeUsage: boolean, startMs = 0, error?: Error) => {
-    const receivedAt = performance.now();
+  const relayed = (
+    parts: CanonicalStreamPart[],
+    includeUsage: boolean,
+    hold: Promise<void> = OPEN,
+    error?: Error,
+  ) => {
     const chat = (async () => {
-      await Bun.sleep(startMs);
+      await hold;
       if (error !== undefined) throw error;
-      return { request: { includeUsage }, parts: slowParts(parts, 1) } satisfies StartedChat;
+      return { request: { includeUsage }, parts: heldParts(parts, OPEN) } satisfies StartedChat;
     })();
-    return streamAnswer(chat, { ...options(10), trailer: { receivedAt } });
+    return streamAnswer(chat, { ...options(10), now: tickingClock(), trailer: { receivedAt: 0 } });
   };
   const trailerOf = (sse: string) => {
     const line = sse.split("\n\n").find((frame) => frame.startsWith(": cortex "));
@@ -235,7 +301,11 @@ describe("a streamed answer for the gateway to relay (cortex_trailer)", () => {
 
   test("a failure after the headers, before the first token: the error event and the trailer", async () => {
     const fault = new CortexError("device_fault", "cuda-0 stopped answering");
-    const sse = await (await relayed([], false, 30, fault)).text();
+    const failure = gate();
+    const response = await relayed([], false, failure.promise, fault);
+    // The headers and a heartbeat went out; then the chat fails.
+    failure.open();
+    const sse = await response.text();
     expect(sse.startsWith(": waiting for the first token\n\n")).toBe(true);
     expect(trailerOf(sse)).toEqual({ error: "device_fault" });
     expect(sse.endsWith(`: cortex ${JSON.stringify({ error: "device_fault" })}\n\n`)).toBe(true);

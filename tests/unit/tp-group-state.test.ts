@@ -10,7 +10,6 @@ describe("tp group state machine", () => {
     ["aborting", "poisoned"],
     ["poisoned", "recovering"],
     ["recovering", "gone"],
-    ["recovering", "ready"],
     ["aborting", "fatal"],
     ["poisoned", "fatal"],
     ["recovering", "fatal"],
@@ -23,6 +22,7 @@ describe("tp group state machine", () => {
     ["aborting", "ready"],
     ["poisoned", "ready"],
     ["ready", "recovering"],
+    ["recovering", "ready"],
   ] as const)("forbids %s -> %s (a poisoned group never serves again without recovery)", (from, to) => {
     expect(canTransition(from, to)).toBe(false);
   });

@@ -77,6 +77,7 @@ export interface FleetStateOptions {
 export class FleetState {
   readonly #nodes = new Map<string, NodeRecord>();
   readonly #listeners = new Set<NodeStateListener>();
+  readonly #changeListeners = new Set<(node: string) => void>();
   readonly #now: () => number;
   /** The node views as of the last change; every change clears it (see #changed, #countsMoved). */
   #nodeViews: FleetNodeView[] | undefined;
@@ -115,6 +116,17 @@ export class FleetState {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * Subscribes to every change of a node's view (a poll's answer or failure,
+   * a load or unload applied, the node marked down, a request, reservation or
+   * unload begun or ended here), called after the change; returns the
+   * unsubscribe function.
+   */
+  onChange(listener: (node: string) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
   nodeNames(): string[] {
     return [...this.#nodes.keys()];
   }
@@ -145,6 +157,7 @@ export class FleetState {
       record.loaded = mergeLoaded(health.loaded, models.loaded);
     }
     record.machine.moveTo(stateFromHealth(health), `neuron reports ${health.status}`);
+    this.#emitChange(node);
   }
 
   applyPollFailure(node: string, error: string): void {
@@ -152,6 +165,7 @@ export class FleetState {
     this.#changed(record);
     record.error = error;
     record.machine.moveTo("down", error);
+    this.#emitChange(node);
   }
 
   /** Takes a node out of routing until its next good poll (a proxied request could not connect). */
@@ -160,6 +174,7 @@ export class FleetState {
     this.#changed(record);
     record.error = reason;
     record.machine.moveTo("down", reason);
+    this.#emitChange(node);
   }
 
   /** A neuron confirmed a load: show it now, before the next poll. */
@@ -170,6 +185,7 @@ export class FleetState {
     // Until the next poll, the devices' free memory must account for the new copy.
     if (!record.loaded.some((m) => m.id === model.id)) shiftFree(record, model.devices, -model.memoryBytes);
     record.loaded = [...record.loaded.filter((m) => m.id !== model.id), model];
+    this.#emitChange(node);
   }
 
   /** A neuron confirmed an unload. */
@@ -180,6 +196,7 @@ export class FleetState {
     const gone = record.loaded.find((m) => m.id === modelId);
     if (gone !== undefined) shiftFree(record, gone.devices, gone.memoryBytes);
     record.loaded = record.loaded.filter((m) => m.id !== modelId);
+    this.#emitChange(node);
   }
 
   /** Records a load in progress; call the returned function when it settles. */
@@ -197,19 +214,19 @@ export class FleetState {
   /** Records an unload in progress (the model is no victim for anyone else). */
   beginUnload(node: string, modelId: string): () => void {
     const record = this.#record(node);
-    return this.#count(record.unloading, modelId, () => this.#changed(record));
+    return this.#count(record, record.unloading, modelId, () => this.#changed(record));
   }
 
   /** Records a request sent to a copy; call the returned function when its response ends. */
   beginRequest(node: string, modelId: string): () => void {
     const record = this.#record(node);
-    return this.#count(record.inFlight, modelId, () => this.#countsMoved(record));
+    return this.#count(record, record.inFlight, modelId, () => this.#countsMoved(record));
   }
 
   /** Protects a copy from eviction until the returned function is called. */
   reserve(node: string, modelId: string): () => void {
     const record = this.#record(node);
-    return this.#count(record.reserved, modelId, () => this.#countsMoved(record));
+    return this.#count(record, record.reserved, modelId, () => this.#countsMoved(record));
   }
 
   /** The routing view: snapshots merged with local deltas (see the module comment). */
@@ -265,14 +282,16 @@ export class FleetState {
     this.#nodeViews = undefined;
   }
 
-  #count(map: Map<string, number>, key: string, moved: () => void): () => void {
+  #count(record: NodeRecord, map: Map<string, number>, key: string, moved: () => void): () => void {
     moved();
     map.set(key, (map.get(key) ?? 0) + 1);
+    this.#emitChange(record.name);
     return once(() => {
       moved();
       const next = (map.get(key) ?? 1) - 1;
       if (next <= 0) map.delete(key);
       else map.set(key, next);
+      this.#emitChange(record.name);
     });
   }
 
@@ -280,6 +299,16 @@ export class FleetState {
     const record = this.#nodes.get(node);
     if (record === undefined) throw new Error(`unknown node ${JSON.stringify(node)}`);
     return record;
+  }
+
+  #emitChange(node: string): void {
+    for (const listener of this.#changeListeners) {
+      try {
+        listener(node);
+      } catch {
+        // a listener's bug must not stop the fleet's bookkeeping
+      }
+    }
   }
 
   #emit(change: NodeStateChange): void {

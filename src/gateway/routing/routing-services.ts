@@ -20,6 +20,8 @@ export interface RoutingServicesOptions {
   version: string;
   startedAt?: number;
   evictorIntervalMs?: number;
+  /** The fleet's clock (idle times are measured on it); default Date.now. */
+  now?: () => number;
 }
 
 export interface RoutingServices {
@@ -51,6 +53,7 @@ export function createRoutingServices(
   const fleet = Fleet.fromConfig(config, {
     ...(options.neurons === undefined ? {} : { neurons: options.neurons }),
     ...(options.clientFactory === undefined ? {} : { clientFactory: options.clientFactory }),
+    ...(options.now === undefined ? {} : { now: options.now }),
   });
   const loader = new ModelLoader({
     fleet,

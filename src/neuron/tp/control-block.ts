@@ -277,10 +277,32 @@ export function sleepOnState(view: ControlView, rank: number, expected: RankStat
   Atomics.wait(view.i32, checkRank(view, rank) + R_STATE, RANK_STATE[expected], ms);
 }
 
+/** The step first, then the phase, then a wake-up for `phaseReached` (a notify nobody waits on costs next to nothing). */
 export function setPhase(view: ControlView, rank: number, phase: RankPhaseName, step?: number): void {
   const base = checkRank(view, rank);
-  Atomics.store(view.i32, base + R_PHASE, RANK_PHASE[phase]);
   if (step !== undefined) Atomics.store(view.i32, base + R_STEP, step);
+  Atomics.store(view.i32, base + R_PHASE, RANK_PHASE[phase]);
+  Atomics.notify(view.i32, base + R_PHASE);
+}
+
+/**
+ * Resolves once `rank` is in `phase` for `step` (as a snapshot would show
+ * it), woken by setPhase: for the main thread, which must never block on a
+ * rank, to wait for one to reach a point (a test, a diagnostic).
+ */
+export async function phaseReached(
+  view: ControlView,
+  rank: number,
+  phase: RankPhaseName,
+  step: number,
+): Promise<void> {
+  const base = checkRank(view, rank);
+  for (;;) {
+    const current = Atomics.load(view.i32, base + R_PHASE);
+    if (current === RANK_PHASE[phase] && Atomics.load(view.i32, base + R_STEP) === step) return;
+    const waited = Atomics.waitAsync(view.i32, base + R_PHASE, current);
+    if (waited.async) await waited.value;
+  }
 }
 
 /** Counts collectives a rank has entered; a rank whose count lags the others is the one that never joined. */

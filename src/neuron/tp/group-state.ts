@@ -2,7 +2,6 @@
  * The lifecycle of a tensor-parallel group, as the watchdog drives it:
  *
  *   forming → ready ⇄ stepping → aborting → poisoned → recovering → gone
- *                                                          └──────→ ready (rebuilt in place)
  *   any live state → fatal (Stage 2: the process exits)   forming/ready → gone (normal teardown)
  */
 
@@ -24,7 +23,7 @@ const TRANSITIONS: Record<GroupState, readonly GroupState[]> = {
   stepping: ["ready", "aborting", "fatal"],
   aborting: ["poisoned", "fatal"],
   poisoned: ["recovering", "fatal"],
-  recovering: ["gone", "ready", "fatal"],
+  recovering: ["gone", "fatal"],
   gone: [],
   fatal: [],
 };

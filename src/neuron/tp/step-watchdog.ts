@@ -81,20 +81,18 @@ export interface RecoveryHooks {
   startWorkers(): Promise<void>;
   /** Mark the model unloaded in the neuron's registry, so the gateway reloads it. */
   reportUnloaded(reason: string): void;
-  /** Optional: re-form the group on the fresh Workers (→ ready with new handles instead of gone). */
-  rebuild?(): Promise<readonly CommunicatorHandle[]>;
 }
 
 export interface FatalReport {
   group: TpGroupInfo;
   reason: string;
   step: number;
-  /** Milliseconds from the watchdog firing to the verdict. */
+  /** Milliseconds from the watchdog firing to the verdict, by the watchdog's clock. */
   elapsedMs: number;
 }
 
 export type RecoveryOutcome =
-  | { stage: 1; result: "gone" | "ready"; elapsedMs: number }
+  | { stage: 1; result: "gone"; elapsedMs: number }
   | { stage: 2; reason: string; elapsedMs: number };
 
 /** Plain counters; the metrics module reads them (wired later). */
@@ -145,7 +143,10 @@ export interface StepWatchdogOptions {
   /** Every rank's handle, cached at group formation while the Workers were responsive. */
   handles: readonly CommunicatorHandle[];
   aborter: Aborter;
-  /** Raises llama.cpp's abort flag for the leader's context (abort-flag.ts). Must not throw or block. */
+  /**
+   * Raises llama.cpp's abort flag for the leader's context (an Atomics.store on the
+   * SharedArrayBuffer the leader's abort callback reads). Must not throw or block.
+   */
   raiseAbortFlag: () => void;
   recovery: RecoveryHooks;
   /** Stage 2 sink; production passes `exitForSupervisor` (after marking the node unhealthy). */
@@ -154,6 +155,11 @@ export interface StepWatchdogOptions {
   logger?: TpLogger;
   counters?: TpCounters;
   recorder?: FlightRecorder;
+  /**
+   * The clock every timeout is measured by (default Date.now): a step fails,
+   * and the leader's grace runs out, only once this clock says the time has
+   * passed, however early a timer fires by it.
+   */
   now?: () => number;
 }
 
@@ -189,7 +195,7 @@ export class StepWatchdog {
   private readonly counters: TpCounters;
   private readonly now: () => number;
   readonly recorder: FlightRecorder;
-  private handles: readonly CommunicatorHandle[];
+  private readonly handles: readonly CommunicatorHandle[];
   private steps = 0;
   /** Set when the watchdog fires; resolves with the recovery's verdict. */
   recovery: Promise<RecoveryOutcome> | undefined;
@@ -245,7 +251,7 @@ export class StepWatchdog {
     const startedAt = this.now();
     const record = this.recorder.begin({ step, ...meta, startedAt });
     const pending = Promise.resolve().then(() => fn(step));
-    const outcome = await settleWithin(pending, this.timings.stepTimeoutMs);
+    const outcome = await this.settleBy(pending, startedAt, this.timings.stepTimeoutMs);
     const ranMs = this.now() - startedAt;
     if (outcome === "timeout") {
       this.recorder.finish(record, "timeout", ranMs, this.snapshot());
@@ -270,6 +276,24 @@ export class StepWatchdog {
       this.machine.transition("stepping", "ready", "step failed (not a device fault)");
     }
     throw outcome.error;
+  }
+
+  /**
+   * settleWithin, measured by the watchdog's clock from `since`: a timer that
+   * fires before that clock has moved `ms` on is waited out again for the rest,
+   * so "timed out" always means the clock saw the whole timeout pass.
+   */
+  private async settleBy<T>(
+    promise: Promise<T>,
+    since: number,
+    ms: number,
+  ): Promise<StepResult<T> | "timeout"> {
+    for (;;) {
+      const left = since + ms - this.now();
+      if (left <= 0) return "timeout";
+      const outcome = await settleWithin(promise, left);
+      if (outcome !== "timeout") return outcome;
+    }
   }
 
   private snapshot(): RankSnapshot[] {
@@ -339,7 +363,7 @@ export class StepWatchdog {
     this.log.error(
       `${MARKER} ${this.describe()} poisoned after step=${step}; waiting up to ${this.timings.graceMs} ms for the leader to answer`,
     );
-    const answered = await settleWithin(leader, this.timings.graceMs);
+    const answered = await this.settleBy(leader, this.now(), this.timings.graceMs);
     if (answered === "timeout") {
       return this.fatal(
         step,
@@ -382,27 +406,13 @@ export class StepWatchdog {
     } catch (error) {
       this.log.error(`${MARKER} ${this.describe()} Stage 1 report-unloaded failed: ${errorMessage(error)}`);
     }
-    let result: "gone" | "ready" = "gone";
-    if (recovery.rebuild) {
-      const rebuilt = await settleWithin(
-        Promise.resolve().then(() => recovery.rebuild?.() ?? []),
-        this.timings.graceMs,
-      );
-      if (rebuilt === "timeout" || !rebuilt.ok) {
-        const why = rebuilt === "timeout" ? "hung" : `failed: ${errorMessage(rebuilt.error)}`;
-        this.log.error(`${MARKER} ${this.describe()} Stage 1 rebuild ${why}; the model stays unloaded`);
-      } else {
-        this.handles = rebuilt.value;
-        result = "ready";
-      }
-    }
-    this.machine.transition("recovering", result, "Stage 1 complete");
+    this.machine.transition("recovering", "gone", "Stage 1 complete");
     this.counters.stage1Recovered++;
     this.log.error(
       `${MARKER} ${this.describe()} Stage 1 recovery complete in ${elapsed()}ms: model unloaded, fresh Workers on ` +
-        `[${group.devices.join(",")}], group ${result}`,
+        `[${group.devices.join(",")}], group gone`,
     );
-    return { stage: 1, result, elapsedMs: elapsed() };
+    return { stage: 1, result: "gone", elapsedMs: elapsed() };
   }
 
   private fatal(step: number, firedAt: number, reason: string): RecoveryOutcome {
@@ -410,7 +420,7 @@ export class StepWatchdog {
     this.machine.force("fatal", reason);
     this.counters.stage2Fatal++;
     this.log.error(
-      `${MARKER} Stage 2 ${this.describe()} step=${step}: ${reason}; marking the neuron unhealthy and exiting ` +
+      `${MARKER} Stage 2 ${this.describe()} step=${step} after=${elapsedMs}ms: ${reason}; marking the neuron unhealthy and exiting ` +
         `(code ${TP_FATAL_EXIT_CODE}) for the supervisor to restart it`,
     );
     this.options.onFatal({ group: this.options.group, reason, step, elapsedMs });

@@ -84,7 +84,8 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
   const config = loadConfig({ path, env: {} });
   configureLogging(config.file.log);
   const gateway = await startGateway(config, { startLocalNeuron });
-  await waitForNodesUp(gateway.url);
+  // A gateway answers 503 until a poll has seen a node up: wait for that, on its fleet's changes.
+  await gateway.whenFleet((nodes) => nodes.length > 0 && nodes.every((node) => node.state === "up"));
   return {
     gateway,
     url: gateway.url,
@@ -94,22 +95,4 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-/**
- * A gateway answers 503 until its first poll has seen a node; tests wait for
- * that instead of racing it (the admin API is open to loopback).
- */
-export async function waitForNodesUp(url: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = "";
-  while (Date.now() < deadline) {
-    const response = await fetch(`${url}/admin/fleet`);
-    const view = (await response.json()) as { nodes?: Array<{ name: string; state: string }> };
-    const nodes = view.nodes ?? [];
-    last = nodes.map((node) => `${node.name}: ${node.state}`).join(", ");
-    if (nodes.length > 0 && nodes.every((node) => node.state === "up")) return;
-    await Bun.sleep(20);
-  }
-  throw new Error(`gateway ${url}: nodes not up after ${timeoutMs} ms (${last})`);
 }

@@ -73,7 +73,9 @@ export interface GatewayOverOptions {
   /** Extra `[[neurons]]` besides the started ones. */
   external?: readonly ExternalNeuron[];
   evictorIntervalMs?: number;
-  /** Wait until every node is up before returning (with the config's admin token). Default true. */
+  /** The gateway fleet's clock (idle times are measured on it); default Date.now. */
+  now?: () => number;
+  /** Wait until every node is up before returning. Default true. */
   waitUp?: boolean;
 }
 
@@ -185,17 +187,13 @@ export class RealFleet {
     const path = join(this.dir, `gateway-${this.#gateways.length}.toml`);
     writeFileSync(path, toml);
     const config = loadConfig({ path, env: {} });
-    const running = await startGateway(
-      config,
-      options.evictorIntervalMs === undefined ? {} : { evictorIntervalMs: options.evictorIntervalMs },
-    );
+    const running = await startGateway(config, {
+      ...(options.evictorIntervalMs === undefined ? {} : { evictorIntervalMs: options.evictorIntervalMs }),
+      ...(options.now === undefined ? {} : { now: options.now }),
+    });
     const gateway: TestGateway = { url: running.url, running, toml, stop: () => running.stop() };
     this.#gateways.push(gateway);
-    const adminToken = isTable(table.gateway) ? table.gateway.admin_token : undefined;
-    if (options.waitUp !== false)
-      await waitForFleet(running.url, (nodes) => nodes.every(isUp), {
-        ...(typeof adminToken === "string" && adminToken !== "" ? { token: adminToken } : {}),
-      });
+    if (options.waitUp !== false) await waitForFleet(gateway, (nodes) => nodes.every(isUp));
     return gateway;
   }
 
@@ -224,7 +222,7 @@ export interface FleetNodeBrief {
   name: string;
   state: string;
   error?: string;
-  loaded: Array<{ id: string; state: string; inFlight: number }>;
+  loaded: Array<{ id: string; state: string; inFlight: number; lastUsed: number }>;
 }
 
 /** GET /admin/fleet (open to loopback when no admin token is set). */
@@ -236,22 +234,15 @@ export async function fleetNodes(gatewayUrl: string, token?: string): Promise<Fl
   return ((await response.json()) as { nodes: FleetNodeBrief[] }).nodes;
 }
 
-/** Polls /admin/fleet until `ready` holds for its nodes. */
-export async function waitForFleet(
-  gatewayUrl: string,
+/**
+ * Resolves with the gateway's fleet nodes once `ready` holds for them: on the
+ * gateway's own fleet changes (each poll, load or unload), not by polling.
+ */
+export function waitForFleet(
+  gateway: Pick<TestGateway, "running">,
   ready: (nodes: FleetNodeBrief[]) => boolean,
-  options: { timeoutMs?: number; token?: string } = {},
 ): Promise<FleetNodeBrief[]> {
-  let last: FleetNodeBrief[] = [];
-  await until(
-    async () => {
-      last = await fleetNodes(gatewayUrl, options.token);
-      return last.length > 0 && ready(last);
-    },
-    options.timeoutMs ?? 15_000,
-    () => `fleet: ${last.map((node) => `${node.name} ${node.state}`).join(", ")}`,
-  );
-  return last;
+  return gateway.running.whenFleet((nodes) => nodes.length > 0 && ready(nodes));
 }
 
 /**
