@@ -13,6 +13,9 @@ let modelPath: string;
 let pool: DevicePool;
 let prompt: string;
 
+/** Told when the pool pauses a sequence because its reader fell behind (set by the test that waits for it). */
+let onPaused: ((modelId: string) => void) | undefined;
+
 async function collect(stream: ReadableStream<GenerationEvent>): Promise<GenerationEvent[]> {
   const events: GenerationEvent[] = [];
   for await (const event of stream) events.push(event);
@@ -45,7 +48,7 @@ function caught(fn: () => unknown): CortexError {
 
 beforeAll(async () => {
   modelPath = await ensureDemoModel("tests/.tmp/models");
-  pool = await DevicePool.start({ threads: 1 });
+  pool = await DevicePool.start({ threads: 1, observer: { sequencePaused: (id) => onPaused?.(id) } });
   await pool.load({ id: "tiny", path: modelPath, contextSize: 2048, slots: 4 });
   const info = pool.model("tiny")!;
   prompt = renderChatTemplate(
@@ -136,12 +139,19 @@ describe("DevicePool on the tiny model", () => {
 
   test("a consumer that stops reading pauses its sequence instead of buffering it all", async () => {
     const before = (await pool.stats("cpu-0")).tokensSampled;
+    const pausedNow = new Promise((resolve) => {
+      onPaused = resolve;
+    });
     const stream = generate("tiny", { maxTokens: 1000, logitBias: NEVER_END });
-    await Bun.sleep(50);
+    expect(await pausedNow).toBe("tiny");
+    onPaused = undefined;
+    // The Worker takes its messages in order: stats asked after the pause are read once it has paused.
     const first = (await pool.stats("cpu-0")).tokensSampled;
-    await Bun.sleep(50);
+    // Other work on the same Worker steps on; the paused sequence does not take a token meanwhile.
+    const other = await collect(generate("tiny", { maxTokens: 30, logitBias: NEVER_END }));
+    expect(last(other)).toMatchObject({ finishReason: "length" });
     const second = (await pool.stats("cpu-0")).tokensSampled;
-    expect(second).toBe(first);
+    expect(second - first).toBe(30);
     expect(first - before).toBeLessThan(200);
     expect(last(await collect(stream))).toMatchObject({
       finishReason: "length",
@@ -207,8 +217,20 @@ describe("DevicePool on the tiny model", () => {
 
   test("unload waits for in-flight work and turns new requests away", async () => {
     await pool.load({ id: "tiny-unload", path: modelPath, contextSize: 2048, slots: 2 });
-    const running = collect(generate("tiny-unload", { maxTokens: 200, logitBias: NEVER_END }));
-    await Bun.sleep(1);
+    const reader = generate("tiny-unload", { maxTokens: 200, logitBias: NEVER_END }).getReader();
+    const first = await reader.read();
+    const running = collect(
+      new ReadableStream<GenerationEvent>({
+        start: (controller) => {
+          if (!first.done) controller.enqueue(first.value);
+        },
+        pull: async (controller) => {
+          const next = await reader.read();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        },
+      }),
+    );
     const unloading = pool.unload("tiny-unload");
     expect(caught(() => generate("tiny-unload", {})).code).toBe("unavailable");
     expect(last(await running)).toMatchObject({ finishReason: "length", usage: { completionTokens: 200 } });

@@ -217,19 +217,11 @@ describe("chat completions", () => {
   });
 });
 
-async function waitForBusy(inFlight: number, queued: number): Promise<[number, number]> {
-  const deadline = Date.now() + 5000;
-  let seen: [number, number] = [-1, -1];
-  while (Date.now() < deadline) {
-    const models = (await (await api("/models")).json()) as {
-      loaded: Array<{ id: string; inFlight: number; queued: number }>;
-    };
-    const tiny = models.loaded.find((m) => m.id === "tiny");
-    seen = [tiny?.inFlight ?? 0, tiny?.queued ?? 0];
-    if (seen[0] === inFlight && seen[1] === queued) break;
-    await Bun.sleep(10);
-  }
-  return seen;
+/** Resolves once the neuron's engine reports tiny with this many requests running and queued (no polling). */
+async function untilBusy(inFlight: number, queued: number): Promise<void> {
+  await neuron.pool.untilModels((models) =>
+    models.some((m) => m.id === "tiny" && m.inFlight === inFlight && m.queued === queued),
+  );
 }
 
 describe("concurrency", () => {
@@ -241,25 +233,18 @@ describe("concurrency", () => {
     const streams = controllers.map((c) =>
       api("/v1/chat/completions", long, { signal: c.signal }).catch(() => undefined),
     );
-    expect(await waitForBusy(2, 1)).toEqual([2, 1]);
+    await untilBusy(2, 1);
     const fourth = await api("/v1/chat/completions", chat());
     expect(fourth.status).toBe(429);
     expect(fourth.headers.get("retry-after")).not.toBeNull();
     for (const c of controllers) c.abort();
     await Promise.allSettled(streams.map(async (s) => (await s)?.body?.cancel()));
-    // The slots come back: the busy count drops to zero within a few steps.
-    const deadline = Date.now() + 5000;
-    let busy = Number.POSITIVE_INFINITY;
-    while (Date.now() < deadline) {
-      const models = (await (await api("/models")).json()) as {
-        loaded: Array<{ id: string; inFlight: number; queued: number }>;
-      };
-      const tiny = models.loaded.find((m) => m.id === "tiny");
-      busy = (tiny?.inFlight ?? 0) + (tiny?.queued ?? 0);
-      if (busy === 0) break;
-      await Bun.sleep(20);
-    }
-    expect(busy).toBe(0);
+    // The slots come back, and /models says so.
+    await untilBusy(0, 0);
+    const models = (await (await api("/models")).json()) as {
+      loaded: Array<{ id: string; inFlight: number; queued: number }>;
+    };
+    expect(models.loaded.find((m) => m.id === "tiny")).toMatchObject({ inFlight: 0, queued: 0 });
     expect((await api("/v1/chat/completions", chat())).status).toBe(200);
   });
 

@@ -97,16 +97,9 @@ describe("neuron /metrics", () => {
       seen[model] += (await complete(model, 2)).completion;
     const [a, b] = await Promise.all([complete("tiny", 3), complete("tiny", 4)]);
     seen.tiny += a.completion + b.completion;
-    // KV use is reported by the step after a sequence's last token, a message behind its `done`: let it land.
-    let after = await scrape();
-    for (let i = 0; i < 100; i++) {
-      const kv = ["tiny-tp", "tiny"].map((m) =>
-        value(after, `cortex_neuron_kv_cache_used_tokens{model="${m}"}`),
-      );
-      if (kv.every((used) => used === 0)) break;
-      await Bun.sleep(20);
-      after = await scrape();
-    }
+    // KV use is reported by the step after a sequence's last token, a message behind its `done`: wait for it.
+    await neuron.pool.untilModels(() => neuron.pool.kvUsage().every((m) => m.usedTokens === 0));
+    const after = await scrape();
 
     for (const model of ["tiny-tp", "tiny"] as const) {
       const delta = (key: string) => value(after, key) - value(before, key);
@@ -142,7 +135,7 @@ describe("neuron /metrics", () => {
       logit_bias: noEnd,
     });
     expect(response.status).toBe(503);
-    for (let i = 0; i < 500 && neuron.pool.models().some((m) => m.id === "tiny-tp"); i++) await Bun.sleep(20);
+    await neuron.pool.untilModels((models) => !models.some((m) => m.id === "tiny-tp"));
     const after = await scrape();
     const delta = (key: string) => value(after, key) - value(before, key);
     expect(delta("cortex_neuron_tp_step_timeouts_total")).toBe(1);

@@ -120,6 +120,8 @@ export class DevicePool {
     this.#sequences = new SequenceDispatch({
       device: (id) => this.#devices.get(id),
       kick: (model) => this.#groups.kick(model),
+      changed: () => this.#registry.changed(),
+      paused: (model) => this.#observe(() => this.#options.observer?.sequencePaused?.(model.info.id)),
     });
     this.#groups = new GroupDriver({
       registry: this.#registry,
@@ -274,7 +276,10 @@ export class DevicePool {
 
   /** A step's KV use and metrics, whether the Worker stepped on its own or a group's watchdog drove it. */
   #recordStep(model: ModelEntry | undefined, stats: StepStats, group: boolean): void {
-    if (model) model.kvTokens = stats.kvTokens;
+    if (model && model.kvTokens !== stats.kvTokens) {
+      model.kvTokens = stats.kvTokens;
+      this.#registry.changed();
+    }
     const { modelId, batchSize, tokens, kvTokens, ms } = stats;
     this.#observe(() => this.#options.observer?.step?.({ modelId, batchSize, tokens, kvTokens, ms, group }));
   }
@@ -326,6 +331,25 @@ export class DevicePool {
   /** Every model in the neuron API's shape, from the one table that owns them. */
   models(): LoadedModel[] {
     return this.#registry.describe();
+  }
+
+  /**
+   * Resolves with `models()` once `holds` is true of it, checked now and after
+   * every change (state, running and queued counts, KV use): how a caller
+   * waits for the engine to reach a state without polling.
+   */
+  untilModels(holds: (models: LoadedModel[]) => boolean): Promise<LoadedModel[]> {
+    return new Promise((resolve) => {
+      const check = () => {
+        const models = this.models();
+        if (!holds(models)) return false;
+        stop();
+        resolve(models);
+        return true;
+      };
+      const stop = this.#registry.watch(check);
+      check();
+    });
   }
 
   model(id: string): ModelInfo | undefined {

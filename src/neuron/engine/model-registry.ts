@@ -66,9 +66,24 @@ export interface RegistryHooks {
 export class ModelRegistry {
   readonly #models = new Map<string, ModelEntry>();
   readonly #hooks: RegistryHooks;
+  readonly #watchers = new Set<() => void>();
 
   constructor(hooks: RegistryHooks = {}) {
     this.#hooks = hooks;
+  }
+
+  /**
+   * Calls `watcher` after every change to what `describe()` reports (state,
+   * in-flight and queued counts, KV use); returns the unsubscribe.
+   */
+  watch(watcher: () => void): () => void {
+    this.#watchers.add(watcher);
+    return () => this.#watchers.delete(watcher);
+  }
+
+  /** Something `describe()` reports changed: tell the watchers. */
+  changed(): void {
+    for (const watcher of this.#watchers) watcher();
   }
 
   get(id: string): ModelEntry | undefined {
@@ -101,6 +116,7 @@ export class ModelRegistry {
       throw new CortexError("conflict", `model ${entry.info.id} is ${existing.state}`, { retryAfterS: 1 });
     this.#models.set(entry.info.id, entry);
     this.#record(entry.info.id, "absent", "loading", "load");
+    this.changed();
   }
 
   /**
@@ -116,6 +132,7 @@ export class ModelRegistry {
     if (to === "absent") this.#models.delete(entry.info.id);
     else entry.state = to;
     this.#record(entry.info.id, from, to, event);
+    this.changed();
     return true;
   }
 
@@ -124,6 +141,7 @@ export class ModelRegistry {
     if (!this.transition(entry, "fault")) return;
     entry.error = reason;
     failQueue(entry, error);
+    this.changed();
   }
 
   /**
@@ -172,6 +190,7 @@ export class ModelRegistry {
       wakeIdle(entry);
     }
     this.#models.clear();
+    this.changed();
   }
 
   #record(id: string, from: LifecycleState, to: LifecycleState, event: LifecycleEvent): void {

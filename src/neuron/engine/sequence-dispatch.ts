@@ -16,6 +16,10 @@ export interface DispatchHost {
   device(id: string): DeviceHandle | undefined;
   /** A tensor-parallel model needs a step (no-op for a single device, whose Worker steps on its own). */
   kick(model: ModelEntry): void;
+  /** A model's running or queued count changed. */
+  changed(): void;
+  /** A sequence's reader fell behind and the Worker was told to pause it (flow control). */
+  paused?(model: ModelEntry): void;
 }
 
 let nextSeqKey = 1;
@@ -77,14 +81,18 @@ export class SequenceDispatch {
         const worker = this.#host.device(model.deviceId);
         if (worker?.sequences.has(seqKey) && !worker.closed) {
           worker.post({ type: pause ? "pause" : "resume", seqKey });
-          if (!pause) this.#host.kick(model);
+          if (pause) this.#host.paused?.(model);
+          else this.#host.kick(model);
         }
       },
     );
     const request: QueuedRequest = { seqKey, params, channel };
     model.lastUsed = Date.now();
     if (admission === "run") this.#dispatch(model, device, request);
-    else model.queue.push(request);
+    else {
+      model.queue.push(request);
+      this.#host.changed();
+    }
     signal?.addEventListener(
       "abort",
       () => {
@@ -106,6 +114,7 @@ export class SequenceDispatch {
       for (const next of takeRunnable(model.queue, slotCounts(model), (q) => q.channel.ended))
         this.#dispatch(model, device, next);
     if (model.inFlight === 0 && model.queue.length === 0) wakeIdle(model);
+    this.#host.changed();
   }
 
   #dispatch(model: ModelEntry, device: DeviceHandle, request: QueuedRequest): void {
@@ -114,12 +123,14 @@ export class SequenceDispatch {
     device.sequences.set(request.seqKey, active);
     device.post({ type: "submit", seqKey: request.seqKey, modelId: model.info.id, params: request.params });
     this.#host.kick(model);
+    this.#host.changed();
   }
 
   #cancel(model: ModelEntry, seqKey: number): void {
     const queuedAt = model.queue.findIndex((q) => q.seqKey === seqKey);
     if (queuedAt >= 0) {
       model.queue.splice(queuedAt, 1);
+      this.#host.changed();
       return;
     }
     const device = this.#host.device(model.deviceId);

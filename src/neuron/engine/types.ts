@@ -122,4 +122,6 @@ export interface EngineObserver {
   /** A sequence ended normally; `usage` is what its client was told. */
   sequenceDone?(modelId: string, usage: Usage): void;
   modelLoaded?(modelId: string, ms: number, deviceIds: readonly string[]): void;
+  /** A sequence's reader fell behind: the Worker was told to pause it until the reader catches up. */
+  sequencePaused?(modelId: string): void;
 }
