@@ -26,6 +26,13 @@ import { type ChatContext, canRelay, completeChat, relayChat, startChat } from "
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
+import type { ResponseStore } from "./responses/response-store.ts";
+import {
+  createResponse,
+  deleteResponse,
+  listInputItems,
+  retrieveResponse,
+} from "./responses/responses-api.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
 
 const log = logger("gateway-http");
@@ -43,6 +50,8 @@ export interface GatewayAppOptions {
   maxBodyBytes?: number;
   /** gateway.keep_billing_header: keep Claude Code's billing block in `system` (dialects/anthropic/billing-header.ts). */
   keepBillingHeader?: boolean;
+  /** Stored Responses API answers (`[responses]`). */
+  responseStore: ResponseStore;
 }
 
 /** A literal per response: cheaper than spreading a shared object into a new one. */
@@ -176,6 +185,29 @@ export function createGatewayApp(options: GatewayAppOptions) {
       }
     };
 
+  const responsesDeps = { ...chatDeps, store: options.responseStore };
+
+  /** A Responses API endpoint: the client's key checked, errors in OpenAI's envelope. */
+  const responsesRoute =
+    (fn: (request: Request, requestId: string) => Promise<Response>) =>
+    async ({ request }: { request: Request }): Promise<Response> => {
+      const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
+      try {
+        if (!clientAuthorized(request))
+          throw new CortexError(
+            "unauthorized",
+            "invalid API key: send it as Authorization: Bearer or x-api-key",
+          );
+        return await fn(request, requestId);
+      } catch (error) {
+        return renderError("responses", error, { "x-request-id": requestId });
+      }
+    };
+
+  /** The `{id}` of /v1/responses/{id}…, decoded. */
+  const responseId = (request: Request): string =>
+    decodeURIComponent(new URL(request.url).pathname.split("/")[3] ?? "");
+
   const adminGuard = (
     request: Request,
     server: { requestIP(request: Request): { address: string } | null } | null,
@@ -239,6 +271,48 @@ export function createGatewayApp(options: GatewayAppOptions) {
     })
     .post("/v1/chat/completions", chatHandler("openai"))
     .post("/v1/messages", chatHandler("anthropic"))
+    .post(
+      "/v1/responses",
+      responsesRoute(async (request, requestId) => {
+        const ctx: ChatContext = {
+          dialect: "responses",
+          requestId,
+          signal: request.signal,
+          startedAt: performance.now(),
+        };
+        const created = await createResponse(responsesDeps, await readJson(request, maxBody), ctx);
+        if (created.stream) return new Response(created.body, { headers: sseHeaders(requestId) });
+        return json(created.body, 200, { "x-request-id": requestId });
+      }),
+    )
+    .get(
+      "/v1/responses/:id",
+      responsesRoute(async (request) => {
+        if (new URL(request.url).searchParams.get("stream") === "true")
+          throw new CortexError(
+            "unsupported_parameter",
+            "streaming a stored response again is not supported",
+            {
+              param: "stream",
+            },
+          );
+        return json(await retrieveResponse(options.responseStore, responseId(request)));
+      }),
+    )
+    .delete(
+      "/v1/responses/:id",
+      responsesRoute(async (request) =>
+        json(await deleteResponse(options.responseStore, responseId(request))),
+      ),
+    )
+    .get(
+      "/v1/responses/:id/input_items",
+      responsesRoute(async (request) =>
+        json(
+          await listInputItems(options.responseStore, responseId(request), new URL(request.url).searchParams),
+        ),
+      ),
+    )
     .post("/v1/messages/count_tokens", async ({ request }) => {
       try {
         if (!clientAuthorized(request)) throw new CortexError("unauthorized", "invalid API key");

@@ -64,6 +64,14 @@ export const EvictionSection = z.strictObject({
   defrag_after_cycles: z.number().int().nonnegative().default(50),
 });
 
+export const ResponsesSection = z.strictObject({
+  store: z.enum(["memory", "redis"]).default("memory"),
+  max_entries: z.number().int().positive().default(10_000),
+  max_bytes: Size.default(256 * 1024 * 1024),
+  ttl_s: z.number().positive().default(86_400),
+  redis_url: z.string().default("redis://127.0.0.1:6379"),
+});
+
 export const NeuronRef = z.strictObject({
   name: z
     .string()
@@ -109,12 +117,14 @@ export const NeuronSection = z.strictObject({
 export type NeuronSection = z.infer<typeof NeuronSection>;
 export type GatewaySection = z.infer<typeof GatewaySection>;
 export type EvictionSection = z.infer<typeof EvictionSection>;
+export type ResponsesSection = z.infer<typeof ResponsesSection>;
 export type NeuronRef = z.infer<typeof NeuronRef>;
 
 export const ConfigFile = z.strictObject({
   log: LogSection.default({ level: "info", format: "text" }),
   gateway: GatewaySection.default(GatewaySection.parse({})),
   eviction: EvictionSection.default(EvictionSection.parse({})),
+  responses: ResponsesSection.default(ResponsesSection.parse({})),
   neurons: z.array(NeuronRef).default([]),
   models: z.array(ModelProfile).default([]),
   neuron: NeuronSection.default(NeuronSection.parse({})),
