@@ -14,6 +14,7 @@ import {
   renderAnthropicCountTokensResponse,
 } from "../dialects/anthropic/parse-request.ts";
 import { renderAnthropicError } from "../dialects/anthropic/render-error.ts";
+import { renderAnthropicModel, renderAnthropicModelList } from "../dialects/anthropic/render-models.ts";
 import { renderAnthropicResponse } from "../dialects/anthropic/render-response.ts";
 import { AnthropicStreamEncoder } from "../dialects/anthropic/stream-encoder.ts";
 import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
@@ -102,6 +103,11 @@ async function readJson(request: Request, maxBytes: number): Promise<unknown> {
   } catch {
     throw new CortexError("invalid_request", "the request body is not valid JSON");
   }
+}
+
+/** The catalogue answers in Anthropic's shape to a client that says it speaks Anthropic's API. */
+function catalogueDialect(request: Request): Dialect {
+  return request.headers.has("anthropic-version") ? "anthropic" : "openai";
 }
 
 /** The `Authorization: Bearer …` token, if any. */
@@ -254,20 +260,24 @@ export function createGatewayApp(options: GatewayAppOptions) {
     )
     .get("/health", () => json({ status: "ok", version: options.version }))
     .get("/v1/models", ({ request }) => {
+      const dialect = catalogueDialect(request);
       if (!catalogueAuthorized(request))
-        return renderError("openai", new CortexError("unauthorized", "invalid API key"));
-      return json({ object: "list", data: options.routing.catalogue() });
+        return renderError(dialect, new CortexError("unauthorized", "invalid API key"));
+      const catalogue = options.routing.catalogue();
+      if (dialect === "anthropic") return json(renderAnthropicModelList(catalogue));
+      return json({ object: "list", data: catalogue });
     })
     .get("/v1/models/:id", ({ request, params }) => {
+      const dialect = catalogueDialect(request);
       if (!catalogueAuthorized(request))
-        return renderError("openai", new CortexError("unauthorized", "invalid API key"));
+        return renderError(dialect, new CortexError("unauthorized", "invalid API key"));
       const id = decodeURIComponent(params.id);
       const entry = options.routing
         .catalogue()
         .find((model) => model.id === id || model.cortex.aliases.includes(id));
       if (!entry)
-        return renderError("openai", new CortexError("model_not_found", `model ${id} does not exist`));
-      return json(entry);
+        return renderError(dialect, new CortexError("model_not_found", `model ${id} does not exist`));
+      return json(dialect === "anthropic" ? renderAnthropicModel(entry) : entry);
     })
     .post("/v1/chat/completions", chatHandler("openai"))
     .post("/v1/messages", chatHandler("anthropic"))
