@@ -51,6 +51,8 @@ export interface GatewayAppOptions {
   maxBodyBytes?: number;
   /** gateway.keep_billing_header: keep Claude Code's billing block in `system` (dialects/anthropic/billing-header.ts). */
   keepBillingHeader?: boolean;
+  /** gateway.context_overflow. */
+  contextOverflow?: "clamp" | "error";
   /** Stored Responses API answers (`[responses]`). */
   responseStore: ResponseStore;
 }
@@ -140,6 +142,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
     routing: options.routing,
     metrics: options.metrics,
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+    ...(options.contextOverflow === undefined ? {} : { contextOverflow: options.contextOverflow }),
   };
 
   const chatHandler =

@@ -117,6 +117,7 @@ export async function startGateway(
     adminToken: gateway.admin_token,
     requestTimeoutMs: gateway.request_timeout_s * 1000,
     keepBillingHeader: gateway.keep_billing_header,
+    contextOverflow: gateway.context_overflow,
   });
   app.listen({ hostname: config.gatewayListen.hostname, port: config.gatewayListen.port, idleTimeout: 0 });
   const port = app.server?.port ?? config.gatewayListen.port;

@@ -14,7 +14,12 @@ let gw: TestGateway;
 let client: Anthropic;
 
 beforeAll(async () => {
-  gw = await startTestGateway({ apiKeys: [KEY], models: [{ id: TINY_ID, contextSize: CONTEXT }] });
+  // Strict: the overflow tests below check the 400 that gateway.context_overflow = "error" keeps.
+  gw = await startTestGateway({
+    apiKeys: [KEY],
+    models: [{ id: TINY_ID, contextSize: CONTEXT }],
+    contextOverflow: "error",
+  });
   client = new Anthropic({ baseURL: gw.url, apiKey: KEY, maxRetries: 0 });
 });
 

@@ -56,6 +56,7 @@ export const GatewaySection = z.strictObject({
   queue_timeout_s: z.number().positive().default(120),
   /** Keep Claude Code's per-request billing block in `system` (it defeats prefix caching; dropped by default). */
   keep_billing_header: z.boolean().default(false),
+  context_overflow: z.enum(["clamp", "error"]).default("clamp"),
 });
 
 export const EvictionSection = z.strictObject({
