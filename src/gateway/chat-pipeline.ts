@@ -57,6 +57,8 @@ export interface ChatPipelineDeps {
   metrics: GatewayMetrics | undefined;
   /** gateway.request_timeout_s, as ms: bounds waiting for a load. */
   requestTimeoutMs?: number;
+  /** gateway.context_overflow: what the neuron does with max_tokens over what the prompt leaves (default "error"). */
+  contextOverflow?: "clamp" | "error";
 }
 
 /**
@@ -191,7 +193,12 @@ async function routeChat<T, R>(
         const upstream = target.upstream("v1/chat/completions");
         return send({
           target: { node: target.node, url: upstream.url, headers: upstream.headers },
-          body: toUpstreamChatBody(request, { model: target.modelId, stream: request.stream, relay }),
+          body: toUpstreamChatBody(request, {
+            model: target.modelId,
+            stream: request.stream,
+            relay,
+            contextOverflow: deps.contextOverflow ?? "error",
+          }),
           requestId: ctx.requestId,
           signal: ctx.signal,
         });

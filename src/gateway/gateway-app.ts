@@ -14,6 +14,7 @@ import {
   renderAnthropicCountTokensResponse,
 } from "../dialects/anthropic/parse-request.ts";
 import { renderAnthropicError } from "../dialects/anthropic/render-error.ts";
+import { renderAnthropicModel, renderAnthropicModelList } from "../dialects/anthropic/render-models.ts";
 import { renderAnthropicResponse } from "../dialects/anthropic/render-response.ts";
 import { AnthropicStreamEncoder } from "../dialects/anthropic/stream-encoder.ts";
 import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
@@ -26,6 +27,13 @@ import { type ChatContext, canRelay, completeChat, relayChat, startChat } from "
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
+import type { ResponseStore } from "./responses/response-store.ts";
+import {
+  createResponse,
+  deleteResponse,
+  listInputItems,
+  retrieveResponse,
+} from "./responses/responses-api.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
 
 const log = logger("gateway-http");
@@ -43,6 +51,10 @@ export interface GatewayAppOptions {
   maxBodyBytes?: number;
   /** gateway.keep_billing_header: keep Claude Code's billing block in `system` (dialects/anthropic/billing-header.ts). */
   keepBillingHeader?: boolean;
+  /** gateway.context_overflow. */
+  contextOverflow?: "clamp" | "error";
+  /** Stored Responses API answers (`[responses]`). */
+  responseStore: ResponseStore;
 }
 
 /** A literal per response: cheaper than spreading a shared object into a new one. */
@@ -95,6 +107,11 @@ async function readJson(request: Request, maxBytes: number): Promise<unknown> {
   }
 }
 
+/** The catalogue answers in Anthropic's shape to a client that says it speaks Anthropic's API. */
+function catalogueDialect(request: Request): Dialect {
+  return request.headers.has("anthropic-version") ? "anthropic" : "openai";
+}
+
 /** The `Authorization: Bearer …` token, if any. */
 function bearerToken(request: Request): string | undefined {
   return request.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
@@ -125,6 +142,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
     routing: options.routing,
     metrics: options.metrics,
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+    ...(options.contextOverflow === undefined ? {} : { contextOverflow: options.contextOverflow }),
   };
 
   const chatHandler =
@@ -176,6 +194,29 @@ export function createGatewayApp(options: GatewayAppOptions) {
       }
     };
 
+  const responsesDeps = { ...chatDeps, store: options.responseStore };
+
+  /** A Responses API endpoint: the client's key checked, errors in OpenAI's envelope. */
+  const responsesRoute =
+    (fn: (request: Request, requestId: string) => Promise<Response>) =>
+    async ({ request }: { request: Request }): Promise<Response> => {
+      const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
+      try {
+        if (!clientAuthorized(request))
+          throw new CortexError(
+            "unauthorized",
+            "invalid API key: send it as Authorization: Bearer or x-api-key",
+          );
+        return await fn(request, requestId);
+      } catch (error) {
+        return renderError("responses", error, { "x-request-id": requestId });
+      }
+    };
+
+  /** The `{id}` of /v1/responses/{id}…, decoded. */
+  const responseId = (request: Request): string =>
+    decodeURIComponent(new URL(request.url).pathname.split("/")[3] ?? "");
+
   const adminGuard = (
     request: Request,
     server: { requestIP(request: Request): { address: string } | null } | null,
@@ -222,23 +263,69 @@ export function createGatewayApp(options: GatewayAppOptions) {
     )
     .get("/health", () => json({ status: "ok", version: options.version }))
     .get("/v1/models", ({ request }) => {
+      const dialect = catalogueDialect(request);
       if (!catalogueAuthorized(request))
-        return renderError("openai", new CortexError("unauthorized", "invalid API key"));
-      return json({ object: "list", data: options.routing.catalogue() });
+        return renderError(dialect, new CortexError("unauthorized", "invalid API key"));
+      const catalogue = options.routing.catalogue();
+      if (dialect === "anthropic") return json(renderAnthropicModelList(catalogue));
+      return json({ object: "list", data: catalogue });
     })
     .get("/v1/models/:id", ({ request, params }) => {
+      const dialect = catalogueDialect(request);
       if (!catalogueAuthorized(request))
-        return renderError("openai", new CortexError("unauthorized", "invalid API key"));
+        return renderError(dialect, new CortexError("unauthorized", "invalid API key"));
       const id = decodeURIComponent(params.id);
       const entry = options.routing
         .catalogue()
         .find((model) => model.id === id || model.cortex.aliases.includes(id));
       if (!entry)
-        return renderError("openai", new CortexError("model_not_found", `model ${id} does not exist`));
-      return json(entry);
+        return renderError(dialect, new CortexError("model_not_found", `model ${id} does not exist`));
+      return json(dialect === "anthropic" ? renderAnthropicModel(entry) : entry);
     })
     .post("/v1/chat/completions", chatHandler("openai"))
     .post("/v1/messages", chatHandler("anthropic"))
+    .post(
+      "/v1/responses",
+      responsesRoute(async (request, requestId) => {
+        const ctx: ChatContext = {
+          dialect: "responses",
+          requestId,
+          signal: request.signal,
+          startedAt: performance.now(),
+        };
+        const created = await createResponse(responsesDeps, await readJson(request, maxBody), ctx);
+        if (created.stream) return new Response(created.body, { headers: sseHeaders(requestId) });
+        return json(created.body, 200, { "x-request-id": requestId });
+      }),
+    )
+    .get(
+      "/v1/responses/:id",
+      responsesRoute(async (request) => {
+        if (new URL(request.url).searchParams.get("stream") === "true")
+          throw new CortexError(
+            "unsupported_parameter",
+            "streaming a stored response again is not supported",
+            {
+              param: "stream",
+            },
+          );
+        return json(await retrieveResponse(options.responseStore, responseId(request)));
+      }),
+    )
+    .delete(
+      "/v1/responses/:id",
+      responsesRoute(async (request) =>
+        json(await deleteResponse(options.responseStore, responseId(request))),
+      ),
+    )
+    .get(
+      "/v1/responses/:id/input_items",
+      responsesRoute(async (request) =>
+        json(
+          await listInputItems(options.responseStore, responseId(request), new URL(request.url).searchParams),
+        ),
+      ),
+    )
     .post("/v1/messages/count_tokens", async ({ request }) => {
       try {
         if (!clientAuthorized(request)) throw new CortexError("unauthorized", "invalid API key");

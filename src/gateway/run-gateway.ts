@@ -17,6 +17,7 @@ import { attachFleetGauges } from "./metrics/fleet-gauges.ts";
 import { GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { instrumentNeuron } from "./metrics/instrumented-neuron.ts";
 import { NeuronClient } from "./neuron-client.ts";
+import { createResponseStore } from "./responses/create-response-store.ts";
 import { createRoutingServices } from "./routing/routing-services.ts";
 
 const log = logger("gateway");
@@ -105,7 +106,9 @@ export async function startGateway(
   services.start();
   await firstPoll(services.fleet.state, 5_000);
 
+  const responseStore = createResponseStore(config.file.responses);
   const app = createGatewayApp({
+    responseStore,
     routing: services,
     admin: createAdminOps(services),
     metrics,
@@ -114,6 +117,7 @@ export async function startGateway(
     adminToken: gateway.admin_token,
     requestTimeoutMs: gateway.request_timeout_s * 1000,
     keepBillingHeader: gateway.keep_billing_header,
+    contextOverflow: gateway.context_overflow,
   });
   app.listen({ hostname: config.gatewayListen.hostname, port: config.gatewayListen.port, idleTimeout: 0 });
   const port = app.server?.port ?? config.gatewayListen.port;
@@ -168,6 +172,7 @@ export async function startGateway(
       services.stop();
       await app.stop(true);
       metricsServer?.stop(true);
+      responseStore.close();
       await embedded?.stop();
     },
   };

@@ -14,7 +14,12 @@ let gw: TestGateway;
 let client: Anthropic;
 
 beforeAll(async () => {
-  gw = await startTestGateway({ apiKeys: [KEY], models: [{ id: TINY_ID, contextSize: CONTEXT }] });
+  // Strict: the overflow tests below check the 400 that gateway.context_overflow = "error" keeps.
+  gw = await startTestGateway({
+    apiKeys: [KEY],
+    models: [{ id: TINY_ID, contextSize: CONTEXT }],
+    contextOverflow: "error",
+  });
   client = new Anthropic({ baseURL: gw.url, apiKey: KEY, maxRetries: 0 });
 });
 
@@ -174,5 +179,22 @@ describe("errors", () => {
         },
       });
     }
+  });
+
+  test("models.list and models.retrieve answer in Anthropic's shape", async () => {
+    const page = await client.models.list();
+    const ids = page.data.map((model) => model.id);
+    expect(ids).toContain(TINY_ID);
+    const model = page.data.find((entry) => entry.id === TINY_ID);
+    expect(model).toMatchObject({ type: "model", id: TINY_ID, display_name: TINY_ID });
+    expect(Number.isNaN(Date.parse(model?.created_at ?? ""))).toBe(false);
+    expect(await client.models.retrieve(TINY_ID)).toEqual(model as Anthropic.ModelInfo);
+    const missing = await client.models.retrieve("no-such-model").catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(Anthropic.NotFoundError);
+    // Without anthropic-version the same endpoint is OpenAI's.
+    const openai = (await (
+      await fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } })
+    ).json()) as { object: string };
+    expect(openai.object).toBe("list");
   });
 });

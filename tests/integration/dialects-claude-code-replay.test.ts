@@ -17,7 +17,11 @@ const CONTEXT = 32768;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  gw = await startTestGateway({ apiKeys: [KEY], models: [{ id: TINY_ID, contextSize: CONTEXT }] });
+  gw = await startTestGateway({
+    apiKeys: [KEY],
+    models: [{ id: TINY_ID, contextSize: CONTEXT }],
+    contextOverflow: "error",
+  });
 });
 
 afterAll(async () => {

@@ -12,7 +12,8 @@ let gw: TestGateway;
 let client: OpenAI;
 
 beforeAll(async () => {
-  gw = await startTestGateway({ apiKeys: [KEY] });
+  // Strict: the overflow tests check the 400 that gateway.context_overflow = "error" keeps.
+  gw = await startTestGateway({ apiKeys: [KEY], contextOverflow: "error" });
   client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 });
 });
 

@@ -10,6 +10,7 @@ import {
   ModelProfile,
   NeuronRef,
   NeuronSection,
+  ResponsesSection,
 } from "../../src/core/config/config-schema.ts";
 import { loadConfig } from "../../src/core/config/load-config.ts";
 import { parseListen } from "../../src/core/config/parse-listen.ts";
@@ -158,6 +159,7 @@ file = "n.gguf"
       log: LogSection,
       gateway: GatewaySection,
       eviction: EvictionSection,
+      responses: ResponsesSection,
       neurons: NeuronRef,
       models: ModelProfile,
       neuron: NeuronSection,

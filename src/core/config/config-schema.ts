@@ -56,12 +56,21 @@ export const GatewaySection = z.strictObject({
   queue_timeout_s: z.number().positive().default(120),
   /** Keep Claude Code's per-request billing block in `system` (it defeats prefix caching; dropped by default). */
   keep_billing_header: z.boolean().default(false),
+  context_overflow: z.enum(["clamp", "error"]).default("clamp"),
 });
 
 export const EvictionSection = z.strictObject({
   strategy: z.enum(["lru", "priority"]).default("lru"),
   idle_ttl_s: z.number().nonnegative().default(0),
   defrag_after_cycles: z.number().int().nonnegative().default(50),
+});
+
+export const ResponsesSection = z.strictObject({
+  // Only the in-memory store exists yet; a shared (Redis) one is future work, so no key names it.
+  store: z.literal("memory").default("memory"),
+  max_entries: z.number().int().positive().default(10_000),
+  max_bytes: Size.default(256 * 1024 * 1024),
+  ttl_s: z.number().positive().default(86_400),
 });
 
 export const NeuronRef = z.strictObject({
@@ -109,12 +118,14 @@ export const NeuronSection = z.strictObject({
 export type NeuronSection = z.infer<typeof NeuronSection>;
 export type GatewaySection = z.infer<typeof GatewaySection>;
 export type EvictionSection = z.infer<typeof EvictionSection>;
+export type ResponsesSection = z.infer<typeof ResponsesSection>;
 export type NeuronRef = z.infer<typeof NeuronRef>;
 
 export const ConfigFile = z.strictObject({
   log: LogSection.default({ level: "info", format: "text" }),
   gateway: GatewaySection.default(GatewaySection.parse({})),
   eviction: EvictionSection.default(EvictionSection.parse({})),
+  responses: ResponsesSection.default(ResponsesSection.parse({})),
   neurons: z.array(NeuronRef).default([]),
   models: z.array(ModelProfile).default([]),
   neuron: NeuronSection.default(NeuronSection.parse({})),

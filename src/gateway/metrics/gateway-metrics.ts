@@ -14,7 +14,7 @@ const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
 const RATE_BUCKETS = [1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000];
 const WAIT_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300];
 
-export type Dialect = "openai" | "anthropic";
+export type Dialect = "openai" | "anthropic" | "responses";
 
 export class GatewayMetrics {
   readonly registry = new Registry();

@@ -29,6 +29,8 @@ export interface TestGatewayOptions {
   neurons?: Array<{ name: string; endpoint: string }>;
   /** Also write the tiny model with this trained context, as LONG_TINY_FILE. */
   longContext?: number;
+  /** gateway.context_overflow (default: the config's default, clamp). */
+  contextOverflow?: "clamp" | "error";
 }
 
 export interface TestGateway {
@@ -54,6 +56,7 @@ export function gatewayToml(options: TestGatewayOptions, modelsDir: string): str
     "poll_interval_ms = 200",
     "request_timeout_s = 60",
     "load_timeout_s = 60",
+    ...(options.contextOverflow === undefined ? [] : [`context_overflow = "${options.contextOverflow}"`]),
     "[neuron]",
     `models_dir = ${tomlString(modelsDir)}`,
   ];

@@ -1,0 +1,93 @@
+/**
+ * Runs the Codex CLI (`codex exec`, its native binary from the
+ * `@openai/codex` dev dependency's platform package) against a base URL
+ * with a custom provider speaking the Responses API, fenced off from the
+ * user's own settings by a temp CODEX_HOME and HOME.
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
+/** The binary's path, or undefined where the platform package is not installed (another OS or CPU). */
+export function codexBinary(): string | undefined {
+  try {
+    const manifest = createRequire(import.meta.url).resolve("@openai/codex-linux-x64/package.json");
+    const binary = join(dirname(manifest), "vendor/x86_64-unknown-linux-musl/bin/codex");
+    return existsSync(binary) ? binary : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The provider as a user would configure it (docs/GATEWAY.md). Codex's web
+ * search and sub-agent tools are hosted or grouped tool types the gateway
+ * refuses with a 400 (it cannot run them), so they are turned off.
+ */
+export function codexConfig(baseUrl: string, model: string): string {
+  return [
+    `model = ${JSON.stringify(model)}`,
+    'model_provider = "cortex"',
+    'web_search = "disabled"',
+    "[agents]",
+    "enabled = false",
+    "[features]",
+    "multi_agent = false",
+    "goals = false",
+    "[analytics]",
+    "enabled = false",
+    "[model_providers.cortex]",
+    'name = "cortex"',
+    `base_url = ${JSON.stringify(`${baseUrl}/v1`)}`,
+    'env_key = "CORTEX_API_KEY"',
+    'wire_api = "responses"',
+    "",
+  ].join("\n");
+}
+
+export interface CodexRun {
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export async function runCodex(options: {
+  binary: string;
+  baseUrl: string;
+  apiKey: string;
+  model: string;
+  prompt: string;
+}): Promise<CodexRun> {
+  const home = mkdtempSync(join(tmpdir(), "cortex-codex-home-"));
+  const work = join(home, "work");
+  const codexHome = join(home, ".codex");
+  for (const dir of [work, codexHome]) Bun.spawnSync(["mkdir", "-p", dir]);
+  writeFileSync(join(codexHome, "config.toml"), codexConfig(options.baseUrl, options.model));
+  const proc = Bun.spawn(
+    [options.binary, "exec", "--skip-git-repo-check", "--sandbox", "read-only", options.prompt],
+    {
+      cwd: work,
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        HOME: home,
+        CODEX_HOME: codexHome,
+        CORTEX_API_KEY: options.apiKey,
+        RUST_LOG: "error",
+      },
+    },
+  );
+  try {
+    const [stdout, stderr, exitCode] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    return { exitCode, stdout, stderr };
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
