@@ -23,7 +23,7 @@ import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./
 import { generationToCanonical, peekFirst } from "./generation-stream.ts";
 import type { ModelsDir } from "./models-dir.ts";
 import { renderChatTemplate } from "./prompt/chat-template.ts";
-import { toTemplateMessages, toTemplateTools } from "./prompt/template-messages.ts";
+import { planPrompt } from "./prompt/prompt-plan.ts";
 
 const log = logger("neuron");
 
@@ -172,20 +172,19 @@ export class NeuronService {
 
   /**
    * The prompt for a request: the model's own chat template, or llama.cpp's
-   * built-in ChatML when the GGUF has none (tools cannot be rendered then).
+   * built-in ChatML when the GGUF has none (tools cannot be rendered then),
+   * followed by a prefill the answer continues (prompt-plan.ts).
    */
   async #prompt(model: ModelInfo, request: CanonicalRequest): Promise<string> {
-    const messages = toTemplateMessages(request.messages, model.id);
-    const tools = toTemplateTools(request.tools);
+    const { messages, tools, prefill } = planPrompt(request, model.id);
     if (model.chatTemplate !== null)
-      return renderChatTemplate(
-        model.chatTemplate,
-        { messages, ...(tools.length > 0 ? { tools } : {}) },
-        model,
+      return (
+        renderChatTemplate(model.chatTemplate, { messages, ...(tools.length > 0 ? { tools } : {}) }, model) +
+        prefill
       );
     if (tools.length > 0)
       log.warn(`${model.id} has no chat template; tools are not rendered into the prompt`);
-    return this.#pool.applyBuiltinTemplate(model.id, messages, true);
+    return (await this.#pool.applyBuiltinTemplate(model.id, messages, true)) + prefill;
   }
 
   /**

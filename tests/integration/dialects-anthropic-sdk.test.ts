@@ -44,6 +44,27 @@ function textOf(message: Anthropic.Message): string {
 }
 
 describe("messages", () => {
+  test("a last assistant message is a prefill: the answer continues it", async () => {
+    const whole = await client.messages.create(greedy({ model: TINY_ID, system, messages, max_tokens: 200 }));
+    expect(whole.stop_reason).toBe("end_turn");
+    const full = textOf(whole);
+    // The start of the greedy answer, cut at a word boundary, given back as the assistant's turn.
+    const cut = full.indexOf(" ", full.indexOf(" ") + 1);
+    expect(cut).toBeGreaterThan(0);
+    const prefill = full.slice(0, cut);
+    const continued = await client.messages.create(
+      greedy({
+        model: TINY_ID,
+        system,
+        messages: [...messages, { role: "assistant", content: prefill }],
+        max_tokens: 200,
+      }),
+    );
+    // Greedy from the same point: the continuation is the rest of the same answer, not a new turn.
+    expect(prefill + textOf(continued)).toBe(full);
+    expect(continued.usage.input_tokens).toBeGreaterThan(whole.usage.input_tokens);
+  });
+
   test("streamed final message equals the non-streamed one at temperature 0", async () => {
     const whole = await client.messages.create(greedy({ model: TINY_ID, system, messages, max_tokens: 200 }));
     expect(whole.type).toBe("message");

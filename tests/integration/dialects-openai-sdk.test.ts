@@ -27,6 +27,24 @@ const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [
 ];
 
 describe("chat.completions", () => {
+  test("a last assistant message is a prefill: the answer continues it", async () => {
+    const ask = (extra: OpenAI.Chat.ChatCompletionMessageParam[]) =>
+      client.chat.completions.create({
+        model: TINY_ID,
+        messages: [...messages, ...extra],
+        temperature: 0,
+        max_tokens: 100,
+      });
+    const whole = await ask([]);
+    expect(whole.choices[0]?.finish_reason).toBe("stop");
+    const full = whole.choices[0]?.message.content ?? "";
+    const cut = full.indexOf(" ", full.indexOf(" ") + 1);
+    expect(cut).toBeGreaterThan(0);
+    const prefill = full.slice(0, cut);
+    const continued = await ask([{ role: "assistant", content: prefill }]);
+    expect(prefill + (continued.choices[0]?.message.content ?? "")).toBe(full);
+  });
+
   test("streamed text equals non-streamed text at temperature 0, usage included", async () => {
     const whole = await client.chat.completions.create({
       model: TINY_ID,
