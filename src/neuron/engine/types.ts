@@ -56,6 +56,19 @@ export interface GenerateParams extends SamplingParams {
   contextOverflow?: "error" | "clamp";
   /** Parse tool calls out of the output (the request carried tools). */
   parseToolCalls?: boolean;
+  /** Constrains sampling to a GBNF grammar (structured output, forced tool calls). */
+  grammar?: GrammarSpec;
+}
+
+/** A GBNF grammar whose start rule is `root`. */
+export interface GrammarSpec {
+  gbnf: string;
+  /**
+   * Lazy grammar: nothing is constrained until one of these regexes
+   * (std::regex ECMAScript, searched in the output so far) matches; the
+   * grammar then applies from the match on (a tool call the model starts).
+   */
+  triggerPatterns?: string[];
 }
 
 export interface LoadOptions {
