@@ -277,6 +277,8 @@ export class JsonGrammar {
     const merged: Schema = { type: "object", properties: {}, required: [] };
     const properties = merged.properties as Schema;
     const required = merged.required as string[];
+    // Parts with additionalProperties: false, which each see only their own properties.
+    const closed: Array<{ where: string; names: Set<string> }> = [];
     const parts: Array<[unknown, string]> = [
       [{ ...schema, allOf: undefined }, path],
       ...schema.allOf.map((part, i): [unknown, string] => [part, `${path}.allOf.${i}`]),
@@ -316,11 +318,22 @@ export class JsonGrammar {
               "only additionalProperties: false is supported inside allOf",
             );
           merged.additionalProperties = false;
+          closed.push({
+            where,
+            names: new Set(isRecord(part.properties) ? Object.keys(part.properties) : []),
+          });
         } else if (key !== "allOf" && key !== "nullable") {
           throw new GrammarUnsupportedError(`${where}.${key}`, `${key} inside allOf is not supported`);
         }
       }
     }
+    for (const { where, names } of closed)
+      for (const name of Object.keys(properties))
+        if (!names.has(name))
+          throw new GrammarUnsupportedError(
+            `${where}.additionalProperties`,
+            `additionalProperties: false here rejects ${JSON.stringify(name)}, which another allOf part declares`,
+          );
     return merged;
   }
 
