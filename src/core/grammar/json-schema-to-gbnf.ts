@@ -632,9 +632,3 @@ export function jsonSchemaToGbnf(schema: unknown, path: string): string {
   const grammar = new JsonGrammar();
   return grammar.render(grammar.schema(schema, path));
 }
-
-/** A whole grammar whose root is any JSON object (`json_object` mode). */
-export function anyJsonObjectGbnf(): string {
-  const grammar = new JsonGrammar();
-  return grammar.render(grammar.primitive("json-object"));
-}
