@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import { zodOutputFormat } from "@anthropic-ai/sdk/helpers/zod";
 import OpenAI from "openai";
-import { zodResponseFormat } from "openai/helpers/zod";
+import { zodResponseFormat, zodTextFormat } from "openai/helpers/zod";
 import { z } from "zod";
 import { startTestGateway, type TestGateway, TINY_ID } from "./helpers-dialects/test-gateway.ts";
 
@@ -179,6 +179,40 @@ describe("OpenAI SDK", () => {
     expect(error).toBeInstanceOf(OpenAI.BadRequestError);
     expect((error as InstanceType<typeof OpenAI.BadRequestError>).message).toContain(
       "response_format.json_schema.schema.properties.x.pattern: lookahead is not supported",
+    );
+  });
+});
+
+describe("OpenAI SDK, Responses API", () => {
+  test("responses.parse with a zod text format returns the parsed object", async () => {
+    const response = await openai.responses.parse({
+      model: TINY_ID,
+      input: "Tell me about the baker.",
+      max_output_tokens: 200,
+      store: false,
+      text: { format: zodTextFormat(Baker, "baker") },
+    });
+    expect(response.status).toBe("completed");
+    expect(Baker.parse(response.output_parsed)).toEqual(response.output_parsed!);
+  });
+
+  test("an unsupported keyword in text.format is a 400 with the Responses path", async () => {
+    const error = await openai.responses
+      .create({
+        model: TINY_ID,
+        input: "Hi",
+        text: {
+          format: {
+            type: "json_schema",
+            name: "x",
+            schema: { type: "object", properties: { d: { type: "string", format: "hostname" } } },
+          },
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((error as InstanceType<typeof OpenAI.BadRequestError>).message).toContain(
+      "text.format.schema.properties.d.format",
     );
   });
 });

@@ -41,6 +41,11 @@ export const ANTHROPIC_SCHEMA_PATHS: SchemaPaths = {
   toolParameters: (i) => `tools.${i}.input_schema`,
 };
 
+export const RESPONSES_SCHEMA_PATHS: SchemaPaths = {
+  responseSchema: "text.format.schema",
+  toolParameters: (i) => `tools.${i}.parameters`,
+};
+
 export interface RequestGrammar {
   gbnf: string;
   /** Present for a lazy grammar: regexes that start it. */
