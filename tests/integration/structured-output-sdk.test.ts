@@ -132,6 +132,24 @@ describe("OpenAI SDK", () => {
     else expect(args.days).toBeGreaterThanOrEqual(1);
   });
 
+  test("max_tokens cutting a forced call finishes with length; the arguments are what was generated", async () => {
+    const completion = await openai.chat.completions.create({
+      model: TINY_ID,
+      messages,
+      seed: 5,
+      // The call's head is about 45 single-byte tokens: cut inside the arguments.
+      max_tokens: 52,
+      tools: [weatherTool],
+      tool_choice: "required",
+    });
+    const choice = completion.choices[0]!;
+    expect(choice.finish_reason).toBe("length");
+    const call = choice.message.tool_calls?.[0];
+    if (call?.type !== "function") throw new Error("expected the started call");
+    expect(call.function.name).toBe("get_weather");
+    expect(() => JSON.parse(call.function.arguments)).toThrow();
+  });
+
   test("a named tool_choice calls that tool; its arguments stream as deltas", async () => {
     const stream = await openai.chat.completions.create({
       model: TINY_ID,

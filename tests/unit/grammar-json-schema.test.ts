@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { GrammarUnsupportedError } from "../../src/core/grammar/gbnf.ts";
 import { integerRange, jsonSchemaToGbnf } from "../../src/core/grammar/json-schema-to-gbnf.ts";
 import { regexToGbnf } from "../../src/core/grammar/regex-to-gbnf.ts";
+import { requestGrammar, toolCallSyntax } from "../../src/core/grammar/request-grammar.ts";
 
 const PATH = "response_format.json_schema.schema";
 
@@ -57,6 +58,10 @@ describe("unsupported keywords are refused with their path", () => {
     [{ type: "string", pattern: "(?<=a)b" }, `${PATH}.pattern: lookbehind is not supported`],
     [{ type: "string", pattern: "\\bword" }, `${PATH}.pattern: word boundaries are not supported`],
     [{ not: { type: "null" } }, `${PATH}.not: the keyword not is not supported`],
+    [
+      { type: "string", anyOf: [{ const: "a" }, { const: 1 }] },
+      `${PATH}.type: type beside anyOf is not supported`,
+    ],
     [
       { type: "array", items: { type: "integer" }, uniqueItems: true },
       `${PATH}.uniqueItems: uniqueItems is not supported`,
@@ -142,5 +147,41 @@ describe("grammar shape", () => {
     expect(() => regexToGbnf('^a"b$', "p")).toThrow('a pattern matching "\\"" is not supported');
     expect(regexToGbnf("^[^a]$", "p")).toContain('[^a"\\\\');
     expect(regexToGbnf("abc", "p")).toMatch(/^\[\^.*\]\* \("a" "b" "c"\) \[\^.*\]\*$/);
+  });
+});
+
+describe("request grammars", () => {
+  const tool = { name: "f", parameters: { type: "object", properties: {}, additionalProperties: false } };
+
+  test("the chat template decides the call syntax", () => {
+    expect(toolCallSyntax("{{ '<tool_call>' }}")).toBe("hermes");
+    expect(toolCallSyntax("{{- '<|python_tag|>' }}{{ '<|eom_id|>' }}")).toBe("llama3");
+    expect(toolCallSyntax(null)).toBe("hermes");
+  });
+
+  test("a forced call is written as the template writes one; parallel calls only when allowed", () => {
+    const hermes = requestGrammar({ tools: [tool], toolChoice: { type: "any" } }, "hermes")!;
+    expect(hermes.triggerPatterns).toBeUndefined();
+    expect(hermes.gbnf).toContain('"<tool_call>\\x0a"');
+    expect(hermes.gbnf).toContain("arguments\\x22: ");
+    expect(hermes.gbnf).toMatch(/^root ::= tool-call \("\\n" tool-call\)\*$/m);
+    const single = requestGrammar(
+      { tools: [tool], toolChoice: { type: "any" }, parallelToolCalls: false },
+      "llama3",
+    )!;
+    expect(single.gbnf).toMatch(/^root ::= tool-call$/m);
+    expect(single.gbnf).toContain("parameters\\x22: ");
+  });
+
+  test("auto is lazy, starting at the syntax's opening; none and no tools constrain nothing", () => {
+    expect(requestGrammar({ tools: [tool] }, "hermes")?.triggerPatterns).toEqual(["<tool_call>"]);
+    expect(requestGrammar({ tools: [tool], toolChoice: { type: "none" } }, "hermes")).toBeUndefined();
+    expect(requestGrammar({ tools: [] }, "hermes")).toBeUndefined();
+  });
+
+  test("a response format beside auto tools is an answer or calls, from the first token", () => {
+    const grammar = requestGrammar({ tools: [tool], responseFormat: { type: "json_object" } }, "hermes")!;
+    expect(grammar.triggerPatterns).toBeUndefined();
+    expect(grammar.gbnf).toMatch(/^root ::= json-object \| tool-call/m);
   });
 });

@@ -183,9 +183,8 @@ export class JsonGrammar {
       if (alternatives === undefined) continue;
       if (!Array.isArray(alternatives) || alternatives.length === 0)
         throw new GrammarUnsupportedError(`${path}.${key}`, `${key} must be a non-empty array`);
-      const rest = Object.keys(schema).filter(
-        (k) => k !== key && k !== "nullable" && k !== "type" && !ANNOTATIONS.has(k),
-      );
+      // A keyword beside the alternatives (even `type`) would have to hold for each of them.
+      const rest = Object.keys(schema).filter((k) => k !== key && k !== "nullable" && !ANNOTATIONS.has(k));
       if (rest.length > 0)
         throw new GrammarUnsupportedError(`${path}.${rest[0]}`, `${rest[0]} beside ${key} is not supported`);
       const exprs = alternatives.map((alt, i) => this.#visit(alt, `${path}.${key}.${i}`, root, rootPath));
