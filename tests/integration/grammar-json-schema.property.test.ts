@@ -1,7 +1,9 @@
 /**
  * Property: for any schema in the supported subset, what the demo model
  * writes under the schema's grammar parses as JSON and validates against
- * the schema with a real validator (ajv, draft 2020-12). Real libllama,
+ * the schema with a real validator (ajv, draft 2020-12): nested objects,
+ * arrays, tuples, enums, consts, anyOf/oneOf, allOf, patterns, references
+ * (one recursive), bounded strings and integers. Real libllama,
  * real sampling (temperature 1, a seed per schema), 500 schemas decoded
  * eight at a time on one model.
  */
@@ -75,6 +77,8 @@ const leaf: fc.Arbitrary<Schema> = fc.oneof(
   fc.constant({ type: "string", maxLength: 5, nullable: true }),
   fc.constant({ type: ["integer", "null"], minimum: 0, maximum: 9 }),
   fc.constant({ $ref: "#/$defs/point" }),
+  // Recursive: a chain that goes on with probability 1/2 at each node, so it ends soon.
+  fc.constant({ $ref: "#/$defs/tree" }),
 );
 
 const { node } = fc.letrec<{ node: Schema }>((tie) => ({
@@ -125,6 +129,15 @@ const rootSchema = node.map((schema) => ({
       type: "object",
       properties: { x: { type: "integer", minimum: 0, maximum: 99 }, y: { type: "integer" } },
       required: ["x"],
+      additionalProperties: false,
+    },
+    tree: {
+      type: "object",
+      properties: {
+        v: { type: "integer", minimum: 0, maximum: 9 },
+        kids: { type: "array", items: { $ref: "#/$defs/tree" }, maxItems: 1 },
+      },
+      required: ["v", "kids"],
       additionalProperties: false,
     },
   },
