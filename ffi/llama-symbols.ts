@@ -55,6 +55,11 @@ const llamaDefs = {
   llama_token_to_piece: { args: ["ptr", "i32", "ptr", "i32", "i32", "bool"], returns: "i32" },
   llama_sampler_sample: { args: ["ptr", "ptr", "i32"], returns: "i32" },
   llama_sampler_free: { args: ["ptr"], returns: "void" },
+  llama_sampler_init_grammar: { args: ["ptr", "ptr", "ptr"], returns: "ptr" },
+  llama_sampler_init_grammar_lazy_patterns: {
+    args: ["ptr", "ptr", "ptr", "ptr", "u64", "ptr", "u64"],
+    returns: "ptr",
+  },
 } as const satisfies Record<string, FFIFunction>;
 
 const ggmlDefs = {
@@ -120,6 +125,22 @@ export interface LlamaSymbols {
   ): number;
   llama_sampler_sample(sampler: LlamaSamplerPtr, ctx: LlamaContextPtr, idx: number): number;
   llama_sampler_free(sampler: LlamaSamplerPtr): void;
+  /** A GBNF grammar sampler, or null when `grammar` does not parse (llama.cpp logs why). */
+  llama_sampler_init_grammar(vocab: LlamaVocabPtr, grammar: PtrArg, root: PtrArg): LlamaSamplerPtr | null;
+  /**
+   * A grammar that constrains nothing until one of `patterns` (an array of
+   * `const char *`) matches the output so far; it then applies from the
+   * match's first group (or the match itself) on.
+   */
+  llama_sampler_init_grammar_lazy_patterns(
+    vocab: LlamaVocabPtr,
+    grammar: PtrArg,
+    root: PtrArg,
+    patterns: PtrArg,
+    nPatterns: number,
+    tokens: PtrArg,
+    nTokens: number,
+  ): LlamaSamplerPtr | null;
 }
 
 export interface GgmlSymbols {

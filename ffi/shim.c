@@ -192,6 +192,48 @@ struct llama_sampler * shim_sampler_new(int32_t n_vocab, float temperature, int3
   return chain;
 }
 
+// Samples one token of a grammar-constrained sequence (llama.cpp's common_sampler
+// trick): sample with the chain alone, and only when the grammar rejects that
+// token constrain the whole vocabulary and sample again. Checking one token is
+// cheap; applying the grammar to every token of a large vocabulary is not.
+// `buf` holds n_vocab llama_token_data. Returns the token, or -1 without logits.
+int32_t shim_sample_constrained(struct llama_sampler * chain, struct llama_sampler * grammar,
+                                struct llama_context * ctx, int32_t idx, llama_token_data * buf, int32_t n_vocab) {
+  const float * logits = llama_get_logits_ith(ctx, idx);
+  if (logits == NULL) return -1;
+  for (int32_t i = 0; i < n_vocab; i++) {
+    buf[i].id = i;
+    buf[i].logit = logits[i];
+    buf[i].p = 0.0f;
+  }
+  llama_token_data_array cur = { buf, (size_t)n_vocab, -1, false };
+  llama_sampler_apply(chain, &cur);
+  if (cur.selected < 0 || cur.selected >= (int64_t)cur.size) return -1;
+  llama_token id = cur.data[cur.selected].id;
+  llama_token_data single = { id, 1.0f, 0.0f };
+  llama_token_data_array one = { &single, 1, -1, false };
+  llama_sampler_apply(grammar, &one);
+  // The grammar sets a rejected token's logit to -INFINITY.
+  if (!(single.logit > -1e30f)) {
+    for (int32_t i = 0; i < n_vocab; i++) {
+      buf[i].id = i;
+      buf[i].logit = logits[i];
+      buf[i].p = 0.0f;
+    }
+    cur.data = buf;
+    cur.size = (size_t)n_vocab;
+    cur.selected = -1;
+    cur.sorted = false;
+    llama_sampler_apply(grammar, &cur);
+    llama_sampler_apply(chain, &cur);
+    if (cur.selected < 0 || cur.selected >= (int64_t)cur.size) return -1;
+    id = cur.data[cur.selected].id;
+  }
+  llama_sampler_accept(grammar, id);
+  llama_sampler_accept(chain, id);
+  return id;
+}
+
 // --- chat template fallback ------------------------------------------------
 
 // Renders with llama.cpp's built-in (non-Jinja) templates; roles and contents

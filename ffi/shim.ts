@@ -32,6 +32,7 @@ export const shimDefs = {
     args: ["i32", "f32", "i32", "f32", "f32", "u32", "i32", "f32", "f32", "f32", "i32", "ptr", "ptr"],
     returns: "ptr",
   },
+  shim_sample_constrained: { args: ["ptr", "ptr", "ptr", "i32", "ptr", "i32"], returns: "i32" },
   shim_chat_apply_template: { args: ["ptr", "i32", "ptr", "ptr", "bool", "ptr", "i32"], returns: "i32" },
   shim_sizeof_context_params: { args: [], returns: "i32" },
   shim_sizeof_model_params: { args: [], returns: "i32" },
@@ -88,6 +89,18 @@ export interface ShimSymbols {
     biasTokens: PtrArg,
     biasValues: PtrArg,
   ): LlamaSamplerPtr | null;
+  /**
+   * Samples and accepts one token under a grammar sampler (kept outside the
+   * chain); `buf` holds nVocab llama_token_data (12 bytes each). -1: no logits.
+   */
+  shim_sample_constrained(
+    chain: LlamaSamplerPtr,
+    grammar: LlamaSamplerPtr,
+    ctx: LlamaContextPtr,
+    idx: number,
+    buf: PtrArg,
+    nVocab: number,
+  ): number;
   shim_chat_apply_template(
     tmpl: PtrArg,
     nMsg: number,

@@ -35,6 +35,19 @@ export function generationToCanonical(
             controller.enqueue({ type: "tool_call_end", index });
           }
           break;
+        case "tool_call_start":
+          controller.enqueue({ type: "tool_call_start", index: toolIndex, id: event.id, name: event.name });
+          break;
+        case "tool_call_delta":
+          controller.enqueue({
+            type: "tool_call_delta",
+            index: toolIndex,
+            argumentsDelta: event.argumentsDelta,
+          });
+          break;
+        case "tool_call_end":
+          controller.enqueue({ type: "tool_call_end", index: toolIndex++ });
+          break;
         case "done": {
           const reason: FinishReason =
             event.stopSequence === undefined ? event.finishReason : "stop_sequence";

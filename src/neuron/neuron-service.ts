@@ -6,6 +6,7 @@
 import { hostname } from "node:os";
 import type { NeuronSection } from "../core/config/config-schema.ts";
 import { CortexError } from "../core/errors.ts";
+import { requestGrammar, toolCallSyntax } from "../core/grammar/request-grammar.ts";
 import { logger } from "../core/logger.ts";
 import type {
   DeviceInfo,
@@ -196,16 +197,17 @@ export class NeuronService {
     const request = parseOpenAIRequest(body);
     const extras = readExtras(body);
     const entry = await this.#pool.ready(request.model);
-    if (request.toolChoice?.type === "tool" || request.toolChoice?.type === "any") {
-      // Without grammar-constrained decoding we cannot force a call; say so rather than pretend.
-      log.debug(`tool_choice ${request.toolChoice.type} is advisory on ${entry.id}`);
-    }
+    // response_format, tool_choice and parallel_tool_calls become a grammar (a 400 if they cannot).
+    const syntax = toolCallSyntax(entry.chatTemplate);
+    const grammar = requestGrammar(request, syntax);
     const prompt = await this.#prompt(entry, request);
     const params: GenerateParams = {
       prompt,
       stop: request.stop,
       parseToolCalls: request.tools.length > 0 && request.toolChoice?.type !== "none",
+      toolCallSyntax: syntax,
       contextOverflow: extras.contextOverflow ?? "error",
+      ...(grammar === undefined ? {} : { grammar }),
       ...(request.maxTokens === undefined ? {} : { maxTokens: request.maxTokens }),
       ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
       ...(request.topP === undefined ? {} : { topP: request.topP }),

@@ -63,10 +63,14 @@ describe("parseToolCalls", () => {
   });
 });
 
-async function run(pieces: string[]): Promise<GenerationEvent[]> {
+async function run(
+  pieces: string[],
+  syntax?: "hermes",
+  finishReason: "stop" | "length" = "stop",
+): Promise<GenerationEvent[]> {
   const events: GenerationEvent[] = [
     ...pieces.map((text) => ({ type: "text" as const, text })),
-    { type: "done", finishReason: "stop", usage: { promptTokens: 1, completionTokens: pieces.length } },
+    { type: "done", finishReason, usage: { promptTokens: 1, completionTokens: pieces.length } },
   ];
   const source = new ReadableStream<GenerationEvent>({
     start(controller) {
@@ -74,7 +78,7 @@ async function run(pieces: string[]): Promise<GenerationEvent[]> {
       controller.close();
     },
   });
-  return Array.fromAsync(source.pipeThrough(toolCallTransform("c_")));
+  return Array.fromAsync(source.pipeThrough(toolCallTransform("c_", syntax)));
 }
 
 describe("toolCallTransform", () => {
@@ -109,6 +113,51 @@ describe("toolCallTransform", () => {
     const out = await run(["{not", " a call"]);
     expect(out).toEqual([
       { type: "text", text: "{not a call" },
+      { type: "done", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 2 } },
+    ]);
+  });
+
+  test("a call in the template's own form streams its arguments as they are generated", async () => {
+    const out = await run(
+      [
+        "<tool_call>\n",
+        '{"name": "get_',
+        'weather", "arguments": {"ci',
+        'ty": "Par',
+        'is"}}\n</tool',
+        "_call>\n<tool_call>\n",
+        '{"name": "get_time", "arguments": {}}\n</tool_call>',
+      ],
+      "hermes",
+    );
+    expect(out).toEqual([
+      { type: "tool_call_start", id: "c_0", name: "get_weather" },
+      { type: "tool_call_delta", argumentsDelta: '{"ci' },
+      { type: "tool_call_delta", argumentsDelta: 'ty": "Par' },
+      { type: "tool_call_delta", argumentsDelta: 'is"}' },
+      { type: "tool_call_end" },
+      { type: "tool_call_start", id: "c_1", name: "get_time" },
+      { type: "tool_call_delta", argumentsDelta: "{}" },
+      { type: "tool_call_end" },
+      { type: "done", finishReason: "tool_calls", usage: { promptTokens: 1, completionTokens: 7 } },
+    ]);
+  });
+
+  test("a call cut by max_tokens keeps what was generated and finishes with length", async () => {
+    const out = await run(
+      ['<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa'],
+      "hermes",
+      "length",
+    );
+    expect(out.map((e) => e.type)).toEqual(["tool_call_start", "tool_call_delta", "tool_call_end", "done"]);
+    expect(out.at(-1)).toMatchObject({ finishReason: "length" });
+  });
+
+  test("with the Hermes syntax a JSON answer is text, even with a name field", async () => {
+    const out = await run(['{"name": "Ann", ', '"age": 3}'], "hermes");
+    expect(out).toEqual([
+      { type: "text", text: '{"name": "Ann", ' },
+      { type: "text", text: '"age": 3}' },
       { type: "done", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 2 } },
     ]);
   });

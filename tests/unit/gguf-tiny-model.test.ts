@@ -108,6 +108,15 @@ describe("tiny bigram model", () => {
       // Bytes, prefixes and specials other than EOG are never produced.
       expect(logits[TINY_SPECIAL_TOKENS.firstByte + 65]).toBeLessThan(-1000);
       expect(logits[vocab.idOf.get(`${SPM_SPACE}ri`) ?? -1]).toBeLessThan(-1000);
+      // Yet any byte can be written when a grammar leaves nothing else (finite logits), and a
+      // forced byte is printable ASCII, or the lead of the shortest UTF-8 sequence, first.
+      const byte = (b: number) => logits[TINY_SPECIAL_TOKENS.firstByte + b] ?? Number.NaN;
+      for (let b = 0; b < 256; b++) expect(Number.isFinite(byte(b))).toBe(true);
+      expect(byte(0x41)).toBeGreaterThan(byte(0xc3) + 10);
+      expect(byte(0xc3)).toBeGreaterThan(byte(0xe1) + 10);
+      expect(byte(0xe1)).toBeGreaterThan(byte(0xe0) + 10);
+      expect(byte(0xf0)).toBeGreaterThan(byte(0xc0) + 10);
+      expect(byte(0x22)).toBeGreaterThan(byte(0x0a) + 10);
     }
   });
 

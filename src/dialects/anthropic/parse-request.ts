@@ -10,6 +10,7 @@
 import { consola } from "consola";
 import { z } from "zod";
 import { CortexError } from "../../core/errors.ts";
+import { ANTHROPIC_SCHEMA_PATHS, checkStructuredOutput } from "../../core/grammar/request-grammar.ts";
 import type {
   AssistantMessage,
   CanonicalMessage,
@@ -177,7 +178,7 @@ function parseCommon(req: z.infer<typeof CommonSchema>, options: AnthropicParseO
     ? { type: "json_schema", name: "response", schema: format.schema, strict: true }
     : undefined;
   const toolChoice = req.tool_choice === undefined ? undefined : parseToolChoice(req.tool_choice);
-  return {
+  const common: Common = {
     model: req.model,
     messages: mergeToolMessages([
       ...(system.length > 0 ? [{ role: "system" as const, content: system }] : []),
@@ -188,6 +189,8 @@ function parseCommon(req: z.infer<typeof CommonSchema>, options: AnthropicParseO
     ...(req.tool_choice?.disable_parallel_tool_use === true ? { parallelToolCalls: false } : {}),
     ...(responseFormat === undefined ? {} : { responseFormat }),
   };
+  checkStructuredOutput(common, ANTHROPIC_SCHEMA_PATHS);
+  return common;
 }
 
 function withoutBillingHeader(system: TextPart[], options: AnthropicParseOptions): TextPart[] {

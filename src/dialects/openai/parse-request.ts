@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { CortexError } from "../../core/errors.ts";
+import { checkStructuredOutput, OPENAI_SCHEMA_PATHS } from "../../core/grammar/request-grammar.ts";
 import type {
   AssistantMessage,
   CanonicalMessage,
@@ -145,6 +146,7 @@ export function parseOpenAIRequest(body: unknown): CanonicalRequest {
   if (responseFormat !== undefined) canonical.responseFormat = responseFormat;
   if (req.user != null) canonical.user = req.user;
   if (req.metadata != null) canonical.metadata = req.metadata;
+  checkStructuredOutput(canonical, OPENAI_SCHEMA_PATHS);
   return canonical;
 }
 

@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import { CortexError } from "../../core/errors.ts";
+import { checkStructuredOutput, RESPONSES_SCHEMA_PATHS } from "../../core/grammar/request-grammar.ts";
 import type {
   AssistantMessage,
   CanonicalMessage,
@@ -163,6 +164,16 @@ export function parseResponsesRequest(body: unknown, options: ParseResponsesOpti
   const canonicalChoice = parseToolChoice(toolChoice);
   const textFormat = req.text?.format ?? { type: "text" };
   const responseFormat = parseTextFormat(textFormat);
+  // What the answer must be is checked now, in this dialect's field names, before any history is read.
+  checkStructuredOutput(
+    {
+      tools: tools.map(toCanonicalTool),
+      ...(canonicalChoice === undefined ? {} : { toolChoice: canonicalChoice }),
+      ...(req.parallel_tool_calls == null ? {} : { parallelToolCalls: req.parallel_tool_calls }),
+      ...(responseFormat === undefined ? {} : { responseFormat }),
+    },
+    RESPONSES_SCHEMA_PATHS,
+  );
   const parsed: ResponsesRequest = {
     model: req.model,
     input,

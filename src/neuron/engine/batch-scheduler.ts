@@ -4,12 +4,13 @@
  * generating, prompt chunks while prefilling), new sequences join at the next
  * step, and finished or cancelled ones free their KV at once.
  */
-import type { LlamaSamplerPtr } from "../../../ffi/llama-symbols.ts";
+import { ptr } from "bun:ffi";
+import { cString, type LlamaSamplerPtr } from "../../../ffi/llama-symbols.ts";
 import { CortexError, toCortexError } from "../../core/errors.ts";
 import { completionBudget } from "./context-budget.ts";
 import { BATCH_TOKENS, type NativeModel, type NativeRuntime } from "./native-runtime.ts";
 import { TokenText } from "./token-text.ts";
-import type { FinishReason, GenerateParams, GenerationEvent } from "./types.ts";
+import type { FinishReason, GenerateParams, GenerationEvent, GrammarSpec } from "./types.ts";
 
 /** A native failure that poisons the device (as opposed to a bad request). */
 export class DeviceFault extends Error {
@@ -23,6 +24,8 @@ interface Sequence {
   /** Prompt tokens already decoded. */
   prefilled: number;
   sampler: LlamaSamplerPtr;
+  /** Grammar sampler kept beside the chain (shim_sample_constrained), or null. */
+  grammar: LlamaSamplerPtr | null;
   maxTokens: number;
   completion: number;
   lastToken: number;
@@ -57,6 +60,8 @@ export class BatchScheduler {
   readonly #pos = new Int32Array(BATCH_TOKENS);
   readonly #seq = new Int32Array(BATCH_TOKENS);
   readonly #logits = new Int8Array(BATCH_TOKENS);
+  /** llama_token_data[nVocab] for constrained sampling; made on first use. */
+  #candidates: Uint8Array | undefined;
   /** Set by fault injection: the next decode runs with the abort flag raised. */
   failNextDecode = false;
   /** What the last `step` decoded (undefined when it decoded nothing), for metrics. */
@@ -152,7 +157,15 @@ export class BatchScheduler {
       maxTokens: params.maxTokens,
       overflow: params.contextOverflow ?? "error",
     });
-    const sampler = this.#makeSampler(params);
+    // Before a slot is taken: a grammar that does not parse is the request's fault.
+    const grammar = params.grammar === undefined ? null : this.#makeGrammar(params.grammar);
+    let sampler: LlamaSamplerPtr;
+    try {
+      sampler = this.#makeSampler(params);
+    } catch (error) {
+      if (grammar) this.#rt.llama.llama_sampler_free(grammar);
+      throw error;
+    }
     const slot = this.#freeSlots.pop()!;
     this.#active.set(key, {
       key,
@@ -160,6 +173,7 @@ export class BatchScheduler {
       prompt: prompt.slice(),
       prefilled: 0,
       sampler,
+      grammar,
       maxTokens,
       completion: 0,
       lastToken: -1,
@@ -167,6 +181,31 @@ export class BatchScheduler {
       cancelled: false,
       paused: false,
     });
+  }
+
+  #makeGrammar(spec: GrammarSpec): LlamaSamplerPtr {
+    const { llama } = this.#rt;
+    const text = cString(spec.gbnf);
+    const root = cString("root");
+    const patterns = (spec.triggerPatterns ?? []).map(cString);
+    const grammar =
+      patterns.length === 0
+        ? llama.llama_sampler_init_grammar(this.#model.vocab, text, root)
+        : llama.llama_sampler_init_grammar_lazy_patterns(
+            this.#model.vocab,
+            text,
+            root,
+            new BigUint64Array(patterns.map((pattern) => BigInt(ptr(pattern)))),
+            patterns.length,
+            null,
+            0,
+          );
+    this.#rt.drainLog();
+    if (!grammar)
+      throw new CortexError("invalid_request", "llama.cpp could not parse the request's grammar", {
+        param: "grammar",
+      });
+    return grammar;
   }
 
   #makeSampler(p: GenerateParams): LlamaSamplerPtr {
@@ -265,7 +304,9 @@ export class BatchScheduler {
 
   #sample(seq: Sequence, index: number): void {
     if (seq.cancelled) return;
-    const token = this.#rt.llama.llama_sampler_sample(seq.sampler, this.#model.ctx, index);
+    const token = seq.grammar
+      ? this.#sampleConstrained(seq, index)
+      : this.#rt.llama.llama_sampler_sample(seq.sampler, this.#model.ctx, index);
     this.#stats.tokensSampled++;
     seq.completion++;
     if (this.#rt.llama.llama_vocab_is_eog(this.#model.vocab, token)) {
@@ -285,6 +326,21 @@ export class BatchScheduler {
     seq.lastToken = token;
   }
 
+  #sampleConstrained(seq: Sequence, index: number): number {
+    const nVocab = this.#model.nVocab;
+    this.#candidates ??= new Uint8Array(nVocab * 12);
+    const token = this.#rt.shim.shim_sample_constrained(
+      seq.sampler,
+      seq.grammar!,
+      this.#model.ctx,
+      index,
+      this.#candidates,
+      nVocab,
+    );
+    if (token < 0) throw new DeviceFault("constrained sampling found no logits");
+    return token;
+  }
+
   #finish(seq: Sequence, reason: FinishReason, stopSequence?: string): void {
     if (stopSequence === undefined && !seq.cancelled) {
       const rest = seq.text.finish();
@@ -302,6 +358,7 @@ export class BatchScheduler {
     this.#active.delete(seq.key);
     this.#rt.llama.llama_memory_seq_rm(this.#model.memory, seq.slot, -1, -1);
     this.#rt.llama.llama_sampler_free(seq.sampler);
+    if (seq.grammar) this.#rt.llama.llama_sampler_free(seq.grammar);
     this.#freeSlots.push(seq.slot);
     this.#emit(seq.key, last);
   }

@@ -102,7 +102,7 @@ export class SequenceDispatch {
       { once: true },
     );
     if (!params.parseToolCalls) return channel.stream;
-    return channel.stream.pipeThrough(toolCallTransform(`call_${nextCallPrefix++}_`));
+    return channel.stream.pipeThrough(toolCallTransform(`call_${nextCallPrefix++}_`, params.toolCallSyntax));
   }
 
   /** A sequence of the model ended: its slot goes to the next queued request, or the model may be idle. */

@@ -22,6 +22,10 @@ export interface ToolCall {
 export type GenerationEvent =
   | { type: "text"; text: string }
   | { type: "tool_calls"; calls: ToolCall[] }
+  /** A call streamed as it is generated: its start, argument text, end (indices count in the answer). */
+  | { type: "tool_call_start"; id: string; name: string }
+  | { type: "tool_call_delta"; argumentsDelta: string }
+  | { type: "tool_call_end" }
   | { type: "done"; finishReason: FinishReason; usage: Usage; stopSequence?: string }
   | { type: "error"; error: WireError };
 
@@ -56,6 +60,21 @@ export interface GenerateParams extends SamplingParams {
   contextOverflow?: "error" | "clamp";
   /** Parse tool calls out of the output (the request carried tools). */
   parseToolCalls?: boolean;
+  /** How the model writes calls; "hermes" never reads a bare JSON answer as a call. Default: either form. */
+  toolCallSyntax?: "hermes" | "llama3";
+  /** Constrains sampling to a GBNF grammar (structured output, forced tool calls). */
+  grammar?: GrammarSpec;
+}
+
+/** A GBNF grammar whose start rule is `root`. */
+export interface GrammarSpec {
+  gbnf: string;
+  /**
+   * Lazy grammar: nothing is constrained until one of these regexes
+   * (std::regex ECMAScript, searched in the output so far) matches; the
+   * grammar then applies from the match on (a tool call the model starts).
+   */
+  triggerPatterns?: string[];
 }
 
 export interface LoadOptions {

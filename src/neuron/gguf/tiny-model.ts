@@ -37,6 +37,36 @@ export const TINY_HPARAMS = {
 
 const NEVER_LOGIT = -1e4;
 
+/**
+ * Logit of a byte-fallback token. The model never writes bytes on its own
+ * (they sit far below every word), but a grammar can rule out every word
+ * (a digit, a quote, an "é" in a schema's property name), and then bytes
+ * are all that is left. Tiers keep that choice to valid, shortest UTF-8:
+ * printable ASCII first, then the lead bytes of longer and longer
+ * sequences, and lead bytes that can start an overlong, surrogate or
+ * out-of-range sequence (and control bytes) last. llama.cpp's grammar
+ * checks continuation bytes itself, but not what a lead byte commits to.
+ * The gaps (20 nats) make a lower tier negligible whenever a higher one is
+ * allowed.
+ */
+export function byteLogit(byte: number): number {
+  const tier =
+    byte >= 0x20 && byte < 0x7f
+      ? 0
+      : byte >= 0x80 && byte <= 0xbf
+        ? 1 // continuation: only ever allowed right after a lead byte
+        : byte >= 0xc2 && byte <= 0xdf
+          ? 1
+          : (byte >= 0xe1 && byte <= 0xec) || byte === 0xee || byte === 0xef
+            ? 2
+            : byte === 0xe0 || byte === 0xed || (byte >= 0xf1 && byte <= 0xf3)
+              ? 3
+              : byte === 0xf0 || byte === 0xf4
+                ? 4
+                : 5;
+  return NEVER_LOGIT - 20 * tier;
+}
+
 /** Everything needed to write the tiny model and to reason about it in tests. */
 export interface TinyModel {
   vocab: TinyVocab;
@@ -76,6 +106,10 @@ export function buildTinyModel(text: string = TINY_CORPUS): TinyModel {
       // Impossible successors get a large finite logit: -Infinity times a zero activation is NaN.
       output[id * nEmbd + s] = Math.max(NEVER_LOGIT, Math.log(bigram.probs[s * width + j] ?? 0));
     }
+  }
+  for (let byte = 0; byte < 256; byte++) {
+    const id = TINY_SPECIAL_TOKENS.firstByte + byte;
+    output.fill(byteLogit(byte), id * nEmbd, id * nEmbd + bigram.nStates);
   }
   // Padding dimensions never carry activation, so their weights are irrelevant; keep them tidy.
   for (let t = 0; t < nVocab; t++) output.fill(0, t * nEmbd + bigram.nStates, (t + 1) * nEmbd);

@@ -148,6 +148,13 @@ function request(dialect: Dialect): fc.Arbitrary<CanonicalRequest> {
       ) as unknown as CanonicalRequest;
       // Only streams carry usage options; Anthropic streams always report usage.
       req.includeUsage = openai ? req.stream && r.includeUsage : req.stream;
+      // A named choice must name one of the tools (anything else is a 400 now).
+      const choice = req.toolChoice;
+      if (choice?.type === "tool" && !req.tools.some((tool) => tool.name === choice.name)) {
+        const first = req.tools[0];
+        if (first) req.toolChoice = { type: "tool", name: first.name };
+        else delete req.toolChoice;
+      }
       if (!openai && (req.toolChoice === undefined || req.toolChoice.type === "none"))
         delete req.parallelToolCalls;
       return req;
