@@ -9,6 +9,8 @@
  * Prints one line per run and ends with `N passed, N failed`.
  */
 import { Glob } from "bun";
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { parseArgs } from "node:util";
 
 const { values, positionals } = parseArgs({
@@ -58,6 +60,9 @@ try {
     else failed++;
     console.log(`run ${run}/${runs}: ${code === 0 ? "pass" : `FAIL (exit ${code})`}`);
     if (code !== 0) {
+      const saved = `${tmpdir()}/test-under-load-run-${run}.log`;
+      writeFileSync(saved, `${out}\n${err}`);
+      console.log(`whole output: ${saved}`);
       const failures = `${out}\n${err}`
         .split("\n")
         .filter((l) => /\(fail\)|error:|Expected|Received/.test(l));
