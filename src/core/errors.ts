@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   not_found: { status: 404, retryable: false },
   conflict: { status: 409, retryable: true },
   request_too_large: { status: 413, retryable: false },
+  /** The model file itself is bad (malformed, or past llama.cpp's limits): no node can load it. */
+  invalid_model_file: { status: 422, retryable: false },
   rate_limited: { status: 429, retryable: true },
   internal: { status: 500, retryable: false },
   upstream_error: { status: 502, retryable: true },

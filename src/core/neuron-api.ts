@@ -74,6 +74,8 @@ export const AvailableModel = z.object({
   quantization: z.string().optional(),
   contextLength: z.number().int().optional(),
   hasChatTemplate: z.boolean(),
+  /** Set when the file cannot be loaded (malformed, or past llama.cpp's limits): why. */
+  problem: z.string().optional(),
 });
 export type AvailableModel = z.infer<typeof AvailableModel>;
 

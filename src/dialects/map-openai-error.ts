@@ -19,6 +19,7 @@ export const OPENAI_ERROR_TYPES = {
   not_found: "not_found_error",
   conflict: "server_error",
   request_too_large: "invalid_request_error",
+  invalid_model_file: "server_error",
   rate_limited: "rate_limit_error",
   internal: "server_error",
   upstream_error: "server_error",

@@ -5,6 +5,7 @@
  */
 import { readdir, stat } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
+import { CortexError } from "../core/errors.ts";
 import { logger } from "../core/logger.ts";
 import type { AvailableModel } from "../core/neuron-api.ts";
 import { readGgufInfo } from "./gguf/gguf-reader.ts";
@@ -59,9 +60,11 @@ export class ModelsDir {
 
   async #describe(path: string): Promise<AvailableModel | undefined> {
     let key: string;
+    let size: number;
     try {
       const info = await stat(path);
       key = `${info.size}:${info.mtimeMs}`;
+      size = info.size;
     } catch {
       return undefined;
     }
@@ -81,7 +84,19 @@ export class ModelsDir {
         hasChatTemplate: info.hasChatTemplate,
       };
     } catch (error) {
-      log.warn(`skipping ${path}: ${error instanceof Error ? error.message : String(error)}`);
+      const problem =
+        error instanceof CortexError
+          ? error
+          : new CortexError("invalid_model_file", `cannot read GGUF file ${path}: ${String(error)}`);
+      log.warn(`unusable model file ${path}: ${problem.message}`);
+      // Listed with its problem, so the gateway can say why instead of "no such file".
+      model = {
+        file: relative(this.root, path),
+        sizeBytes: size,
+        architecture: "unknown",
+        hasChatTemplate: false,
+        problem: problem.message,
+      };
     }
     this.#cache.set(path, { key, model });
     return model;

@@ -117,6 +117,7 @@ export class NeuronService {
     const path = this.#modelsDir.resolveFile(request.file);
     const available = await this.#modelsDir.list();
     const file = available.find((model) => this.#modelsDir.resolveFile(model.file) === path);
+    if (file?.problem !== undefined) throw new CortexError("invalid_model_file", file.problem);
     if (path === undefined || file === undefined)
       throw new CortexError(
         "not_found",

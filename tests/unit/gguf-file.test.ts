@@ -73,7 +73,7 @@ async function expectInvalid(promise: Promise<unknown>, path: string, fragment: 
     (e: unknown) => e,
   );
   expect(error).toBeInstanceOf(CortexError);
-  expect((error as CortexError).code).toBe("invalid_request");
+  expect((error as CortexError).code).toBe("invalid_model_file");
   expect((error as CortexError).message).toContain(path);
   expect((error as CortexError).message).toContain(fragment);
 }
@@ -174,7 +174,7 @@ describe("GGUF writer and reader", () => {
     for (const t of info.tensors) expect(t.offset % 64).toBe(0);
   });
 
-  test("non-GGUF, truncated and missing files fail with invalid_request naming the path", async () => {
+  test("non-GGUF, truncated and missing files fail with invalid_model_file naming the path", async () => {
     const text = join(dir, "notes.txt");
     writeFileSync(text, "hello, I am not a model");
     await expectInvalid(readGgufInfo(text), text, "not a GGUF file");

@@ -48,7 +48,9 @@ export function buildCatalogue(
     const servableOn = live
       .filter((node) => profile.affinity.length === 0 || profile.affinity.includes(node.name))
       .filter((node) =>
-        node.available.some((file) => file.file === (profile.files[node.name] ?? profile.file)),
+        node.available.some(
+          (file) => file.file === (profile.files[node.name] ?? profile.file) && file.problem === undefined,
+        ),
       )
       .map((node) => node.name);
     const here = locations.get(profile.id) ?? [];

@@ -14,6 +14,11 @@
  *   once the request is counted in flight; routeWithFailover does this).
  * - Waiters give up after `load_timeout_s` (or their own deadline) with 503
  *   unavailable + Retry-After.
+ * - A load that fails because of the file itself (the neuron's
+ *   `invalid_model_file`), or whose connection broke while the neuron was
+ *   loading (it likely crashed on the file), is not tried on another node:
+ *   that would take the next node down too. The model's loads then fail at
+ *   once with that reason for `LOAD_FAILURE_HOLD_MS`.
  */
 import type { ModelProfile } from "../../core/config/config-schema.ts";
 import { CortexError } from "../../core/errors.ts";
@@ -61,6 +66,25 @@ export interface LoadedTarget {
   release: () => void;
 }
 
+/** How long a load that failed on the file itself is refused before it is tried again. */
+export const LOAD_FAILURE_HOLD_MS = 60_000;
+
+/** Network failures that mean the neuron went away while it was loading (not that it was unreachable). */
+const BROKEN_DURING_LOAD = new Set([
+  "ECONNRESET",
+  "EPIPE",
+  "ConnectionClosed",
+  "ConnectionReset",
+  "UND_ERR_SOCKET",
+]);
+
+/** Whether a failed load says the file is at fault, so other nodes must not try it. */
+function isFileFault(failure: CortexError): boolean {
+  if (failure.code === "invalid_model_file") return true;
+  const network = failure.details?.network;
+  return typeof network === "string" && BROKEN_DURING_LOAD.has(network);
+}
+
 interface Waiter {
   reservation: (() => void) | undefined;
 }
@@ -78,6 +102,8 @@ export class ModelLoader {
   readonly #loadingPollMs: number;
   readonly #now: () => number;
   readonly #flights = new Map<string, Flight>();
+  /** Models whose last load failed on the file itself, with the error and when loads may be tried again. */
+  readonly #heldFailures = new Map<string, { error: CortexError; until: number }>();
   readonly #log = logger("loader");
 
   constructor(options: ModelLoaderOptions) {
@@ -129,6 +155,9 @@ export class ModelLoader {
         });
       let flight = this.#flights.get(resolved.id);
       if (flight === undefined) {
+        const held = this.#heldFailures.get(resolved.id);
+        if (held !== undefined && held.until > this.#now()) throw held.error;
+        this.#heldFailures.delete(resolved.id);
         flight = this.#startFlight(resolved, options);
       }
       const result = await this.#wait(resolved.id, flight, waitUntil, options.signal);
@@ -246,10 +275,28 @@ export class ModelLoader {
         const failure = classifyNeuronError(error, plan.node);
         this.#log.warn(`loading ${resolved.id} on ${plan.node} failed: ${failure.message}`);
         this.#fleet.reportFailure(plan.node, failure);
+        if (isFileFault(failure)) throw this.#holdFailure(resolved.id, plan.node, failure);
         tried.add(plan.node);
         lastError = failure;
       }
     }
+  }
+
+  #holdFailure(modelId: string, node: string, failure: CortexError): CortexError {
+    const seconds = Math.round(LOAD_FAILURE_HOLD_MS / 1000);
+    const network = failure.details?.network;
+    const reason =
+      typeof network === "string"
+        ? `neuron ${node} dropped the connection while loading ${modelId} (${network}; did the file crash it?)`
+        : failure.message;
+    const error = new CortexError(
+      "load_failed",
+      `${reason}; not tried on other nodes, loads of ${modelId} are refused for ${seconds} s`,
+      { cause: failure, retryAfterS: seconds, details: { model: modelId, node } },
+    );
+    this.#heldFailures.set(modelId, { error, until: this.#now() + LOAD_FAILURE_HOLD_MS });
+    this.#log.error(`${modelId}: load failed on the file itself; holding its loads for ${seconds} s`);
+    return error;
   }
 
   /**

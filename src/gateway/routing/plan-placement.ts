@@ -47,7 +47,9 @@ export type PlacementResult = { ok: true; plans: PlacementPlan[] } | { ok: false
 export function memoryNeedOn(profile: PlacementProfile, node: FleetNodeView): number | undefined {
   const file = profile.files[node.name] ?? profile.file;
   const available = node.available.find((candidate) => candidate.file === file);
-  return available === undefined ? undefined : estimateMemoryBytes(profile, available.sizeBytes);
+  return available === undefined || available.problem !== undefined
+    ? undefined
+    : estimateMemoryBytes(profile, available.sizeBytes);
 }
 
 /** Every node the model could be loaded on now, best first; or why none. */
@@ -62,6 +64,7 @@ export function planPlacements(
   let bestNow: Best | undefined;
   let bestLater: Best | undefined;
   let anyDown = false;
+  let badFile = false;
   for (const node of fleet.nodes) {
     if (options.only !== undefined && node.name !== options.only) continue;
     if (options.exclude?.has(node.name)) {
@@ -76,6 +79,13 @@ export function planPlacements(
     }
     if (node.loaded.some((model) => model.id === profile.id && model.state !== "failed")) continue;
     const file = profile.files[node.name] ?? profile.file;
+    const problem = node.available.find((candidate) => candidate.file === file)?.problem;
+    if (problem !== undefined) {
+      // The neuron would refuse it (or, unchecked, crash on it): never sent a load.
+      badFile = true;
+      refusals.push(`${node.name}: ${problem}`);
+      continue;
+    }
     const need = memoryNeedOn(profile, node);
     if (need === undefined) {
       refusals.push(`${node.name}: no file ${JSON.stringify(file)} in its models directory`);
@@ -105,7 +115,7 @@ export function planPlacements(
   }
   plans.sort(comparePlans);
   if (plans.length > 0) return { ok: true, plans };
-  return { ok: false, error: noPlacement(profile, bestNow, bestLater, refusals, anyDown) };
+  return { ok: false, error: noPlacement(profile, bestNow, bestLater, refusals, anyDown, badFile) };
 }
 
 /** The best plan, or the CortexError saying why there is none. */
@@ -209,9 +219,14 @@ function noPlacement(
   bestLater: Best | undefined,
   refusals: readonly string[],
   anyDown: boolean,
+  badFile: boolean,
 ): CortexError {
   const where = refusals.length > 0 ? ` (${refusals.join("; ")})` : "";
   if (bestNow === undefined || bestLater === undefined) {
+    if (badFile)
+      return new CortexError("load_failed", `no live node can load ${profile.id}${where}`, {
+        details: { model: profile.id },
+      });
     const message = `no live node can load ${profile.id}${where || (profile.affinity.length > 0 ? ` (affinity: ${profile.affinity.join(", ")})` : " (no neurons)")}`;
     // A node that may come back is worth a retry; a fleet without the file is not.
     return anyDown || refusals.some((reason) => reason.endsWith("already failed this load"))

@@ -11,6 +11,7 @@ import {
   llamaFileTypeName,
   valueTypeName,
 } from "./gguf-types.ts";
+import { checkLlamaLimits, MAX_METADATA_STRING_BYTES } from "./llama-limits.ts";
 
 /** One tensor's header entry; the data itself is never read. */
 export interface GgufTensorInfo {
@@ -85,14 +86,15 @@ const FIXED_SIZES: Readonly<Partial<Record<GgufValueTypeName, number>>> = {
 /**
  * Reads a GGUF file's header, metadata and tensor infos, touching only the header bytes
  * (read in chunks, so multi-GB files cost a few reads).
- * @throws CortexError("invalid_request") when the file is not GGUF, is truncated or is malformed.
+ * @throws CortexError("invalid_model_file") when the file is not GGUF, is truncated, is malformed
+ *   or has header values past llama.cpp's limits (llama-limits.ts).
  */
 export async function readGgufInfo(path: string, options: ReadGgufOptions = {}): Promise<GgufInfo> {
   let handle: FileHandle;
   try {
     handle = await open(path, "r");
   } catch (error) {
-    throw new CortexError("invalid_request", `cannot open GGUF file ${path}: ${errorMessage(error)}`, {
+    throw new CortexError("invalid_model_file", `cannot open GGUF file ${path}: ${errorMessage(error)}`, {
       cause: error,
     });
   }
@@ -102,7 +104,7 @@ export async function readGgufInfo(path: string, options: ReadGgufOptions = {}):
     return await parse(cursor, path, size, options.maxArrayItems ?? 1024);
   } catch (error) {
     if (error instanceof CortexError) throw error;
-    throw new CortexError("invalid_request", `cannot read GGUF file ${path}: ${errorMessage(error)}`, {
+    throw new CortexError("invalid_model_file", `cannot read GGUF file ${path}: ${errorMessage(error)}`, {
       cause: error,
     });
   } finally {
@@ -172,6 +174,8 @@ async function parse(cursor: FileCursor, path: string, fileSize: number, maxArra
   }
 
   const architecture = stringValue(metadata["general.architecture"]);
+  const beyondLimits = checkLlamaLimits({ architecture, metadata, tensors });
+  if (beyondLimits !== undefined) throw invalid(path, beyondLimits);
   const chatTemplate = stringValue(metadata["tokenizer.chat_template"]);
   return {
     path,
@@ -322,6 +326,8 @@ class FileCursor {
     let pending = this.ensure(8);
     if (pending) await pending;
     const length = this.u64();
+    if (length > MAX_METADATA_STRING_BYTES)
+      throw invalid(this.path, `a string of ${length} bytes (at most ${MAX_METADATA_STRING_BYTES} are read)`);
     if (this.position + length > this.fileSize) this.truncated(`a string of ${length} bytes`);
     pending = this.ensure(length);
     if (pending) await pending;
@@ -416,7 +422,7 @@ function alignUp(offset: number, alignment: number): number {
 }
 
 function invalid(path: string, reason: string): CortexError {
-  return new CortexError("invalid_request", `invalid GGUF file ${path}: ${reason}`);
+  return new CortexError("invalid_model_file", `invalid GGUF file ${path}: ${reason}`);
 }
 
 function errorMessage(error: unknown): string {
