@@ -5,6 +5,7 @@
  * metrics server on its own port.
  */
 import type { FleetNode } from "../core/admin-api.ts";
+import { bindServer, EXCLUSIVE_BIND } from "../core/bind-server.ts";
 import type { ModelProfile, NeuronRef } from "../core/config/config-schema.ts";
 import type { LoadedConfig } from "../core/config/load-config.ts";
 import { logger } from "../core/logger.ts";
@@ -119,22 +120,39 @@ export async function startGateway(
     keepBillingHeader: gateway.keep_billing_header,
     contextOverflow: gateway.context_overflow,
   });
-  app.listen({ hostname: config.gatewayListen.hostname, port: config.gatewayListen.port, idleTimeout: 0 });
+  try {
+    bindServer("gateway.listen", config.gatewayListen, () =>
+      app.listen({ ...config.gatewayListen, ...EXCLUSIVE_BIND, idleTimeout: 0 }),
+    );
+  } catch (error) {
+    services.stop();
+    await embedded?.stop();
+    throw error;
+  }
   const port = app.server?.port ?? config.gatewayListen.port;
   const url = localUrl(config.gatewayListen.hostname, port);
 
   let metricsServer: ReturnType<typeof Bun.serve> | undefined;
   if (metrics) {
-    metricsServer = Bun.serve({
-      hostname: config.metricsListen.hostname,
-      port: config.metricsListen.port,
-      async fetch(request) {
-        if (new URL(request.url).pathname !== "/metrics")
-          return new Response("see /metrics\n", { status: 404 });
-        const { body, contentType } = await metrics.render();
-        return new Response(body, { headers: { "content-type": contentType } });
-      },
-    });
+    try {
+      metricsServer = bindServer("gateway.metrics_listen", config.metricsListen, () =>
+        Bun.serve({
+          ...config.metricsListen,
+          ...EXCLUSIVE_BIND,
+          async fetch(request) {
+            if (new URL(request.url).pathname !== "/metrics")
+              return new Response("see /metrics\n", { status: 404 });
+            const { body, contentType } = await metrics.render();
+            return new Response(body, { headers: { "content-type": contentType } });
+          },
+        }),
+      );
+    } catch (error) {
+      services.stop();
+      await app.stop(true);
+      await embedded?.stop();
+      throw error;
+    }
   }
   // The metrics port has its own address: build its URL from that, not the API's.
   const metricsUrl = metricsServer?.port

@@ -5,6 +5,7 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { bindServer, EXCLUSIVE_BIND } from "../core/bind-server.ts";
 import type { LogLevel, NeuronSection } from "../core/config/config-schema.ts";
 import type { ListenAddress } from "../core/config/parse-listen.ts";
 import { logger } from "../core/logger.ts";
@@ -135,7 +136,14 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     metrics: () => metrics.render(),
     ...(options.answerHeartbeatMs === undefined ? {} : { answerHeartbeatMs: options.answerHeartbeatMs }),
   });
-  app.listen({ hostname: options.listen.hostname, port: options.listen.port, idleTimeout: 0 });
+  try {
+    bindServer("neuron.listen", options.listen, () =>
+      app.listen({ ...options.listen, ...EXCLUSIVE_BIND, idleTimeout: 0 }),
+    );
+  } catch (error) {
+    await service.close();
+    throw error;
+  }
   const server = app.server;
   if (!server) throw new Error("neuron HTTP server did not start");
   const host = options.listen.hostname === "0.0.0.0" ? "127.0.0.1" : options.listen.hostname;

@@ -9,8 +9,8 @@
  * render-response.ts from the same parts, so it equals the plain answer.
  */
 import { CortexError } from "../../core/errors.ts";
-import { CanonicalAccumulator } from "../collect-stream.ts";
 import { assertNever, type CanonicalStreamPart, type FinishReason } from "../canonical.ts";
+import { CanonicalAccumulator } from "../collect-stream.ts";
 import { encodeSseJson } from "../sse/sse-parser.ts";
 import {
   type OutputItem,

@@ -10,8 +10,8 @@ import { CortexError, type WireError } from "../../core/errors.ts";
 import { within } from "../../core/within.ts";
 import { startWorker } from "../../core/worker-thread.ts";
 import type { ModelEntry } from "./model-registry.ts";
-import type { SequenceStream } from "./sequence-stream.ts";
 import type { JobMap, JobType, MainToWorker, StepStats, WorkerInit, WorkerToMain } from "./protocol.ts";
+import type { SequenceStream } from "./sequence-stream.ts";
 import type { GenerationEvent } from "./types.ts";
 
 export interface DeviceSpec {

@@ -6,8 +6,8 @@
  * next abort gets a fresh one.
  */
 
-import { workerUrl } from "../../core/worker-url.ts";
 import { startWorker } from "../../core/worker-thread.ts";
+import { workerUrl } from "../../core/worker-url.ts";
 import type { AborterEvent, AborterRequest } from "./aborter-protocol.ts";
 import type { AbortOutcome, CommunicatorHandle } from "./communicator.ts";
 
