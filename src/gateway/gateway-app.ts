@@ -27,6 +27,7 @@ import { type ChatContext, canRelay, completeChat, relayChat, startChat } from "
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
+import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from "./read-json-body.ts";
 import type { ResponseStore } from "./responses/response-store.ts";
 import {
   createResponse,
@@ -68,8 +69,6 @@ function sseHeaders(requestId: string): Record<string, string> {
   };
 }
 
-const DEFAULT_MAX_BODY = 32 * 1024 * 1024;
-
 function json(body: unknown, status = 200, headers?: Record<string, string>): Response {
   return new Response(JSON.stringify(body), {
     status,
@@ -88,23 +87,9 @@ function renderError(dialect: Dialect, error: unknown, headers?: Record<string, 
   );
 }
 
-async function readJson(request: Request, maxBytes: number): Promise<unknown> {
-  const length = Number(request.headers.get("content-length") ?? 0);
-  if (length > maxBytes)
-    throw new CortexError(
-      "request_too_large",
-      `request body of ${length} bytes is over the limit of ${maxBytes}`,
-    );
-  const text = await request.text();
-  if (text.length > maxBytes)
-    throw new CortexError("request_too_large", `request body is over the limit of ${maxBytes} bytes`);
-  if (text.trim() === "")
-    throw new CortexError("invalid_request", "the request body is empty; expected JSON");
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new CortexError("invalid_request", "the request body is not valid JSON");
-  }
+/** A client's JSON body (chat, Responses, count_tokens): JSON or no Content-Type. */
+function readJson(request: Request, maxBytes: number): Promise<unknown> {
+  return readJsonBody(request, { maxBytes, contentType: "if-present" });
 }
 
 /** The catalogue answers in Anthropic's shape to a client that says it speaks Anthropic's API. */
@@ -123,7 +108,7 @@ function isLoopback(address: string | undefined): boolean {
 }
 
 export function createGatewayApp(options: GatewayAppOptions) {
-  const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const keys = new Set(options.apiKeys);
 
   const clientAuthorized = (request: Request): boolean => {

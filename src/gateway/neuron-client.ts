@@ -89,6 +89,11 @@ const ErrorEnvelope = z.looseObject({ error: z.union([ErrorBody, z.string()]) })
  */
 export function classifyNeuronError(error: unknown, node: string): CortexError {
   if (error instanceof CortexError) return error;
+  // A stack overflow or a bad length is the gateway's own failure: never the node's, never retried.
+  if (error instanceof RangeError)
+    return new CortexError("internal", `the gateway failed on this request: ${error.message}`, {
+      cause: error,
+    });
   const name = error instanceof Error || error instanceof DOMException ? error.name : "";
   if (name === "TimeoutError")
     return new CortexError("timeout", `neuron ${node} did not answer in time`, {

@@ -122,7 +122,14 @@ export async function startGateway(
   });
   try {
     bindServer("gateway.listen", config.gatewayListen, () =>
-      app.listen({ ...config.gatewayListen, ...EXCLUSIVE_BIND, idleTimeout: 0 }),
+      app.listen({
+        ...config.gatewayListen,
+        ...EXCLUSIVE_BIND,
+        idleTimeout: 0,
+        // Bodies are counted and cut off by readJsonBody, which answers 413 in the client's
+        // dialect; Bun's own cap (128 MiB) would answer first, in its own words.
+        maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+      }),
     );
   } catch (error) {
     services.stop();

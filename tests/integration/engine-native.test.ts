@@ -3,8 +3,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { discoverCudaDevices, formatGpuUuid } from "../../ffi/cuda.ts";
-import { candidateDirs, checkVersions, locateNativeSet } from "../../ffi/native-paths.ts";
 import { NativeError } from "../../ffi/native-error.ts";
+import { candidateDirs, checkVersions, locateNativeSet } from "../../ffi/native-paths.ts";
 
 describe("native set lookup", () => {
   test("finds the CPU set in node_modules with matching versions", () => {

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { CortexError } from "../../src/core/errors.ts";
-import { renderChatTemplate } from "../../src/neuron/prompt/chat-template.ts";
 import { DevicePool } from "../../src/neuron/engine/device-pool.ts";
 import type { GenerateParams, GenerationEvent } from "../../src/neuron/engine/types.ts";
 import { ensureDemoModel } from "../../src/neuron/gguf/tiny-model.ts";
 import { TINY_SPECIAL_TOKENS } from "../../src/neuron/gguf/tiny-vocab.ts";
+import { renderChatTemplate } from "../../src/neuron/prompt/chat-template.ts";
 
 /** Bans both end-of-generation tokens so the tiny model talks until max_tokens. */
 const NEVER_END = { [TINY_SPECIAL_TOKENS.imEnd]: -1000, [TINY_SPECIAL_TOKENS.eos]: -1000 };

@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startLocalNeuron } from "../../src/cli/local-neuron.ts";
 import { loadConfig } from "../../src/core/config/load-config.ts";
 import { configureLogging } from "../../src/core/logger.ts";
 import { parseExposition, type Sample, sumSamples } from "../../src/gateway/metrics/parse-exposition.ts";
-import { startLocalNeuron } from "../../src/cli/local-neuron.ts";
 import { type RunningGateway, startGateway } from "../../src/gateway/run-gateway.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../../src/neuron/gguf/tiny-model.ts";
 

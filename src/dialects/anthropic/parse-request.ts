@@ -74,7 +74,7 @@ const JsonOutputFormat = z.looseObject({
 
 const CommonSchema = z.looseObject({
   model: z.string().min(1),
-  messages: z.array(MessageSchema),
+  messages: z.array(MessageSchema).min(1, "expected at least one message"),
   system: z.union([z.string(), z.array(Block)]).optional(),
   tools: z.array(ToolSchema).optional(),
   tool_choice: ToolChoiceSchema.optional(),

@@ -73,7 +73,7 @@ const JsonSchemaFormatSchema = z.object({
 // four times as long (the parse was ~5 % of the gateway's time per request).
 const CommonFields = {
   model: z.string().min(1),
-  messages: z.array(MessageSchema).min(1),
+  messages: z.array(MessageSchema).min(1, "expected at least one message"),
   max_tokens: z.number().int().positive().nullish(),
   max_completion_tokens: z.number().int().positive().nullish(),
   temperature: z.number().min(0).max(2).nullish(),

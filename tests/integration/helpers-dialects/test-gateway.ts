@@ -6,9 +6,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startLocalNeuron } from "../../../src/cli/local-neuron.ts";
 import { loadConfig } from "../../../src/core/config/load-config.ts";
 import { configureLogging } from "../../../src/core/logger.ts";
-import { startLocalNeuron } from "../../../src/cli/local-neuron.ts";
 import { type RunningGateway, startGateway } from "../../../src/gateway/run-gateway.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../../../src/neuron/gguf/tiny-model.ts";
 import { writeLongTinyModel } from "./long-tiny-model.ts";

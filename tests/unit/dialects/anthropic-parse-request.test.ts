@@ -184,7 +184,7 @@ describe("parseAnthropicRequest", () => {
   });
 
   test.each([
-    ["missing max_tokens", { model: "m", messages: [] }, "max_tokens"],
+    ["missing max_tokens", { model: "m", messages: [{ role: "user", content: "hi" }] }, "max_tokens"],
     [
       "document blocks",
       { ...base, messages: [{ role: "user", content: [{ type: "document", source: {} }] }] },

@@ -1,0 +1,128 @@
+/**
+ * Reading a client's JSON body within bounds, before anything is routed:
+ * the size is counted while the body streams in (a chunked body is cut off at
+ * the limit, not read whole first), the media type must be JSON, and nesting
+ * is bounded before `JSON.parse` builds a structure that recursive code
+ * (schema validation, rendering the upstream body) would overflow the stack
+ * on. Every refusal is a CortexError the caller renders in its dialect.
+ */
+import { CortexError } from "../core/errors.ts";
+
+/** Default `maxBytes`: bigger bodies get 413. */
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+/**
+ * Deepest nesting of arrays and objects accepted. Real requests (tool schemas
+ * included) stay far below; tens of thousands of levels overflowed the stack.
+ */
+export const MAX_JSON_DEPTH = 128;
+
+export interface ReadJsonOptions {
+  maxBytes: number;
+  /**
+   * "required": the Content-Type must be JSON (the admin API: a browser can
+   * send text/plain cross-site without a preflight). "if-present": a body
+   * without a Content-Type is read as JSON too, as SDKs and curl scripts do.
+   */
+  contentType: "required" | "if-present";
+}
+
+function isJsonMediaType(value: string): boolean {
+  const type = value.split(";", 1)[0]?.trim().toLowerCase() ?? "";
+  return type === "application/json" || (type.startsWith("application/") && type.endsWith("+json"));
+}
+
+export async function readJsonBody(request: Request, options: ReadJsonOptions): Promise<unknown> {
+  const contentType = request.headers.get("content-type");
+  if (contentType === null ? options.contentType === "required" : !isJsonMediaType(contentType))
+    throw new CortexError(
+      "invalid_request",
+      `expected Content-Type: application/json, got ${contentType === null ? "none" : JSON.stringify(contentType.slice(0, 100))}`,
+    );
+  const declared = Number(request.headers.get("content-length") ?? 0);
+  if (declared > options.maxBytes) throw tooLarge(options.maxBytes, declared);
+  const bytes = await readBounded(request, options.maxBytes);
+  const depth = nestingDepth(bytes, MAX_JSON_DEPTH);
+  if (depth > MAX_JSON_DEPTH)
+    throw new CortexError(
+      "invalid_request",
+      `the request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+    );
+  const text = new TextDecoder().decode(bytes);
+  if (text.trim() === "")
+    throw new CortexError("invalid_request", "the request body is empty; expected JSON");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CortexError("invalid_request", "the request body is not valid JSON");
+  }
+}
+
+function tooLarge(maxBytes: number, declared?: number): CortexError {
+  return new CortexError(
+    "request_too_large",
+    declared === undefined
+      ? `request body is over the limit of ${maxBytes} bytes`
+      : `request body of ${declared} bytes is over the limit of ${maxBytes}`,
+  );
+}
+
+/** The body's bytes, counted as they arrive; past `maxBytes` the read is cancelled and 413 thrown. */
+async function readBounded(request: Request, maxBytes: number): Promise<Uint8Array> {
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(maxBytes);
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0] ?? new Uint8Array(0);
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACE = 0x7b;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACE = 0x7d;
+const CLOSE_BRACKET = 0x5d;
+
+/**
+ * The deepest nesting of `{`/`[` outside strings, scanning UTF-8 bytes (no
+ * byte of a multi-byte character equals a quote or a bracket); stops early
+ * once past `limit`. Malformed JSON is left to `JSON.parse` to report.
+ */
+export function nestingDepth(bytes: Uint8Array, limit: number): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i];
+    if (inString) {
+      if (byte === BACKSLASH) i++;
+      else if (byte === QUOTE) inString = false;
+      continue;
+    }
+    if (byte === QUOTE) inString = true;
+    else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+      depth++;
+      if (depth > deepest) {
+        deepest = depth;
+        if (deepest > limit) return deepest;
+      }
+    } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) depth--;
+  }
+  return deepest;
+}
