@@ -56,6 +56,8 @@ export interface GatewayAppOptions {
   contextOverflow?: "clamp" | "error";
   /** Stored Responses API answers (`[responses]`). */
   responseStore: ResponseStore;
+  /** gateway.listen's host: a name the admin API answers to besides the loopback names. */
+  listenHostname?: string;
 }
 
 /** A literal per response: cheaper than spreading a shared object into a new one. */
@@ -100,6 +102,18 @@ function catalogueDialect(request: Request): Dialect {
 /** The `Authorization: Bearer …` token, if any. */
 function bearerToken(request: Request): string | undefined {
   return request.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
+}
+
+/** Host names (no port) that reach this machine's loopback. */
+function isLoopbackName(host: string): boolean {
+  return host === "localhost" || host.endsWith(".localhost") || isLoopback(host.replace(/^\[|\]$/g, ""));
+}
+
+/** The host name of a `Host` header or an `Origin`'s authority, without the port, lower-cased. */
+function hostOf(authority: string): string {
+  const text = authority.trim().toLowerCase();
+  if (text.startsWith("[")) return text.slice(0, text.indexOf("]") + 1);
+  return text.split(":", 1)[0] ?? "";
 }
 
 function isLoopback(address: string | undefined): boolean {
@@ -202,11 +216,35 @@ export function createGatewayApp(options: GatewayAppOptions) {
   const responseId = (request: Request): string =>
     decodeURIComponent(new URL(request.url).pathname.split("/")[3] ?? "");
 
+  const listenHost = options.listenHostname?.toLowerCase();
+  /** Host names the admin API answers to without a token: loopback names and gateway.listen's host. */
+  const ownName = (host: string): boolean =>
+    isLoopbackName(host) || (listenHost !== undefined && listenHost !== "0.0.0.0" && host === listenHost);
+
   const adminGuard = (
     request: Request,
     server: { requestIP(request: Request): { address: string } | null } | null,
   ) => {
+    const host = hostOf(request.headers.get("host") ?? "");
+    // A browser page elsewhere must not drive the admin API (a cross-site POST needs no preflight).
+    const origin = request.headers.get("origin");
+    if (origin !== null) {
+      let originHost: string;
+      try {
+        originHost = origin === "null" ? "" : hostOf(new URL(origin).host);
+      } catch {
+        originHost = "";
+      }
+      if (originHost === "" || (originHost !== host && !ownName(originHost)))
+        throw new CortexError("forbidden", "the admin API refuses requests from another origin");
+    }
     if (options.adminToken === "") {
+      // DNS rebinding: a name that resolves to 127.0.0.1 is still somebody else's site.
+      if (!ownName(host))
+        throw new CortexError(
+          "forbidden",
+          "the admin API without gateway.admin_token answers only to loopback host names",
+        );
       if (!isLoopback(server?.requestIP(request)?.address))
         throw new CortexError(
           "forbidden",
@@ -222,7 +260,8 @@ export function createGatewayApp(options: GatewayAppOptions) {
     async ({ request, server }: { request: Request; server: Parameters<typeof adminGuard>[1] }) => {
       try {
         adminGuard(request, server);
-        const parsed = AdminModelAction.safeParse(await readJson(request, maxBody));
+        const body = await readJsonBody(request, { maxBytes: maxBody, contentType: "required" });
+        const parsed = AdminModelAction.safeParse(body);
         if (!parsed.success) throw new CortexError("invalid_request", "expected {model, node?, force?}");
         const message = await fn(parsed.data);
         log.info(`admin: ${message}`);

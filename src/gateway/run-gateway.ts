@@ -119,6 +119,7 @@ export async function startGateway(
     requestTimeoutMs: gateway.request_timeout_s * 1000,
     keepBillingHeader: gateway.keep_billing_header,
     contextOverflow: gateway.context_overflow,
+    listenHostname: config.gatewayListen.hostname,
   });
   try {
     bindServer("gateway.listen", config.gatewayListen, () =>

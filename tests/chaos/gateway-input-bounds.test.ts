@@ -30,7 +30,11 @@ afterAll(async () => {
   await fleet?.stop();
 });
 
-function post(path: string, body: string | ReadableStream<Uint8Array>, headers: Record<string, string> = {}): Promise<Response> {
+function post(
+  path: string,
+  body: string | ReadableStream<Uint8Array>,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   return fetch(`${gateway.url}${path}`, {
     method: "POST",
     headers: { "content-type": "application/json", "anthropic-version": "2023-06-01", ...headers },
