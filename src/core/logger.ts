@@ -101,6 +101,12 @@ export function logger(tag?: string): ConsolaInstance {
 
 export type FieldValue = string | number | boolean | undefined;
 
+/**
+ * A value quoted (JSON-escaped) in a text line: spaces, quotes, `=` and control
+ * characters, so a client's string cannot forge a field or a line of its own.
+ */
+const NEEDS_QUOTES = /[\s"\\=\p{Cc}\u2028\u2029]|^$/u;
+
 /** Whether `log` writes lines at `level` (check before building costly fields). */
 export function logEnabled(log: ConsolaInstance, level: "info" | "warn" | "error" | "debug"): boolean {
   return log.level >= LogLevels[level];
@@ -126,7 +132,7 @@ export function logFields(
   const text = Object.entries(defined)
     .map(
       ([key, value]) =>
-        `${key}=${typeof value === "string" && /\s/.test(value) ? JSON.stringify(value) : value}`,
+        `${key}=${typeof value === "string" && NEEDS_QUOTES.test(value) ? JSON.stringify(value) : value}`,
     )
     .join(" ");
   log[level](`${message} ${text}`);

@@ -101,7 +101,8 @@ function catalogueDialect(request: Request): Dialect {
 
 /** The `Authorization: Bearer …` token, if any. */
 function bearerToken(request: Request): string | undefined {
-  return request.headers.get("authorization")?.replace(/^Bearer\s+/i, "");
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.get("authorization") ?? "");
+  return match?.[1];
 }
 
 /** Host names (no port) that reach this machine's loopback. */

@@ -4,7 +4,7 @@
  */
 import { Elysia } from "elysia";
 import { CortexError, errorMessage, toCortexError } from "../core/errors.ts";
-import { logger } from "../core/logger.ts";
+import { logFields, logger } from "../core/logger.ts";
 import { LoadRequest, PinRequest, RecycleRequest, UnloadRequest } from "../core/neuron-api.ts";
 import { type AnswerOptions, completionAnswer, streamAnswer } from "./chat-answer.ts";
 import { neuronError } from "./error-body.ts";
@@ -31,7 +31,11 @@ function json(body: unknown, status = 200, headers: Record<string, string> = {})
 
 /** A client that went away before its answer ended: an info line, for it is no fault of the neuron's. */
 function logClientClosed(route: string, requestId: string): void {
-  log.info(`${route} 499 request_id=${requestId}: the client closed the connection`);
+  logFields(log, "info", route, {
+    status: 499,
+    request_id: requestId,
+    error: "the client closed the connection",
+  });
 }
 
 function errorResponse(error: unknown, requestId: string): Response {
@@ -78,7 +82,11 @@ export function createNeuronApp(options: NeuronAppOptions) {
       if (options.authToken !== "" && route !== "GET /health") {
         const header = request.headers.get("authorization") ?? "";
         if (header !== `Bearer ${options.authToken}`) {
-          log.warn(`${route} 401 request_id=${requestId}: missing or wrong bearer token`);
+          logFields(log, "warn", route, {
+            status: 401,
+            request_id: requestId,
+            error: "missing or wrong bearer token",
+          });
           return errorResponse(new CortexError("unauthorized", "missing or invalid bearer token"), requestId);
         }
       }
@@ -94,14 +102,20 @@ export function createNeuronApp(options: NeuronAppOptions) {
         }
         const cortex = toCortexError(error);
         if (cortex.status >= 500)
-          log.error(`${route} ${cortex.status} request_id=${requestId}: ${cortex.message}`);
+          logFields(log, "error", route, {
+            status: cortex.status,
+            request_id: requestId,
+            message: cortex.message,
+          });
         response = errorResponse(cortex, requestId);
       }
       response.headers.set("x-request-id", requestId);
       if (route !== "GET /health" && route !== "GET /models" && route !== "GET /metrics")
-        log.info(
-          `${route} ${response.status} request_id=${requestId} ${Math.round(performance.now() - started)}ms`,
-        );
+        logFields(log, "info", route, {
+          status: response.status,
+          request_id: requestId,
+          duration_ms: Math.round(performance.now() - started),
+        });
       return response;
     };
 

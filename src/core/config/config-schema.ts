@@ -45,7 +45,9 @@ export const GatewaySection = z.strictObject({
   listen: Listen.default("0.0.0.0:31313"),
   metrics_listen: Listen.default("0.0.0.0:31314"),
   metrics: z.boolean().default(true),
-  api_keys: z.array(z.string().min(1)).default([]),
+  api_keys: z
+    .array(z.string().min(1, "expected a non-empty key (an empty one would leave the API open)"))
+    .default([]),
   admin_token: z.string().default(""),
   models_file: z.string().optional(),
   poll_interval_ms: z.number().int().min(100).default(2000),

@@ -44,11 +44,8 @@ export function applyEnvOverrides(
     if (text === undefined || text === "") continue;
     let value: unknown = text;
     if (override.kind === "number") value = /^\s*-?\d+(\.\d+)?\s*$/.test(text) ? Number(text) : text;
-    if (override.kind === "list")
-      value = text
-        .split(",")
-        .map((part) => part.trim())
-        .filter((part) => part !== "");
+    // Empty items are kept for the schema to refuse: CORTEX_API_KEYS="," must not mean "no keys, open".
+    if (override.kind === "list") value = text.split(",").map((part) => part.trim());
     setPath(table, override.path, value);
     sources.set(override.path.join("."), override.env);
   }

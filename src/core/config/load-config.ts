@@ -104,7 +104,7 @@ function validate<S extends z.ZodType>(
     return keys.map((key) => {
       const path = key === undefined ? issue.path : [...issue.path, key];
       const keyPath = formatKeyPath(path);
-      const envName = envSources.get(keyPath);
+      const envName = envSources.get(keyPath) ?? envSources.get(keyPath.replace(/\[\d+\]$/, ""));
       const where =
         envName === undefined ? `${label}: ${keyPath || "(top level)"}` : `environment ${envName}`;
       return `${where}: ${describeIssue(issue, key)}`;
