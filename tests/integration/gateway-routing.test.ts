@@ -74,7 +74,9 @@ describe("/v1/models", () => {
     // Loaded on n2 behind the gateway's back, with no profile: still listed.
     await neuronCall(fleet.neuron("n2").url, "/models/load", { id: "stray", file: "b.gguf" });
     expect((await chat(gateway.url, "gamma")).status).toBe(200);
-    await waitForFleet(gateway, (nodes) => nodes.some((node) => node.loaded.some((m) => m.id === "stray")));
+    await waitForFleet(gateway, (nodes) =>
+      nodes.some((node) => node.loaded.some((m) => m.id === "stray" && m.state === "ready")),
+    );
 
     const entries = await catalogue();
     const byId = new Map(entries.map((entry) => [entry.id, entry]));
