@@ -32,6 +32,9 @@ const llamaDefs = {
   llama_model_n_head_kv: { args: ["ptr"], returns: "i32" },
   llama_model_size: { args: ["ptr"], returns: FFIType.u64_fast },
   llama_model_n_params: { args: ["ptr"], returns: FFIType.u64_fast },
+  llama_model_n_swa: { args: ["ptr"], returns: "i32" },
+  llama_model_is_recurrent: { args: ["ptr"], returns: "bool" },
+  llama_model_is_hybrid: { args: ["ptr"], returns: "bool" },
   llama_model_chat_template: { args: ["ptr", "ptr"], returns: "ptr" },
   llama_model_desc: { args: ["ptr", "ptr", "u64"], returns: "i32" },
   llama_free: { args: ["ptr"], returns: "void" },
@@ -42,7 +45,12 @@ const llamaDefs = {
   llama_get_memory: { args: ["ptr"], returns: "ptr" },
   llama_memory_clear: { args: ["ptr", "bool"], returns: "void" },
   llama_memory_seq_rm: { args: ["ptr", "i32", "i32", "i32"], returns: "bool" },
+  llama_memory_seq_pos_min: { args: ["ptr", "i32"], returns: "i32" },
+  llama_memory_seq_pos_max: { args: ["ptr", "i32"], returns: "i32" },
   llama_state_get_size: { args: ["ptr"], returns: FFIType.u64_fast },
+  llama_state_seq_get_size_ext: { args: ["ptr", "i32", "u32"], returns: FFIType.u64_fast },
+  llama_state_seq_get_data_ext: { args: ["ptr", "ptr", "u64", "i32", "u32"], returns: FFIType.u64_fast },
+  llama_state_seq_set_data_ext: { args: ["ptr", "ptr", "u64", "i32", "u32"], returns: FFIType.u64_fast },
   llama_synchronize: { args: ["ptr"], returns: "void" },
   llama_vocab_n_tokens: { args: ["ptr"], returns: "i32" },
   llama_vocab_is_eog: { args: ["ptr", "i32"], returns: "bool" },
@@ -86,6 +94,10 @@ export interface LlamaSymbols {
   llama_model_n_head_kv(model: LlamaModelPtr): number;
   llama_model_size(model: LlamaModelPtr): number;
   llama_model_n_params(model: LlamaModelPtr): number;
+  /** Sliding-window size of the attention, 0 without SWA. */
+  llama_model_n_swa(model: LlamaModelPtr): number;
+  llama_model_is_recurrent(model: LlamaModelPtr): boolean;
+  llama_model_is_hybrid(model: LlamaModelPtr): boolean;
   /** Returns a `const char *` owned by the model, or null. */
   llama_model_chat_template(model: LlamaModelPtr, name: PtrArg): Pointer | null;
   llama_model_desc(model: LlamaModelPtr, buf: PtrArg, size: number): number;
@@ -96,8 +108,29 @@ export interface LlamaSymbols {
   llama_n_batch(ctx: LlamaContextPtr): number;
   llama_get_memory(ctx: LlamaContextPtr): LlamaMemoryPtr | null;
   llama_memory_clear(mem: LlamaMemoryPtr, data: boolean): void;
+  /** False when the memory cannot drop that range (recurrent state, say). */
   llama_memory_seq_rm(mem: LlamaMemoryPtr, seq: number, p0: number, p1: number): boolean;
+  /** Smallest position the sequence still holds (> 0 once a sliding window dropped the start), -1 empty. */
+  llama_memory_seq_pos_min(mem: LlamaMemoryPtr, seq: number): number;
+  llama_memory_seq_pos_max(mem: LlamaMemoryPtr, seq: number): number;
   llama_state_get_size(ctx: LlamaContextPtr): number;
+  llama_state_seq_get_size_ext(ctx: LlamaContextPtr, seq: number, flags: number): number;
+  /** Bytes written into `dst`, 0 on failure. */
+  llama_state_seq_get_data_ext(
+    ctx: LlamaContextPtr,
+    dst: PtrArg,
+    size: number,
+    seq: number,
+    flags: number,
+  ): number;
+  /** Bytes read from `src` into sequence `seq` (replacing what it held), 0 on failure. */
+  llama_state_seq_set_data_ext(
+    ctx: LlamaContextPtr,
+    src: PtrArg,
+    size: number,
+    seq: number,
+    flags: number,
+  ): number;
   llama_synchronize(ctx: LlamaContextPtr): void;
   llama_vocab_n_tokens(vocab: LlamaVocabPtr): number;
   llama_vocab_is_eog(vocab: LlamaVocabPtr, token: number): boolean;

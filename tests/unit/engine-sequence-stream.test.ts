@@ -1,7 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { SequenceStream } from "../../src/neuron/engine/sequence-stream.ts";
 
-const done = { type: "done", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 1 } } as const;
+const done = {
+  type: "done",
+  finishReason: "stop",
+  usage: { promptTokens: 1, completionTokens: 1, cachedTokens: 0 },
+} as const;
 
 describe("SequenceStream", () => {
   test("delivers events pushed before and after the reader pulls, then closes", async () => {

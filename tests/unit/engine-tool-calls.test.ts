@@ -70,7 +70,11 @@ async function run(
 ): Promise<GenerationEvent[]> {
   const events: GenerationEvent[] = [
     ...pieces.map((text) => ({ type: "text" as const, text })),
-    { type: "done", finishReason, usage: { promptTokens: 1, completionTokens: pieces.length } },
+    {
+      type: "done",
+      finishReason,
+      usage: { promptTokens: 1, completionTokens: pieces.length, cachedTokens: 0 },
+    },
   ];
   const source = new ReadableStream<GenerationEvent>({
     start(controller) {
@@ -113,7 +117,11 @@ describe("toolCallTransform", () => {
     const out = await run(["{not", " a call"]);
     expect(out).toEqual([
       { type: "text", text: "{not a call" },
-      { type: "done", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 2 } },
+      {
+        type: "done",
+        finishReason: "stop",
+        usage: { promptTokens: 1, completionTokens: 2, cachedTokens: 0 },
+      },
     ]);
   });
 
@@ -139,7 +147,11 @@ describe("toolCallTransform", () => {
       { type: "tool_call_start", id: "c_1", name: "get_time" },
       { type: "tool_call_delta", argumentsDelta: "{}" },
       { type: "tool_call_end" },
-      { type: "done", finishReason: "tool_calls", usage: { promptTokens: 1, completionTokens: 7 } },
+      {
+        type: "done",
+        finishReason: "tool_calls",
+        usage: { promptTokens: 1, completionTokens: 7, cachedTokens: 0 },
+      },
     ]);
   });
 
@@ -158,7 +170,11 @@ describe("toolCallTransform", () => {
     expect(out).toEqual([
       { type: "text", text: '{"name": "Ann", ' },
       { type: "text", text: '"age": 3}' },
-      { type: "done", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 2 } },
+      {
+        type: "done",
+        finishReason: "stop",
+        usage: { promptTokens: 1, completionTokens: 2, cachedTokens: 0 },
+      },
     ]);
   });
 });

@@ -2,13 +2,15 @@
  * Continuous batching for one model inside its device Worker: every active
  * sequence advances in the same llama_decode per step (one token each while
  * generating, prompt chunks while prefilling), new sequences join at the next
- * step, and finished or cancelled ones free their KV at once.
+ * step. A finished sequence's slot keeps its KV, so that the next prompt
+ * sharing its prefix prefills only the rest (slot-kv.ts).
  */
 import { ptr } from "bun:ffi";
 import { cString, type LlamaSamplerPtr } from "../../../ffi/llama-symbols.ts";
 import { CortexError, toCortexError } from "../../core/errors.ts";
 import { completionBudget } from "./context-budget.ts";
 import { BATCH_TOKENS, type NativeModel, type NativeRuntime } from "./native-runtime.ts";
+import type { SlotKv } from "./slot-kv.ts";
 import { TokenText } from "./token-text.ts";
 import type { FinishReason, GenerateParams, GenerationEvent, GrammarSpec } from "./types.ts";
 
@@ -21,8 +23,12 @@ interface Sequence {
   key: number;
   slot: number;
   prompt: Int32Array;
-  /** Prompt tokens already decoded. */
+  /** Prompt tokens already decoded (those reused from the slot's KV included). */
   prefilled: number;
+  /** Prompt tokens whose KV was reused instead of computed. */
+  reused: number;
+  /** Tokens sampled so far (the last one not yet decoded). */
+  sampled: number[];
   sampler: LlamaSamplerPtr;
   /** Grammar sampler kept beside the chain (shim_sample_constrained), or null. */
   grammar: LlamaSamplerPtr | null;
@@ -51,7 +57,7 @@ export class BatchScheduler {
   readonly #contextSize: number;
   readonly #emit: EventSink;
   readonly #stats: SchedulerStats;
-  readonly #freeSlots: number[];
+  readonly #slots: SlotKv;
   /** Submitted while every slot was busy; admitted as slots free up. */
   readonly #waiting: Array<{ key: number; params: GenerateParams }> = [];
   readonly #active = new Map<number, Sequence>();
@@ -70,7 +76,7 @@ export class BatchScheduler {
   constructor(
     rt: NativeRuntime,
     model: NativeModel,
-    opts: { contextSize: number; slots: number },
+    opts: { contextSize: number; slots: SlotKv },
     emit: EventSink,
     stats: SchedulerStats,
   ) {
@@ -79,12 +85,12 @@ export class BatchScheduler {
     this.#contextSize = opts.contextSize;
     this.#emit = emit;
     this.#stats = stats;
-    this.#freeSlots = Array.from({ length: opts.slots }, (_, i) => opts.slots - 1 - i);
+    this.#slots = opts.slots;
   }
 
   /** Whether a step would do anything (paused sequences wait for a resume message). */
   get busy(): boolean {
-    if (this.#waiting.length > 0 && this.#freeSlots.length > 0) return true;
+    if (this.#waiting.length > 0 && this.#slots.free > 0) return true;
     for (const seq of this.#active.values()) if (!seq.paused || seq.cancelled) return true;
     return false;
   }
@@ -114,7 +120,7 @@ export class BatchScheduler {
       this.#emit(key, {
         type: "done",
         finishReason: "stop",
-        usage: { promptTokens: 0, completionTokens: 0 },
+        usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 },
       });
       return;
     }
@@ -134,10 +140,11 @@ export class BatchScheduler {
     if (this.#active.size > 0)
       throw new CortexError("conflict", "cannot reset the KV cache while sequences run");
     this.#rt.llama.llama_memory_clear(this.#model.memory, true);
+    this.#slots.forgetAll();
   }
 
   #admit(): void {
-    while (this.#waiting.length > 0 && this.#freeSlots.length > 0) {
+    while (this.#waiting.length > 0 && this.#slots.free > 0) {
       const next = this.#waiting.shift()!;
       try {
         this.#start(next.key, next.params);
@@ -166,12 +173,14 @@ export class BatchScheduler {
       if (grammar) this.#rt.llama.llama_sampler_free(grammar);
       throw error;
     }
-    const slot = this.#freeSlots.pop()!;
+    const { slot, reused } = this.#slots.take(prompt);
     this.#active.set(key, {
       key,
       slot,
       prompt: prompt.slice(),
-      prefilled: 0,
+      prefilled: reused,
+      reused,
+      sampled: [],
       sampler,
       grammar,
       maxTokens,
@@ -309,6 +318,7 @@ export class BatchScheduler {
       : this.#rt.llama.llama_sampler_sample(seq.sampler, this.#model.ctx, index);
     this.#stats.tokensSampled++;
     seq.completion++;
+    seq.sampled.push(token);
     if (this.#rt.llama.llama_vocab_is_eog(this.#model.vocab, token)) {
       this.#finish(seq, "stop");
       return;
@@ -349,22 +359,33 @@ export class BatchScheduler {
     this.#release(seq, {
       type: "done",
       finishReason: reason,
-      usage: { promptTokens: seq.prompt.length, completionTokens: seq.completion },
+      usage: { promptTokens: seq.prompt.length, completionTokens: seq.completion, cachedTokens: seq.reused },
       ...(stopSequence === undefined ? {} : { stopSequence }),
     });
   }
 
   #release(seq: Sequence, last: GenerationEvent): void {
     this.#active.delete(seq.key);
-    this.#rt.llama.llama_memory_seq_rm(this.#model.memory, seq.slot, -1, -1);
+    if (last.type === "error") this.#slots.releaseCleared(seq.slot);
+    else this.#slots.release(seq.slot, heldTokens(seq));
     this.#rt.llama.llama_sampler_free(seq.sampler);
     if (seq.grammar) this.#rt.llama.llama_sampler_free(seq.grammar);
-    this.#freeSlots.push(seq.slot);
     this.#emit(seq.key, last);
   }
 
   /** Frees every sampler; the model itself is freed by its owner. */
   dispose(): void {
     this.failAll(new CortexError("unavailable", "the model was unloaded"));
+    this.#slots.dispose();
   }
+}
+
+/** The tokens whose KV a sequence's slot holds: the prompt decoded so far, then every sampled token but the last (never decoded). */
+function heldTokens(seq: Sequence): Int32Array {
+  if (seq.prefilled < seq.prompt.length || seq.sampled.length <= 1)
+    return seq.prompt.subarray(0, seq.prefilled);
+  const held = new Int32Array(seq.prompt.length + seq.sampled.length - 1);
+  held.set(seq.prompt);
+  held.set(seq.sampled.slice(0, -1), seq.prompt.length);
+  return held;
 }

@@ -13,6 +13,8 @@ import { answerRankCall, TpRankRuntime } from "../tp/rank-runtime.ts";
 import { BatchScheduler, DeviceFault, type SchedulerStats } from "./batch-scheduler.ts";
 import { toEngineError } from "./native-failure.ts";
 import { NativeModel, NativeRuntime } from "./native-runtime.ts";
+import type { PromptCache } from "./prompt-cache.ts";
+import { SlotKv } from "./slot-kv.ts";
 import type {
   GroupStepResult,
   Job,
@@ -44,6 +46,8 @@ const models = new Map<string, Loaded>();
 const sequenceModel = new Map<number, string>();
 const stats: SchedulerStats = { decodeCalls: 0, tokensDecoded: 0, tokensSampled: 0 };
 let tickScheduled = false;
+/** Host-memory prompt cache shared by this device's models (off until init sets a budget). */
+let promptCache: PromptCache | undefined;
 /** This device's place in a tensor-parallel group, if any. */
 const tp = new TpRankRuntime();
 
@@ -151,13 +155,8 @@ function runJob(job: Job): Results[JobType] {
         memoryBudgetBytes: job.memoryBudgetBytes,
         ...(job.splitDevices === undefined ? {} : { splitDevices: job.splitDevices }),
       });
-      const scheduler = new BatchScheduler(
-        rt,
-        native,
-        { contextSize: job.contextSize, slots: job.slots },
-        emit,
-        stats,
-      );
+      const slots = new SlotKv(rt, native, { modelId: job.modelId, slots: job.slots, cache: promptCache });
+      const scheduler = new BatchScheduler(rt, native, { contextSize: job.contextSize, slots }, emit, stats);
       models.set(job.modelId, { native, scheduler, driven: job.driven === true, reportedKv: 0 });
       return {
         trainedContextSize: native.trainedContextSize,

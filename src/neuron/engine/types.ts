@@ -10,6 +10,8 @@ export interface Usage {
   promptTokens: number;
   /** Tokens sampled for this request, the end-of-generation token included. */
   completionTokens: number;
+  /** Prompt tokens whose KV cache was reused from an earlier request (part of promptTokens, not computed again). */
+  cachedTokens: number;
 }
 
 /** An OpenAI-style tool call parsed from model output. */

@@ -1,0 +1,99 @@
+/**
+ * Builds llama.cpp's `llama-server` (and `llama-bench`) from the very source
+ * the installed prebuilt libllama was made from, once, into
+ * `.cache/llama-server/<version>/` (gitignored), and reuses it afterwards.
+ *
+ * The source ships as `llama/gitRelease.bundle` inside the npm package
+ * `node-llama-cpp` of the same version as `@node-llama-cpp/linux-x64`; the
+ * umbrella package is fetched with `npm pack` into a temporary folder and is
+ * never added to package.json or the lockfile.
+ *
+ *   bun bench/peers/build-llama-server.ts            # prints the binary's path
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+
+const ROOT = join(import.meta.dir, "..", "..");
+
+function prebuiltVersion(): string {
+  const manifest = join(ROOT, "node_modules", "@node-llama-cpp", "linux-x64", "package.json");
+  return z.object({ version: z.string() }).parse(JSON.parse(readFileSync(manifest, "utf8"))).version;
+}
+
+async function run(cmd: string[], cwd: string): Promise<void> {
+  const child = Bun.spawn(cmd, { cwd, stdout: "inherit", stderr: "inherit" });
+  if ((await child.exited) !== 0) throw new Error(`${cmd.join(" ")} (in ${cwd}) failed`);
+}
+
+export interface LlamaServerBuild {
+  server: string;
+  bench: string;
+  version: string;
+}
+
+/** Paths of the cached build for the installed version; builds it when missing. */
+export async function ensureLlamaServer(jobs = 2): Promise<LlamaServerBuild> {
+  const version = prebuiltVersion();
+  const dir = join(ROOT, ".cache", "llama-server", version);
+  const server = join(dir, "build", "bin", "llama-server");
+  const bench = join(dir, "build", "bin", "llama-bench");
+  if (existsSync(server) && existsSync(bench)) return { server, bench, version };
+
+  const src = join(dir, "src");
+  if (!existsSync(join(src, "CMakeLists.txt"))) {
+    const tmp = mkdtempSync(join(tmpdir(), "cortex-llama-src-"));
+    try {
+      await run(["npm", "pack", "--silent", `node-llama-cpp@${version}`], tmp);
+      await run(["tar", "xzf", `node-llama-cpp-${version}.tgz`, "package/llama/gitRelease.bundle"], tmp);
+      mkdirSync(dir, { recursive: true });
+      const cloned = join(tmp, "src");
+      await run(["git", "clone", "--quiet", join(tmp, "package", "llama", "gitRelease.bundle"), cloned], tmp);
+      rmSync(src, { recursive: true, force: true });
+      renameSync(cloned, src);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+  const build = join(dir, "build");
+  await run(
+    [
+      "cmake",
+      "-S",
+      src,
+      "-B",
+      build,
+      "-DCMAKE_BUILD_TYPE=Release",
+      "-DLLAMA_CURL=OFF",
+      "-DLLAMA_BUILD_TESTS=OFF",
+      "-DLLAMA_BUILD_EXAMPLES=OFF",
+      "-DLLAMA_BUILD_SERVER=ON",
+      "-DGGML_NATIVE=ON",
+    ],
+    dir,
+  );
+  await run(
+    [
+      "cmake",
+      "--build",
+      build,
+      "--config",
+      "Release",
+      "-j",
+      String(jobs),
+      "--target",
+      "llama-server",
+      "llama-bench",
+    ],
+    dir,
+  );
+  if (!existsSync(server) || !existsSync(bench))
+    throw new Error(`build finished without ${server} or ${bench}`);
+  return { server, bench, version };
+}
+
+if (import.meta.main) {
+  const built = await ensureLlamaServer();
+  console.log(built.server);
+}

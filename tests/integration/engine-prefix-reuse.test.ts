@@ -1,0 +1,123 @@
+/**
+ * Prefix reuse on the real libllama: a request that shares a prefix with what
+ * a slot's KV already holds prefills only the rest, reports the reused part as
+ * cached tokens, and answers byte for byte what a cold prefill answers. A
+ * random-weight model is used because its attention reads the KV cache (the
+ * tiny bigram model's output does not depend on it), so a stale or misplaced
+ * cell would change the text.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { ChatMessageInput } from "../../src/neuron/engine/chat-template.ts";
+import { DevicePool } from "../../src/neuron/engine/device-pool.ts";
+import type { GenerationEvent, Usage } from "../../src/neuron/engine/types.ts";
+import { writeRandomModel } from "../../src/neuron/gguf/random-model.ts";
+
+const TMP_DIR = "tests/.tmp/models";
+let pool: DevicePool;
+
+interface Answer {
+  text: string;
+  usage: Usage;
+}
+
+async function ask(model: string, messages: ChatMessageInput[]): Promise<Answer> {
+  const prompt = await pool.renderChat(model, { messages });
+  let text = "";
+  let usage: Usage | undefined;
+  for await (const event of pool.generate(model, {
+    prompt,
+    temperature: 0,
+    maxTokens: 16,
+  }) as AsyncIterable<GenerationEvent>) {
+    if (event.type === "text") text += event.text;
+    if (event.type === "done") usage = event.usage;
+    if (event.type === "error") throw new Error(event.error.message);
+  }
+  if (!usage) throw new Error("no usage");
+  return { text, usage };
+}
+
+/** The same request on a cleared KV cache: nothing to reuse. */
+async function cold(model: string, messages: ChatMessageInput[]): Promise<Answer> {
+  await pool.resetKv(model);
+  const answer = await ask(model, messages);
+  expect(answer.usage.cachedTokens).toBe(0);
+  return answer;
+}
+
+const SYSTEM_TEXT =
+  "You are a baker in a small town. The miller brings flour every morning and the children come for bread after school.";
+const SYSTEM: ChatMessageInput = { role: "system", content: SYSTEM_TEXT };
+const FIRST: ChatMessageInput = { role: "user", content: "Tell me about the baker and the miller." };
+
+beforeAll(async () => {
+  mkdirSync(TMP_DIR, { recursive: true });
+  const path = join(TMP_DIR, "prefix-random-8m.gguf");
+  await writeRandomModel(path, 8 * 2 ** 20, 11);
+  pool = await DevicePool.start({ threads: 1 });
+  await pool.load({ id: "rand", path, contextSize: 1024, slots: 2 });
+}, 60_000);
+
+afterAll(async () => {
+  await pool.close();
+});
+
+describe("prefix reuse of a slot's KV cache", () => {
+  test("an exact repeat reuses all but the last prompt token and answers the same", async () => {
+    const baseline = await cold("rand", [SYSTEM, FIRST]);
+    const again = await ask("rand", [SYSTEM, FIRST]);
+    expect(again.text).toBe(baseline.text);
+    expect(again.usage.promptTokens).toBe(baseline.usage.promptTokens);
+    expect(again.usage.cachedTokens).toBe(baseline.usage.promptTokens - 1);
+  });
+
+  test("an appended turn reuses the whole earlier turn and answers as a cold prefill does", async () => {
+    await pool.resetKv("rand");
+    const first = await ask("rand", [SYSTEM, FIRST]);
+    const turn2: ChatMessageInput[] = [
+      SYSTEM,
+      FIRST,
+      { role: "assistant", content: first.text },
+      { role: "user", content: "And the children?" },
+    ];
+    const warm = await ask("rand", turn2);
+    const baseline = await cold("rand", turn2);
+    expect(warm.text).toBe(baseline.text);
+    expect(warm.usage.promptTokens).toBe(baseline.usage.promptTokens);
+    expect(warm.usage.cachedTokens).toBeGreaterThanOrEqual(first.usage.promptTokens);
+    expect(warm.usage.cachedTokens).toBeLessThan(warm.usage.promptTokens);
+  });
+
+  test("an edit in an earlier message reuses only the part before the edit", async () => {
+    const edited: ChatMessageInput = {
+      ...SYSTEM,
+      content: SYSTEM_TEXT.replace("every morning", "every evening"),
+    };
+    const before = await pool.renderChat("rand", { messages: [SYSTEM, FIRST] });
+    const upToEdit = before.slice(0, before.indexOf("every morning"));
+    const editedTurn = [edited, FIRST];
+    const baseline = await cold("rand", editedTurn);
+
+    await pool.resetKv("rand");
+    await ask("rand", [SYSTEM, FIRST]);
+    const warm = await ask("rand", editedTurn);
+    expect(warm.text).toBe(baseline.text);
+    expect(warm.usage.cachedTokens).toBeGreaterThan(0);
+    expect(warm.usage.cachedTokens).toBeLessThanOrEqual(await pool.countTokens("rand", upToEdit));
+  });
+
+  test("two conversations on two slots each keep their own prefix", async () => {
+    await pool.resetKv("rand");
+    const other: ChatMessageInput[] = [{ role: "system", content: "You sell fish at the harbour." }, FIRST];
+    const a1 = await ask("rand", [SYSTEM, FIRST]);
+    const b1 = await ask("rand", other);
+    const a2 = await ask("rand", [SYSTEM, FIRST]);
+    const b2 = await ask("rand", other);
+    expect(a2.text).toBe(a1.text);
+    expect(b2.text).toBe(b1.text);
+    expect(a2.usage.cachedTokens).toBe(a1.usage.promptTokens - 1);
+    expect(b2.usage.cachedTokens).toBe(b1.usage.promptTokens - 1);
+  });
+});
