@@ -58,7 +58,11 @@ export function generationToCanonical(
           });
           controller.enqueue({
             type: "usage",
-            usage: { inputTokens: event.usage.promptTokens, outputTokens: event.usage.completionTokens },
+            usage: {
+              inputTokens: event.usage.promptTokens,
+              outputTokens: event.usage.completionTokens,
+              cachedInputTokens: event.usage.cachedTokens,
+            },
           });
           break;
         }

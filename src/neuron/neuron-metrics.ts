@@ -8,6 +8,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { DeviceInfo } from "../core/neuron-api.ts";
+import type { PrefixReuseStats } from "./engine/slot-kv.ts";
 import type { EngineObserver } from "./engine/types.ts";
 import type { TpCounters } from "./tp/step-watchdog.ts";
 
@@ -67,6 +68,18 @@ export function createNeuronMetrics(): NeuronMetrics {
   const promptTokens = new Counter({
     name: "cortex_neuron_prompt_tokens_total",
     help: "Prompt tokens of finished requests",
+    labelNames: ["model"],
+    registers,
+  });
+  const promptComputed = new Counter({
+    name: "cortex_neuron_prompt_tokens_computed_total",
+    help: "Prompt tokens of finished requests that were prefilled (not reused from a KV cache)",
+    labelNames: ["model"],
+    registers,
+  });
+  const promptReused = new Counter({
+    name: "cortex_neuron_prompt_tokens_reused_total",
+    help: "Prompt tokens of finished requests whose KV was reused from a slot or the host-memory prompt cache (usage cached tokens)",
     labelNames: ["model"],
     registers,
   });
@@ -155,6 +168,70 @@ export function createNeuronMetrics(): NeuronMetrics {
     },
   });
 
+  /** Latest prefix-reuse figures per model, cumulative since its load; read at scrape time for loaded models only. */
+  const prefix = new Map<string, PrefixReuseStats>();
+  const eachPrefix = (read: (stats: PrefixReuseStats) => number | undefined) => {
+    const out: Array<[string, number]> = [];
+    for (const m of source?.models() ?? []) {
+      const stats = prefix.get(m.id);
+      const value = stats === undefined ? undefined : read(stats);
+      if (value !== undefined) out.push([m.id, value]);
+    }
+    return out;
+  };
+  const prefixMetric = (
+    Kind: typeof Counter | typeof Gauge,
+    name: string,
+    help: string,
+    read: (stats: PrefixReuseStats) => number | undefined,
+  ) =>
+    new Kind({
+      name,
+      help,
+      labelNames: ["model"],
+      registers,
+      collect(this: Counter | Gauge) {
+        this.reset();
+        for (const [model, value] of eachPrefix(read)) this.inc({ model }, value);
+      },
+    });
+  prefixMetric(
+    Counter,
+    "cortex_neuron_prefix_reuse_fallbacks_total",
+    "Requests that shared a prefix with a slot but prefilled it all: the model's memory cannot be cut there (recurrent, hybrid, or a sliding window past the start)",
+    (s) => s.fallbacks,
+  );
+  prefixMetric(
+    Gauge,
+    "cortex_neuron_prompt_cache_bytes",
+    "Bytes of saved sequence states in the host-memory prompt cache",
+    (s) => s.hostCache?.bytes,
+  );
+  prefixMetric(
+    Gauge,
+    "cortex_neuron_prompt_cache_entries",
+    "Saved sequence states in the host-memory prompt cache",
+    (s) => s.hostCache?.entries,
+  );
+  prefixMetric(
+    Counter,
+    "cortex_neuron_prompt_cache_hits_total",
+    "Requests that restored a saved state from the host-memory prompt cache into their slot",
+    (s) => s.hostCache?.hits,
+  );
+  prefixMetric(
+    Counter,
+    "cortex_neuron_prompt_cache_misses_total",
+    "Requests whose slot did not hold their prompt and the host-memory prompt cache had nothing better",
+    (s) => s.hostCache?.misses,
+  );
+  prefixMetric(
+    Counter,
+    "cortex_neuron_prompt_cache_evictions_total",
+    "Saved states dropped to keep the host-memory prompt cache within neuron.prompt_cache_bytes",
+    (s) => s.hostCache?.evictions,
+  );
+
   const tp = (name: keyof TpCounters) => source?.tpCounters[name] ?? 0;
   /** A counter that mirrors one of the watchdog's plain counters at scrape time. */
   const mirror = (name: string, help: string, read: () => number) =>
@@ -210,7 +287,12 @@ export function createNeuronMetrics(): NeuronMetrics {
       const labels = { model: modelId };
       generated.inc(labels, usage.completionTokens);
       promptTokens.inc(labels, usage.promptTokens);
+      promptComputed.inc(labels, usage.promptTokens - usage.cachedTokens);
+      promptReused.inc(labels, usage.cachedTokens);
       finished.inc(labels);
+    },
+    prefixReuse(modelId, stats) {
+      prefix.set(modelId, stats);
     },
     modelLoaded(modelId, ms) {
       loadSeconds.observe({ model: modelId }, ms / 1000);

@@ -117,11 +117,22 @@ describe("messages", () => {
     expect(textOf(streamed)).toBe(textOf(cut));
   });
 
-  test("countTokens equals usage.input_tokens of the same request", async () => {
+  test("countTokens equals the prompt of the same request: usage's input_tokens plus its cache reads", async () => {
     const counted = await client.messages.countTokens({ model: TINY_ID, system, messages });
     const real = await client.messages.create({ model: TINY_ID, system, messages, max_tokens: 4 });
     expect(counted.input_tokens).toBeGreaterThan(0);
-    expect(counted.input_tokens).toBe(real.usage.input_tokens);
+    expect(real.usage.cache_creation_input_tokens).toBe(0);
+    expect(counted.input_tokens).toBe(real.usage.input_tokens + (real.usage.cache_read_input_tokens ?? 0));
+  });
+
+  test("a repeated request reads its prefix from the cache, and input_tokens counts only the rest", async () => {
+    const request = { model: TINY_ID, system: `${system} Repeat.`, messages, max_tokens: 4 };
+    const counted = await client.messages.countTokens({ model: TINY_ID, system: request.system, messages });
+    await client.messages.create(request);
+    const again = await client.messages.create(request);
+    expect(again.usage.cache_read_input_tokens).toBe(counted.input_tokens - 1);
+    expect(again.usage.input_tokens).toBe(1);
+    expect(again.usage.cache_creation_input_tokens).toBe(0);
   });
 });
 

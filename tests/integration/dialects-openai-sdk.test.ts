@@ -90,6 +90,38 @@ describe("chat.completions", () => {
     expect(finish).toBe(choice?.finish_reason ?? "");
     expect(usage?.prompt_tokens).toBe(whole.usage?.prompt_tokens ?? -1);
     expect(usage?.completion_tokens).toBe(whole.usage?.completion_tokens ?? -1);
+    // The same prompt again: its KV is reused up to the last token, streamed or not.
+    expect(usage?.prompt_tokens_details?.cached_tokens).toBe((whole.usage?.prompt_tokens ?? 0) - 1);
+  });
+
+  test("usage.prompt_tokens_details.cached_tokens counts the prefix shared with the previous turn", async () => {
+    const turn1: OpenAI.Chat.ChatCompletionMessageParam[] = [
+      { role: "system", content: "You are terse. Turn test." },
+      { role: "user", content: "Tell me about the mill." },
+    ];
+    const first = await client.chat.completions.create({
+      model: TINY_ID,
+      messages: turn1,
+      temperature: 0,
+      max_tokens: 20,
+    });
+    const turn2: OpenAI.Chat.ChatCompletionMessageParam[] = [
+      ...turn1,
+      { role: "assistant", content: first.choices[0]?.message.content ?? "" },
+      { role: "user", content: "And the river?" },
+    ];
+    const second = await client.chat.completions.create({
+      model: TINY_ID,
+      messages: turn2,
+      temperature: 0,
+      max_tokens: 20,
+    });
+    expect(second.usage?.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(
+      first.usage?.prompt_tokens ?? -1,
+    );
+    expect(second.usage?.prompt_tokens_details?.cached_tokens).toBeLessThan(
+      second.usage?.prompt_tokens ?? -1,
+    );
   });
 
   test("the stream helper's final completion matches too", async () => {

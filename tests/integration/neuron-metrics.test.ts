@@ -38,7 +38,10 @@ async function scrape(): Promise<Map<string, number>> {
 
 const value = (samples: Map<string, number>, key: string) => samples.get(key) ?? 0;
 
-async function complete(model: string, maxTokens: number): Promise<{ prompt: number; completion: number }> {
+async function complete(
+  model: string,
+  maxTokens: number,
+): Promise<{ prompt: number; completion: number; cached: number }> {
   const response = await api("/v1/chat/completions", {
     model,
     messages: [{ role: "user", content: "Tell me about the garden." }],
@@ -48,9 +51,17 @@ async function complete(model: string, maxTokens: number): Promise<{ prompt: num
   });
   expect(response.status).toBe(200);
   const { usage } = (await response.json()) as {
-    usage: { prompt_tokens: number; completion_tokens: number };
+    usage: {
+      prompt_tokens: number;
+      completion_tokens: number;
+      prompt_tokens_details: { cached_tokens: number };
+    };
   };
-  return { prompt: usage.prompt_tokens, completion: usage.completion_tokens };
+  return {
+    prompt: usage.prompt_tokens,
+    completion: usage.completion_tokens,
+    cached: usage.prompt_tokens_details.cached_tokens,
+  };
 }
 
 beforeAll(async () => {
@@ -92,11 +103,23 @@ describe("neuron /metrics", () => {
     }
 
     const seen = { "tiny-tp": 0, tiny: 0 };
+    const prompt = { "tiny-tp": { computed: 0, reused: 0 }, tiny: { computed: 0, reused: 0 } };
+    const count = (
+      model: keyof typeof seen,
+      usage: { prompt: number; completion: number; cached: number },
+    ) => {
+      seen[model] += usage.completion;
+      prompt[model].computed += usage.prompt - usage.cached;
+      prompt[model].reused += usage.cached;
+    };
     // Two requests on the group: steps 1–2 and 3–4 (each: prefill + first token, then one more).
     for (const model of ["tiny-tp", "tiny-tp", "tiny", "tiny"] as const)
-      seen[model] += (await complete(model, 2)).completion;
+      count(model, await complete(model, 2));
     const [a, b] = await Promise.all([complete("tiny", 3), complete("tiny", 4)]);
-    seen.tiny += a.completion + b.completion;
+    count("tiny", a);
+    count("tiny", b);
+    // The same prompt again and again: every repeat reuses its prefix.
+    expect(prompt.tiny.reused).toBeGreaterThan(0);
     // KV use is reported by the step after a sequence's last token, a message behind its `done`: wait for it.
     await neuron.pool.untilModels(() => neuron.pool.kvUsage().every((m) => m.usedTokens === 0));
     const after = await scrape();
@@ -104,6 +127,11 @@ describe("neuron /metrics", () => {
     for (const model of ["tiny-tp", "tiny"] as const) {
       const delta = (key: string) => value(after, key) - value(before, key);
       expect(delta(`cortex_neuron_tokens_generated_total{model="${model}"}`)).toBe(seen[model]);
+      expect(delta(`cortex_neuron_prompt_tokens_computed_total{model="${model}"}`)).toBe(
+        prompt[model].computed,
+      );
+      expect(delta(`cortex_neuron_prompt_tokens_reused_total{model="${model}"}`)).toBe(prompt[model].reused);
+      expect(value(after, `cortex_neuron_prefix_reuse_fallbacks_total{model="${model}"}`)).toBe(0);
       expect(delta(`cortex_neuron_sequences_finished_total{model="${model}"}`)).toBe(
         model === "tiny" ? 4 : 2,
       );

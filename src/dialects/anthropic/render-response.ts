@@ -12,6 +12,7 @@ export interface AnthropicUsage {
   input_tokens: number;
   output_tokens: number;
   cache_read_input_tokens?: number;
+  cache_creation_input_tokens?: number;
 }
 
 export interface AnthropicMessage {
@@ -32,13 +33,18 @@ export interface AnthropicRenderOptions {
   model?: string;
 }
 
-/** Anthropic counts cached prompt tokens apart from `input_tokens`; the three add up to the prompt. */
+/**
+ * Anthropic counts cached prompt tokens apart from `input_tokens`; the three
+ * add up to the prompt. Prefix reuse reads a cache nobody asked to write, so
+ * nothing is ever counted as cache creation.
+ */
 export function renderAnthropicUsage(usage: CanonicalUsage): AnthropicUsage {
   if (usage.cachedInputTokens === undefined)
     return { input_tokens: usage.inputTokens, output_tokens: usage.outputTokens };
   return {
     input_tokens: Math.max(0, usage.inputTokens - usage.cachedInputTokens),
     output_tokens: usage.outputTokens,
+    cache_creation_input_tokens: 0,
     cache_read_input_tokens: usage.cachedInputTokens,
   };
 }

@@ -12,6 +12,7 @@ import { startWorker } from "../../core/worker-thread.ts";
 import type { ModelEntry } from "./model-registry.ts";
 import type { JobMap, JobType, MainToWorker, StepStats, WorkerInit, WorkerToMain } from "./protocol.ts";
 import type { SequenceStream } from "./sequence-stream.ts";
+import type { PrefixReuseStats } from "./slot-kv.ts";
 import type { GenerationEvent } from "./types.ts";
 
 export interface DeviceSpec {
@@ -35,6 +36,8 @@ export interface DeviceEvents {
   /** A sequence's event; `final` when it was its last (done or error), already removed from `sequences`. */
   sequenceEvent(device: DeviceHandle, active: ActiveSequence, event: GenerationEvent, final: boolean): void;
   step(device: DeviceHandle, stats: StepStats): void;
+  /** A model's prefix-reuse figures changed. */
+  prefixStats(modelId: string, stats: PrefixReuseStats): void;
   /** A native failure, a crash, or an exit nobody asked for. */
   fault(device: DeviceHandle, reason: string): void;
 }
@@ -118,6 +121,9 @@ export class DeviceHandle {
           return;
         case "step":
           events.step(this, message);
+          return;
+        case "prefix-stats":
+          events.prefixStats(message.modelId, message.stats);
           return;
         default: {
           const unknown: never = message;

@@ -188,6 +188,8 @@ export class DevicePool {
         if (final) this.#sequences.ended(active.model);
       },
       step: (_device, stats) => this.#recordStep(this.#registry.get(stats.modelId), stats, false),
+      prefixStats: (modelId, stats) =>
+        this.#observe(() => this.#options.observer?.prefixReuse?.(modelId, stats)),
       fault: (faulty, reason) => this.#poison(faulty, reason),
     });
     this.#devices.set(spec.id, device);

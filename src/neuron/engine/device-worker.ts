@@ -14,7 +14,6 @@ import { BatchScheduler, DeviceFault, type SchedulerStats } from "./batch-schedu
 import { toEngineError } from "./native-failure.ts";
 import { NativeModel, NativeRuntime } from "./native-runtime.ts";
 import type { PromptCache } from "./prompt-cache.ts";
-import { SlotKv } from "./slot-kv.ts";
 import type {
   GroupStepResult,
   Job,
@@ -25,6 +24,7 @@ import type {
   WorkerInit,
   WorkerToMain,
 } from "./protocol.ts";
+import { SlotKv } from "./slot-kv.ts";
 import type { GenerationEvent } from "./types.ts";
 
 declare const self: Worker;
@@ -36,6 +36,9 @@ interface Loaded {
   driven: boolean;
   /** KV use last reported, so an unchanged idle model sends nothing. */
   reportedKv: number;
+  slots: SlotKv;
+  /** Prefix-reuse figures last reported (JSON), sent again only when they change. */
+  reportedPrefix: string;
 }
 
 let init: WorkerInit | undefined;
@@ -95,6 +98,12 @@ function timedStep(modelId: string, loaded: Loaded, run: (step: () => boolean) =
 }
 
 function reportStep(loaded: Loaded, stats: StepStats): void {
+  const prefix = loaded.slots.stats;
+  const prefixJson = JSON.stringify(prefix);
+  if (prefixJson !== loaded.reportedPrefix) {
+    loaded.reportedPrefix = prefixJson;
+    send({ type: "prefix-stats", modelId: stats.modelId, stats: prefix });
+  }
   if (stats.tokens === 0 && stats.kvTokens === loaded.reportedKv) return;
   loaded.reportedKv = stats.kvTokens;
   const { modelId, batchSize, tokens, kvTokens, ms } = stats;
@@ -157,7 +166,14 @@ function runJob(job: Job): Results[JobType] {
       });
       const slots = new SlotKv(rt, native, { modelId: job.modelId, slots: job.slots, cache: promptCache });
       const scheduler = new BatchScheduler(rt, native, { contextSize: job.contextSize, slots }, emit, stats);
-      models.set(job.modelId, { native, scheduler, driven: job.driven === true, reportedKv: 0 });
+      models.set(job.modelId, {
+        native,
+        scheduler,
+        driven: job.driven === true,
+        reportedKv: 0,
+        slots,
+        reportedPrefix: "",
+      });
       return {
         trainedContextSize: native.trainedContextSize,
         chatTemplate: native.chatTemplate,

@@ -7,6 +7,7 @@
 import type { ShimAddresses } from "../../../ffi/shim.ts";
 import type { WireError } from "../../core/errors.ts";
 import type { TpRankCall } from "../tp/rank-client.ts";
+import type { PrefixReuseStats } from "./slot-kv.ts";
 import type { GenerateParams, GenerationEvent, StepObservation } from "./types.ts";
 
 export interface WorkerInit {
@@ -120,4 +121,6 @@ export type WorkerToMain =
   /** A native failure: the device is poisoned until recycled. */
   | { type: "fault"; reason: string }
   /** After a self-driven step that decoded something or changed the KV use. */
-  | ({ type: "step" } & StepStats);
+  | ({ type: "step" } & StepStats)
+  /** A model's prefix-reuse figures changed (cumulative since its load). */
+  | { type: "prefix-stats"; modelId: string; stats: PrefixReuseStats };

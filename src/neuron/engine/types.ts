@@ -3,6 +3,7 @@
  * is plain data: it crosses the Worker boundary by structured clone.
  */
 import type { WireError } from "../../core/errors.ts";
+import type { PrefixReuseStats } from "./slot-kv.ts";
 
 export type FinishReason = "stop" | "length" | "tool_calls";
 
@@ -139,6 +140,8 @@ export interface StepObservation {
 
 /** Hooks the engine calls as work happens (the neuron's metrics); each must be cheap and never throw. */
 export interface EngineObserver {
+  /** A model's prefix-reuse figures (cumulative since its load) changed. */
+  prefixReuse?(modelId: string, stats: PrefixReuseStats): void;
   step?(step: StepObservation): void;
   /** A sequence ended normally; `usage` is what its client was told. */
   sequenceDone?(modelId: string, usage: Usage): void;

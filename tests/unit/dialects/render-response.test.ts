@@ -31,7 +31,12 @@ describe("non-streamed rendering", () => {
       ],
       stop_reason: "tool_use",
       stop_sequence: null,
-      usage: { input_tokens: 40, output_tokens: 20, cache_read_input_tokens: 60 },
+      usage: {
+        input_tokens: 40,
+        output_tokens: 20,
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: 60,
+      },
     });
   });
 
