@@ -101,6 +101,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     ...(config.memory_limit === undefined ? {} : { memoryLimitBytes: config.memory_limit }),
     ...(config.threads > 0 ? { threads: config.threads } : {}),
     cpuDevices: config.cpu_devices,
+    promptCacheBytes: config.prompt_cache_bytes,
     faultInjection: engineFaults,
     faultSpec: faults.spec,
     tpTimings: {

@@ -56,8 +56,9 @@ beforeAll(async () => {
   mkdirSync(TMP_DIR, { recursive: true });
   const path = join(TMP_DIR, "prefix-random-8m.gguf");
   await writeRandomModel(path, 8 * 2 ** 20, 11);
-  pool = await DevicePool.start({ threads: 1 });
+  pool = await DevicePool.start({ threads: 1, promptCacheBytes: 64 * 2 ** 20 });
   await pool.load({ id: "rand", path, contextSize: 1024, slots: 2 });
+  await pool.load({ id: "rand-1", path, contextSize: 1024, slots: 1 });
 }, 60_000);
 
 afterAll(async () => {
@@ -119,5 +120,32 @@ describe("prefix reuse of a slot's KV cache", () => {
     expect(b2.text).toBe(b1.text);
     expect(a2.usage.cachedTokens).toBe(a1.usage.promptTokens - 1);
     expect(b2.usage.cachedTokens).toBe(b1.usage.promptTokens - 1);
+  });
+});
+
+describe("the host-memory prompt cache", () => {
+  test("a conversation whose only slot another one took comes back from host memory, answering the same", async () => {
+    const other: ChatMessageInput[] = [{ role: "system", content: "You sell fish at the harbour." }, FIRST];
+    const turn1 = [SYSTEM, FIRST];
+    const a1 = await cold("rand-1", turn1);
+    const turn2: ChatMessageInput[] = [
+      ...turn1,
+      { role: "assistant", content: a1.text },
+      { role: "user", content: "And the children?" },
+    ];
+    const baseline = await cold("rand-1", turn2);
+
+    await pool.resetKv("rand-1");
+    await ask("rand-1", turn1);
+    const b = await ask("rand-1", other);
+    expect(b.usage.cachedTokens).toBeLessThan(b.usage.promptTokens / 4);
+    // The slot now holds the other conversation; the first one's state was saved before it was overwritten.
+    const a2 = await ask("rand-1", turn2);
+    expect(a2.text).toBe(baseline.text);
+    expect(a2.usage.cachedTokens).toBeGreaterThanOrEqual(a1.usage.promptTokens);
+    // And the other conversation in turn was saved when the first one came back.
+    const b2 = await ask("rand-1", other);
+    expect(b2.text).toBe(b.text);
+    expect(b2.usage.cachedTokens).toBe(b.usage.promptTokens - 1);
   });
 });

@@ -92,6 +92,18 @@ affinity = ["beast"]
     ]);
   });
 
+  test("neuron.prompt_cache_bytes: 2 GiB unless set, sizes or 0 to turn it off, errors name the key", () => {
+    expect(loadConfig({ path: writeConfig(""), env: {} }).file.neuron.prompt_cache_bytes).toBe(2 * 1024 ** 3);
+    const off = writeConfig(`[neuron]\nprompt_cache_bytes = 0\n`);
+    expect(loadConfig({ path: off, env: {} }).file.neuron.prompt_cache_bytes).toBe(0);
+    const half = writeConfig(`[neuron]\nprompt_cache_bytes = "512MiB"\n`);
+    expect(loadConfig({ path: half, env: {} }).file.neuron.prompt_cache_bytes).toBe(512 * 1024 ** 2);
+    const bad = writeConfig(`[neuron]\nprompt_cache_bytes = "lots"\n`);
+    expect(problemsOf(() => loadConfig({ path: bad, env: {} }))[0]).toStartWith(
+      "cortex.toml: neuron.prompt_cache_bytes: ",
+    );
+  });
+
   test("invalid TOML reports line and column", () => {
     const path = writeConfig(`[gateway]\nlisten = \n`);
     const [problem] = problemsOf(() => loadConfig({ path, env: {} }));

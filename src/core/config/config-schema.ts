@@ -100,6 +100,9 @@ export const ModelProfile = z.strictObject({
 });
 export type ModelProfile = z.infer<typeof ModelProfile>;
 
+/** `neuron.prompt_cache_bytes` unless set: 2 GiB of host memory per device for saved prompt states. */
+export const DEFAULT_PROMPT_CACHE_BYTES = 2 * 2 ** 30;
+
 export const NeuronSection = z.strictObject({
   listen: Listen.default("0.0.0.0:13131"),
   models_dir: z.string().optional(),
@@ -115,6 +118,8 @@ export const NeuronSection = z.strictObject({
   threads: z.number().int().nonnegative().default(0),
   /** CPU mode: how many CPU devices (`cpu-0` …) to expose, each its own Worker (tensor-parallel groups on CPU). */
   cpu_devices: z.number().int().positive().max(64).default(1),
+  /** Host memory for saved prompt states (per device Worker, shared by its models); 0 = off. */
+  prompt_cache_bytes: Size.default(DEFAULT_PROMPT_CACHE_BYTES),
 });
 
 export type NeuronSection = z.infer<typeof NeuronSection>;

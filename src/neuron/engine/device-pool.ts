@@ -87,6 +87,8 @@ export interface DevicePoolOptions {
   tpLogger?: TpLogger;
   /** Metrics hooks. */
   observer?: EngineObserver;
+  /** Host-memory prompt cache per device Worker (prompt-cache.ts); default 0 = off. */
+  promptCacheBytes?: number;
 }
 
 const DEFAULT_CONTEXT = 4096;
@@ -201,6 +203,7 @@ export class DevicePool {
       abortFlag: device.abortFlag,
       logLevel: this.#options.ggmlLogLevel ?? 3,
       faultInjection: this.#options.faultInjection ?? false,
+      promptCacheBytes: this.#options.promptCacheBytes ?? 0,
       threads: this.#options.threads ?? (spec.kind === "cpu" ? this.#cpuThreads() : 2),
     };
     return oneBindingAtATime(() => device.init(init));

@@ -13,7 +13,7 @@ import { answerRankCall, TpRankRuntime } from "../tp/rank-runtime.ts";
 import { BatchScheduler, DeviceFault, type SchedulerStats } from "./batch-scheduler.ts";
 import { toEngineError } from "./native-failure.ts";
 import { NativeModel, NativeRuntime } from "./native-runtime.ts";
-import type { PromptCache } from "./prompt-cache.ts";
+import { PromptCache } from "./prompt-cache.ts";
 import type {
   GroupStepResult,
   Job,
@@ -314,6 +314,7 @@ function onMessage(message: MainToWorker): void {
       init = message.init;
       try {
         runtime = NativeRuntime.open(init);
+        promptCache = init.promptCacheBytes > 0 ? new PromptCache(init.promptCacheBytes) : undefined;
         send({ type: "ready", systemInfo: runtime.systemInfo, threadId: currentThreadId() });
       } catch (error) {
         send({ type: "init-failed", error: toEngineError(error).toWire() });

@@ -95,9 +95,14 @@ export class PromptCache {
     this.#count(model).misses++;
   }
 
+  /** Drops every entry of a model (its KV cache was reset). */
+  clear(model: string): void {
+    for (const entry of this.#entries) if (entry.model === model) this.#delete(entry);
+  }
+
   /** Drops every entry and counter of an unloaded model. */
   dropModel(model: string): void {
-    for (const entry of this.#entries) if (entry.model === model) this.#delete(entry);
+    this.clear(model);
     this.#counters.delete(model);
   }
 

@@ -24,6 +24,8 @@ export interface WorkerInit {
   abortFlag: SharedArrayBuffer;
   /** Allows `inject-fault` jobs. */
   faultInjection: boolean;
+  /** Budget of the host-memory prompt cache shared by this device's models; 0 = off. */
+  promptCacheBytes: number;
   threads: number;
 }
 

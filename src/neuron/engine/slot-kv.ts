@@ -107,9 +107,10 @@ export class SlotKv {
     this.#prefixes.release(slot, this.#prefixes.held(slot).subarray(0, 0));
   }
 
-  /** The whole KV cache was cleared. */
+  /** The whole KV cache was cleared: nothing is left to reuse, saved states included. */
   forgetAll(): void {
     this.#prefixes.forgetAll();
+    this.#cache?.clear(this.#modelId);
   }
 
   /** The model goes: its saved states go with it. */
