@@ -19,6 +19,7 @@ import {
 } from "./metrics/stream-observer.ts";
 import { observeParts, type PartSource } from "./part-source.ts";
 import type { Routed } from "./routing/failover.ts";
+import { prefixChain } from "./routing/prefix-chain.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
 import { callNeuronRelay, observeRelay, relayBody } from "./sse-relay.ts";
 import { callNeuronChat, callNeuronCompletion, type UpstreamCall } from "./upstream-call.ts";
@@ -53,7 +54,8 @@ export interface ChatCompletion {
 }
 
 export interface ChatPipelineDeps {
-  routing: Pick<RoutingServices, "loader" | "admission" | "route" | "fleet">;
+  routing: Pick<RoutingServices, "loader" | "admission" | "route" | "fleet"> &
+    Partial<Pick<RoutingServices, "cacheAffinity">>;
   metrics: GatewayMetrics | undefined;
   /** gateway.request_timeout_s, as ms: bounds waiting for a load. */
   requestTimeoutMs?: number;
@@ -206,6 +208,7 @@ async function routeChat<T, R>(
       {
         signal: ctx.signal,
         deadline: deps.requestTimeoutMs === undefined ? undefined : Date.now() + deps.requestTimeoutMs,
+        prefix: routing.cacheAffinity === true ? prefixChain(request, model) : undefined,
       },
     );
     // route() asks the loader synchronously, so a load this request must wait for is under

@@ -211,6 +211,8 @@ describe("placement", () => {
         busy: await servedCount(urls[busy], "alpha"),
         idle: await servedCount(urls[idle], "alpha"),
       };
+      // Another conversation: no node has served its prefix.
+      const other = { messages: [{ role: "user", content: "Tell me about the river." }] };
       for (let i = 0; i < 3; i++) {
         // The gateway counts a request in flight until its answer is written: route the next one once
         // it sees the idle copy free again (on a busy machine that bookkeeping can trail the client).
@@ -219,12 +221,49 @@ describe("placement", () => {
             (node) => node.name === idle && node.loaded.some((m) => m.id === "alpha" && m.inFlight === 0),
           ),
         );
-        const response = await chat(gateway.url, "alpha");
+        const response = await chat(gateway.url, "alpha", { extra: other });
         expect(response.status).toBe(200);
         await response.text();
       }
       expect((await servedCount(urls[idle], "alpha")) - servedBefore.idle).toBe(3);
       expect((await servedCount(urls[busy], "alpha")) - servedBefore.busy).toBe(0);
+    } finally {
+      await held.release();
+    }
+  });
+
+  test("a conversation's next turn goes back to the node that served it while that node is at most routing.cache_affinity_max_imbalance busier", async () => {
+    const load = async (node: string) => {
+      const response = await fetch(`${gateway.url}/admin/models/load`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "alpha", node }),
+      });
+      expect(response.status).toBe(200);
+    };
+    const urls = { n1: fleet.neuron("n1").url, n2: fleet.neuron("n2").url };
+    const turn1 = [{ role: "user", content: "Tell me about the mill." }];
+    // Turn 1 on n1, the only copy; then another conversation keeps n1 busier than n2 will be.
+    await load("n1");
+    expect((await chat(gateway.url, "alpha", { extra: { messages: turn1 } })).status).toBe(200);
+    const held = await holdStream(gateway.url, "alpha", noEnd);
+    try {
+      await load("n2");
+      const before = { n1: await servedCount(urls.n1, "alpha"), n2: await servedCount(urls.n2, "alpha") };
+      const turn2 = [
+        ...turn1,
+        { role: "assistant", content: "The mill is old." },
+        { role: "user", content: "And the river?" },
+      ];
+      const response = await chat(gateway.url, "alpha", { extra: { messages: turn2 } });
+      expect(response.status).toBe(200);
+      const { usage } = (await response.json()) as {
+        usage: { prompt_tokens_details: { cached_tokens: number } };
+      };
+      expect((await servedCount(urls.n1, "alpha")) - before.n1).toBe(1);
+      expect((await servedCount(urls.n2, "alpha")) - before.n2).toBe(0);
+      // n1 still held turn 1's prompt in a slot.
+      expect(usage.prompt_tokens_details.cached_tokens).toBeGreaterThan(0);
     } finally {
       await held.release();
     }

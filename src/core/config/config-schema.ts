@@ -61,6 +61,16 @@ export const GatewaySection = z.strictObject({
   context_overflow: z.enum(["clamp", "error"]).default("clamp"),
 });
 
+/** How the gateway picks among nodes that have a model loaded. */
+export const RoutingSection = z.strictObject({
+  /** Send a request to the node that served its prompt prefix lately (its KV cache likely holds it). */
+  cache_affinity: z.boolean().default(true),
+  /** The preferred node may have at most this many more requests in flight and queued than the least busy one. */
+  cache_affinity_max_imbalance: z.number().int().nonnegative().default(4),
+  /** Prefix-chain links remembered per node (one per message of each request served). */
+  cache_affinity_entries: z.number().int().positive().default(65536),
+});
+
 export const EvictionSection = z.strictObject({
   strategy: z.enum(["lru", "priority"]).default("lru"),
   idle_ttl_s: z.number().nonnegative().default(0),
@@ -133,6 +143,7 @@ export const ConfigFile = z.strictObject({
   gateway: GatewaySection.default(GatewaySection.parse({})),
   eviction: EvictionSection.default(EvictionSection.parse({})),
   responses: ResponsesSection.default(ResponsesSection.parse({})),
+  routing: RoutingSection.default(RoutingSection.parse({})),
   neurons: z.array(NeuronRef).default([]),
   models: z.array(ModelProfile).default([]),
   neuron: NeuronSection.default(NeuronSection.parse({})),

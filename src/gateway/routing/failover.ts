@@ -22,6 +22,8 @@ import { logger } from "../../core/logger.ts";
 import type { Fleet } from "../fleet/fleet.ts";
 import { classifyNeuronError, type NeuronApi, type UpstreamTarget } from "../neuron-client.ts";
 import type { ModelLoader } from "./model-loader.ts";
+import type { PrefixAffinity } from "./prefix-affinity.ts";
+import type { PrefixChain } from "./prefix-chain.ts";
 
 export interface RouteTarget {
   node: string;
@@ -50,6 +52,14 @@ export interface RouteOptions {
   deadline?: number | undefined;
   /** Nodes to try at most. Default 3. */
   maxAttempts?: number | undefined;
+  /** The request's prefix chain, for cache-aware routing (prefix-chain.ts). */
+  prefix?: PrefixChain | undefined;
+}
+
+/** Cache-aware routing: what each node served, and how much busier than the least busy a preferred node may be. */
+export interface CacheAffinity {
+  served: PrefixAffinity;
+  maxImbalance: number;
 }
 
 /** Whether a failure before the first byte is worth another node. */
@@ -66,12 +76,18 @@ function isStaleCopy(error: CortexError, node: string): boolean {
 }
 
 export async function routeWithFailover<T>(
-  services: { fleet: Fleet; loader: ModelLoader },
+  services: { fleet: Fleet; loader: ModelLoader; affinity?: CacheAffinity | undefined },
   model: string,
   attempt: (target: RouteTarget) => Promise<T>,
   options: RouteOptions = {},
 ): Promise<Routed<T>> {
   const { fleet, loader } = services;
+  const chain = options.prefix;
+  const cache = chain === undefined ? undefined : services.affinity;
+  const affinity =
+    cache === undefined || chain === undefined
+      ? undefined
+      : { matched: (node: string) => cache.served.matched(node, chain), maxImbalance: cache.maxImbalance };
   const maxAttempts = options.maxAttempts ?? 3;
   const tried = new Set<string>();
   let lastError: CortexError | undefined;
@@ -85,6 +101,7 @@ export async function routeWithFailover<T>(
         exclude: tried,
         // A busy copy is no reason to load another one elsewhere.
         loadedOnly: lastError?.code === "rate_limited" || lastError?.code === "overloaded",
+        affinity,
       };
       // A ready copy (the common case) is taken without a promise hop.
       target = loader.readyNow(model, wanted) ?? (await loader.ensureLoaded(model, wanted));
@@ -105,6 +122,7 @@ export async function routeWithFailover<T>(
         client,
         upstream: (path) => client.target(path),
       });
+      if (cache !== undefined && chain !== undefined) cache.served.record(target.node, chain);
       return { value, node: target.node, modelId: target.modelId, attempts: attemptNo, finish };
     } catch (error) {
       finish();

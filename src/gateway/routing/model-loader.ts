@@ -29,7 +29,7 @@ import { isLive } from "../fleet/fleet-types.ts";
 import { classifyNeuronError } from "../neuron-client.ts";
 import type { EvictionStrategy } from "./choose-victims.ts";
 import { formatBytes } from "./memory-need.ts";
-import { findLoadingCopy, pickLoadedNode } from "./pick-loaded-node.ts";
+import { findLoadingCopy, type PrefixPreference, pickLoadedNode } from "./pick-loaded-node.ts";
 import { type PlacementPlan, planPlacements } from "./plan-placement.ts";
 import { type ResolvedModel, requireModel } from "./resolve-model.ts";
 
@@ -53,6 +53,8 @@ export interface EnsureLoadedOptions {
   only?: string | undefined;
   /** Only an existing ready copy will do; never start a load. */
   loadedOnly?: boolean | undefined;
+  /** Among ready copies, prefer the node likely to hold the request's prefix (cache-aware routing). */
+  affinity?: PrefixPreference | undefined;
 }
 
 /** A ready copy the caller may send a request to. */
@@ -182,7 +184,10 @@ export class ModelLoader {
       for (const node of this.#fleet.nodeNames()) if (node !== options.only) others.add(node);
       exclude = others;
     }
-    const copy = pickLoadedNode(this.#fleet.view(), modelId, exclude === undefined ? {} : { exclude });
+    const copy = pickLoadedNode(this.#fleet.view(), modelId, {
+      ...(exclude === undefined ? {} : { exclude }),
+      affinity: options.affinity,
+    });
     if (copy === undefined) return undefined;
     const profile = this.#profiles.find((candidate) => candidate.id === modelId);
     return {

@@ -16,12 +16,23 @@ export interface ModelCopy {
 export interface PickOptions {
   /** Nodes to skip (they already failed this request). */
   exclude?: ReadonlySet<string>;
+  /** Cache-aware routing: prefer the node holding most of the request's prefix. */
+  affinity?: PrefixPreference | undefined;
+}
+
+export interface PrefixPreference {
+  /** How much of the request's prefix a node likely holds (0: nothing). */
+  matched(node: string): number;
+  /** A preferred node may have at most this many more requests in flight and queued than the least busy one. */
+  maxImbalance: number;
 }
 
 /**
  * The least busy ready copy on a live node: fewest requests in flight plus
  * queued, then the node with the most free memory, then by name (so replicas
- * pick alike). Undefined when no ready copy exists.
+ * pick alike). With a prefix preference, the copy on the node with the
+ * longest match instead, unless it is busier than the least busy copy by
+ * more than the allowed imbalance. Undefined when no ready copy exists.
  */
 export function pickLoadedNode(
   fleet: FleetSnapshot,
@@ -35,8 +46,21 @@ export function pickLoadedNode(
       usableFreeMemory(b.nodeView) - usableFreeMemory(a.nodeView) ||
       a.node.localeCompare(b.node),
   );
-  const best = copies[0];
-  return best === undefined ? undefined : { node: best.node, model: best.model };
+  const least = copies[0];
+  if (least === undefined) return undefined;
+  let best = least;
+  if (options.affinity !== undefined && copies.length > 1) {
+    let longest = 0;
+    for (const copy of copies) {
+      const matched = options.affinity.matched(copy.node);
+      if (matched > longest) {
+        longest = matched;
+        best = copy;
+      }
+    }
+    if (busyness(best.model) - busyness(least.model) > options.affinity.maxImbalance) best = least;
+  }
+  return { node: best.node, model: best.model };
 }
 
 /** A copy being loaded on a live node (by this gateway or another replica), if any. */

@@ -12,6 +12,7 @@ import { Admission } from "./admission.ts";
 import { buildCatalogue } from "./build-catalogue.ts";
 import { type Routed, type RouteOptions, type RouteTarget, routeWithFailover } from "./failover.ts";
 import { ModelLoader } from "./model-loader.ts";
+import { PrefixAffinity } from "./prefix-affinity.ts";
 
 export interface RoutingServicesOptions {
   /** Neurons to use instead of `[[neurons]]` (e.g. the embedded one when none is configured). */
@@ -36,6 +37,8 @@ export interface RoutingServices {
   catalogue(): CatalogueEntry[];
   /** `/admin/fleet` body. */
   fleetView(): FleetView;
+  /** Cache-aware routing is on (`routing.cache_affinity`): callers pass each request's prefix chain. */
+  readonly cacheAffinity: boolean;
   /** routeWithFailover bound to this fleet and loader. */
   route<T>(
     model: string,
@@ -48,7 +51,13 @@ export function createRoutingServices(
   config: LoadedConfig,
   options: RoutingServicesOptions,
 ): RoutingServices {
-  const { gateway, eviction } = config.file;
+  const { gateway, eviction, routing } = config.file;
+  const affinity = routing.cache_affinity
+    ? {
+        served: new PrefixAffinity(routing.cache_affinity_entries),
+        maxImbalance: routing.cache_affinity_max_imbalance,
+      }
+    : undefined;
   const startedAt = options.startedAt ?? Date.now();
   const fleet = Fleet.fromConfig(config, {
     ...(options.neurons === undefined ? {} : { neurons: options.neurons }),
@@ -84,9 +93,10 @@ export function createRoutingServices(
       evictor.stop();
       fleet.stop();
     },
+    cacheAffinity: affinity !== undefined,
     catalogue: () => buildCatalogue(config.models, fleet.view(), { created: Math.floor(startedAt / 1000) }),
     fleetView: () => fleet.fleetView({ version: options.version, startedAt }),
     route: (model, attempt, routeOptions) =>
-      routeWithFailover({ fleet, loader }, model, attempt, routeOptions),
+      routeWithFailover({ fleet, loader, affinity }, model, attempt, routeOptions),
   };
 }

@@ -1,0 +1,34 @@
+/**
+ * A request's prompt prefix as a chain of hashes at message boundaries:
+ * link 0 covers the model, the system messages and the tools (what an agent
+ * resends unchanged every turn), each further link adds one more message.
+ * Without system messages and tools there is no link 0: every request of the
+ * model would share it, though it stands for no more than a few template
+ * tokens. Two
+ * requests share their first n links exactly when they share the model,
+ * system, tools and first n − 1 other messages, so the length of the common
+ * chain is a cheap, tokenizer-free measure of how much of a neuron's KV cache
+ * a request could reuse.
+ */
+import type { CanonicalRequest } from "../../dialects/canonical.ts";
+
+export type PrefixChain = readonly bigint[];
+
+function link(text: string, previous: bigint): bigint {
+  return BigInt(Bun.hash(text, previous));
+}
+
+export function prefixChain(
+  request: Pick<CanonicalRequest, "model" | "messages" | "tools">,
+  model = request.model,
+): PrefixChain {
+  const system = request.messages.filter((message) => message.role === "system");
+  let hash = link(JSON.stringify([model, system, request.tools]), 0n);
+  const chain = system.length > 0 || request.tools.length > 0 ? [hash] : [];
+  for (const message of request.messages) {
+    if (message.role === "system") continue;
+    hash = link(JSON.stringify(message), hash);
+    chain.push(hash);
+  }
+  return chain;
+}
