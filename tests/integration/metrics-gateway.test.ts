@@ -125,12 +125,17 @@ async function send(dialect: "openai" | "anthropic", stream: boolean, model = MO
         completion_tokens?: number;
         input_tokens?: number;
         output_tokens?: number;
+        cache_read_input_tokens?: number;
       };
     };
+    // Anthropic's input_tokens leaves out the prompt tokens read from a cache.
     sent.usage =
       dialect === "openai"
         ? { prompt: json.usage.prompt_tokens ?? -1, completion: json.usage.completion_tokens ?? -1 }
-        : { prompt: json.usage.input_tokens ?? -1, completion: json.usage.output_tokens ?? -1 };
+        : {
+            prompt: (json.usage.input_tokens ?? -1) + (json.usage.cache_read_input_tokens ?? 0),
+            completion: json.usage.output_tokens ?? -1,
+          };
     return sent;
   }
   const events = sseData(await response.text());
@@ -145,11 +150,14 @@ async function send(dialect: "openai" | "anthropic", stream: boolean, model = MO
       | { message: { usage: { input_tokens: number } } }
       | undefined;
     const delta = events.findLast((event) => event.type === "message_delta") as
-      | { usage: { output_tokens: number; input_tokens?: number } }
+      | { usage: { output_tokens: number; input_tokens?: number; cache_read_input_tokens?: number } }
       | undefined;
     if (start === undefined || delta === undefined) throw new Error("no usage in the Anthropic stream");
     sent.usage = {
-      prompt: delta.usage.input_tokens ?? start.message.usage.input_tokens,
+      prompt:
+        delta.usage.input_tokens === undefined
+          ? start.message.usage.input_tokens
+          : delta.usage.input_tokens + (delta.usage.cache_read_input_tokens ?? 0),
       completion: delta.usage.output_tokens,
     };
   }

@@ -98,7 +98,11 @@ async function send(dialect: "openai" | "anthropic", stream: boolean) {
     const usage = ((await response.json()) as { usage: Record<string, number> }).usage;
     return dialect === "openai"
       ? { prompt: usage.prompt_tokens ?? -1, completion: usage.completion_tokens ?? -1 }
-      : { prompt: usage.input_tokens ?? -1, completion: usage.output_tokens ?? -1 };
+      : // Anthropic's input_tokens leaves out the prompt tokens read from a cache.
+        {
+          prompt: (usage.input_tokens ?? -1) + (usage.cache_read_input_tokens ?? 0),
+          completion: usage.output_tokens ?? -1,
+        };
   }
   const events = (await response.text())
     .split("\n")
@@ -112,10 +116,13 @@ async function send(dialect: "openai" | "anthropic", stream: boolean) {
     message: { usage: { input_tokens: number } };
   };
   const end = events.findLast((event) => event.type === "message_delta") as {
-    usage: { output_tokens: number; input_tokens?: number };
+    usage: { output_tokens: number; input_tokens?: number; cache_read_input_tokens?: number };
   };
   return {
-    prompt: end.usage.input_tokens ?? start.message.usage.input_tokens,
+    prompt:
+      end.usage.input_tokens === undefined
+        ? start.message.usage.input_tokens
+        : end.usage.input_tokens + (end.usage.cache_read_input_tokens ?? 0),
     completion: end.usage.output_tokens,
   };
 }
