@@ -154,9 +154,14 @@ test("neuron and gateway count the same tokens the clients saw", async () => {
   const steps = delta(neuronBefore, neuronAfter, "cortex_neuron_step_duration_seconds_count", labels);
   expect(steps).toBeGreaterThanOrEqual(4);
   expect(delta(neuronBefore, neuronAfter, "cortex_neuron_step_batch_size_count", labels)).toBe(steps);
+  // Prompt tokens reused from the KV cache are not decoded again.
+  const computed = delta(neuronBefore, neuronAfter, "cortex_neuron_prompt_tokens_computed_total", labels);
+  expect(
+    computed + delta(neuronBefore, neuronAfter, "cortex_neuron_prompt_tokens_reused_total", labels),
+  ).toBe(prompt);
   expect(
     delta(neuronBefore, neuronAfter, "cortex_neuron_decoded_tokens_total", labels),
-  ).toBeGreaterThanOrEqual(prompt);
+  ).toBeGreaterThanOrEqual(computed);
   expect(sumSamples(neuronAfter, "cortex_neuron_active_sequences", labels)).toBe(0);
   expect(sumSamples(neuronAfter, "cortex_neuron_tp_step_timeouts_total")).toBe(0);
   // The neuron's load was the gateway's load: both saw exactly one.
