@@ -9,10 +9,18 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { ChatMessageInput } from "../../src/neuron/engine/chat-template.ts";
 import { DevicePool } from "../../src/neuron/engine/device-pool.ts";
 import type { GenerationEvent, Usage } from "../../src/neuron/engine/types.ts";
 import { writeRandomModel } from "../../src/neuron/gguf/random-model.ts";
+import { renderChatTemplate } from "../../src/neuron/prompt/chat-template.ts";
+import type { TemplateMessage } from "../../src/neuron/prompt/template-messages.ts";
+
+/** The model's own chat template, as the neuron renders a chat. */
+function render(model: string, messages: TemplateMessage[]): string {
+  const info = pool.model(model);
+  if (!info?.chatTemplate) throw new Error(`${model} has no chat template`);
+  return renderChatTemplate(info.chatTemplate, { messages }, info);
+}
 
 const TMP_DIR = "tests/.tmp/models";
 let pool: DevicePool;
@@ -22,8 +30,8 @@ interface Answer {
   usage: Usage;
 }
 
-async function ask(model: string, messages: ChatMessageInput[]): Promise<Answer> {
-  const prompt = await pool.renderChat(model, { messages });
+async function ask(model: string, messages: TemplateMessage[]): Promise<Answer> {
+  const prompt = render(model, messages);
   let text = "";
   let usage: Usage | undefined;
   for await (const event of pool.generate(model, {
@@ -40,7 +48,7 @@ async function ask(model: string, messages: ChatMessageInput[]): Promise<Answer>
 }
 
 /** The same request on a cleared KV cache: nothing to reuse. */
-async function cold(model: string, messages: ChatMessageInput[]): Promise<Answer> {
+async function cold(model: string, messages: TemplateMessage[]): Promise<Answer> {
   await pool.resetKv(model);
   const answer = await ask(model, messages);
   expect(answer.usage.cachedTokens).toBe(0);
@@ -49,8 +57,8 @@ async function cold(model: string, messages: ChatMessageInput[]): Promise<Answer
 
 const SYSTEM_TEXT =
   "You are a baker in a small town. The miller brings flour every morning and the children come for bread after school.";
-const SYSTEM: ChatMessageInput = { role: "system", content: SYSTEM_TEXT };
-const FIRST: ChatMessageInput = { role: "user", content: "Tell me about the baker and the miller." };
+const SYSTEM: TemplateMessage = { role: "system", content: SYSTEM_TEXT };
+const FIRST: TemplateMessage = { role: "user", content: "Tell me about the baker and the miller." };
 
 beforeAll(async () => {
   mkdirSync(TMP_DIR, { recursive: true });
@@ -77,7 +85,7 @@ describe("prefix reuse of a slot's KV cache", () => {
   test("an appended turn reuses the whole earlier turn and answers as a cold prefill does", async () => {
     await pool.resetKv("rand");
     const first = await ask("rand", [SYSTEM, FIRST]);
-    const turn2: ChatMessageInput[] = [
+    const turn2: TemplateMessage[] = [
       SYSTEM,
       FIRST,
       { role: "assistant", content: first.text },
@@ -92,11 +100,11 @@ describe("prefix reuse of a slot's KV cache", () => {
   });
 
   test("an edit in an earlier message reuses only the part before the edit", async () => {
-    const edited: ChatMessageInput = {
+    const edited: TemplateMessage = {
       ...SYSTEM,
       content: SYSTEM_TEXT.replace("every morning", "every evening"),
     };
-    const before = await pool.renderChat("rand", { messages: [SYSTEM, FIRST] });
+    const before = render("rand", [SYSTEM, FIRST]);
     const upToEdit = before.slice(0, before.indexOf("every morning"));
     const editedTurn = [edited, FIRST];
     const baseline = await cold("rand", editedTurn);
@@ -111,7 +119,7 @@ describe("prefix reuse of a slot's KV cache", () => {
 
   test("two conversations on two slots each keep their own prefix", async () => {
     await pool.resetKv("rand");
-    const other: ChatMessageInput[] = [{ role: "system", content: "You sell fish at the harbour." }, FIRST];
+    const other: TemplateMessage[] = [{ role: "system", content: "You sell fish at the harbour." }, FIRST];
     const a1 = await ask("rand", [SYSTEM, FIRST]);
     const b1 = await ask("rand", other);
     const a2 = await ask("rand", [SYSTEM, FIRST]);
@@ -125,10 +133,10 @@ describe("prefix reuse of a slot's KV cache", () => {
 
 describe("the host-memory prompt cache", () => {
   test("a conversation whose only slot another one took comes back from host memory, answering the same", async () => {
-    const other: ChatMessageInput[] = [{ role: "system", content: "You sell fish at the harbour." }, FIRST];
+    const other: TemplateMessage[] = [{ role: "system", content: "You sell fish at the harbour." }, FIRST];
     const turn1 = [SYSTEM, FIRST];
     const a1 = await cold("rand-1", turn1);
-    const turn2: ChatMessageInput[] = [
+    const turn2: TemplateMessage[] = [
       ...turn1,
       { role: "assistant", content: a1.text },
       { role: "user", content: "And the children?" },
