@@ -36,11 +36,21 @@ describe("host-memory prompt cache", () => {
     expect(cache.stats("a")).toMatchObject({ entries: 1, bytes: 12, evictions: 0 });
   });
 
-  test("a restored state leaves the cache and counts as a hit; an unloaded model's states and figures go", () => {
+  test("a state restored mostly whole leaves the cache, one cut short stays; both are hits", () => {
+    const cache = new PromptCache(100);
+    const kept = entry("a", [1, 2, 3, 4], 10);
+    cache.put(kept);
+    cache.restored(kept, false);
+    expect(cache.stats("a")).toMatchObject({ entries: 1, bytes: 10, hits: 1 });
+    cache.restored(kept, true);
+    expect(cache.stats("a")).toMatchObject({ entries: 0, bytes: 0, hits: 2 });
+  });
+
+  test("an unloaded model's states and figures go", () => {
     const cache = new PromptCache(100);
     const saved = entry("a", [1, 2], 10);
     cache.put(saved);
-    cache.take(saved);
+    cache.restored(saved, true);
     cache.miss("a");
     expect(cache.stats("a")).toEqual({ bytes: 0, entries: 0, hits: 1, misses: 1, evictions: 0 });
     cache.put(entry("a", [5], 10));

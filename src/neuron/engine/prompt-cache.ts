@@ -83,12 +83,17 @@ export class PromptCache {
     return true;
   }
 
-  /** Removes an entry that is being restored into a slot (the slot holds it from now on). */
-  take(entry: PromptCacheEntry): void {
-    if (this.#entries.has(entry)) {
-      this.#delete(entry);
-      this.#count(entry.model).hits++;
-    }
+  /**
+   * An entry is being restored into a slot. `move`: the slot keeps most of
+   * it, so it leaves the cache (it is saved again if the slot is overwritten);
+   * otherwise it stays, as the most recently used.
+   */
+  restored(entry: PromptCacheEntry, move: boolean): void {
+    if (!this.#entries.has(entry)) return;
+    this.#count(entry.model).hits++;
+    this.#entries.delete(entry);
+    if (move) this.#bytes -= entry.state.byteLength;
+    else this.#entries.add(entry);
   }
 
   miss(model: string): void {

@@ -15,7 +15,7 @@
 import { consola } from "consola";
 import type { NativeModel, NativeRuntime } from "./native-runtime.ts";
 import type { PromptCache, PromptCacheEntry, PromptCacheStats } from "./prompt-cache.ts";
-import { SlotPrefixes } from "./slot-prefixes.ts";
+import { MIN_SHARED_FRACTION, SlotPrefixes } from "./slot-prefixes.ts";
 
 export type ReuseFallback = "recurrent" | "hybrid" | "sliding_window" | "refused";
 
@@ -83,7 +83,7 @@ export class SlotKv {
     // About to lose most of what the slot holds: keep it in host memory.
     if (this.#cache && held.length > 0 && keepOwn < held.length / 2) this.#save(slot, held);
     if (saved) {
-      if (this.#restore(slot, saved.entry)) {
+      if (this.#restore(slot, saved.entry, saved.common)) {
         held = saved.entry.tokens;
         wanted = saved.common;
       } else {
@@ -121,7 +121,9 @@ export class SlotKv {
   /** A saved state matching the prompt better than the slot does, and usable on this model. */
   #savedBetter(prompt: Int32Array, common: number): { entry: PromptCacheEntry; common: number } | undefined {
     const saved = this.#cache?.best(this.#modelId, prompt);
-    if (!saved || saved.common <= common) return undefined;
+    // As for slots: a few shared template tokens are no reason to restore a whole state.
+    if (!saved || saved.common <= common || saved.common < saved.entry.tokens.length * MIN_SHARED_FRACTION)
+      return undefined;
     const needsCut = Math.min(saved.common, prompt.length - 1) < saved.entry.tokens.length;
     return needsCut && this.#uncuttable ? undefined : saved;
   }
@@ -182,9 +184,9 @@ export class SlotKv {
     cache.put({ model: this.#modelId, tokens: held, state: state.subarray(0, written) });
   }
 
-  #restore(slot: number, entry: PromptCacheEntry): boolean {
+  #restore(slot: number, entry: PromptCacheEntry, common: number): boolean {
     const { llama } = this.#rt;
-    this.#cache?.take(entry);
+    this.#cache?.restored(entry, common * 2 >= entry.tokens.length);
     const read = llama.llama_state_seq_set_data_ext(
       this.#model.ctx,
       entry.state,
