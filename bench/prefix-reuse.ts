@@ -23,10 +23,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { ensureModel, MODELS, MODELS_DIR } from "../scripts/fetch-models.ts";
 import { NeuronSection } from "../src/core/config/config-schema.ts";
 import { SseDecoder } from "../src/dialects/sse/sse-parser.ts";
 import { startNeuron } from "../src/neuron/start-neuron.ts";
-import { ensureModel, MODELS, MODELS_DIR } from "../scripts/fetch-models.ts";
 import { freePort, waitUntil } from "./bench-services.ts";
 import { ensureLlamaServer } from "./peers/build-llama-server.ts";
 import { fixed, median } from "./stats.ts";
@@ -123,7 +123,9 @@ async function streamTurn(
   const started = performance.now();
   const response = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    // A fresh connection per turn on both sides: llama-server drops idle keep-alive
+    // connections, and a reused one it has closed fails with ECONNRESET.
+    headers: { "content-type": "application/json", connection: "close" },
     body: JSON.stringify({
       model,
       messages,
