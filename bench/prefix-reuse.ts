@@ -27,6 +27,11 @@ import { ensureModel, MODELS, MODELS_DIR } from "../scripts/fetch-models.ts";
 import { NeuronSection } from "../src/core/config/config-schema.ts";
 import { SseDecoder } from "../src/dialects/sse/sse-parser.ts";
 import { startNeuron } from "../src/neuron/start-neuron.ts";
+import {
+  type TraceMessage,
+  systemPrompt as traceSystemPrompt,
+  userTurn as traceUserTurn,
+} from "./agent-trace.ts";
 import { freePort, waitUntil } from "./bench-services.ts";
 import { ensureLlamaServer } from "./peers/build-llama-server.ts";
 import { fixed, median } from "./stats.ts";
@@ -65,34 +70,12 @@ const MODEL_ID = "smollm2-135m";
 const LLAMA_SERVER_LOG = join(tmpdir(), "cortex-bench-llama-server.log");
 const BATCH = 512;
 
-/** Plain English words (about one token each for a BPE tokenizer), drawn with a seeded generator. */
-const WORDS =
-  "the agent reads files and runs tools to change code in the project while the user waits for a short answer about tests build errors types functions modules imports exports classes methods values strings numbers arrays objects maps sets loops branches calls returns promises streams buffers bytes lines words pages docs notes plans steps tasks goals checks reviews commits branches merges patches diffs hunks".split(
-    " ",
-  );
-
-function words(seed: number, count: number): string {
-  let state = seed >>> 0 || 1;
-  const out: string[] = [];
-  for (let i = 0; i < count; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    out.push(WORDS[state % WORDS.length] ?? "the");
-  }
-  return out.join(" ");
-}
-
-interface Message {
-  role: "system" | "user" | "assistant";
-  content: string;
-}
-
-/** The fixed prefix of conversation `c`: distinct from its first words on, like two agents' system prompts. */
 function systemPrompt(c: number): string {
-  return `You are agent number ${c + 1}. Tools and rules follow. ${words(1000 + c, Math.round(opts.prefixTokens * 0.95))}`;
+  return traceSystemPrompt(c, opts.prefixTokens);
 }
 
 function userTurn(c: number, t: number): string {
-  return `Turn ${t + 1}: ${words(7919 * (c + 1) + t, Math.round(opts.turnTokens * 0.95))}`;
+  return traceUserTurn(c, t, opts.turnTokens);
 }
 
 const Chunk = z.object({
@@ -118,7 +101,7 @@ interface TurnResult {
 async function streamTurn(
   url: string,
   model: string,
-  messages: Message[],
+  messages: TraceMessage[],
 ): Promise<Omit<TurnResult, "conversation" | "turn">> {
   const started = performance.now();
   const response = await fetch(`${url}/v1/chat/completions`, {
@@ -166,7 +149,7 @@ async function streamTurn(
 
 /** The whole trace against one server; every conversation keeps its own history of that server's answers. */
 async function runTrace(name: string, url: string, model: string): Promise<TurnResult[]> {
-  const histories: Message[][] = Array.from({ length: opts.conversations }, (_, c) => [
+  const histories: TraceMessage[][] = Array.from({ length: opts.conversations }, (_, c) => [
     { role: "system", content: systemPrompt(c) },
   ]);
   const results: TurnResult[] = [];
