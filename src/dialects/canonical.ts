@@ -107,6 +107,13 @@ export interface CanonicalRequest {
   includeUsage: boolean;
   /** End-user id for abuse tracking (OpenAI `user`, Anthropic `metadata.user_id`). */
   user?: string;
+  /**
+   * The client's own name for the conversation this request continues: OpenAI
+   * `prompt_cache_key` (Codex sends one), the `session_id` Claude Code puts in
+   * Anthropic's `metadata.user_id`, or its `x-claude-code-session-id` header.
+   * The gateway keeps a session on one node (routing/prefix-chain.ts).
+   */
+  sessionKey?: string;
   metadata?: Record<string, string>;
 }
 

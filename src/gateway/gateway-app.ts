@@ -168,6 +168,9 @@ export function createGatewayApp(options: GatewayAppOptions) {
                 },
               })
             : parseOpenAIRequest(body);
+        // Claude Code names its session in a header too (and in metadata.user_id, read by the parser).
+        const session = request.headers.get("x-claude-code-session-id");
+        if (canonical.sessionKey === undefined && session) canonical.sessionKey = session;
         const ctx: ChatContext = { dialect, requestId, signal: request.signal, startedAt };
         if (!canonical.stream) {
           const { response } = await completeChat(chatDeps, canonical, ctx);

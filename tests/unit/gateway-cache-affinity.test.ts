@@ -37,6 +37,31 @@ describe("prefix chain", () => {
   });
 });
 
+describe("session hints", () => {
+  const session = (key: string, messages: CanonicalMessage[]) => ({ ...request(messages), sessionKey: key });
+
+  test("a session's requests share a chain of their own, whatever other sessions send", () => {
+    const a1 = prefixChain(session("s-a", turn1));
+    const a2 = prefixChain(session("s-a", turn2));
+    const b1 = prefixChain(session("s-b", turn1));
+    expect(a2.slice(0, a1.length)).toEqual([...a1]);
+    // Same system prompt and first message, another session: nothing in common.
+    expect(b1.some((link) => a1.includes(link))).toBe(false);
+    expect(prefixChain(request(turn1)).some((link) => a1.includes(link))).toBe(false);
+  });
+
+  test("same session → the node that served it; sessions spread to the least busy; a busy node gives way", () => {
+    const served = new PrefixAffinity(100);
+    served.record("n1", prefixChain(session("s-a", turn1)));
+    served.record("n2", prefixChain(session("s-b", turn1)));
+    expect(served.matched("n1", prefixChain(session("s-a", turn2)))).toBeGreaterThan(0);
+    expect(served.matched("n2", prefixChain(session("s-a", turn2)))).toBe(0);
+    // A third session with the same prompt matches neither node: it is placed by load.
+    expect(served.matched("n1", prefixChain(session("s-c", turn1)))).toBe(0);
+    expect(served.matched("n2", prefixChain(session("s-c", turn1)))).toBe(0);
+  });
+});
+
 describe("per-node memory of served prefixes", () => {
   test("the longest served prefix counts, per node", () => {
     const served = new PrefixAffinity(100);
@@ -78,5 +103,41 @@ describe("choosing among loaded copies", () => {
 
   test("no match anywhere: least busy", () => {
     expect(pickLoadedNode(view, "m", { affinity: prefers("x", 10) })?.node).toBe("b");
+  });
+});
+
+describe("where the session hints come from", () => {
+  test("Claude Code's metadata.user_id session_id, OpenAI's prompt_cache_key (chat and Responses)", async () => {
+    const { parseAnthropicRequest } = await import("../../src/dialects/anthropic/parse-request.ts");
+    const { parseOpenAIRequest } = await import("../../src/dialects/openai/parse-request.ts");
+    const { parseResponsesRequest } = await import("../../src/dialects/responses/parse-request.ts");
+    const userId = JSON.stringify({ device_id: "d", account_uuid: "", session_id: "0c1d-session" });
+    const anthropic = parseAnthropicRequest({
+      model: "m",
+      max_tokens: 10,
+      metadata: { user_id: userId },
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(anthropic.sessionKey).toBe("0c1d-session");
+    expect(
+      parseAnthropicRequest({
+        model: "m",
+        max_tokens: 10,
+        metadata: { user_id: "user_1" },
+        messages: [{ role: "user", content: "hi" }],
+      }).sessionKey,
+    ).toBeUndefined();
+    const openai = parseOpenAIRequest({
+      model: "m",
+      prompt_cache_key: "codex-1",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(openai.sessionKey).toBe("codex-1");
+    const responses = parseResponsesRequest({
+      model: "m",
+      prompt_cache_key: "codex-2",
+      input: "hi",
+    }).toCanonical([]);
+    expect(responses.sessionKey).toBe("codex-2");
   });
 });

@@ -118,6 +118,7 @@ export function parseAnthropicRequest(body: unknown, options: AnthropicParseOpti
     // Anthropic streams always carry usage.
     includeUsage: req.stream ?? false,
     ...(req.metadata?.user_id == null ? {} : { user: req.metadata.user_id }),
+    ...sessionOf(req.metadata?.user_id),
   };
 }
 
@@ -191,6 +192,19 @@ function parseCommon(req: z.infer<typeof CommonSchema>, options: AnthropicParseO
   };
   checkStructuredOutput(common, ANTHROPIC_SCHEMA_PATHS);
   return common;
+}
+
+/** Claude Code's `metadata.user_id` is JSON with a `session_id`: the conversation's own name. */
+function sessionOf(userId: string | null | undefined): { sessionKey?: string } {
+  if (userId == null || !userId.startsWith("{")) return {};
+  try {
+    const parsed = JSON.parse(userId) as { session_id?: unknown };
+    return typeof parsed.session_id === "string" && parsed.session_id !== ""
+      ? { sessionKey: parsed.session_id }
+      : {};
+  } catch {
+    return {};
+  }
 }
 
 function withoutBillingHeader(system: TextPart[], options: AnthropicParseOptions): TextPart[] {

@@ -98,6 +98,7 @@ const RequestSchema = z.object({
   logit_bias: z.record(z.string(), z.number()).nullish(),
   user: z.string().nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
+  prompt_cache_key: z.string().nullish(),
   n: z.number().int().positive().nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().nullish(),
@@ -145,6 +146,8 @@ export function parseOpenAIRequest(body: unknown): CanonicalRequest {
   if (req.logit_bias != null) canonical.logitBias = req.logit_bias;
   if (responseFormat !== undefined) canonical.responseFormat = responseFormat;
   if (req.user != null) canonical.user = req.user;
+  if (req.prompt_cache_key != null && req.prompt_cache_key !== "")
+    canonical.sessionKey = req.prompt_cache_key;
   if (req.metadata != null) canonical.metadata = req.metadata;
   checkStructuredOutput(canonical, OPENAI_SCHEMA_PATHS);
   return canonical;

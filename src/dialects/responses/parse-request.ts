@@ -99,7 +99,7 @@ const RequestSchema = z.object({
   // Advisory: accepted, listed in docs/GATEWAY.md.
   reasoning: z.unknown().optional(),
   service_tier: z.unknown().optional(),
-  prompt_cache_key: z.unknown().optional(),
+  prompt_cache_key: z.string().nullish(),
   prompt_cache_retention: z.unknown().optional(),
   prompt_cache_options: z.unknown().optional(),
   safety_identifier: z.unknown().optional(),
@@ -213,6 +213,8 @@ export function parseResponsesRequest(body: unknown, options: ParseResponsesOpti
       if (req.top_p != null) canonical.topP = req.top_p;
       if (responseFormat !== undefined) canonical.responseFormat = responseFormat;
       if (req.user != null) canonical.user = req.user;
+      if (req.prompt_cache_key != null && req.prompt_cache_key !== "")
+        canonical.sessionKey = req.prompt_cache_key;
       if (req.metadata != null) canonical.metadata = req.metadata;
       return canonical;
     },

@@ -9,6 +9,13 @@
  * system, tools and first n − 1 other messages, so the length of the common
  * chain is a cheap, tokenizer-free measure of how much of a neuron's KV cache
  * a request could reuse.
+ *
+ * A request that names its session (CanonicalRequest.sessionKey) starts its
+ * chain with a link of that name instead, so every later link is the
+ * session's own: the node that served the session matches it and no other
+ * node does, whatever prompts they share. Sessions spread over the nodes
+ * (a new session matches nowhere and goes to the least busy), requests of
+ * one session stay together.
  */
 import type { CanonicalRequest } from "../../dialects/canonical.ts";
 
@@ -19,12 +26,15 @@ function link(text: string, previous: bigint): bigint {
 }
 
 export function prefixChain(
-  request: Pick<CanonicalRequest, "model" | "messages" | "tools">,
+  request: Pick<CanonicalRequest, "model" | "messages" | "tools" | "sessionKey">,
   model = request.model,
 ): PrefixChain {
   const system = request.messages.filter((message) => message.role === "system");
-  let hash = link(JSON.stringify([model, system, request.tools]), 0n);
-  const chain = system.length > 0 || request.tools.length > 0 ? [hash] : [];
+  const session =
+    request.sessionKey === undefined ? 0n : link(JSON.stringify([model, request.sessionKey]), 0n);
+  let hash = link(JSON.stringify([model, system, request.tools]), session);
+  const chain =
+    session !== 0n ? [session, hash] : system.length > 0 || request.tools.length > 0 ? [hash] : [];
   for (const message of request.messages) {
     if (message.role === "system") continue;
     hash = link(JSON.stringify(message), hash);
