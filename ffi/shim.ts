@@ -6,7 +6,7 @@
  */
 import { cc, type FFIFunction, linkSymbols, type Pointer } from "bun:ffi";
 import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { NativeError } from "./native-error.ts";
 import type {
   LlamaBatchPtr,
@@ -142,12 +142,15 @@ export function repoShimSources(): ShimSources {
 export type ShimAddresses = Record<keyof typeof shimDefs, number>;
 
 /**
- * Compiles and links the shim; `libDir` is the native set's folder. The
+ * Compiles and links the shim against `libllama` (a path in the native set). The
  * result must live as long as the process: llama.cpp keeps pointers into it
  * (the log and abort callbacks), so compile once on the main thread and hand
  * Workers the addresses (linkShim).
  */
-export function compileShim(libDir: string, sources: ShimSources = repoShimSources()): ShimAddresses {
+export function compileShim(libllama: string, sources: ShimSources = repoShimSources()): ShimAddresses {
+  const libDir = dirname(libllama);
+  // `-l` takes the name between `lib` and `.so`: llama.v0.5.0, llama.cuda.v0.5.0 or llama.
+  const linkName = basename(libllama).replace(/^lib/, "").replace(/\.so$/, "");
   const source = resolve(sources.source);
   const includeDir = resolve(sources.includeDir);
   const libcIncludeDir = resolve(sources.libcIncludeDir);
@@ -163,7 +166,7 @@ export function compileShim(libDir: string, sources: ShimSources = repoShimSourc
     compiled = cc({
       source,
       include: [libcIncludeDir, includeDir],
-      library: ["llama.v0.5.0"],
+      library: [linkName],
       // -nostdinc: a user's machine need not have C headers; ffi/shim-include stands in for them.
       flags: ["-nostdinc", `-L${libDir}`, `-Wl,-rpath,${libDir}`],
       symbols: shimDefs,
