@@ -43,6 +43,7 @@ import { oneBindingAtATime } from "./binding-turns.ts";
 import { checkCudaBackend } from "./cuda-check.ts";
 import { deviceSpecs } from "./device-discovery.ts";
 import { DeviceHandle, type DeviceSpec } from "./device-handle.ts";
+import { usableMemory } from "./memory-estimate.ts";
 import { loadingEntry, type ModelEntry, ModelRegistry, untilIdle } from "./model-registry.ts";
 import type { JobMap, StepStats, WorkerInit } from "./protocol.ts";
 import { SequenceDispatch } from "./sequence-dispatch.ts";
@@ -343,13 +344,12 @@ export class DevicePool {
   #memory(device: DeviceHandle): { total: number; free: number } {
     const cap = this.#options.memoryLimitBytes;
     const live = device.spec.kind === "cuda" ? cudaMemoryInfo(device.spec.index) : undefined;
-    const physical = live?.total ?? device.spec.memoryTotal;
-    const total = cap === undefined ? physical : Math.min(cap, physical);
-    const used = this.#registry.bytesOn(device.spec.id);
-    let free = Math.max(0, total - used);
-    if (live) free = Math.min(free, live.free);
-    else if (cap === undefined && device.spec.kind === "cpu") free = Math.min(free, freemem());
-    return { total, free };
+    return usableMemory({
+      physicalTotal: live?.total ?? device.spec.memoryTotal,
+      cap,
+      estimatedUsed: this.#registry.bytesOn(device.spec.id),
+      liveFree: live?.free ?? (device.spec.kind === "cpu" && cap === undefined ? freemem() : undefined),
+    });
   }
 
   /** Devices with memory as cortex may use it, and their poison state. */
