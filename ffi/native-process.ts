@@ -53,11 +53,18 @@ function prepareCuda(set: NativeSet, env: Record<string, string | undefined>): C
 
 /** Idempotent: later calls return the first set-up, whatever their options. */
 export function prepareNativeProcess(
-  options: LocateOptions & { shimSources?: ShimSources; logLevel?: number },
+  options: LocateOptions & {
+    shimSources?: ShimSources;
+    logLevel?: number;
+    /** ggml_abort (a CUDA error) logs its lines at ERROR in this format and exits with this code. */
+    fatal?: { exitCode: number; json: boolean };
+  },
 ): NativeProcess {
   if (prepared) {
     // Someone else in the process may have replaced llama.cpp's (global) log callback since.
-    linkShim(prepared.shimAddresses).shim_log_install(options.logLevel ?? 3);
+    const shim = linkShim(prepared.shimAddresses);
+    shim.shim_log_install(options.logLevel ?? 3);
+    if (options.fatal) shim.shim_fatal_install(options.fatal.exitCode, options.fatal.json ? 1 : 0);
     return prepared;
   }
   const set = locateNativeSet(options);
@@ -67,7 +74,9 @@ export function prepareNativeProcess(
   openLlama(set.libllama);
   const shimAddresses = compileShim(set.libllama, options.shimSources);
   // Before the backends load, so their log lines go through consola too.
-  linkShim(shimAddresses).shim_log_install(options.logLevel ?? 3);
+  const shim = linkShim(shimAddresses);
+  shim.shim_log_install(options.logLevel ?? 3);
+  if (options.fatal) shim.shim_fatal_install(options.fatal.exitCode, options.fatal.json ? 1 : 0);
   const ggml = openGgmlAndLoadBackends(set);
   const backendDevices: GgmlDevice[] = [];
   for (let i = 0; i < ggml.ggml_backend_dev_count(); i++) {

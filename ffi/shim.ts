@@ -22,6 +22,7 @@ export const EXPECTED_STRUCT_SIZES = { contextParams: 160, modelParams: 80 } as 
 export const shimDefs = {
   shim_log_install: { args: ["i32"], returns: "void" },
   shim_log_drain: { args: ["ptr", "i32"], returns: "i32" },
+  shim_fatal_install: { args: ["i32", "i32"], returns: "void" },
   shim_model_load: { args: ["ptr", "i32", "i32", "bool"], returns: "ptr" },
   shim_model_load_devices: { args: ["ptr", "ptr", "i32", "i32", "bool"], returns: "ptr" },
   shim_context_new: { args: ["ptr", "u32", "u32", "u32", "i32", "ptr"], returns: "ptr" },
@@ -42,6 +43,12 @@ export interface ShimSymbols {
   /** Routes llama.cpp's log into the shim's ring; `minLevel` is a ggml_log_level (1 debug … 4 error). */
   shim_log_install(minLevel: number): void;
   shim_log_drain(out: PtrArg, cap: number): number;
+  /**
+   * Makes ggml_abort (a CUDA error, a failed GGML_ASSERT) write the buffered
+   * log and its message to stderr as ERROR lines (`json` 1: JSON lines) and
+   * exit with `exitCode` instead of raising SIGABRT.
+   */
+  shim_fatal_install(exitCode: number, json: number): void;
   shim_model_load(path: PtrArg, nGpuLayers: number, mainGpu: number, useMmap: boolean): LlamaModelPtr | null;
   /**
    * Loads a model split over several ggml devices (`names`: NUL-terminated

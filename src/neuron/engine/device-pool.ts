@@ -27,8 +27,10 @@ import type { ShimSources } from "../../../ffi/shim.ts";
 import { ConfigError } from "../../core/config/config-error.ts";
 import { CortexError, errorMessage, type WireError } from "../../core/errors.ts";
 import type { DeviceInfo, LoadedModel } from "../../core/neuron-api.ts";
+import { logFormat } from "../../core/logger.ts";
 import { workerUrl } from "../../core/worker-url.ts";
 import { type Aborter, createWorkerAborter } from "../tp/aborter.ts";
+import { TP_FATAL_EXIT_CODE } from "../tp/fatal-exit.ts";
 import { GroupDriver } from "../tp/group-driver.ts";
 import {
   createTpCounters,
@@ -175,6 +177,8 @@ export class DevicePool {
       ...(options.shimSources ? { shimSources: options.shimSources } : {}),
       cudaAvailable: cuda.length > 0,
       logLevel: options.ggmlLogLevel ?? 3,
+      // A CUDA error aborts inside ggml: its lines reach the log, and the exit is Stage 2's.
+      fatal: { exitCode: TP_FATAL_EXIT_CODE, json: logFormat() === "json" },
     });
     const verdict = checkCudaBackend({
       cuda,
