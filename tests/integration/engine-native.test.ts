@@ -181,3 +181,38 @@ describe("CUDA native set", () => {
     expect(none.looked.get("libcudart.so.13")).toContain("/usr/local/cuda/lib64");
   });
 });
+
+describe("npm run setup:cuda", () => {
+  test("puts the CUDA package's set where the neuron looks, and names the runtime libraries still missing", () => {
+    const work = mkdtempSync(join(tmpdir(), "cortex-setup-cuda-"));
+    // A package laid out like @node-llama-cpp/linux-x64-cuda, so no network is needed.
+    fixtureSet(join(work, "package/bins/linux-x64-cuda"), CUDA_PACKAGE_FILES, { release: "v0.5.0" });
+    writeFileSync(join(work, "package/package.json"), JSON.stringify({ version: "3.22.1" }));
+    const tgz = join(work, "cuda.tgz");
+    expect(Bun.spawnSync(["tar", "czf", tgz, "-C", work, "package"]).exitCode).toBe(0);
+    const cwd = join(work, "checkout");
+    const run = Bun.spawnSync(
+      [
+        process.execPath,
+        join(import.meta.dir, "../../scripts/setup-cuda.ts"),
+        "--from",
+        tgz,
+        "--no-pip",
+        "--dest",
+        join(cwd, ".cortex-native/cuda"),
+      ],
+      { env: { PATH: process.env.PATH, HOME: work }, stdout: "pipe", stderr: "pipe" },
+    );
+    const output = run.stdout.toString() + run.stderr.toString();
+    const set = locateNativeSet({ env: {}, cwd, execPath: join(cwd, "bin/cortex"), cudaAvailable: true });
+    expect(set.flavor).toBe("cuda");
+    expect(set.libllama).toBe(join(cwd, ".cortex-native/cuda/libllama.cuda.v0.5.0.so"));
+    expect(set.packageVersion).toBe("3.22.1");
+    // This machine has no CUDA 13 runtime: the set is in place, the command says what is still missing.
+    if (!output.includes("libcudart.so.13: /")) {
+      expect(run.exitCode).toBe(1);
+      expect(output).toContain("still missing: libcudart.so.13");
+      expect(output).toContain("nvidia-cuda-runtime==13.*");
+    }
+  });
+});
