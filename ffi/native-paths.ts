@@ -4,7 +4,7 @@
  * `$ORIGIN` and ggml `dlopen`s its backends from a directory at run time.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { NativeError } from "./native-error.ts";
 import versionJson from "./include/VERSION.json" with { type: "json" };
@@ -86,14 +86,22 @@ export function candidateDirs(options: LocateOptions): Candidate[] {
   if (options.nativeDir) out.push({ dir: resolve(options.nativeDir), source: "option", flavor: "cpu" });
   const fromEnv = env.CORTEX_NATIVE_DIR;
   if (fromEnv) out.push({ dir: resolve(fromEnv), source: "env", flavor: "cpu" });
+  // Run from source, the executable is Bun itself: nothing of ours sits beside it.
+  const besideExecutable = !/^bun(\.exe)?$/.test(basename(execPath));
   if (options.cudaAvailable) {
-    out.push({ dir: join(dirname(execPath), "native", "cuda"), source: "beside-executable", flavor: "cuda" });
+    if (besideExecutable)
+      out.push({
+        dir: join(dirname(execPath), "native", "cuda"),
+        source: "beside-executable",
+        flavor: "cuda",
+      });
     // A set built from source for this machine's GPUs wins over the prebuilt package (no JIT, no cudart 13).
     out.push({ dir: join(cwd, LOCAL_NATIVE_DIR, "cuda-built"), source: "local", flavor: "cuda" });
     out.push({ dir: join(cwd, LOCAL_NATIVE_DIR, "cuda"), source: "local", flavor: "cuda" });
     out.push({ dir: packageBinsDir(cwd, CUDA_PACKAGE), source: "package", flavor: "cuda" });
   }
-  out.push({ dir: join(dirname(execPath), "native"), source: "beside-executable", flavor: "cpu" });
+  if (besideExecutable)
+    out.push({ dir: join(dirname(execPath), "native"), source: "beside-executable", flavor: "cpu" });
   out.push({ dir: packageBinsDir(cwd, CPU_PACKAGE), source: "package", flavor: "cpu" });
   return out;
 }

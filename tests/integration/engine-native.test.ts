@@ -37,6 +37,17 @@ describe("native set lookup", () => {
     ]);
   });
 
+  test("run from source (the executable is Bun), nothing is looked for beside Bun", () => {
+    const dirs = candidateDirs({
+      env: {},
+      execPath: "/srv/node_modules/bun/bin/bun.exe",
+      cwd: "/srv",
+      cudaAvailable: true,
+    }).map((c) => c.dir);
+    expect(dirs.some((d) => d.includes("node_modules/bun/bin"))).toBe(false);
+    expect(dirs[0]).toBe("/srv/.cortex-native/cuda-built");
+  });
+
   test("an empty CORTEX_NATIVE_DIR is one clear error naming what and where", () => {
     const empty = mkdtempSync(join(tmpdir(), "cortex-native-"));
     try {
