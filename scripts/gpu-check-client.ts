@@ -31,7 +31,8 @@ const failures: string[] = [];
 async function step(name: string, fn: () => Promise<Record<string, unknown>>): Promise<void> {
   const started = performance.now();
   try {
-    result[name] = { ok: true, ms: Math.round(performance.now() - started), ...(await fn()) };
+    const fields = await fn();
+    result[name] = { ok: true, ms: Math.round(performance.now() - started), ...fields };
   } catch (error) {
     failures.push(name);
     result[name] = { ok: false, ms: Math.round(performance.now() - started), error: String(error) };

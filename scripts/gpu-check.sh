@@ -197,7 +197,7 @@ run() {
     CORTEX_NATIVE_DIR=$W/native "$BUN" src/cli/main.ts neuron --config "$W/cortex.toml" >"$OUT/neuron.log" 2>&1 &
     local neuron=$! url=""
     for _ in $(seq 1 240); do
-      url=$(grep -o 'listening on [0-9.]*:[0-9]*' "$OUT/neuron.log" | head -n 1 | sed 's/listening on /http:\/\//' || true)
+      url=$(grep -so 'listening on [0-9.]*:[0-9]*' "$OUT/neuron.log" | head -n 1 | sed 's/listening on /http:\/\//' || true)
       [ -n "$url" ] && break
       kill -0 "$neuron" 2>/dev/null || break
       sleep 0.5
@@ -211,9 +211,12 @@ run() {
     fi
     kill -TERM "$neuron" 2>/dev/null || true
     wait "$neuron" || true
-    # 5. llama-bench on the same model and build: prompt 512, generation 128, 3 repetitions.
+    # 5. llama-bench on the same model and build: prompt 512, generation 128, 3 repetitions, with the
+    # neuron's thread count (GPU: 2 per device Worker; CPU: all cores but one).
+    local bench_args="-ngl 99 -t 2"
+    [ "$MODE" = cuda ] || bench_args="-t $(($(nproc) > 1 ? $(nproc) - 1 : 1))"
     step llama-bench 120 sh -c "'$W/native/llama-bench' -m '$W/models/rand-100m.gguf' -p 512 -n 128 -r 3 \
-      $([ "$MODE" = cuda ] && echo '-ngl 99') -o json >'$OUT/llama-bench.json'" || ok=1
+      $bench_args -o json >'$OUT/llama-bench.json'" || ok=1
   fi
 
   # 6. The NCCL abort path on the real driver and library (host mode without a GPU).
