@@ -11,6 +11,7 @@ import { consola } from "consola";
 
 const cudaDefs = {
   cuInit: { args: ["u32"], returns: "i32" },
+  cuDriverGetVersion: { args: ["ptr"], returns: "i32" },
   cuDeviceGetCount: { args: ["ptr"], returns: "i32" },
   cuDeviceGet: { args: ["ptr", "i32"], returns: "i32" },
   cuDeviceGetName: { args: ["ptr", "i32", "i32"], returns: "i32" },
@@ -18,8 +19,7 @@ const cudaDefs = {
   cuDeviceGetAttribute: { args: ["ptr", "i32", "i32"], returns: "i32" },
   cuDeviceTotalMem_v2: { args: ["ptr", "i32"], returns: "i32" },
   cuDevicePrimaryCtxRetain: { args: ["ptr", "i32"], returns: "i32" },
-  cuDevicePrimaryCtxRelease_v2: { args: ["i32"], returns: "i32" },
-  cuCtxSetCurrent: { args: ["ptr"], returns: "i32" },
+  cuCtxSetCurrent: { args: ["u64"], returns: "i32" },
   cuMemGetInfo_v2: { args: ["ptr", "ptr"], returns: "i32" },
 } as const satisfies Record<string, FFIFunction>;
 
@@ -115,28 +115,47 @@ export function discoverCudaDevices(): CudaDevice[] {
 }
 
 /**
- * Free and total bytes on a device, through its primary context (retained
- * and released around the query so it does not pin memory when idle).
- * Returns undefined when the driver cannot answer.
+ * The CUDA version the driver supports, as `major.minor` (13.0 needs driver
+ * 580 or later), or undefined without a driver.
+ */
+export function cudaDriverVersion(): string | undefined {
+  const lib = openLibcuda();
+  if (!lib) return undefined;
+  const version = new Int32Array(1);
+  if (lib.symbols.cuDriverGetVersion(version) !== CUDA_SUCCESS) return undefined;
+  const v = version[0] ?? 0;
+  return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;
+}
+
+/** Primary contexts retained by cudaMemoryInfo, per device ordinal; kept for the life of the process. */
+const primaryContexts = new Map<number, bigint>();
+
+/**
+ * Free and total bytes on a device as the driver sees them, asked on the
+ * device's primary context: the context ggml's CUDA backend (through cudart)
+ * allocates in, so `free` already accounts for what the models hold. The
+ * context is retained once and kept, as ggml keeps it; retaining and
+ * releasing it around each query would create and tear down a context (and
+ * its few hundred MiB) every time on an idle device. Returns undefined when
+ * the driver cannot answer.
  */
 export function cudaMemoryInfo(index: number): { free: number; total: number } | undefined {
   const lib = openLibcuda();
   if (!lib || !initialised(lib)) return undefined;
   const s = lib.symbols;
-  const handle = new Int32Array(1);
-  if (s.cuDeviceGet(handle, index) !== CUDA_SUCCESS) return undefined;
-  const dev = handle[0] ?? 0;
-  const ctx = new BigUint64Array(1);
-  if (s.cuDevicePrimaryCtxRetain(ctx, dev) !== CUDA_SUCCESS) return undefined;
-  try {
-    // cuCtxSetCurrent takes the CUcontext value itself, so pass the retained pointer's bytes.
-    if (s.cuCtxSetCurrent(Number(ctx[0] ?? 0n) as unknown as Parameters<typeof s.cuCtxSetCurrent>[0]) !== 0)
-      return undefined;
-    const free = new BigUint64Array(1);
-    const total = new BigUint64Array(1);
-    if (s.cuMemGetInfo_v2(free, total) !== CUDA_SUCCESS) return undefined;
-    return { free: Number(free[0] ?? 0n), total: Number(total[0] ?? 0n) };
-  } finally {
-    s.cuDevicePrimaryCtxRelease_v2(dev);
+  let ctx = primaryContexts.get(index);
+  if (ctx === undefined) {
+    const handle = new Int32Array(1);
+    if (s.cuDeviceGet(handle, index) !== CUDA_SUCCESS) return undefined;
+    const out = new BigUint64Array(1);
+    if (s.cuDevicePrimaryCtxRetain(out, handle[0] ?? 0) !== CUDA_SUCCESS) return undefined;
+    ctx = out[0] ?? 0n;
+    primaryContexts.set(index, ctx);
   }
+  // cuCtxSetCurrent takes the CUcontext value itself; the calling thread is only ever used for queries.
+  if (s.cuCtxSetCurrent(ctx) !== CUDA_SUCCESS) return undefined;
+  const free = new BigUint64Array(1);
+  const total = new BigUint64Array(1);
+  if (s.cuMemGetInfo_v2(free, total) !== CUDA_SUCCESS) return undefined;
+  return { free: Number(free[0] ?? 0n), total: Number(total[0] ?? 0n) };
 }

@@ -4,18 +4,32 @@
  * `$ORIGIN` and ggml `dlopen`s its backends from a directory at run time.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { consola } from "consola";
+import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { NativeError } from "./native-error.ts";
 import versionJson from "./include/VERSION.json" with { type: "json" };
 
-export const LLAMA_LIB = "libllama.v0.5.0.so";
-export const GGML_LIB = "libggml.v0.5.0.so";
-export const GGML_BASE_LIB = "libggml-base.so";
+const ExpectedVersion = z.object({ nodeLlamaCpp: z.string(), llamaCppTag: z.string() });
+const EXPECTED = ExpectedVersion.parse(versionJson);
 
-const CPU_PACKAGE = "@node-llama-cpp/linux-x64";
-const CUDA_PACKAGE = "@node-llama-cpp/linux-x64-cuda";
+/**
+ * The file names a set's libllama and libggml go by, in the order tried:
+ * node-llama-cpp's CUDA package (`libllama.cuda.v0.5.0.so`), its CPU package
+ * (`libllama.v0.5.0.so`), and a plain llama.cpp CMake build (`libllama.so`,
+ * `npm run build:native:cuda`). libggml-base.so has one name in all three.
+ */
+export const LIB_NAMES = [
+  { llama: `libllama.cuda.${EXPECTED.llamaCppTag}.so`, ggml: `libggml.cuda.${EXPECTED.llamaCppTag}.so` },
+  { llama: `libllama.${EXPECTED.llamaCppTag}.so`, ggml: `libggml.${EXPECTED.llamaCppTag}.so` },
+  { llama: "libllama.so", ggml: "libggml.so" },
+] as const;
+export const GGML_BASE_LIB = "libggml-base.so";
+const EXPECTED_FILES = `${LIB_NAMES.map((n) => n.llama).join(" or ")}, its libggml and ${GGML_BASE_LIB}`;
+
+export const CPU_PACKAGE = "@node-llama-cpp/linux-x64";
+export const CUDA_PACKAGE = "@node-llama-cpp/linux-x64-cuda";
+/** Where `npm run setup:cuda` and `npm run build:native:cuda` put a CUDA set in a source checkout. */
+export const LOCAL_NATIVE_DIR = ".cortex-native";
 
 export type NativeFlavor = "cpu" | "cuda";
 
@@ -24,7 +38,7 @@ export interface NativeSet {
   dir: string;
   flavor: NativeFlavor;
   /** Where the directory came from, for the start-up log line. */
-  source: "env" | "beside-executable" | "option" | "package";
+  source: "env" | "beside-executable" | "option" | "local" | "package";
   libllama: string;
   libggml: string;
   libggmlBase: string;
@@ -47,9 +61,6 @@ export interface LocateOptions {
   /** Whether libcuda is usable on this machine (see ffi/cuda.ts). */
   cudaAvailable?: boolean;
 }
-
-const ExpectedVersion = z.object({ nodeLlamaCpp: z.string(), llamaCppTag: z.string() });
-const EXPECTED = ExpectedVersion.parse(versionJson);
 
 const BuildMetadata = z.object({
   buildOptions: z.object({ llamaCpp: z.object({ release: z.string() }).partial() }).partial(),
@@ -75,11 +86,22 @@ export function candidateDirs(options: LocateOptions): Candidate[] {
   if (options.nativeDir) out.push({ dir: resolve(options.nativeDir), source: "option", flavor: "cpu" });
   const fromEnv = env.CORTEX_NATIVE_DIR;
   if (fromEnv) out.push({ dir: resolve(fromEnv), source: "env", flavor: "cpu" });
-  if (options.cudaAvailable)
-    out.push({ dir: join(dirname(execPath), "native", "cuda"), source: "beside-executable", flavor: "cuda" });
-  out.push({ dir: join(dirname(execPath), "native"), source: "beside-executable", flavor: "cpu" });
-  if (options.cudaAvailable)
+  // Run from source, the executable is Bun itself: nothing of ours sits beside it.
+  const besideExecutable = !/^bun(\.exe)?$/.test(basename(execPath));
+  if (options.cudaAvailable) {
+    if (besideExecutable)
+      out.push({
+        dir: join(dirname(execPath), "native", "cuda"),
+        source: "beside-executable",
+        flavor: "cuda",
+      });
+    // A set built from source for this machine's GPUs wins over the prebuilt package (no JIT, no cudart 13).
+    out.push({ dir: join(cwd, LOCAL_NATIVE_DIR, "cuda-built"), source: "local", flavor: "cuda" });
+    out.push({ dir: join(cwd, LOCAL_NATIVE_DIR, "cuda"), source: "local", flavor: "cuda" });
     out.push({ dir: packageBinsDir(cwd, CUDA_PACKAGE), source: "package", flavor: "cuda" });
+  }
+  if (besideExecutable)
+    out.push({ dir: join(dirname(execPath), "native"), source: "beside-executable", flavor: "cpu" });
   out.push({ dir: packageBinsDir(cwd, CPU_PACKAGE), source: "package", flavor: "cpu" });
   return out;
 }
@@ -94,10 +116,11 @@ function readJson(path: string): unknown {
 
 function inspect(candidate: Candidate): NativeSet | undefined {
   const { dir } = candidate;
-  const libllama = join(dir, LLAMA_LIB);
-  const libggml = join(dir, GGML_LIB);
   const libggmlBase = join(dir, GGML_BASE_LIB);
-  if (![libllama, libggml, libggmlBase].every((p) => existsSync(p))) return undefined;
+  const names = LIB_NAMES.find((n) => existsSync(join(dir, n.llama)) && existsSync(join(dir, n.ggml)));
+  if (!names || !existsSync(libggmlBase)) return undefined;
+  const libllama = join(dir, names.llama);
+  const libggml = join(dir, names.ggml);
   const backends = readdirSync(dir)
     .filter((f) => /^libggml-(cpu|cuda|vulkan)[-.\w]*\.so$/.test(f))
     .map((f) => join(dir, f));
@@ -106,7 +129,8 @@ function inspect(candidate: Candidate): NativeSet | undefined {
   const meta = BuildMetadata.safeParse(readJson(join(dir, "_nlcBuildMetadata.json")));
   // In node_modules the package.json is two levels up; the build copies it beside the libraries.
   const pkg = PackageJson.safeParse(
-    readJson(join(dir, "package.json")) ?? readJson(join(dir, "..", "..", "package.json")),
+    readJson(join(dir, "package.json")) ??
+      (candidate.source === "package" ? readJson(join(dir, "..", "..", "package.json")) : undefined),
   );
   return {
     dir,
@@ -138,8 +162,12 @@ export function checkVersions(set: Pick<NativeSet, "dir" | "packageVersion" | "l
     );
 }
 
-/** Locates the native set or throws one NativeError naming every place searched. */
-export function locateNativeSet(options: LocateOptions = {}): NativeSet {
+/**
+ * Locates the native set or throws one NativeError naming every place
+ * searched. With libcuda present the CUDA folders come first; when none holds
+ * a set, `cudaLooked` lists them (the neuron's GPU check names them).
+ */
+export function locateNativeSet(options: LocateOptions = {}): NativeSet & { cudaLooked: string[] } {
   const candidates = candidateDirs(options);
   const explicit = candidates.filter((c) => c.source === "option" || c.source === "env");
   // An explicitly named directory that lacks the set is a configuration error, not a reason to fall back.
@@ -148,26 +176,23 @@ export function locateNativeSet(options: LocateOptions = {}): NativeSet {
     if (!found)
       throw new NativeError(
         "broken",
-        `native libraries not found in ${c.dir} (from ${c.source === "env" ? "CORTEX_NATIVE_DIR" : "nativeDir"}): expected ${LLAMA_LIB}, ${GGML_LIB} and ${GGML_BASE_LIB}`,
+        `native libraries not found in ${c.dir} (from ${c.source === "env" ? "CORTEX_NATIVE_DIR" : "nativeDir"}): expected ${EXPECTED_FILES}`,
       );
     checkVersions(found);
-    return found;
+    return { ...found, cudaLooked: [] };
   }
-  let cudaMissingLogged = false;
+  const cudaLooked: string[] = [];
   for (const c of candidates) {
     const found = inspect(c);
     if (found) {
       checkVersions(found);
-      return found;
+      return { ...found, cudaLooked: found.flavor === "cuda" ? [] : cudaLooked };
     }
-    if (c.flavor === "cuda" && !cudaMissingLogged) {
-      cudaMissingLogged = true;
-      consola.info(`libcuda present but ${CUDA_PACKAGE} is not installed (${c.dir}); using CPU libraries`);
-    }
+    if (c.flavor === "cuda") cudaLooked.push(c.dir);
   }
   throw new NativeError(
     "broken",
-    `native libraries not found: looked for ${LLAMA_LIB}, ${GGML_LIB} and ${GGML_BASE_LIB} in ${candidates
+    `native libraries not found: looked for ${EXPECTED_FILES} in ${candidates
       .map((c) => c.dir)
       .join(", ")}; set CORTEX_NATIVE_DIR or install ${CPU_PACKAGE}`,
   );

@@ -53,6 +53,95 @@ int shim_log_drain(char * out, int cap) {
   return n;
 }
 
+// --- fatal errors --------------------------------------------------------------
+// A CUDA error (or a failed GGML_ASSERT) inside ggml ends in ggml_abort, which
+// calls abort(): the process dies with SIGABRT and the lines that explain it
+// (ggml logs "CUDA error: ..." just before) would stay in the ring above. The
+// abort callback writes the ring and the abort message to stderr as the
+// neuron's own ERROR lines (text or JSON, as configured), then exits with the
+// Stage 2 code so the supervisor restarts the neuron. Only async-signal-safe
+// calls (write, _exit): the process is in an unknown state.
+
+long write(int fd, const void * buf, unsigned long n);  // <unistd.h>, which the stand-in headers lack
+void _exit(int status);
+
+static int shim_fatal_exit_code = 70;
+static int shim_fatal_json = 0;
+
+static void shim_write_all(const char * text, unsigned long n) {
+  while (n > 0) {
+    long w = write(2, text, n);
+    if (w <= 0) return;
+    text += w;
+    n -= (unsigned long)w;
+  }
+}
+
+static void shim_write_str(const char * text) { shim_write_all(text, strlen(text)); }
+
+// One log line: `[error] llama.cpp: <text>` or `{"level":"error","msg":"llama.cpp: <text>"}`.
+static void shim_fatal_line(const char * level, const char * text, unsigned long n) {
+  while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) n--;
+  if (!shim_fatal_json) {
+    shim_write_str("[");
+    shim_write_str(level);
+    shim_write_str("] llama.cpp: ");
+    shim_write_all(text, n);
+    shim_write_str("\n");
+    return;
+  }
+  shim_write_str("{\"level\":\"");
+  shim_write_str(level);
+  shim_write_str("\",\"msg\":\"llama.cpp: ");
+  for (unsigned long i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)text[i];
+    if (c == '"' || c == '\\') {
+      char esc[2] = {'\\', (char)c};
+      shim_write_all(esc, 2);
+    } else if (c < 0x20) {
+      char esc[6] = {'\\', 'u', '0', '0', "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]};
+      shim_write_all(esc, 6);
+    } else {
+      shim_write_all((const char *)&text[i], 1);
+    }
+  }
+  shim_write_str("\"}\n");
+}
+
+static void shim_abort_handler(const char * message) {
+  // No lock: the thread that aborts may hold it, and nothing else matters any more.
+  int start = 0;
+  for (int i = 0; i <= shim_log_len; i++) {
+    if (i < shim_log_len && shim_log_buf[i] != '\n') continue;
+    if (i - start > 1) {
+      int level = shim_log_buf[start] - '0';
+      shim_fatal_line(level >= 4 ? "error" : level == 3 ? "warn" : "info", shim_log_buf + start + 1,
+                      (unsigned long)(i - start - 1));
+    }
+    start = i + 1;
+  }
+  shim_log_len = 0;
+  shim_fatal_line("error", message, strlen(message));
+  char tail[96] = "native abort: exiting with code ";
+  int len = (int)strlen(tail);
+  int code = shim_fatal_exit_code;
+  if (code >= 100) tail[len++] = (char)('0' + code / 100);
+  if (code >= 10) tail[len++] = (char)('0' + code / 10 % 10);
+  tail[len++] = (char)('0' + code % 10);
+  const char * rest = " for the supervisor to restart the neuron (Stage 2)";
+  memcpy(tail + len, rest, strlen(rest));
+  len += (int)strlen(rest);
+  shim_fatal_line("error", tail, (unsigned long)len);
+  _exit(shim_fatal_exit_code);
+}
+
+// Installs the abort callback (process-wide in ggml); `json` picks the line format.
+void shim_fatal_install(int exit_code, int json) {
+  shim_fatal_exit_code = exit_code;
+  shim_fatal_json = json;
+  ggml_set_abort_callback(shim_abort_handler);
+}
+
 // --- abort -------------------------------------------------------------------
 // data points at an int32 in a SharedArrayBuffer: another thread (the watchdog
 // on the main thread) sets it to make a running llama_decode return 2.

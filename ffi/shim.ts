@@ -6,7 +6,7 @@
  */
 import { cc, type FFIFunction, linkSymbols, type Pointer } from "bun:ffi";
 import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { NativeError } from "./native-error.ts";
 import type {
   LlamaBatchPtr,
@@ -22,6 +22,7 @@ export const EXPECTED_STRUCT_SIZES = { contextParams: 160, modelParams: 80 } as 
 export const shimDefs = {
   shim_log_install: { args: ["i32"], returns: "void" },
   shim_log_drain: { args: ["ptr", "i32"], returns: "i32" },
+  shim_fatal_install: { args: ["i32", "i32"], returns: "void" },
   shim_model_load: { args: ["ptr", "i32", "i32", "bool"], returns: "ptr" },
   shim_model_load_devices: { args: ["ptr", "ptr", "i32", "i32", "bool"], returns: "ptr" },
   shim_context_new: { args: ["ptr", "u32", "u32", "u32", "i32", "ptr"], returns: "ptr" },
@@ -42,6 +43,12 @@ export interface ShimSymbols {
   /** Routes llama.cpp's log into the shim's ring; `minLevel` is a ggml_log_level (1 debug … 4 error). */
   shim_log_install(minLevel: number): void;
   shim_log_drain(out: PtrArg, cap: number): number;
+  /**
+   * Makes ggml_abort (a CUDA error, a failed GGML_ASSERT) write the buffered
+   * log and its message to stderr as ERROR lines (`json` 1: JSON lines) and
+   * exit with `exitCode` instead of raising SIGABRT.
+   */
+  shim_fatal_install(exitCode: number, json: number): void;
   shim_model_load(path: PtrArg, nGpuLayers: number, mainGpu: number, useMmap: boolean): LlamaModelPtr | null;
   /**
    * Loads a model split over several ggml devices (`names`: NUL-terminated
@@ -142,12 +149,15 @@ export function repoShimSources(): ShimSources {
 export type ShimAddresses = Record<keyof typeof shimDefs, number>;
 
 /**
- * Compiles and links the shim; `libDir` is the native set's folder. The
+ * Compiles and links the shim against `libllama` (a path in the native set). The
  * result must live as long as the process: llama.cpp keeps pointers into it
  * (the log and abort callbacks), so compile once on the main thread and hand
  * Workers the addresses (linkShim).
  */
-export function compileShim(libDir: string, sources: ShimSources = repoShimSources()): ShimAddresses {
+export function compileShim(libllama: string, sources: ShimSources = repoShimSources()): ShimAddresses {
+  const libDir = dirname(libllama);
+  // `-l` takes the name between `lib` and `.so`: llama.v0.5.0, llama.cuda.v0.5.0 or llama.
+  const linkName = basename(libllama).replace(/^lib/, "").replace(/\.so$/, "");
   const source = resolve(sources.source);
   const includeDir = resolve(sources.includeDir);
   const libcIncludeDir = resolve(sources.libcIncludeDir);
@@ -163,7 +173,7 @@ export function compileShim(libDir: string, sources: ShimSources = repoShimSourc
     compiled = cc({
       source,
       include: [libcIncludeDir, includeDir],
-      library: ["llama.v0.5.0"],
+      library: [linkName],
       // -nostdinc: a user's machine need not have C headers; ffi/shim-include stands in for them.
       flags: ["-nostdinc", `-L${libDir}`, `-Wl,-rpath,${libDir}`],
       symbols: shimDefs,

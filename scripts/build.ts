@@ -11,6 +11,7 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join, relative } from "node:path";
 import { Glob } from "bun";
+import { CUDA_PACKAGE, GGML_BASE_LIB, LOCAL_NATIVE_DIR } from "../ffi/native-paths.ts";
 
 const root = join(import.meta.dir, "..");
 const dist = join(root, "dist");
@@ -39,10 +40,20 @@ const copyLibs = (from: string, to: string) => {
 copyLibs(cpuBins, native);
 // The package's version travels with its libraries so the binary can check it at start.
 cpSync(join(cpuBins, "../../package.json"), join(native, "package.json"));
-const cudaBins = join(root, "node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda");
-if (existsSync(cudaBins)) {
+// A CUDA set, when this checkout has one (npm run build:native:cuda, npm run setup:cuda, or the
+// package installed by hand), goes to dist/native/cuda: the binary prefers it where libcuda finds a GPU.
+const cudaSources = [
+  join(root, LOCAL_NATIVE_DIR, "cuda-built"),
+  join(root, LOCAL_NATIVE_DIR, "cuda"),
+  join(root, "node_modules", CUDA_PACKAGE, "bins/linux-x64-cuda"),
+];
+const cudaBins = cudaSources.find((dir) => existsSync(join(dir, GGML_BASE_LIB)));
+if (cudaBins) {
   copyLibs(cudaBins, join(native, "cuda"));
-  cpSync(join(cudaBins, "../../package.json"), join(native, "cuda", "package.json"));
+  // copyLibs took a package.json beside the libraries; in node_modules it sits two levels up.
+  if (cudaBins.includes("node_modules"))
+    cpSync(join(cudaBins, "../../package.json"), join(native, "cuda", "package.json"));
+  console.log(`build: CUDA set from ${relative(root, cudaBins)} -> dist/native/cuda/`);
 }
 // The C shim is compiled at start by Bun's built-in TinyCC, from these sources.
 cpSync(join(root, "ffi/shim.c"), join(native, "shim.c"));

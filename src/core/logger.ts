@@ -88,6 +88,11 @@ function inheritRoot(child: ConsolaInstance): void {
   child.options.formatOptions = root.options.formatOptions;
 }
 
+/** The configured line format (native code that writes its own last lines follows it). */
+export function logFormat(): LogFormat {
+  return currentFormat;
+}
+
 /** The process-wide logger, tagged for a component (`gateway`, `neuron`, `poller`, …). */
 export function logger(tag?: string): ConsolaInstance {
   if (tag === undefined) return root;

@@ -62,6 +62,8 @@ export const HealthResponse = z.object({
   startedAt: z.number(),
   devices: z.array(DeviceInfo),
   loaded: z.array(LoadedModel),
+  /** Present when a node with GPUs serves on the CPU (neuron.allow_cpu_fallback): why its CUDA backend is unusable. */
+  cpuFallback: z.string().optional(),
 });
 export type HealthResponse = z.infer<typeof HealthResponse>;
 

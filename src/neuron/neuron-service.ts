@@ -46,6 +46,8 @@ export interface EnginePool {
   modelStats(id: string): { inFlight: number; queued: number; lastUsed: number } | undefined;
   recycle(deviceId: string): Promise<void>;
   close(): Promise<void>;
+  /** Why a node with GPUs serves on the CPU (neuron.allow_cpu_fallback); undefined otherwise. */
+  readonly cpuFallback?: string | undefined;
 }
 
 export interface NeuronServiceOptions {
@@ -88,6 +90,7 @@ export class NeuronService {
       startedAt: this.startedAt,
       devices,
       loaded: this.loaded(),
+      ...(this.#pool.cpuFallback === undefined ? {} : { cpuFallback: this.#pool.cpuFallback }),
     };
   }
 

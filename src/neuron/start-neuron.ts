@@ -102,6 +102,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     ...(config.threads > 0 ? { threads: config.threads } : {}),
     cpuDevices: config.cpu_devices,
     promptCacheBytes: config.prompt_cache_bytes,
+    allowCpuFallback: config.allow_cpu_fallback,
     faultInjection: engineFaults,
     faultSpec: faults.spec,
     tpTimings: {

@@ -130,6 +130,8 @@ export const NeuronSection = z.strictObject({
   cpu_devices: z.number().int().positive().max(64).default(1),
   /** Host memory for saved prompt states (per device Worker, shared by its models); 0 = off. */
   prompt_cache_bytes: Size.default(DEFAULT_PROMPT_CACHE_BYTES),
+  /** A node with GPUs whose CUDA backend did not come up: run as a CPU node (WARN, /health) instead of exit 2. */
+  allow_cpu_fallback: z.boolean().default(false),
 });
 
 export type NeuronSection = z.infer<typeof NeuronSection>;

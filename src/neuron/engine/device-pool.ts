@@ -21,13 +21,16 @@
 import { statSync } from "node:fs";
 import { availableParallelism, freemem } from "node:os";
 import { consola } from "consola";
-import { discoverCudaDevices } from "../../../ffi/cuda.ts";
+import { cudaDriverVersion, cudaMemoryInfo, discoverCudaDevices } from "../../../ffi/cuda.ts";
 import { type NativeProcess, prepareNativeProcess } from "../../../ffi/native-process.ts";
 import type { ShimSources } from "../../../ffi/shim.ts";
+import { ConfigError } from "../../core/config/config-error.ts";
 import { CortexError, errorMessage, type WireError } from "../../core/errors.ts";
 import type { DeviceInfo, LoadedModel } from "../../core/neuron-api.ts";
+import { logFormat } from "../../core/logger.ts";
 import { workerUrl } from "../../core/worker-url.ts";
 import { type Aborter, createWorkerAborter } from "../tp/aborter.ts";
+import { TP_FATAL_EXIT_CODE } from "../tp/fatal-exit.ts";
 import { GroupDriver } from "../tp/group-driver.ts";
 import {
   createTpCounters,
@@ -39,8 +42,10 @@ import {
   type WatchdogTimings,
 } from "../tp/step-watchdog.ts";
 import { oneBindingAtATime } from "./binding-turns.ts";
+import { checkCudaBackend } from "./cuda-check.ts";
 import { deviceSpecs } from "./device-discovery.ts";
 import { DeviceHandle, type DeviceSpec } from "./device-handle.ts";
+import { usableMemory } from "./memory-estimate.ts";
 import { loadingEntry, type ModelEntry, ModelRegistry, untilIdle } from "./model-registry.ts";
 import type { JobMap, StepStats, WorkerInit } from "./protocol.ts";
 import { SequenceDispatch } from "./sequence-dispatch.ts";
@@ -89,6 +94,11 @@ export interface DevicePoolOptions {
   observer?: EngineObserver;
   /** Host-memory prompt cache per device Worker (prompt-cache.ts); default 0 = off. */
   promptCacheBytes?: number;
+  /**
+   * A node with GPUs whose CUDA backend did not come up runs as a CPU node
+   * (WARN, and `cpuFallback` in /health) instead of refusing to start.
+   */
+  allowCpuFallback?: boolean;
 }
 
 const DEFAULT_CONTEXT = 4096;
@@ -147,12 +157,19 @@ export class DevicePool {
     });
   }
 
+  /** Set when a node with GPUs runs on the CPU (neuron.allow_cpu_fallback): why; /health shows it. */
+  cpuFallback: string | undefined;
+
   /** Set when a group's watchdog gave up (Stage 2): the neuron is about to exit and must report unhealthy. */
   get fatalReason(): string | undefined {
     return this.#fatalReason;
   }
 
-  /** Discovers devices, starts one Worker each and waits until all have loaded the native set. */
+  /**
+   * Discovers devices, starts one Worker each and waits until all have loaded
+   * the native set. A node with GPUs whose CUDA backend did not come up is
+   * refused (ConfigError: exit 2) unless `allowCpuFallback`.
+   */
   static async start(options: DevicePoolOptions = {}): Promise<DevicePool> {
     const cuda = discoverCudaDevices();
     const native = prepareNativeProcess({
@@ -160,15 +177,34 @@ export class DevicePool {
       ...(options.shimSources ? { shimSources: options.shimSources } : {}),
       cudaAvailable: cuda.length > 0,
       logLevel: options.ggmlLogLevel ?? 3,
+      // A CUDA error aborts inside ggml: its lines reach the log, and the exit is Stage 2's.
+      fatal: { exitCode: TP_FATAL_EXIT_CODE, json: logFormat() === "json" },
     });
-    if (cuda.length > 0 && native.set.flavor !== "cuda")
-      consola.info(`${cuda.length} CUDA device(s) found but the native set is CPU-only; using cpu-0`);
+    const verdict = checkCudaBackend({
+      cuda,
+      driverVersion: cuda.length > 0 ? cudaDriverVersion() : undefined,
+      set: native.set,
+      backend: native.cuda,
+      ggmlDevices: native.backendDevices,
+    });
+    let cpuFallback: string | undefined;
+    if (verdict.kind === "refused") {
+      if (!options.allowCpuFallback) {
+        consola.error(`GPU node refused to start: ${verdict.reason}`);
+        throw new ConfigError([
+          `${verdict.reason}. This node has GPUs, so it will not serve on the CPU; fix the CUDA set-up, or set neuron.allow_cpu_fallback = true to run it as a CPU node`,
+        ]);
+      }
+      cpuFallback = `CUDA backend unusable, running as a CPU node (neuron.allow_cpu_fallback): ${verdict.reason}`;
+      consola.warn(cpuFallback);
+    }
     const specs = deviceSpecs({
-      cuda: native.set.flavor === "cuda" ? cuda : [],
+      cuda: verdict.kind === "gpu-node" ? verdict.devices : [],
       cpuDevices: options.cpuDevices ?? 1,
       ...(options.devices ? { only: options.devices } : {}),
     });
     const pool = new DevicePool(options, native);
+    pool.cpuFallback = cpuFallback;
     try {
       await Promise.all(specs.map((spec) => pool.#startDevice(spec)));
     } catch (error) {
@@ -303,13 +339,21 @@ export class DevicePool {
     return device;
   }
 
+  /**
+   * Memory as cortex may use it: the configured cap less what its models are
+   * estimated to hold, and never more than the driver says is free (a GPU:
+   * cuMemGetInfo on the device's primary context, asked afresh each time) or
+   * the OS has free (the CPU without a cap).
+   */
   #memory(device: DeviceHandle): { total: number; free: number } {
     const cap = this.#options.memoryLimitBytes;
-    const total = cap === undefined ? device.spec.memoryTotal : Math.min(cap, device.spec.memoryTotal);
-    const used = this.#registry.bytesOn(device.spec.id);
-    let free = Math.max(0, total - used);
-    if (cap === undefined && device.spec.kind === "cpu") free = Math.min(free, freemem());
-    return { total, free };
+    const live = device.spec.kind === "cuda" ? cudaMemoryInfo(device.spec.index) : undefined;
+    return usableMemory({
+      physicalTotal: live?.total ?? device.spec.memoryTotal,
+      cap,
+      estimatedUsed: this.#registry.bytesOn(device.spec.id),
+      liveFree: live?.free ?? (device.spec.kind === "cpu" && cap === undefined ? freemem() : undefined),
+    });
   }
 
   /** Devices with memory as cortex may use it, and their poison state. */

@@ -30,3 +30,23 @@ export function estimateModelBytes(shape: ModelShape): number {
   const compute = 4 * shape.batchTokens * (shape.nEmbd * 8 + shape.nVocab) + 16 * 1024 * 1024;
   return Math.ceil(shape.weightBytes + kvCacheBytes(shape) + logits + compute);
 }
+
+/**
+ * A device's memory as placement may use it: the configured cap (else the
+ * device's size) less what cortex's models are estimated to hold, and never
+ * more than the driver (a GPU: cuMemGetInfo) or the OS (the CPU, uncapped)
+ * says is free. The estimate is the cap, the live figure the truth.
+ */
+export function usableMemory(m: {
+  /** The device's size: the driver's total for a GPU, RAM for the CPU. */
+  physicalTotal: number;
+  cap: number | undefined;
+  /** Estimated bytes held by the models loaded on it. */
+  estimatedUsed: number;
+  /** What the driver or OS reports free right now; undefined when it cannot say. */
+  liveFree: number | undefined;
+}): { total: number; free: number } {
+  const total = m.cap === undefined ? m.physicalTotal : Math.min(m.cap, m.physicalTotal);
+  const free = Math.max(0, total - m.estimatedUsed);
+  return { total, free: m.liveFree === undefined ? free : Math.min(free, m.liveFree) };
+}
