@@ -15,7 +15,9 @@
  * sent, scrubbed, as a new __fixtures__/claude-code-request.json.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { claudeCodeBinary, runClaudeCode } from "./helpers-dialects/claude-code.ts";
 import { LONG_TINY_FILE } from "./helpers-dialects/long-tiny-model.ts";
 import {
@@ -59,6 +61,25 @@ interface SentMessage {
   [key: string]: unknown;
 }
 
+interface StreamUsage {
+  input_tokens: number;
+  cache_read_input_tokens: number;
+}
+
+/** The usage a streamed answer ended with (its message_delta), or the JSON answer's. */
+async function usageOf(exchange: RecordedExchange): Promise<StreamUsage> {
+  const read = (usage: Partial<StreamUsage> | undefined): StreamUsage => ({
+    input_tokens: usage?.input_tokens ?? 0,
+    cache_read_input_tokens: usage?.cache_read_input_tokens ?? 0,
+  });
+  if (!exchange.streamText) return read((exchange.json as { usage?: StreamUsage } | undefined)?.usage);
+  const events = (await exchange.streamText)
+    .split("\n")
+    .filter((line) => line.startsWith("data: "))
+    .map((line) => JSON.parse(line.slice(6)) as { type: string; usage?: Partial<StreamUsage> });
+  return read(events.findLast((event) => event.type === "message_delta")?.usage);
+}
+
 function messageCalls(exchanges: RecordedExchange[]) {
   return exchanges
     .filter(
@@ -84,6 +105,49 @@ async function run(prompt: string) {
 }
 
 describe.skipIf(binary === undefined)("Claude Code", () => {
+  test(
+    "two turns of one session (--continue): the second turn's prompt is read from the cache, ≥ 90 %",
+    async () => {
+      if (binary === undefined) throw new Error("unreachable: skipped without the binary");
+      const home = mkdtempSync(join(tmpdir(), "cortex-claude-session-"));
+      try {
+        const turn = async (args: string[], prompt: string) => {
+          proxy.exchanges.length = 0;
+          const result = await runClaudeCode({
+            binary,
+            baseUrl: proxy.url,
+            apiKey: KEY,
+            model: TINY_ID,
+            prompt,
+            timeoutMs: 90_000,
+            home,
+            args,
+          });
+          expect(result.exitCode).toBe(0);
+          // The conversation's own request: the one that carries the tools and the most messages.
+          const conversation = messageCalls(proxy.exchanges)
+            .filter((call) => (call.sent.tools?.length ?? 0) > 0)
+            .sort((a, b) => b.sent.messages.length - a.sent.messages.length)[0];
+          if (conversation === undefined) throw new Error("no conversation request was sent");
+          return { sent: conversation.sent, usage: await usageOf(conversation) };
+        };
+        const first = await turn([], "List the files here.");
+        const second = await turn(["--continue"], "Now count them.");
+        expect(second.sent.messages.length).toBeGreaterThan(first.sent.messages.length);
+        // Claude Code's billing block differs per request and would have defeated this (it is dropped).
+        const prompt = second.usage.input_tokens + second.usage.cache_read_input_tokens;
+        console.log(
+          `turn 2: ${second.usage.cache_read_input_tokens} of ${prompt} prompt tokens read from the cache`,
+        );
+        expect(prompt).toBeGreaterThan(10_000);
+        expect(second.usage.cache_read_input_tokens / prompt).toBeGreaterThanOrEqual(0.9);
+      } finally {
+        rmSync(home, { recursive: true, force: true });
+      }
+    },
+    { timeout: 200_000 },
+  );
+
   test(
     "claude -p completes: its 32000 max_tokens over what the context leaves is clamped, not refused",
     async () => {

@@ -38,38 +38,45 @@ export interface ClaudeRunOptions {
   model: string;
   prompt: string;
   timeoutMs: number;
+  /** A HOME kept between runs (the caller removes it), so `--continue` finds the last session. */
+  home?: string;
+  /** Arguments before `-p`, e.g. `--continue`. */
+  args?: string[];
 }
 
 export async function runClaudeCode(options: ClaudeRunOptions): Promise<ClaudeRun> {
-  const home = mkdtempSync(join(tmpdir(), "cortex-claude-home-"));
+  const home = options.home ?? mkdtempSync(join(tmpdir(), "cortex-claude-home-"));
   const started = performance.now();
-  const proc = Bun.spawn([options.binary, "-p", options.prompt, "--model", options.model], {
-    cwd: home,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: home,
-      XDG_CONFIG_HOME: join(home, ".config"),
-      ANTHROPIC_BASE_URL: options.baseUrl,
-      ANTHROPIC_API_KEY: options.apiKey,
-      ANTHROPIC_MODEL: options.model,
-      ANTHROPIC_SMALL_FAST_MODEL: options.model,
-      ANTHROPIC_DEFAULT_HAIKU_MODEL: options.model,
-      ANTHROPIC_DEFAULT_SONNET_MODEL: options.model,
-      ANTHROPIC_DEFAULT_OPUS_MODEL: options.model,
-      // Nothing but the API call may leave the machine: no telemetry, updates, error reports, surveys.
-      DISABLE_TELEMETRY: "1",
-      DISABLE_AUTOUPDATER: "1",
-      DISABLE_ERROR_REPORTING: "1",
-      DISABLE_BUG_COMMAND: "1",
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-      CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY: "1",
-      CLAUDE_CODE_DISABLE_TERMINAL_TITLE: "1",
-      CI: "1",
+  const proc = Bun.spawn(
+    [options.binary, ...(options.args ?? []), "-p", options.prompt, "--model", options.model],
+    {
+      cwd: home,
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        HOME: home,
+        XDG_CONFIG_HOME: join(home, ".config"),
+        ANTHROPIC_BASE_URL: options.baseUrl,
+        ANTHROPIC_API_KEY: options.apiKey,
+        ANTHROPIC_MODEL: options.model,
+        ANTHROPIC_SMALL_FAST_MODEL: options.model,
+        ANTHROPIC_DEFAULT_HAIKU_MODEL: options.model,
+        ANTHROPIC_DEFAULT_SONNET_MODEL: options.model,
+        ANTHROPIC_DEFAULT_OPUS_MODEL: options.model,
+        // Nothing but the API call may leave the machine: no telemetry, updates, error reports, surveys.
+        DISABLE_TELEMETRY: "1",
+        DISABLE_AUTOUPDATER: "1",
+        DISABLE_ERROR_REPORTING: "1",
+        DISABLE_BUG_COMMAND: "1",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+        CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY: "1",
+        CLAUDE_CODE_DISABLE_TERMINAL_TITLE: "1",
+        CI: "1",
+      },
     },
-  });
+  );
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -84,6 +91,6 @@ export async function runClaudeCode(options: ClaudeRunOptions): Promise<ClaudeRu
     return { exitCode, stdout, stderr, timedOut, ms: performance.now() - started };
   } finally {
     clearTimeout(timer);
-    rmSync(home, { recursive: true, force: true });
+    if (options.home === undefined) rmSync(home, { recursive: true, force: true });
   }
 }

@@ -15,6 +15,8 @@ export interface RecordedExchange {
   /** The answer, when it was JSON (errors, non-streamed messages). */
   json?: unknown;
   streamed: boolean;
+  /** A streamed answer's whole text, once the stream has ended. */
+  streamText?: Promise<string>;
 }
 
 export interface RecordingProxy {
@@ -74,7 +76,10 @@ export function startRecordingProxy(target: string): RecordingProxy {
         const first = text.slice(0, text.indexOf("\n\n") + 2);
         return new Response(first, { status: 200, headers: outHeaders });
       }
-      return new Response(response.body, { status: response.status, headers: outHeaders });
+      if (!response.body) return new Response(null, { status: response.status, headers: outHeaders });
+      const [toClient, kept] = response.body.tee();
+      exchange.streamText = new Response(kept).text();
+      return new Response(toClient, { status: response.status, headers: outHeaders });
     },
   });
   proxy.url = `http://127.0.0.1:${server.port}`;
