@@ -24,6 +24,7 @@ import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
 import { OpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
 import type { AdminOps } from "./admin-ops.ts";
 import { type ChatContext, canRelay, completeChat, relayChat, startChat } from "./chat-pipeline.ts";
+import { createEmbeddings } from "./embeddings.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
@@ -351,6 +352,19 @@ export function createGatewayApp(options: GatewayAppOptions) {
       responsesRoute(async (request) =>
         json(
           await listInputItems(options.responseStore, responseId(request), new URL(request.url).searchParams),
+        ),
+      ),
+    )
+    .post(
+      "/v1/embeddings",
+      responsesRoute(async (request, requestId) =>
+        json(
+          await createEmbeddings(chatDeps, await readJson(request, maxBody), {
+            requestId,
+            signal: request.signal,
+          }),
+          200,
+          { "x-request-id": requestId },
         ),
       ),
     )

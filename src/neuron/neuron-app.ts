@@ -162,6 +162,12 @@ export function createNeuronApp(options: NeuronAppOptions) {
       ),
     )
     .post(
+      "/v1/embeddings",
+      handle("POST /v1/embeddings", async (request) =>
+        json(await service.embeddings(await readJson(request))),
+      ),
+    )
+    .post(
       "/v1/chat/completions",
       handle("POST /v1/chat/completions", async (request, requestId) => {
         const receivedAt = performance.now();

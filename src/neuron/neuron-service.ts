@@ -19,7 +19,9 @@ import type {
   UnloadRequest,
 } from "../core/neuron-api.ts";
 import type { CanonicalRequest, CanonicalStreamPart } from "../dialects/canonical.ts";
+import { parseEmbeddingsRequest, renderEmbeddingsResponse } from "../dialects/openai/embeddings.ts";
 import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
+import type { EmbedInput } from "./engine/protocol.ts";
 import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./engine/types.ts";
 import { generationToCanonical, peekFirst } from "./generation-stream.ts";
 import type { ModelsDir } from "./models-dir.ts";
@@ -38,6 +40,11 @@ export interface EnginePool {
   pin(id: string, pinned: boolean): void;
   generate(id: string, params: GenerateParams, signal: AbortSignal): ReadableStream<GenerationEvent>;
   countTokens(id: string, prompt: string): Promise<number>;
+  embed(
+    id: string,
+    inputs: EmbedInput[],
+    dimensions?: number,
+  ): Promise<{ embeddings: Float32Array[]; promptTokens: number }>;
   applyBuiltinTemplate(
     id: string,
     messages: ReadonlyArray<{ role: string; content: string }>,
@@ -238,6 +245,18 @@ export class NeuronService {
     const request = parseOpenAIRequest(body);
     const entry = await this.#pool.ready(request.model);
     return this.#pool.countTokens(entry.id, await this.#prompt(entry, request));
+  }
+
+  /** OpenAI's embeddings answer for an OpenAI embeddings body (mean-pooled unless the model pools its own way). */
+  async embeddings(body: unknown): Promise<unknown> {
+    const request = parseEmbeddingsRequest(body);
+    const entry = await this.#pool.ready(request.model);
+    const { embeddings, promptTokens } = await this.#pool.embed(entry.id, request.inputs, request.dimensions);
+    return renderEmbeddingsResponse(embeddings, {
+      model: entry.id,
+      promptTokens,
+      encodingFormat: request.encodingFormat,
+    });
   }
 
   async close(): Promise<void> {

@@ -66,6 +66,9 @@ export interface LoadResult {
   description: string;
 }
 
+/** One input to embed: text, or token ids of the model's vocabulary. */
+export type EmbedInput = string | number[];
+
 export interface ChatMessageText {
   role: string;
   content: string;
@@ -80,6 +83,10 @@ export interface JobMap {
   "count-tokens": {
     job: { type: "count-tokens"; modelId: string; prompt: string };
     result: { tokens: number };
+  };
+  embed: {
+    job: { type: "embed"; modelId: string; inputs: EmbedInput[]; dimensions?: number };
+    result: { embeddings: Float32Array[]; promptTokens: number };
   };
   "apply-builtin-template": {
     job: {
