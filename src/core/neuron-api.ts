@@ -125,10 +125,15 @@ export type RecycleRequest = z.infer<typeof RecycleRequest>;
  * an OpenAI client as it is: no `stop_sequence` extension on the finishing
  * choice, and a NeuronStreamTrailer comment before `data: [DONE]` (or last,
  * after an error event) that the gateway reads and strips.
+ * `cortex_completion` makes it a text completion (`POST /v1/completions`):
+ * the prompt goes to the model as it is, no chat template, or with `suffix`
+ * as a fill-in-the-middle prompt of the model's FIM tokens (a 400 for a
+ * model without them); `messages` are then ignored.
  */
 export const NeuronChatExtensions = z.object({
   context_overflow: z.enum(["error", "clamp"]).optional(),
   cortex_trailer: z.boolean().optional(),
+  cortex_completion: z.object({ prompt: z.string(), suffix: z.string().optional() }).optional(),
 });
 
 /** The comment line that carries a NeuronStreamTrailer: this prefix, the JSON, a blank line. */

@@ -115,6 +115,13 @@ export interface CanonicalRequest {
    */
   sessionKey?: string;
   metadata?: Record<string, string>;
+  /**
+   * A text completion (`/v1/completions`): the prompt is sent to the model
+   * as it is, without the chat template, or fill-in-the-middle with
+   * `suffix`. `messages` then hold the prompt as one user message, for the
+   * checks that read them.
+   */
+  completion?: { prompt: string; suffix?: string };
 }
 
 export type FinishReason = "stop" | "length" | "tool_calls" | "stop_sequence";

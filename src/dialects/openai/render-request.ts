@@ -112,6 +112,7 @@ export function toUpstreamChatBody(req: CanonicalRequest, options: UpstreamOptio
   if (req.maxTokens !== undefined) body.max_tokens = req.maxTokens;
   body.context_overflow = options.contextOverflow ?? "error";
   if (relay) body.cortex_trailer = true;
+  if (req.completion !== undefined) body.cortex_completion = req.completion;
   return body;
 }
 

@@ -223,6 +223,19 @@ function runJob(job: Job): Results[JobType] {
       );
       return loaded.embedder.embed(job.inputs, job.dimensions) satisfies Results["embed"];
     }
+    case "fim-tokens": {
+      const { native } = requireModel(job.modelId);
+      const { llama } = requireRuntime();
+      const ids = [
+        llama.llama_vocab_fim_pre(native.vocab),
+        llama.llama_vocab_fim_suf(native.vocab),
+        llama.llama_vocab_fim_mid(native.vocab),
+      ];
+      const [pre, suf, mid] = ids.map((id) => native.tokenText(id));
+      return {
+        fim: ids.some((id) => id < 0) ? null : { pre: pre ?? "", suf: suf ?? "", mid: mid ?? "" },
+      } satisfies Results["fim-tokens"];
+    }
     case "apply-builtin-template":
       return {
         prompt: applyBuiltinTemplate(requireRuntime(), job),

@@ -69,6 +69,13 @@ export interface LoadResult {
 /** One input to embed: text, or token ids of the model's vocabulary. */
 export type EmbedInput = string | number[];
 
+/** Fill-in-the-middle tokens (prefix, suffix, middle) as their text, which the tokenizer reads back as them. */
+export interface FimTokens {
+  pre: string;
+  suf: string;
+  mid: string;
+}
+
 export interface ChatMessageText {
   role: string;
   content: string;
@@ -87,6 +94,11 @@ export interface JobMap {
   embed: {
     job: { type: "embed"; modelId: string; inputs: EmbedInput[]; dimensions?: number };
     result: { embeddings: Float32Array[]; promptTokens: number };
+  };
+  /** The model's fill-in-the-middle tokens as prompt text, or null where its vocabulary has none. */
+  "fim-tokens": {
+    job: { type: "fim-tokens"; modelId: string };
+    result: { fim: FimTokens | null };
   };
   "apply-builtin-template": {
     job: {
