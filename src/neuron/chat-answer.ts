@@ -110,7 +110,11 @@ export function streamAnswer(
       parts
         .pipeThrough(
           trailer === undefined
-            ? createOpenAIStreamEncoder({ includeUsage: request.includeUsage, reportStopSequence: true })
+            ? createOpenAIStreamEncoder({
+                includeUsage: request.includeUsage,
+                reportStopSequence: true,
+                reportPromptTokens: true,
+              })
             : trailedEncoder(request.includeUsage, trailer.receivedAt, options.now),
         )
         .pipeThrough(new TextEncoderStream()),

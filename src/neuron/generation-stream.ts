@@ -12,6 +12,8 @@ export interface StreamIdentity {
   id: string;
   model: string;
   created: number;
+  /** The prompt's tokens, when the request asked for them up front (`cortex_prompt_tokens`). */
+  inputTokens?: number;
 }
 
 export function generationToCanonical(

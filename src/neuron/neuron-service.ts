@@ -24,7 +24,7 @@ import { parseEmbeddingsRequest, renderEmbeddingsResponse } from "../dialects/op
 import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
 import type { EmbedInput, FimTokens } from "./engine/protocol.ts";
 import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./engine/types.ts";
-import { generationToCanonical, peekFirst } from "./generation-stream.ts";
+import { generationToCanonical, peekFirst, type StreamIdentity } from "./generation-stream.ts";
 import type { ModelsDir } from "./models-dir.ts";
 import { renderChatTemplate } from "./prompt/chat-template.ts";
 import { planPrompt } from "./prompt/prompt-plan.ts";
@@ -251,14 +251,17 @@ export class NeuronService {
       ...(request.frequencyPenalty === undefined ? {} : { frequencyPenalty: request.frequencyPenalty }),
       ...(request.logitBias === undefined ? {} : { logitBias: request.logitBias }),
     };
+    // Counted beside the prefill (the Worker tokenizes it the same way), so it costs no latency.
+    const counted = extras.promptTokens ? this.#pool.countTokens(entry.id, prompt) : undefined;
     const events = await peekFirst(this.#pool.generate(entry.id, params, signal), (event) =>
       event.type === "error" ? CortexError.fromWire(event.error) : undefined,
     );
-    const identity = {
+    const identity: StreamIdentity = {
       id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
       model: entry.id,
       created: Math.floor(Date.now() / 1000),
     };
+    if (counted !== undefined) identity.inputTokens = await counted;
     return { request, parts: events.pipeThrough(generationToCanonical(identity)) };
   }
 
@@ -288,6 +291,7 @@ export class NeuronService {
 interface Extras {
   contextOverflow?: "error" | "clamp";
   completion?: { prompt: string; suffix?: string };
+  promptTokens?: boolean;
   minP?: number;
   repeatPenalty?: number;
 }
@@ -309,6 +313,7 @@ function readExtras(body: unknown): Extras {
       param: "cortex_completion",
     });
   if (completion.data !== undefined) extras.completion = completion.data;
+  if (record.cortex_prompt_tokens === true) extras.promptTokens = true;
   for (const [key, target] of [
     ["min_p", "minP"],
     ["repeat_penalty", "repeatPenalty"],

@@ -81,9 +81,16 @@ describe("messages", () => {
 
     const stream = client.messages.stream(greedy({ model: TINY_ID, system, messages, max_tokens: 200 }));
     const events: string[] = [];
-    stream.on("streamEvent", (event) => events.push(event.type));
+    let startInput = -1;
+    stream.on("streamEvent", (event) => {
+      events.push(event.type);
+      if (event.type === "message_start") startInput = event.message.usage.input_tokens;
+    });
     const final = await stream.finalMessage();
     expect(textOf(final)).toBe(textOf(whole));
+    // message_start already knows the prompt's size: the same count as the plain answer's.
+    expect(startInput).toBe(whole.usage.input_tokens);
+    expect(final.usage.input_tokens).toBe(whole.usage.input_tokens);
     expect(final.stop_reason).toBe("end_turn");
     expect(final.usage.output_tokens).toBe(whole.usage.output_tokens);
     expect(events[0]).toBe("message_start");

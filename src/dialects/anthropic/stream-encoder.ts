@@ -57,7 +57,7 @@ export class AnthropicStreamEncoder {
     }
     switch (part.type) {
       case "message_start":
-        if (!this.#started) frames.push(...this.#messageStart(part.model));
+        if (!this.#started) frames.push(...this.#messageStart(part.model, part.inputTokens));
         break;
       case "text_delta":
         if (part.text === "") break;
@@ -126,7 +126,7 @@ export class AnthropicStreamEncoder {
     return [this.#frame("error", anthropicErrorBody(error))];
   }
 
-  #messageStart(model: string): string[] {
+  #messageStart(model: string, inputTokens?: number): string[] {
     this.#started = true;
     return [
       this.#frame("message_start", {
@@ -139,7 +139,7 @@ export class AnthropicStreamEncoder {
           content: [],
           stop_reason: null,
           stop_sequence: null,
-          usage: { input_tokens: this.#options.inputTokens ?? 0, output_tokens: 0 },
+          usage: { input_tokens: inputTokens ?? this.#options.inputTokens ?? 0, output_tokens: 0 },
         },
       }),
     ];

@@ -91,6 +91,8 @@ export interface UpstreamOptions {
    * the metrics instead.
    */
   relay?: boolean;
+  /** Ask a translated stream for the prompt's token count on its first chunk (`cortex_prompt_tokens`). */
+  promptTokens?: boolean;
 }
 
 /**
@@ -113,6 +115,7 @@ export function toUpstreamChatBody(req: CanonicalRequest, options: UpstreamOptio
   body.context_overflow = options.contextOverflow ?? "error";
   if (relay) body.cortex_trailer = true;
   if (req.completion !== undefined) body.cortex_completion = req.completion;
+  if (options.promptTokens === true && !relay && body.stream === true) body.cortex_prompt_tokens = true;
   return body;
 }
 
