@@ -130,7 +130,8 @@ export type RecycleRequest = z.infer<typeof RecycleRequest>;
  * as a fill-in-the-middle prompt of the model's FIM tokens (a 400 for a
  * model without them); `messages` are then ignored.
  * `cortex_prompt_tokens` (streams without `cortex_trailer` only) puts the
- * prompt's token count on the first chunk as `cortex_prompt_tokens`, so the
+ * prompt's token count on the first chunk as `cortex_prompt_tokens`, and
+ * how many of those were reused as `cortex_cached_tokens`, so the
  * gateway can tell an Anthropic client in `message_start` what the
  * non-streamed answer's usage says.
  */

@@ -152,8 +152,18 @@ export interface CanonicalResponse {
  * nothing follows.
  */
 export type CanonicalStreamPart =
-  /** `inputTokens`: the prompt's tokens, where they are known before the answer (the final count comes with `usage`). */
-  | { type: "message_start"; id: string; model: string; created: number; inputTokens?: number }
+  /**
+   * `inputTokens` (and of those `cachedInputTokens`): the prompt's tokens,
+   * where they are known before the answer; the final count comes with `usage`.
+   */
+  | {
+      type: "message_start";
+      id: string;
+      model: string;
+      created: number;
+      inputTokens?: number;
+      cachedInputTokens?: number;
+    }
   | { type: "text_delta"; text: string }
   | { type: "thinking_delta"; text: string }
   /** `index` counts tool calls within this answer, from 0. */

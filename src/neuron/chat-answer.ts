@@ -100,7 +100,7 @@ export function completionAnswer(
  */
 export function streamAnswer(
   chat: Promise<StartedChat>,
-  options: AnswerOptions & { trailer?: { receivedAt: number } },
+  options: AnswerOptions & { trailer?: { receivedAt: number }; reportPromptTokens?: boolean },
 ): Promise<Response> {
   const trailer = options.trailer;
   return answer(chat, options, {
@@ -113,7 +113,7 @@ export function streamAnswer(
             ? createOpenAIStreamEncoder({
                 includeUsage: request.includeUsage,
                 reportStopSequence: true,
-                reportPromptTokens: true,
+                reportPromptTokens: options.reportPromptTokens === true,
               })
             : trailedEncoder(request.includeUsage, trailer.receivedAt, options.now),
         )

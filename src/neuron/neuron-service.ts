@@ -251,17 +251,17 @@ export class NeuronService {
       ...(request.frequencyPenalty === undefined ? {} : { frequencyPenalty: request.frequencyPenalty }),
       ...(request.logitBias === undefined ? {} : { logitBias: request.logitBias }),
     };
-    // Counted beside the prefill (the Worker tokenizes it the same way), so it costs no latency.
-    const counted = extras.promptTokens ? this.#pool.countTokens(entry.id, prompt) : undefined;
-    const events = await peekFirst(this.#pool.generate(entry.id, params, signal), (event) =>
-      event.type === "error" ? CortexError.fromWire(event.error) : undefined,
+    // The sequence's `start` (prompt size, reuse) is no output: the answer begins at the first token.
+    const events = await peekFirst(
+      this.#pool.generate(entry.id, params, signal),
+      (event) => (event.type === "error" ? CortexError.fromWire(event.error) : undefined),
+      (event) => event.type === "start",
     );
     const identity: StreamIdentity = {
       id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
       model: entry.id,
       created: Math.floor(Date.now() / 1000),
     };
-    if (counted !== undefined) identity.inputTokens = await counted;
     return { request, parts: events.pipeThrough(generationToCanonical(identity)) };
   }
 
@@ -291,7 +291,6 @@ export class NeuronService {
 interface Extras {
   contextOverflow?: "error" | "clamp";
   completion?: { prompt: string; suffix?: string };
-  promptTokens?: boolean;
   minP?: number;
   repeatPenalty?: number;
 }
@@ -313,7 +312,6 @@ function readExtras(body: unknown): Extras {
       param: "cortex_completion",
     });
   if (completion.data !== undefined) extras.completion = completion.data;
-  if (record.cortex_prompt_tokens === true) extras.promptTokens = true;
   for (const [key, target] of [
     ["min_p", "minP"],
     ["repeat_penalty", "repeatPenalty"],

@@ -81,16 +81,21 @@ describe("messages", () => {
 
     const stream = client.messages.stream(greedy({ model: TINY_ID, system, messages, max_tokens: 200 }));
     const events: string[] = [];
-    let startInput = -1;
+    let start: Anthropic.Usage | undefined;
     stream.on("streamEvent", (event) => {
       events.push(event.type);
-      if (event.type === "message_start") startInput = event.message.usage.input_tokens;
+      if (event.type === "message_start") start = event.message.usage;
     });
     const final = await stream.finalMessage();
     expect(textOf(final)).toBe(textOf(whole));
-    // message_start already knows the prompt's size: the same count as the plain answer's.
-    expect(startInput).toBe(whole.usage.input_tokens);
-    expect(final.usage.input_tokens).toBe(whole.usage.input_tokens);
+    // message_start already knows the prompt: the counts the answer ends with, and the same
+    // prompt as the plain answer's (this one may read more of it from the prefix cache).
+    const prompt = (usage: Anthropic.Usage | undefined) =>
+      (usage?.input_tokens ?? -1) + (usage?.cache_read_input_tokens ?? 0);
+    expect(start?.input_tokens).toBeGreaterThan(0);
+    expect(start?.input_tokens).toBe(final.usage.input_tokens);
+    expect(start?.cache_read_input_tokens ?? 0).toBe(final.usage.cache_read_input_tokens ?? 0);
+    expect(prompt(start)).toBe(prompt(whole.usage));
     expect(final.stop_reason).toBe("end_turn");
     expect(final.usage.output_tokens).toBe(whole.usage.output_tokens);
     expect(events[0]).toBe("message_start");

@@ -45,7 +45,10 @@ export interface OpenAIStreamOptions {
   model?: string;
   /** Add the matched stop sequence to the finishing choice (the neuron's extension, see NeuronChoiceExtensions). */
   reportStopSequence?: boolean;
-  /** Put a message_start's `inputTokens` on the first chunk as `cortex_prompt_tokens` (the neuron's extension). */
+  /**
+   * Put a message_start's `inputTokens` and `cachedInputTokens` on the first
+   * chunk as `cortex_prompt_tokens` and `cortex_cached_tokens` (the neuron's extension).
+   */
   reportPromptTokens?: boolean;
 }
 
@@ -81,8 +84,10 @@ export class OpenAIStreamEncoder {
         if (this.#options.reportPromptTokens && part.inputTokens !== undefined) {
           // `],"usage":null}` or `]}` after the choices: the extension goes between.
           const framing = this.#framingFor();
+          const cached =
+            part.cachedInputTokens === undefined ? "" : `,"cortex_cached_tokens":${part.cachedInputTokens}`;
           frames.push(
-            `${framing.prefix}${ROLE_CHOICE}],"cortex_prompt_tokens":${part.inputTokens}${framing.suffix.slice(1)}`,
+            `${framing.prefix}${ROLE_CHOICE}],"cortex_prompt_tokens":${part.inputTokens}${cached}${framing.suffix.slice(1)}`,
           );
         } else frames.push(this.#frame(ROLE_CHOICE));
         break;

@@ -44,8 +44,9 @@ export interface UpstreamChunk {
     stop_sequence?: string | null;
   }> | null;
   usage?: UpstreamUsage | null;
-  /** The neuron's extension on its first chunk, when asked (`cortex_prompt_tokens`): the prompt's tokens. */
+  /** The neuron's extension on its first chunk, when asked (`cortex_prompt_tokens`): the prompt's tokens, and of those the reused ones. */
   cortex_prompt_tokens?: number;
+  cortex_cached_tokens?: number;
   error?: unknown;
 }
 
@@ -151,7 +152,8 @@ export function readUpstreamChunk(json: unknown): { chunk: UpstreamChunk } | { p
     badEnvelope(json) ??
     (json.cortex_prompt_tokens === undefined
       ? undefined
-      : badField(json, "cortex_prompt_tokens", "", "count", false));
+      : (badField(json, "cortex_prompt_tokens", "", "count", false) ??
+        badField(json, "cortex_cached_tokens", "", "count", false)));
   const choices = json.choices;
   if (problem === undefined && choices !== undefined && choices !== null) {
     if (!Array.isArray(choices)) problem = `choices: expected array or null, got ${kind(choices)}`;
@@ -379,7 +381,10 @@ export class UpstreamStreamDecoder {
     const parts: CanonicalStreamPart[] = [];
     if (!this.#started) {
       const start = this.#start(chunk);
-      if (chunk.cortex_prompt_tokens !== undefined) start.inputTokens = chunk.cortex_prompt_tokens;
+      if (chunk.cortex_prompt_tokens !== undefined) {
+        start.inputTokens = chunk.cortex_prompt_tokens;
+        if (chunk.cortex_cached_tokens !== undefined) start.cachedInputTokens = chunk.cortex_cached_tokens;
+      }
       parts.push(start);
     }
     const choice = chunk.choices?.[0];

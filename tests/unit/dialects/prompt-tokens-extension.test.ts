@@ -16,6 +16,7 @@ const start: CanonicalStreamPart = {
   model: "m",
   created: 1,
   inputTokens: 42,
+  cachedInputTokens: 40,
 };
 
 describe("cortex_prompt_tokens", () => {
@@ -26,6 +27,7 @@ describe("cortex_prompt_tokens", () => {
       const [frame] = new OpenAIStreamEncoder({ includeUsage, reportPromptTokens: true }).push(start);
       const chunk = JSON.parse((frame ?? "").replace(/^data: /, ""));
       expect(chunk.cortex_prompt_tokens).toBe(42);
+      expect(chunk.cortex_cached_tokens).toBe(40);
       expect(chunk.choices[0].delta.role).toBe("assistant");
       expect(chunk.usage).toEqual(includeUsage ? null : undefined);
     }
@@ -41,8 +43,10 @@ describe("cortex_prompt_tokens", () => {
       ...encoder.end(),
     ].join("");
     const parts = decodeUpstream([text]);
-    expect(parts[0]).toMatchObject({ type: "message_start", inputTokens: 42 });
+    expect(parts[0]).toMatchObject({ type: "message_start", inputTokens: 42, cachedInputTokens: 40 });
     const anthropic = new AnthropicStreamEncoder({}).push(parts[0] as CanonicalStreamPart).join("");
-    expect(anthropic).toContain('"input_tokens":42');
+    // Anthropic counts cache reads apart: the same split as the answer's final usage.
+    expect(anthropic).toContain('"input_tokens":2,');
+    expect(anthropic).toContain('"cache_read_input_tokens":40');
   });
 });
