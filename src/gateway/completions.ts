@@ -5,6 +5,7 @@
  * metrics are the chat's. Several prompts of one plain request run side by
  * side and come back as one answer's choices, in order.
  */
+import { logger } from "../core/logger.ts";
 import {
   CompletionsStreamEncoder,
   parseCompletionsRequest,
@@ -12,6 +13,16 @@ import {
 } from "../dialects/openai/completions.ts";
 import { type ChatContext, type ChatPipelineDeps, completeChat, startChat } from "./chat-pipeline.ts";
 import { relaySse } from "./part-source.ts";
+
+const log = logger("completions");
+/** Each unknown request field is logged once per process, not once per request. */
+const warnedFields = new Set<string>();
+
+function warnUnknownField(name: string): void {
+  if (warnedFields.has(name)) return;
+  warnedFields.add(name);
+  log.warn(`POST /v1/completions: unknown field "${name}" ignored (logged once)`);
+}
 
 export type CompletionsAnswer =
   | { stream: true; body: ReadableStream<Uint8Array> | Uint8Array }
@@ -23,7 +34,7 @@ export async function createCompletions(
   body: unknown,
   ctx: ChatContext,
 ): Promise<CompletionsAnswer> {
-  const requests = parseCompletionsRequest(body);
+  const requests = parseCompletionsRequest(body, { onUnknownField: warnUnknownField });
   const first = requests[0];
   if (first === undefined) throw new Error("parseCompletionsRequest returned no request");
   if (first.stream) {

@@ -5,9 +5,20 @@
  * under the name the client asked for.
  */
 import { CortexError } from "../core/errors.ts";
+import { logger } from "../core/logger.ts";
 import { parseEmbeddingsRequest, toUpstreamEmbeddingsBody } from "../dialects/openai/embeddings.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
+
+const log = logger("embeddings");
+/** Each unknown request field is logged once per process, not once per request. */
+const warnedFields = new Set<string>();
+
+function warnUnknownField(name: string): void {
+  if (warnedFields.has(name)) return;
+  warnedFields.add(name);
+  log.warn(`POST /v1/embeddings: unknown field "${name}" ignored (logged once)`);
+}
 
 export interface EmbeddingsDeps {
   routing: Pick<RoutingServices, "loader" | "admission" | "route">;
@@ -21,7 +32,7 @@ export async function createEmbeddings(
   body: unknown,
   ctx: { requestId: string; signal: AbortSignal },
 ): Promise<unknown> {
-  const request = parseEmbeddingsRequest(body);
+  const request = parseEmbeddingsRequest(body, { onUnknownField: warnUnknownField });
   const { routing } = deps;
   const model = routing.loader.resolve(request.model).id;
   const release = routing.admission.tryAcquire(model) ?? (await routing.admission.acquire(model, ctx.signal));

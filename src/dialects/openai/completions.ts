@@ -44,9 +44,19 @@ const CompletionsRequestSchema = z.looseObject({
 /** OpenAI's default for `/v1/completions` when `max_tokens` is absent. */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 
-/** One canonical request per prompt, in order; they differ only in the prompt. */
-export function parseCompletionsRequest(body: unknown): CanonicalRequest[] {
+const KNOWN_KEYS = new Set(Object.keys(CompletionsRequestSchema.shape));
+
+/**
+ * One canonical request per prompt, in order; they differ only in the
+ * prompt. Fields it does not know are told to `onUnknownField`.
+ */
+export function parseCompletionsRequest(
+  body: unknown,
+  options: { onUnknownField?: (name: string) => void } = {},
+): CanonicalRequest[] {
   const parsed = parseOrThrow(CompletionsRequestSchema, body, "");
+  if (options.onUnknownField)
+    for (const key of Object.keys(parsed)) if (!KNOWN_KEYS.has(key)) options.onUnknownField(key);
   if (parsed.echo === true)
     throw unsupported("echo", "echo: true is not supported; the answer never repeats the prompt");
   if (parsed.logprobs !== undefined && parsed.logprobs !== null)

@@ -25,9 +25,20 @@ export interface EmbeddingsRequest {
   dimensions?: number;
 }
 
-/** Reads an embeddings body; a 400 naming the field for anything it cannot honour. */
-export function parseEmbeddingsRequest(body: unknown): EmbeddingsRequest {
+const KNOWN_KEYS = new Set(Object.keys(EmbeddingsRequestSchema.shape));
+
+/**
+ * Reads an embeddings body; a 400 naming the field for anything it cannot
+ * honour. Fields it does not know are told to `onUnknownField` (the gateway
+ * logs each name once).
+ */
+export function parseEmbeddingsRequest(
+  body: unknown,
+  options: { onUnknownField?: (name: string) => void } = {},
+): EmbeddingsRequest {
   const parsed = parseOrThrow(EmbeddingsRequestSchema, body, "");
+  if (options.onUnknownField)
+    for (const key of Object.keys(parsed)) if (!KNOWN_KEYS.has(key)) options.onUnknownField(key);
   const { input } = parsed;
   const inputs: Array<string | number[]> =
     typeof input === "string"
