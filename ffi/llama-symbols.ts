@@ -52,6 +52,10 @@ const llamaDefs = {
   llama_state_seq_get_data_ext: { args: ["ptr", "ptr", "u64", "i32", "u32"], returns: FFIType.u64_fast },
   llama_state_seq_set_data_ext: { args: ["ptr", "ptr", "u64", "i32", "u32"], returns: FFIType.u64_fast },
   llama_synchronize: { args: ["ptr"], returns: "void" },
+  llama_get_embeddings_seq: { args: ["ptr", "i32"], returns: "ptr" },
+  llama_vocab_fim_pre: { args: ["ptr"], returns: "i32" },
+  llama_vocab_fim_suf: { args: ["ptr"], returns: "i32" },
+  llama_vocab_fim_mid: { args: ["ptr"], returns: "i32" },
   llama_vocab_n_tokens: { args: ["ptr"], returns: "i32" },
   llama_vocab_is_eog: { args: ["ptr", "i32"], returns: "bool" },
   llama_vocab_bos: { args: ["ptr"], returns: "i32" },
@@ -132,6 +136,12 @@ export interface LlamaSymbols {
     flags: number,
   ): number;
   llama_synchronize(ctx: LlamaContextPtr): void;
+  /** A pooled embedding context's `float[n_embd]` for a sequence of the last decode, or null. */
+  llama_get_embeddings_seq(ctx: LlamaContextPtr, seq: number): Pointer | null;
+  /** Fill-in-the-middle tokens, or -1 where the vocabulary has none. */
+  llama_vocab_fim_pre(vocab: LlamaVocabPtr): number;
+  llama_vocab_fim_suf(vocab: LlamaVocabPtr): number;
+  llama_vocab_fim_mid(vocab: LlamaVocabPtr): number;
   llama_vocab_n_tokens(vocab: LlamaVocabPtr): number;
   llama_vocab_is_eog(vocab: LlamaVocabPtr, token: number): boolean;
   llama_vocab_bos(vocab: LlamaVocabPtr): number;

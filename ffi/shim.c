@@ -211,6 +211,40 @@ struct llama_context * shim_context_new(struct llama_model * model, uint32_t n_c
   return llama_init_from_model(model, p);
 }
 
+// A context that outputs one pooled embedding per sequence: the model's own
+// pooling (GGUF metadata) for an embedding model, mean pooling for a model
+// that has none (a chat model), as llama-server and Ollama do. Sequences share
+// one KV stream, and a sequence must fit in one ubatch for pooling, so
+// n_ubatch = n_batch = n_ctx. Returns NULL when the model pools by rank (a
+// reranker), which has no embedding to give.
+struct llama_context * shim_embed_context_new(struct llama_model * model, uint32_t n_ctx, uint32_t n_seq_max,
+                                              int32_t n_threads, int32_t * abort_flag) {
+  struct llama_context_params p = llama_context_default_params();
+  p.n_ctx = n_ctx;
+  p.n_batch = n_ctx;
+  p.n_ubatch = n_ctx;
+  p.n_seq_max = n_seq_max;
+  p.n_threads = n_threads;
+  p.n_threads_batch = n_threads;
+  p.kv_unified = true;
+  p.no_perf = true;
+  p.embeddings = true;
+  p.pooling_type = LLAMA_POOLING_TYPE_UNSPECIFIED;
+  p.abort_callback = shim_abort_cb;
+  p.abort_callback_data = abort_flag;
+  struct llama_context * ctx = llama_init_from_model(model, p);
+  if (ctx == NULL) return NULL;
+  enum llama_pooling_type pooling = llama_pooling_type(ctx);
+  if (pooling == LLAMA_POOLING_TYPE_RANK) {
+    llama_free(ctx);
+    return NULL;
+  }
+  if (pooling != LLAMA_POOLING_TYPE_NONE) return ctx;
+  llama_free(ctx);
+  p.pooling_type = LLAMA_POOLING_TYPE_MEAN;
+  return llama_init_from_model(model, p);
+}
+
 // --- batch -----------------------------------------------------------------
 
 struct llama_batch * shim_batch_new(int32_t n_tokens) {

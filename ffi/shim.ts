@@ -26,6 +26,7 @@ export const shimDefs = {
   shim_model_load: { args: ["ptr", "i32", "i32", "bool"], returns: "ptr" },
   shim_model_load_devices: { args: ["ptr", "ptr", "i32", "i32", "bool"], returns: "ptr" },
   shim_context_new: { args: ["ptr", "u32", "u32", "u32", "i32", "ptr"], returns: "ptr" },
+  shim_embed_context_new: { args: ["ptr", "u32", "u32", "i32", "ptr"], returns: "ptr" },
   shim_batch_new: { args: ["i32"], returns: "ptr" },
   shim_batch_free: { args: ["ptr"], returns: "void" },
   shim_batch_decode: { args: ["ptr", "ptr", "i32", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
@@ -65,6 +66,14 @@ export interface ShimSymbols {
     model: LlamaModelPtr,
     nCtx: number,
     nBatch: number,
+    nSeqMax: number,
+    nThreads: number,
+    abortFlag: PtrArg,
+  ): LlamaContextPtr | null;
+  /** A pooled-embedding context (mean pooling unless the model has its own); null for a reranker. */
+  shim_embed_context_new(
+    model: LlamaModelPtr,
+    nCtx: number,
     nSeqMax: number,
     nThreads: number,
     abortFlag: PtrArg,

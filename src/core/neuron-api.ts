@@ -125,10 +125,21 @@ export type RecycleRequest = z.infer<typeof RecycleRequest>;
  * an OpenAI client as it is: no `stop_sequence` extension on the finishing
  * choice, and a NeuronStreamTrailer comment before `data: [DONE]` (or last,
  * after an error event) that the gateway reads and strips.
+ * `cortex_completion` makes it a text completion (`POST /v1/completions`):
+ * the prompt goes to the model as it is, no chat template, or with `suffix`
+ * as a fill-in-the-middle prompt of the model's FIM tokens (a 400 for a
+ * model without them); `messages` are then ignored.
+ * `cortex_prompt_tokens` (streams without `cortex_trailer` only) puts the
+ * prompt's token count on the first chunk as `cortex_prompt_tokens`, and
+ * how many of those were reused as `cortex_cached_tokens`, so the
+ * gateway can tell an Anthropic client in `message_start` what the
+ * non-streamed answer's usage says.
  */
 export const NeuronChatExtensions = z.object({
   context_overflow: z.enum(["error", "clamp"]).optional(),
   cortex_trailer: z.boolean().optional(),
+  cortex_completion: z.object({ prompt: z.string(), suffix: z.string().optional() }).optional(),
+  cortex_prompt_tokens: z.boolean().optional(),
 });
 
 /** The comment line that carries a NeuronStreamTrailer: this prefix, the JSON, a blank line. */

@@ -115,6 +115,13 @@ export interface CanonicalRequest {
    */
   sessionKey?: string;
   metadata?: Record<string, string>;
+  /**
+   * A text completion (`/v1/completions`): the prompt is sent to the model
+   * as it is, without the chat template, or fill-in-the-middle with
+   * `suffix`. `messages` then hold the prompt as one user message, for the
+   * checks that read them.
+   */
+  completion?: { prompt: string; suffix?: string };
 }
 
 export type FinishReason = "stop" | "length" | "tool_calls" | "stop_sequence";
@@ -145,7 +152,18 @@ export interface CanonicalResponse {
  * nothing follows.
  */
 export type CanonicalStreamPart =
-  | { type: "message_start"; id: string; model: string; created: number }
+  /**
+   * `inputTokens` (and of those `cachedInputTokens`): the prompt's tokens,
+   * where they are known before the answer; the final count comes with `usage`.
+   */
+  | {
+      type: "message_start";
+      id: string;
+      model: string;
+      created: number;
+      inputTokens?: number;
+      cachedInputTokens?: number;
+    }
   | { type: "text_delta"; text: string }
   | { type: "thinking_delta"; text: string }
   /** `index` counts tool calls within this answer, from 0. */

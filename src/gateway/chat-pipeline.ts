@@ -200,6 +200,8 @@ async function routeChat<T, R>(
             stream: request.stream,
             relay,
             contextOverflow: deps.contextOverflow ?? "error",
+            // Anthropic's message_start carries the prompt's tokens; nothing else needs them that early.
+            promptTokens: ctx.dialect === "anthropic",
           }),
           requestId: ctx.requestId,
           signal: ctx.signal,

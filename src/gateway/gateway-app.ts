@@ -24,6 +24,8 @@ import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
 import { OpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
 import type { AdminOps } from "./admin-ops.ts";
 import { type ChatContext, canRelay, completeChat, relayChat, startChat } from "./chat-pipeline.ts";
+import { createCompletions } from "./completions.ts";
+import { createEmbeddings } from "./embeddings.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
@@ -199,7 +201,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
 
   const responsesDeps = { ...chatDeps, store: options.responseStore };
 
-  /** A Responses API endpoint: the client's key checked, errors in OpenAI's envelope. */
+  /** An OpenAI endpoint (Responses, completions, embeddings): the client's key checked, errors in OpenAI's envelope. */
   const responsesRoute =
     (fn: (request: Request, requestId: string) => Promise<Response>) =>
     async ({ request }: { request: Request }): Promise<Response> => {
@@ -351,6 +353,33 @@ export function createGatewayApp(options: GatewayAppOptions) {
       responsesRoute(async (request) =>
         json(
           await listInputItems(options.responseStore, responseId(request), new URL(request.url).searchParams),
+        ),
+      ),
+    )
+    .post(
+      "/v1/completions",
+      responsesRoute(async (request, requestId) => {
+        const ctx: ChatContext = {
+          dialect: "openai",
+          requestId,
+          signal: request.signal,
+          startedAt: performance.now(),
+        };
+        const answer = await createCompletions(chatDeps, await readJson(request, maxBody), ctx);
+        if (answer.stream) return new Response(answer.body, { headers: sseHeaders(requestId) });
+        return json(answer.body, 200, { "x-request-id": requestId });
+      }),
+    )
+    .post(
+      "/v1/embeddings",
+      responsesRoute(async (request, requestId) =>
+        json(
+          await createEmbeddings(chatDeps, await readJson(request, maxBody), {
+            requestId,
+            signal: request.signal,
+          }),
+          200,
+          { "x-request-id": requestId },
         ),
       ),
     )

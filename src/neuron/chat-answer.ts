@@ -100,7 +100,7 @@ export function completionAnswer(
  */
 export function streamAnswer(
   chat: Promise<StartedChat>,
-  options: AnswerOptions & { trailer?: { receivedAt: number } },
+  options: AnswerOptions & { trailer?: { receivedAt: number }; reportPromptTokens?: boolean },
 ): Promise<Response> {
   const trailer = options.trailer;
   return answer(chat, options, {
@@ -110,7 +110,11 @@ export function streamAnswer(
       parts
         .pipeThrough(
           trailer === undefined
-            ? createOpenAIStreamEncoder({ includeUsage: request.includeUsage, reportStopSequence: true })
+            ? createOpenAIStreamEncoder({
+                includeUsage: request.includeUsage,
+                reportStopSequence: true,
+                reportPromptTokens: options.reportPromptTokens === true,
+              })
             : trailedEncoder(request.includeUsage, trailer.receivedAt, options.now),
         )
         .pipeThrough(new TextEncoderStream()),

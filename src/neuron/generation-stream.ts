@@ -18,11 +18,25 @@ export function generationToCanonical(
   identity: StreamIdentity,
 ): TransformStream<GenerationEvent, CanonicalStreamPart> {
   let toolIndex = 0;
+  // message_start waits for the first output (or the end), so the answer still begins at its
+  // first token; it carries the prompt's size from the sequence's `start` event.
+  let started = false;
+  let prompt: { inputTokens: number; cachedInputTokens: number } | undefined;
+  const start = (controller: TransformStreamDefaultController<CanonicalStreamPart>) => {
+    if (started) return;
+    started = true;
+    controller.enqueue({ type: "message_start", ...identity, ...prompt });
+  };
   return new TransformStream({
-    start(controller) {
-      controller.enqueue({ type: "message_start", ...identity });
+    flush(controller) {
+      start(controller);
     },
     transform(event, controller) {
+      if (event.type === "start") {
+        prompt = { inputTokens: event.promptTokens, cachedInputTokens: event.cachedTokens };
+        return;
+      }
+      start(controller);
       switch (event.type) {
         case "text":
           if (event.text !== "") controller.enqueue({ type: "text_delta", text: event.text });
@@ -84,9 +98,16 @@ export function generationToCanonical(
 export async function peekFirst<T extends { type: string }>(
   stream: ReadableStream<T>,
   isError: (event: T) => CortexError | undefined,
+  /** Events that do not count as the first (a sequence's `start`): read past and replayed. */
+  passOver: (event: T) => boolean = () => false,
 ): Promise<ReadableStream<T>> {
   const reader = stream.getReader();
-  const first = await reader.read();
+  const head: T[] = [];
+  let first = await reader.read();
+  while (!first.done && passOver(first.value)) {
+    head.push(first.value);
+    first = await reader.read();
+  }
   if (!first.done) {
     const error = isError(first.value);
     if (error) {
@@ -94,13 +115,18 @@ export async function peekFirst<T extends { type: string }>(
       await stream.cancel().catch(() => {});
       throw error;
     }
+    head.push(first.value);
   }
-  let replayed = first.done;
+  const ended = first.done;
   return new ReadableStream<T>({
     async pull(controller) {
-      if (!replayed) {
-        replayed = true;
-        controller.enqueue(first.value as T);
+      const held = head.shift();
+      if (held !== undefined) {
+        controller.enqueue(held);
+        return;
+      }
+      if (ended) {
+        controller.close();
         return;
       }
       const next = await reader.read();

@@ -162,6 +162,12 @@ export function createNeuronApp(options: NeuronAppOptions) {
       ),
     )
     .post(
+      "/v1/embeddings",
+      handle("POST /v1/embeddings", async (request) =>
+        json(await service.embeddings(await readJson(request))),
+      ),
+    )
+    .post(
       "/v1/chat/completions",
       handle("POST /v1/chat/completions", async (request, requestId) => {
         const receivedAt = performance.now();
@@ -184,7 +190,9 @@ export function createNeuronApp(options: NeuronAppOptions) {
           typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
         if (!streamed) return completionAnswer(chat, receivedAt, options);
         const trailed = (body as { cortex_trailer?: unknown }).cortex_trailer === true;
-        return streamAnswer(chat, trailed ? { ...options, trailer: { receivedAt } } : options);
+        if (trailed) return streamAnswer(chat, { ...options, trailer: { receivedAt } });
+        const reportPromptTokens = (body as { cortex_prompt_tokens?: unknown }).cortex_prompt_tokens === true;
+        return streamAnswer(chat, { ...options, reportPromptTokens });
       }),
     )
     .get(

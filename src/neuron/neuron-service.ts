@@ -8,20 +8,23 @@ import type { NeuronSection } from "../core/config/config-schema.ts";
 import { CortexError } from "../core/errors.ts";
 import { requestGrammar, toolCallSyntax } from "../core/grammar/request-grammar.ts";
 import { logger } from "../core/logger.ts";
-import type {
-  DeviceInfo,
-  HealthResponse,
-  LoadedModel,
-  LoadRequest,
-  LoadResponse,
-  ModelsResponse,
-  PinRequest,
-  UnloadRequest,
+import {
+  type DeviceInfo,
+  type HealthResponse,
+  type LoadedModel,
+  type LoadRequest,
+  type LoadResponse,
+  type ModelsResponse,
+  NeuronChatExtensions,
+  type PinRequest,
+  type UnloadRequest,
 } from "../core/neuron-api.ts";
 import type { CanonicalRequest, CanonicalStreamPart } from "../dialects/canonical.ts";
+import { parseEmbeddingsRequest, renderEmbeddingsResponse } from "../dialects/openai/embeddings.ts";
 import { parseOpenAIRequest } from "../dialects/openai/parse-request.ts";
+import type { EmbedInput, FimTokens } from "./engine/protocol.ts";
 import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./engine/types.ts";
-import { generationToCanonical, peekFirst } from "./generation-stream.ts";
+import { generationToCanonical, peekFirst, type StreamIdentity } from "./generation-stream.ts";
 import type { ModelsDir } from "./models-dir.ts";
 import { renderChatTemplate } from "./prompt/chat-template.ts";
 import { planPrompt } from "./prompt/prompt-plan.ts";
@@ -38,6 +41,12 @@ export interface EnginePool {
   pin(id: string, pinned: boolean): void;
   generate(id: string, params: GenerateParams, signal: AbortSignal): ReadableStream<GenerationEvent>;
   countTokens(id: string, prompt: string): Promise<number>;
+  fimTokens(id: string): Promise<FimTokens | null>;
+  embed(
+    id: string,
+    inputs: EmbedInput[],
+    dimensions?: number,
+  ): Promise<{ embeddings: Float32Array[]; promptTokens: number }>;
   applyBuiltinTemplate(
     id: string,
     messages: ReadonlyArray<{ role: string; content: string }>,
@@ -192,6 +201,22 @@ export class NeuronService {
     return (await this.#pool.applyBuiltinTemplate(model.id, messages, true)) + prefill;
   }
 
+  /** A text completion's prompt: as it is, or fill-in-the-middle with the model's FIM tokens. */
+  async #completionPrompt(
+    model: ModelInfo,
+    completion: { prompt: string; suffix?: string },
+  ): Promise<string> {
+    if (completion.suffix === undefined) return completion.prompt;
+    const fim = await this.#pool.fimTokens(model.id);
+    if (fim === null)
+      throw new CortexError(
+        "invalid_request",
+        `suffix: model ${model.id} has no fill-in-the-middle tokens; send the prompt without a suffix`,
+        { param: "suffix" },
+      );
+    return `${fim.pre}${completion.prompt}${fim.suf}${completion.suffix}${fim.mid}`;
+  }
+
   /**
    * Starts a chat completion. Failures known before any output (unknown
    * model, bad request, queue full, prompt too long) throw; later ones arrive
@@ -204,7 +229,10 @@ export class NeuronService {
     // response_format, tool_choice and parallel_tool_calls become a grammar (a 400 if they cannot).
     const syntax = toolCallSyntax(entry.chatTemplate);
     const grammar = requestGrammar(request, syntax);
-    const prompt = await this.#prompt(entry, request);
+    const prompt =
+      extras.completion === undefined
+        ? await this.#prompt(entry, request)
+        : await this.#completionPrompt(entry, extras.completion);
     const params: GenerateParams = {
       prompt,
       stop: request.stop,
@@ -223,10 +251,13 @@ export class NeuronService {
       ...(request.frequencyPenalty === undefined ? {} : { frequencyPenalty: request.frequencyPenalty }),
       ...(request.logitBias === undefined ? {} : { logitBias: request.logitBias }),
     };
-    const events = await peekFirst(this.#pool.generate(entry.id, params, signal), (event) =>
-      event.type === "error" ? CortexError.fromWire(event.error) : undefined,
+    // The sequence's `start` (prompt size, reuse) is no output: the answer begins at the first token.
+    const events = await peekFirst(
+      this.#pool.generate(entry.id, params, signal),
+      (event) => (event.type === "error" ? CortexError.fromWire(event.error) : undefined),
+      (event) => event.type === "start",
     );
-    const identity = {
+    const identity: StreamIdentity = {
       id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
       model: entry.id,
       created: Math.floor(Date.now() / 1000),
@@ -240,6 +271,18 @@ export class NeuronService {
     return this.#pool.countTokens(entry.id, await this.#prompt(entry, request));
   }
 
+  /** OpenAI's embeddings answer for an OpenAI embeddings body (mean-pooled unless the model pools its own way). */
+  async embeddings(body: unknown): Promise<unknown> {
+    const request = parseEmbeddingsRequest(body);
+    const entry = await this.#pool.ready(request.model);
+    const { embeddings, promptTokens } = await this.#pool.embed(entry.id, request.inputs, request.dimensions);
+    return renderEmbeddingsResponse(embeddings, {
+      model: entry.id,
+      promptTokens,
+      encodingFormat: request.encodingFormat,
+    });
+  }
+
   async close(): Promise<void> {
     await this.#pool.close();
   }
@@ -247,6 +290,7 @@ export class NeuronService {
 
 interface Extras {
   contextOverflow?: "error" | "clamp";
+  completion?: { prompt: string; suffix?: string };
   minP?: number;
   repeatPenalty?: number;
 }
@@ -262,6 +306,12 @@ function readExtras(body: unknown): Extras {
     throw new CortexError("invalid_request", 'context_overflow: expected "error" or "clamp"', {
       param: "context_overflow",
     });
+  const completion = NeuronChatExtensions.shape.cortex_completion.safeParse(record.cortex_completion);
+  if (!completion.success)
+    throw new CortexError("invalid_request", "cortex_completion: expected {prompt, suffix?}", {
+      param: "cortex_completion",
+    });
+  if (completion.data !== undefined) extras.completion = completion.data;
   for (const [key, target] of [
     ["min_p", "minP"],
     ["repeat_penalty", "repeatPenalty"],

@@ -81,9 +81,21 @@ describe("messages", () => {
 
     const stream = client.messages.stream(greedy({ model: TINY_ID, system, messages, max_tokens: 200 }));
     const events: string[] = [];
-    stream.on("streamEvent", (event) => events.push(event.type));
+    let start: Anthropic.Usage | undefined;
+    stream.on("streamEvent", (event) => {
+      events.push(event.type);
+      if (event.type === "message_start") start = event.message.usage;
+    });
     const final = await stream.finalMessage();
     expect(textOf(final)).toBe(textOf(whole));
+    // message_start already knows the prompt: the counts the answer ends with, and the same
+    // prompt as the plain answer's (this one may read more of it from the prefix cache).
+    const prompt = (usage: Anthropic.Usage | undefined) =>
+      (usage?.input_tokens ?? -1) + (usage?.cache_read_input_tokens ?? 0);
+    expect(start?.input_tokens).toBeGreaterThan(0);
+    expect(start?.input_tokens).toBe(final.usage.input_tokens);
+    expect(start?.cache_read_input_tokens ?? 0).toBe(final.usage.cache_read_input_tokens ?? 0);
+    expect(prompt(start)).toBe(prompt(whole.usage));
     expect(final.stop_reason).toBe("end_turn");
     expect(final.usage.output_tokens).toBe(whole.usage.output_tokens);
     expect(events[0]).toBe("message_start");
@@ -117,6 +129,41 @@ describe("messages", () => {
     expect(streamed.stop_reason).toBe("stop_sequence");
     expect(streamed.stop_sequence).toBe(stop);
     expect(textOf(streamed)).toBe(textOf(cut));
+  });
+
+  test("message threads are refused as thread_unsupported_request: the SDK's thread then sends the whole history", async () => {
+    const raw = await fetch(`${gw.url}/v1/messages`, {
+      method: "POST",
+      headers: { "x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json" },
+      body: JSON.stringify({
+        model: TINY_ID,
+        max_tokens: 20,
+        messages,
+        thread: { type: "continue", previous_message_id: "msg_01unknown" },
+      }),
+    });
+    expect(raw.status).toBe(400);
+    const body = (await raw.json()) as { error: { type: string; details?: { error_code?: string } } };
+    expect(body.error.type).toBe("invalid_request_error");
+    expect(body.error.details?.error_code).toBe("thread_unsupported_request");
+
+    const second: Anthropic.MessageParam = { role: "user", content: "And the sea?" };
+    const thread = client.beta.messages.thread(
+      greedy({ model: TINY_ID, max_tokens: 30, unsupportedRequestBehavior: "continue_unthreaded" as const }),
+    );
+    const first = await thread.send(messages);
+    const reply = await thread.send([second]);
+    // The answer to the second turn saw the first: the same prompt as the whole conversation sent at once.
+    const whole = await client.messages.create(
+      greedy({
+        model: TINY_ID,
+        max_tokens: 30,
+        messages: [...messages, { role: "assistant", content: textOf(first as Anthropic.Message) }, second],
+      }),
+    );
+    const prompt = (usage: Anthropic.Usage) => usage.input_tokens + (usage.cache_read_input_tokens ?? 0);
+    expect(prompt(reply.usage as Anthropic.Usage)).toBe(prompt(whole.usage));
+    expect(textOf(reply as Anthropic.Message)).toBe(textOf(whole));
   });
 
   test("countTokens equals the prompt of the same request: usage's input_tokens plus its cache reads", async () => {

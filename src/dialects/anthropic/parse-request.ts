@@ -92,6 +92,8 @@ const MessagesSchema = CommonSchema.extend({
   top_k: z.number().int().nonnegative().optional(),
   metadata: z.looseObject({ user_id: z.string().nullish() }).optional(),
   stream: z.boolean().optional(),
+  /** The message-threads beta: refused (see threadUnsupported). */
+  thread: z.unknown().optional(),
 });
 
 export interface AnthropicParseOptions {
@@ -106,6 +108,7 @@ export interface AnthropicParseOptions {
 /** `POST /v1/messages` body → canonical request. Throws CortexError (400) on what it cannot honour. */
 export function parseAnthropicRequest(body: unknown, options: AnthropicParseOptions = {}): CanonicalRequest {
   const req = parseOrThrow(MessagesSchema, body, "");
+  if (req.thread !== undefined && req.thread !== null) throw threadUnsupported();
   const common = parseCommon(req, options);
   return {
     ...common,
@@ -214,6 +217,21 @@ function withoutBillingHeader(system: TextPart[], options: AnthropicParseOptions
     options.onBillingHeaderDropped?.();
     return false;
   });
+}
+
+/**
+ * The message-threads beta keeps the conversation on the server; cortex does
+ * not (yet), and a `continue` answered without the stored history would be
+ * wrong. Anthropic's `thread_unsupported_request` makes the SDK's thread
+ * (and its tool runner, which threads with `continue_unthreaded`) send the
+ * full history without `thread` instead.
+ */
+function threadUnsupported(): CortexError {
+  return new CortexError(
+    "invalid_request",
+    "thread: message threads are not supported by this server; send the whole conversation without `thread`",
+    { param: "thread", details: { error_code: "thread_unsupported_request", unsupported: ["thread"] } },
+  );
 }
 
 function invalid(param: string, message: string): CortexError {

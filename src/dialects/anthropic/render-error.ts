@@ -5,7 +5,8 @@ import type { RenderedError } from "../rendered-error.ts";
 
 export interface AnthropicErrorBody {
   type: "error";
-  error: { type: AnthropicErrorType; message: string };
+  /** `details` with an `error_code` the SDKs read (`thread_unsupported_request`), where there is one. */
+  error: { type: AnthropicErrorType; message: string; details?: Record<string, unknown> };
 }
 
 /** Anything thrown → Anthropic's error body, with the status Anthropic pairs with its type. */
@@ -19,10 +20,13 @@ export function renderAnthropicError(thrown: unknown): RenderedError<AnthropicEr
 }
 
 export function anthropicErrorBody(error: CortexError): AnthropicErrorBody {
-  return {
+  const body: AnthropicErrorBody = {
     type: "error",
     error: { type: toAnthropicError(error.code).type, message: anthropicErrorMessage(error) },
   };
+  // Only details meant for the client: others (token counts, free memory) are cortex's own.
+  if (typeof error.details?.error_code === "string") body.error.details = error.details;
+  return body;
 }
 
 function anthropicErrorMessage(error: CortexError): string {

@@ -17,7 +17,7 @@ import { newId } from "../ids.ts";
 import { toAnthropicStopReason } from "../map-anthropic-stop-reason.ts";
 import { encodeSseJson } from "../sse/sse-parser.ts";
 import { anthropicErrorBody } from "./render-error.ts";
-import { type AnthropicContentBlock, renderAnthropicUsage } from "./render-response.ts";
+import { type AnthropicContentBlock, type AnthropicUsage, renderAnthropicUsage } from "./render-response.ts";
 import { toAnthropicToolId } from "./tool-input.ts";
 
 export interface AnthropicStreamOptions {
@@ -57,7 +57,21 @@ export class AnthropicStreamEncoder {
     }
     switch (part.type) {
       case "message_start":
-        if (!this.#started) frames.push(...this.#messageStart(part.model));
+        if (!this.#started)
+          frames.push(
+            ...this.#messageStart(
+              part.model,
+              part.inputTokens === undefined
+                ? undefined
+                : renderAnthropicUsage({
+                    inputTokens: part.inputTokens,
+                    outputTokens: 0,
+                    ...(part.cachedInputTokens === undefined
+                      ? {}
+                      : { cachedInputTokens: part.cachedInputTokens }),
+                  }),
+            ),
+          );
         break;
       case "text_delta":
         if (part.text === "") break;
@@ -126,7 +140,7 @@ export class AnthropicStreamEncoder {
     return [this.#frame("error", anthropicErrorBody(error))];
   }
 
-  #messageStart(model: string): string[] {
+  #messageStart(model: string, usage?: AnthropicUsage): string[] {
     this.#started = true;
     return [
       this.#frame("message_start", {
@@ -139,7 +153,7 @@ export class AnthropicStreamEncoder {
           content: [],
           stop_reason: null,
           stop_sequence: null,
-          usage: { input_tokens: this.#options.inputTokens ?? 0, output_tokens: 0 },
+          usage: usage ?? { input_tokens: this.#options.inputTokens ?? 0, output_tokens: 0 },
         },
       }),
     ];

@@ -91,6 +91,8 @@ export interface UpstreamOptions {
    * the metrics instead.
    */
   relay?: boolean;
+  /** Ask a translated stream for the prompt's token count on its first chunk (`cortex_prompt_tokens`). */
+  promptTokens?: boolean;
 }
 
 /**
@@ -112,6 +114,8 @@ export function toUpstreamChatBody(req: CanonicalRequest, options: UpstreamOptio
   if (req.maxTokens !== undefined) body.max_tokens = req.maxTokens;
   body.context_overflow = options.contextOverflow ?? "error";
   if (relay) body.cortex_trailer = true;
+  if (req.completion !== undefined) body.cortex_completion = req.completion;
+  if (options.promptTokens === true && !relay && body.stream === true) body.cortex_prompt_tokens = true;
   return body;
 }
 

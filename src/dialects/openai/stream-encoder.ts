@@ -45,6 +45,11 @@ export interface OpenAIStreamOptions {
   model?: string;
   /** Add the matched stop sequence to the finishing choice (the neuron's extension, see NeuronChoiceExtensions). */
   reportStopSequence?: boolean;
+  /**
+   * Put a message_start's `inputTokens` and `cachedInputTokens` on the first
+   * chunk as `cortex_prompt_tokens` and `cortex_cached_tokens` (the neuron's extension).
+   */
+  reportPromptTokens?: boolean;
 }
 
 /** Pure state machine: each `push` returns the SSE text to write for one part. */
@@ -76,7 +81,15 @@ export class OpenAIStreamEncoder {
         this.#id = part.id;
         this.#model = this.#options.model ?? part.model;
         this.#created = part.created;
-        frames.push(this.#frame(ROLE_CHOICE));
+        if (this.#options.reportPromptTokens && part.inputTokens !== undefined) {
+          // `],"usage":null}` or `]}` after the choices: the extension goes between.
+          const framing = this.#framingFor();
+          const cached =
+            part.cachedInputTokens === undefined ? "" : `,"cortex_cached_tokens":${part.cachedInputTokens}`;
+          frames.push(
+            `${framing.prefix}${ROLE_CHOICE}],"cortex_prompt_tokens":${part.inputTokens}${cached}${framing.suffix.slice(1)}`,
+          );
+        } else frames.push(this.#frame(ROLE_CHOICE));
         break;
       case "text_delta":
         // The token path: only the text is serialised (same bytes as the whole choice).

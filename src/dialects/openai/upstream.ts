@@ -44,6 +44,9 @@ export interface UpstreamChunk {
     stop_sequence?: string | null;
   }> | null;
   usage?: UpstreamUsage | null;
+  /** The neuron's extension on its first chunk, when asked (`cortex_prompt_tokens`): the prompt's tokens, and of those the reused ones. */
+  cortex_prompt_tokens?: number;
+  cortex_cached_tokens?: number;
   error?: unknown;
 }
 
@@ -145,7 +148,12 @@ function badEnvelope(json: Json): string | undefined {
 /** One streamed chunk checked against what the decoder reads: the chunk, or what is wrong with it. */
 export function readUpstreamChunk(json: unknown): { chunk: UpstreamChunk } | { problem: string } {
   if (!isObject(json)) return { problem: `expected object, got ${kind(json)}` };
-  let problem = badEnvelope(json);
+  let problem =
+    badEnvelope(json) ??
+    (json.cortex_prompt_tokens === undefined
+      ? undefined
+      : (badField(json, "cortex_prompt_tokens", "", "count", false) ??
+        badField(json, "cortex_cached_tokens", "", "count", false)));
   const choices = json.choices;
   if (problem === undefined && choices !== undefined && choices !== null) {
     if (!Array.isArray(choices)) problem = `choices: expected array or null, got ${kind(choices)}`;
@@ -371,7 +379,14 @@ export class UpstreamStreamDecoder {
 
   #chunk(chunk: UpstreamChunk): CanonicalStreamPart[] {
     const parts: CanonicalStreamPart[] = [];
-    if (!this.#started) parts.push(this.#start(chunk));
+    if (!this.#started) {
+      const start = this.#start(chunk);
+      if (chunk.cortex_prompt_tokens !== undefined) {
+        start.inputTokens = chunk.cortex_prompt_tokens;
+        if (chunk.cortex_cached_tokens !== undefined) start.cachedInputTokens = chunk.cortex_cached_tokens;
+      }
+      parts.push(start);
+    }
     const choice = chunk.choices?.[0];
     const delta = choice?.delta;
     if (delta && !this.#finished) {
@@ -397,7 +412,9 @@ export class UpstreamStreamDecoder {
     return parts;
   }
 
-  #start(chunk: Pick<UpstreamChunk, "id" | "model" | "created">): CanonicalStreamPart {
+  #start(
+    chunk: Pick<UpstreamChunk, "id" | "model" | "created">,
+  ): Extract<CanonicalStreamPart, { type: "message_start" }> {
     this.#started = true;
     return {
       type: "message_start",

@@ -174,6 +174,7 @@ export class BatchScheduler {
       throw error;
     }
     const { slot, reused } = this.#slots.take(prompt);
+    this.#emit(key, { type: "start", promptTokens: prompt.length, cachedTokens: reused });
     this.#active.set(key, {
       key,
       slot,

@@ -47,7 +47,7 @@ import { deviceSpecs } from "./device-discovery.ts";
 import { DeviceHandle, type DeviceSpec } from "./device-handle.ts";
 import { usableMemory } from "./memory-estimate.ts";
 import { loadingEntry, type ModelEntry, ModelRegistry, untilIdle } from "./model-registry.ts";
-import type { JobMap, StepStats, WorkerInit } from "./protocol.ts";
+import type { EmbedInput, FimTokens, JobMap, StepStats, WorkerInit } from "./protocol.ts";
 import { SequenceDispatch } from "./sequence-dispatch.ts";
 import { chooseGroupDevices } from "./tp-placement.ts";
 import type { EngineObserver, GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./types.ts";
@@ -630,6 +630,30 @@ export class DevicePool {
       prompt,
     });
     return tokens;
+  }
+
+  /** Pooled, L2-normalised embeddings of the inputs (engine/embedder.ts). */
+  async embed(
+    id: string,
+    inputs: EmbedInput[],
+    dimensions?: number,
+  ): Promise<{ embeddings: Float32Array[]; promptTokens: number }> {
+    const model = this.#registry.get(id);
+    if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
+    return this.#device(model.deviceId).job<"embed">({
+      type: "embed",
+      modelId: id,
+      inputs,
+      ...(dimensions === undefined ? {} : { dimensions }),
+    });
+  }
+
+  /** The model's fill-in-the-middle tokens, or null where it has none. */
+  async fimTokens(id: string): Promise<FimTokens | null> {
+    const model = this.#registry.get(id);
+    if (!model) throw new CortexError("model_not_found", `model ${id} is not loaded`);
+    const { fim } = await this.#device(model.deviceId).job<"fim-tokens">({ type: "fim-tokens", modelId: id });
+    return fim;
   }
 
   /** A prompt from llama.cpp's built-in ChatML, for a model whose GGUF has no chat template. */

@@ -11,6 +11,7 @@ import { currentThreadId } from "../../core/worker-thread.ts";
 import type { TpRankCall } from "../tp/rank-client.ts";
 import { answerRankCall, TpRankRuntime } from "../tp/rank-runtime.ts";
 import { BatchScheduler, DeviceFault, type SchedulerStats } from "./batch-scheduler.ts";
+import { Embedder } from "./embedder.ts";
 import { toEngineError } from "./native-failure.ts";
 import { NativeModel, NativeRuntime } from "./native-runtime.ts";
 import { PromptCache } from "./prompt-cache.ts";
@@ -39,6 +40,9 @@ interface Loaded {
   slots: SlotKv;
   /** Prefix-reuse figures last reported (JSON), sent again only when they change. */
   reportedPrefix: string;
+  contextSize: number;
+  /** Made on the first embeddings request (embedder.ts). */
+  embedder?: Embedder;
 }
 
 let init: WorkerInit | undefined;
@@ -173,6 +177,7 @@ function runJob(job: Job): Results[JobType] {
         reportedKv: 0,
         slots,
         reportedPrefix: "",
+        contextSize: job.contextSize,
       });
       return {
         trainedContextSize: native.trainedContextSize,
@@ -187,6 +192,7 @@ function runJob(job: Job): Results[JobType] {
     case "unload": {
       const loaded = requireModel(job.modelId);
       loaded.scheduler.dispose();
+      loaded.embedder?.free();
       loaded.native.free();
       models.delete(job.modelId);
       return { freedBytes: loaded.native.memoryBytes } satisfies Results["unload"];
@@ -207,6 +213,29 @@ function runJob(job: Job): Results[JobType] {
       return {
         tokens: requireModel(job.modelId).native.tokenize(job.prompt).length,
       } satisfies Results["count-tokens"];
+    case "embed": {
+      const loaded = requireModel(job.modelId);
+      loaded.embedder ??= Embedder.open(
+        requireRuntime(),
+        loaded.native,
+        loaded.contextSize,
+        init?.threads ?? 1,
+      );
+      return loaded.embedder.embed(job.inputs, job.dimensions) satisfies Results["embed"];
+    }
+    case "fim-tokens": {
+      const { native } = requireModel(job.modelId);
+      const { llama } = requireRuntime();
+      const ids = [
+        llama.llama_vocab_fim_pre(native.vocab),
+        llama.llama_vocab_fim_suf(native.vocab),
+        llama.llama_vocab_fim_mid(native.vocab),
+      ];
+      const [pre, suf, mid] = ids.map((id) => native.tokenText(id));
+      return {
+        fim: ids.some((id) => id < 0) ? null : { pre: pre ?? "", suf: suf ?? "", mid: mid ?? "" },
+      } satisfies Results["fim-tokens"];
+    }
     case "apply-builtin-template":
       return {
         prompt: applyBuiltinTemplate(requireRuntime(), job),
@@ -221,6 +250,7 @@ function runJob(job: Job): Results[JobType] {
     case "shutdown": {
       for (const loaded of models.values()) {
         loaded.scheduler.dispose();
+        loaded.embedder?.free();
         loaded.native.free();
       }
       models.clear();

@@ -66,6 +66,16 @@ export interface LoadResult {
   description: string;
 }
 
+/** One input to embed: text, or token ids of the model's vocabulary. */
+export type EmbedInput = string | number[];
+
+/** Fill-in-the-middle tokens (prefix, suffix, middle) as their text, which the tokenizer reads back as them. */
+export interface FimTokens {
+  pre: string;
+  suf: string;
+  mid: string;
+}
+
 export interface ChatMessageText {
   role: string;
   content: string;
@@ -80,6 +90,15 @@ export interface JobMap {
   "count-tokens": {
     job: { type: "count-tokens"; modelId: string; prompt: string };
     result: { tokens: number };
+  };
+  embed: {
+    job: { type: "embed"; modelId: string; inputs: EmbedInput[]; dimensions?: number };
+    result: { embeddings: Float32Array[]; promptTokens: number };
+  };
+  /** The model's fill-in-the-middle tokens as prompt text, or null where its vocabulary has none. */
+  "fim-tokens": {
+    job: { type: "fim-tokens"; modelId: string };
+    result: { fim: FimTokens | null };
   };
   "apply-builtin-template": {
     job: {

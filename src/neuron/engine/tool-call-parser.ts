@@ -216,6 +216,7 @@ export function toolCallTransform(
         case "tool_call_start":
         case "tool_call_delta":
         case "tool_call_end":
+        case "start":
         case "error":
           controller.enqueue(event);
           return;

@@ -23,6 +23,8 @@ export interface ToolCall {
 }
 
 export type GenerationEvent =
+  /** The sequence took its slot: its prompt's size and how much of it was reused (before any output). */
+  | { type: "start"; promptTokens: number; cachedTokens: number }
   | { type: "text"; text: string }
   | { type: "tool_calls"; calls: ToolCall[] }
   /** A call streamed as it is generated: its start, argument text, end (indices count in the answer). */

@@ -11,6 +11,7 @@ import { loadConfig } from "../../../src/core/config/load-config.ts";
 import { configureLogging } from "../../../src/core/logger.ts";
 import { type RunningGateway, startGateway } from "../../../src/gateway/run-gateway.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../../../src/neuron/gguf/tiny-model.ts";
+import { writeFimTinyModel } from "./fim-tiny-model.ts";
 import { writeLongTinyModel } from "./long-tiny-model.ts";
 
 export const TINY_ID = "cortex-tiny";
@@ -29,6 +30,8 @@ export interface TestGatewayOptions {
   neurons?: Array<{ name: string; endpoint: string }>;
   /** Also write the tiny model with this trained context, as LONG_TINY_FILE. */
   longContext?: number;
+  /** Also write the tiny model with fill-in-the-middle tokens, as FIM_TINY_FILE. */
+  fimModel?: boolean;
   /** gateway.context_overflow (default: the config's default, clamp). */
   contextOverflow?: "clamp" | "error";
   /** GGUF files from elsewhere (a real model in .cache/models) linked into the models directory. */
@@ -88,6 +91,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     mkdirSync(modelsDir, { recursive: true });
     symlinkSync(file, join(modelsDir, basename(file)));
   }
+  if (options.fimModel === true) await writeFimTinyModel(modelsDir);
   const path = join(dir, "cortex.toml");
   writeFileSync(path, gatewayToml(options, modelsDir));
   const config = loadConfig({ path, env: {} });
