@@ -1,6 +1,6 @@
 /**
  * A recorded real Claude Code session (bench/record-agent-session.ts writes
- * bench/fixtures/claude-code-agent-session/) replayed turn by turn, each
+ * bench/__fixtures__/claude-code-agent-session/) replayed turn by turn, each
  * `/v1/messages` body as the CLI sent it (streamed, `max_tokens` cut to
  * --answer-tokens), against cortex (`cortex serve`'s gateway over an
  * in-process neuron) and against llama-server built from the same llama.cpp
@@ -39,7 +39,7 @@ import { fixed } from "./stats.ts";
 
 const { values: args } = parseArgs({
   options: {
-    fixture: { type: "string", default: join(import.meta.dir, "fixtures", "claude-code-agent-session") },
+    fixture: { type: "string", default: join(import.meta.dir, "__fixtures__", "claude-code-agent-session") },
     "answer-tokens": { type: "string", default: "16" },
     slots: { type: "string", default: "4" },
     threads: { type: "string", default: "1" },

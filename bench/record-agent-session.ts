@@ -7,7 +7,7 @@
  * `/v1/messages` bodies of the session (the ones with tools; the CLI's
  * side requests such as titles are left out) are scrubbed like
  * tests/integration/helpers-dialects/record-claude-session.ts does, billing
- * block kept verbatim, into bench/fixtures/claude-code-agent-session/.
+ * block kept verbatim, into bench/__fixtures__/claude-code-agent-session/.
  *
  *   bun bench/record-agent-session.ts
  */
@@ -23,7 +23,7 @@ import {
 import { scrubRequest } from "../tests/integration/helpers-dialects/scrub-request.ts";
 import { startTestGateway, TINY_ID } from "../tests/integration/helpers-dialects/test-gateway.ts";
 
-const OUT = join(import.meta.dir, "fixtures", "claude-code-agent-session");
+const OUT = join(import.meta.dir, "__fixtures__", "claude-code-agent-session");
 const PROMPTS: Array<{ prompt: string; continue: boolean }> = [
   { prompt: "List the files here.", continue: false },
   { prompt: "Read notes.txt and tell me what it says.", continue: true },
