@@ -41,6 +41,8 @@ export interface ScriptedNeuron {
   received: ReceivedChat[];
   /** Replies to give, in order; when empty, a plain "ok" text answer. */
   replies: ScriptedReply[];
+  /** When set, picks the reply from the request itself (before `replies`); undefined falls through. */
+  reply?: (body: ReceivedChat) => ScriptedReply | undefined;
   stop(): void;
 }
 
@@ -113,6 +115,12 @@ function completionChunks(model: string, reply: ScriptedReply): string {
 export function startScriptedNeuron(modelIds: string[], name = "scripted"): ScriptedNeuron {
   const received: ReceivedChat[] = [];
   const replies: ScriptedReply[] = [];
+  const neuron: ScriptedNeuron = {
+    url: "",
+    received,
+    replies,
+    stop: () => server.stop(true),
+  };
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -147,7 +155,7 @@ export function startScriptedNeuron(modelIds: string[], name = "scripted"): Scri
               },
               { status: 404 },
             );
-          const reply = replies.shift() ?? { text: "ok" };
+          const reply = neuron.reply?.(body) ?? replies.shift() ?? { text: "ok" };
           if (body.stream !== true) return Response.json(completion(body.model, reply));
           return new Response(completionChunks(body.model, reply), {
             headers: { "content-type": "text/event-stream" },
@@ -158,10 +166,6 @@ export function startScriptedNeuron(modelIds: string[], name = "scripted"): Scri
       }
     },
   });
-  return {
-    url: `http://127.0.0.1:${server.port}`,
-    received,
-    replies,
-    stop: () => server.stop(true),
-  };
+  neuron.url = `http://127.0.0.1:${server.port}`;
+  return neuron;
 }

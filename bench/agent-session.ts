@@ -1,0 +1,333 @@
+/**
+ * A recorded real Claude Code session (bench/record-agent-session.ts writes
+ * bench/__fixtures__/claude-code-agent-session/) replayed turn by turn, each
+ * `/v1/messages` body as the CLI sent it (streamed, `max_tokens` cut to
+ * --answer-tokens), against cortex (`cortex serve`'s gateway over an
+ * in-process neuron) and against llama-server built from the same llama.cpp
+ * source (bench/peers/build-llama-server.ts; its own `/v1/messages`
+ * endpoint, `--jinja`, so both render the GGUF's template), on the same
+ * GGUF (the demo model `cortex-tiny`: Claude Code's prompts are ~35k tokens
+ * in its word vocabulary, too long for SmolLM2's 8k context), threads,
+ * per-slot context, slots and host-memory prompt-cache budget.
+ *
+ * Two variants, each on freshly started servers: the bodies as recorded, and
+ * with the billing block's `cch=<5 hex>` rotated per request, as Claude Code
+ * versions that hash each body send it (the recorded CLI sends a constant
+ * block without `cch`).
+ *
+ *   bun bench/agent-session.ts
+ *   bun bench/agent-session.ts --threads 4 --json /tmp/agent-session.json
+ *
+ * Prints per turn: TTFT, prompt tokens and tokens computed (prefill: usage
+ * `input_tokens`, which both report net of `cache_read_input_tokens`), the
+ * ratio cortex ÷ llama-server, and the session totals.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { startLocalNeuron } from "../src/cli/local-neuron.ts";
+import { loadConfig } from "../src/core/config/load-config.ts";
+import { configureLogging } from "../src/core/logger.ts";
+import { SseDecoder } from "../src/dialects/sse/sse-parser.ts";
+import { startGateway } from "../src/gateway/run-gateway.ts";
+import { ensureDemoModel, TINY_MODEL_FILE } from "../src/neuron/gguf/tiny-model.ts";
+import { freePort, waitUntil } from "./bench-services.ts";
+import { ensureLlamaServer } from "./peers/build-llama-server.ts";
+import { fixed } from "./stats.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    fixture: { type: "string", default: join(import.meta.dir, "__fixtures__", "claude-code-agent-session") },
+    "answer-tokens": { type: "string", default: "16" },
+    slots: { type: "string", default: "4" },
+    threads: { type: "string", default: "1" },
+    "context-size": { type: "string", default: "65536" },
+    "cache-mib": { type: "string", default: "2048" },
+    json: { type: "string" },
+  },
+});
+const opts = {
+  answerTokens: Number(args["answer-tokens"]),
+  slots: Number(args.slots),
+  threads: Number(args.threads),
+  contextSize: Number(args["context-size"]),
+  cacheMiB: Number(args["cache-mib"]),
+};
+for (const [key, value] of Object.entries(opts))
+  if (!Number.isInteger(value) || value <= 0)
+    throw new Error(`--${key}: expected a positive integer, got ${value}`);
+
+const MODEL_ID = "cortex-tiny";
+const BATCH = 512;
+const LLAMA_SERVER_LOG = join(tmpdir(), "cortex-bench-agent-session-llama-server.log");
+const BILLING = "x-anthropic-billing-header:";
+
+type Body = Record<string, unknown>;
+
+function loadTurns(dir: string): Body[] {
+  return readdirSync(dir)
+    .filter((name) => name.endsWith(".json"))
+    .sort()
+    .map((name) => JSON.parse(readFileSync(join(dir, name), "utf8")) as Body);
+}
+
+/** The body with its billing block's `cch` set to `hash` (added where the CLI sent none). */
+function withCch(body: Body, hash: string): Body {
+  const system = body.system;
+  if (!Array.isArray(system)) return body;
+  return {
+    ...body,
+    system: system.map((block: { type?: string; text?: string }) => {
+      if (typeof block.text !== "string" || !block.text.startsWith(BILLING)) return block;
+      const text = /cch=[0-9a-f]+;/.test(block.text)
+        ? block.text.replace(/cch=[0-9a-f]+;/, `cch=${hash};`)
+        : `${block.text.trimEnd()} cch=${hash};`;
+      return { ...block, text };
+    }),
+  };
+}
+
+const Usage = z
+  .object({
+    input_tokens: z.number().optional(),
+    cache_read_input_tokens: z.number().nullish(),
+  })
+  .passthrough();
+const Event = z
+  .object({
+    type: z.string(),
+    message: z.object({ usage: Usage.optional() }).passthrough().optional(),
+    usage: Usage.optional(),
+  })
+  .passthrough();
+
+interface TurnResult {
+  turn: number;
+  ttftMs: number;
+  totalMs: number;
+  promptTokens: number;
+  computed: number;
+}
+
+async function streamTurn(url: string, body: Body, turn: number): Promise<TurnResult> {
+  const started = performance.now();
+  const response = await fetch(`${url}/v1/messages`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "anthropic-version": "2023-06-01",
+      "x-api-key": "sk-bench",
+      connection: "close",
+    },
+    body: JSON.stringify({
+      ...body,
+      model: MODEL_ID,
+      max_tokens: opts.answerTokens,
+      stream: true,
+      temperature: 0,
+    }),
+  });
+  if (!response.ok || !response.body) throw new Error(`${url}: ${response.status} ${await response.text()}`);
+  const sse = new SseDecoder();
+  let ttftMs = 0;
+  let input: number | undefined;
+  let cached = 0;
+  for await (const chunk of response.body) {
+    const now = performance.now();
+    for (const event of sse.push(chunk)) {
+      if (event.data === "[DONE]" || event.data === "") continue;
+      const data = Event.parse(JSON.parse(event.data));
+      if (data.type === "error") throw new Error(`${url}: ${event.data}`);
+      if ((data.type === "content_block_delta" || data.type === "message_delta") && ttftMs === 0)
+        ttftMs = now - started;
+      for (const usage of [data.message?.usage, data.usage]) {
+        if (usage?.input_tokens !== undefined) input = usage.input_tokens;
+        if (typeof usage?.cache_read_input_tokens === "number") cached = usage.cache_read_input_tokens;
+      }
+    }
+  }
+  const totalMs = performance.now() - started;
+  if (ttftMs === 0) ttftMs = totalMs;
+  if (input === undefined) throw new Error(`${url}: no usage in the stream`);
+  return { turn, ttftMs, totalMs, promptTokens: input + cached, computed: input };
+}
+
+/** A short request with its own system prompt, so loading the model is not timed and nothing of the session is cached. */
+async function warmUp(url: string): Promise<void> {
+  await streamTurn(
+    url,
+    { system: "warm up", messages: [{ role: "user", content: "hello" }] } satisfies Body,
+    0,
+  );
+}
+
+async function replay(name: string, url: string, turns: Body[], rotate: boolean): Promise<TurnResult[]> {
+  await warmUp(url);
+  const results: TurnResult[] = [];
+  for (const [i, body] of turns.entries()) {
+    const hash = (BigInt(Bun.hash(`${name}-${i}`)) % 0x100000n).toString(16).padStart(5, "0");
+    const result = await streamTurn(url, rotate ? withCch(body, hash) : body, i + 1);
+    results.push(result);
+    console.error(
+      `${name}${rotate ? " (cch rotated)" : ""}: turn ${i + 1} TTFT ${fixed(result.ttftMs, 0)} ms, prompt ${result.promptTokens}, computed ${result.computed}`,
+    );
+  }
+  return results;
+}
+
+async function withCortex<T>(run: (url: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), "cortex-bench-agent-session-"));
+  const modelsDir = join(dir, "models");
+  await ensureDemoModel(modelsDir);
+  const path = join(dir, "cortex.toml");
+  writeFileSync(
+    path,
+    [
+      "[log]",
+      'level = "warn"',
+      "[gateway]",
+      'listen = "127.0.0.1:0"',
+      "metrics = false",
+      "api_keys = []",
+      "poll_interval_ms = 200",
+      "[neuron]",
+      `models_dir = ${JSON.stringify(modelsDir)}`,
+      `threads = ${opts.threads}`,
+      `prompt_cache_bytes = ${opts.cacheMiB * 2 ** 20}`,
+      "[[models]]",
+      `id = ${JSON.stringify(MODEL_ID)}`,
+      `file = ${JSON.stringify(TINY_MODEL_FILE)}`,
+      `context_size = ${opts.contextSize}`,
+      `slots = ${opts.slots}`,
+      "",
+    ].join("\n"),
+  );
+  const config = loadConfig({ path, env: {} });
+  configureLogging(config.file.log);
+  const gateway = await startGateway(config, { startLocalNeuron });
+  try {
+    await gateway.whenFleet((nodes) => nodes.length > 0 && nodes.every((node) => node.state === "up"));
+    return await run(gateway.url);
+  } finally {
+    await gateway.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function withLlamaServer<T>(server: string, run: (url: string) => Promise<T>): Promise<T> {
+  const modelsDir = mkdtempSync(join(tmpdir(), "cortex-bench-agent-session-ls-"));
+  await ensureDemoModel(modelsDir);
+  const port = freePort();
+  const child = Bun.spawn(
+    [
+      server,
+      "-m",
+      join(modelsDir, TINY_MODEL_FILE),
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "-t",
+      String(opts.threads),
+      "-tb",
+      String(opts.threads),
+      "-np",
+      String(opts.slots),
+      // llama-server splits -c over its slots; cortex's context size is per slot.
+      "-c",
+      String(opts.contextSize * opts.slots),
+      "-b",
+      String(BATCH),
+      "-ub",
+      String(BATCH),
+      "--cache-ram",
+      String(opts.cacheMiB),
+      "--jinja",
+      "--no-webui",
+    ],
+    { stdout: "ignore", stderr: Bun.file(LLAMA_SERVER_LOG) },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitUntil(
+      "llama-server",
+      async () => (await fetch(`${url}/health`)).ok,
+      120_000,
+      () => child.exitCode === null,
+    );
+    return await run(url);
+  } finally {
+    child.kill();
+    await child.exited;
+    rmSync(modelsDir, { recursive: true, force: true });
+  }
+}
+
+interface Variant {
+  name: string;
+  cortex: TurnResult[];
+  llamaServer: TurnResult[];
+}
+
+function report(variant: Variant): void {
+  console.log(`\n${variant.name}`);
+  console.log(
+    "turn | prompt tokens cortex / llama-server | computed cortex / llama-server | TTFT ms cortex / llama-server | TTFT ratio",
+  );
+  variant.cortex.forEach((c, i) => {
+    const l = variant.llamaServer[i]!;
+    console.log(
+      `${c.turn} | ${c.promptTokens} / ${l.promptTokens} | ${c.computed} (${fixed((100 * c.computed) / c.promptTokens, 1)} %) / ${l.computed} (${fixed((100 * l.computed) / l.promptTokens, 1)} %) | ${fixed(c.ttftMs, 0)} / ${fixed(l.ttftMs, 0)} | ${fixed(c.ttftMs / l.ttftMs, 2)}`,
+    );
+  });
+  const sum = (rs: TurnResult[], f: (r: TurnResult) => number) => rs.reduce((n, r) => n + f(r), 0);
+  const later = (rs: TurnResult[]) => rs.filter((r) => r.turn > 1);
+  const c = variant.cortex;
+  const l = variant.llamaServer;
+  console.log(
+    `session: total ${fixed(
+      sum(c, (r) => r.totalMs),
+      0,
+    )} ms / ${fixed(
+      sum(l, (r) => r.totalMs),
+      0,
+    )} ms (ratio ${fixed(sum(c, (r) => r.totalMs) / sum(l, (r) => r.totalMs), 2)}); ` +
+      `computed ${sum(c, (r) => r.computed)} / ${sum(l, (r) => r.computed)} tokens; ` +
+      `turns ≥ 2 TTFT sum ${fixed(
+        sum(later(c), (r) => r.ttftMs),
+        0,
+      )} / ${fixed(
+        sum(later(l), (r) => r.ttftMs),
+        0,
+      )} ms (ratio ${fixed(sum(later(c), (r) => r.ttftMs) / sum(later(l), (r) => r.ttftMs), 2)})`,
+  );
+  const maxShare = Math.max(...later(c).map((r) => r.computed / r.promptTokens));
+  console.log(
+    `target turns ≥ 2 prefill ≤ 10 % of prompt: cortex max ${fixed(100 * maxShare, 1)} % → ${maxShare <= 0.1 ? "met" : "NOT met"}`,
+  );
+}
+
+async function main(): Promise<void> {
+  const turns = loadTurns(args.fixture);
+  const { server, version } = await ensureLlamaServer();
+  console.error(
+    `${turns.length} recorded /v1/messages requests; model ${MODEL_ID}; llama-server from node-llama-cpp ${version}'s llama.cpp; ` +
+      `${opts.slots} slots × ${opts.contextSize} context, ${opts.threads} thread(s), host cache ${opts.cacheMiB} MiB, ${opts.answerTokens}-token answers`,
+  );
+  const variants: Variant[] = [];
+  for (const rotate of [false, true]) {
+    const cortex = await withCortex((url) => replay("cortex", url, turns, rotate));
+    const llamaServer = await withLlamaServer(server, (url) => replay("llama-server", url, turns, rotate));
+    variants.push({
+      name: rotate ? "billing block with cch rotated per request" : "bodies as recorded",
+      cortex,
+      llamaServer,
+    });
+  }
+  for (const variant of variants) report(variant);
+  if (args.json) await Bun.write(args.json, JSON.stringify({ opts, variants }, null, 2));
+}
+
+await main();
