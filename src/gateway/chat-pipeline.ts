@@ -315,6 +315,8 @@ function recordOutcome(
   if (rate !== undefined) metrics?.decodeRate.observe({ model: modelLabel, node }, rate);
   if (observation.usage) {
     metrics?.promptTokens.inc({ model: modelLabel, node }, observation.usage.inputTokens);
+    if (observation.usage.cachedInputTokens)
+      metrics?.cachedPromptTokens.inc({ model: modelLabel, node }, observation.usage.cachedInputTokens);
     metrics?.completionTokens.inc({ model: modelLabel, node }, observation.usage.outputTokens);
   }
   const level = status === 502 ? "error" : "info";
@@ -328,6 +330,7 @@ function recordOutcome(
     status,
     stream,
     prompt_tokens: observation.usage?.inputTokens,
+    cached_tokens: observation.usage?.cachedInputTokens,
     completion_tokens: observation.usage?.outputTokens,
     ttft_ms: observation.firstTokenMs === undefined ? undefined : Math.round(observation.firstTokenMs),
     duration_ms: Math.round(durationMs),

@@ -24,6 +24,8 @@ const logLines: string[] = [];
 interface Usage {
   prompt: number;
   completion: number;
+  /** Prompt tokens the client was told came from the cache. */
+  cached: number;
 }
 
 interface Sent {
@@ -126,25 +128,41 @@ async function send(dialect: "openai" | "anthropic", stream: boolean, model = MO
         input_tokens?: number;
         output_tokens?: number;
         cache_read_input_tokens?: number;
+        prompt_tokens_details?: { cached_tokens?: number };
       };
     };
     // Anthropic's input_tokens leaves out the prompt tokens read from a cache.
     sent.usage =
       dialect === "openai"
-        ? { prompt: json.usage.prompt_tokens ?? -1, completion: json.usage.completion_tokens ?? -1 }
+        ? {
+            prompt: json.usage.prompt_tokens ?? -1,
+            completion: json.usage.completion_tokens ?? -1,
+            cached: json.usage.prompt_tokens_details?.cached_tokens ?? 0,
+          }
         : {
             prompt: (json.usage.input_tokens ?? -1) + (json.usage.cache_read_input_tokens ?? 0),
             completion: json.usage.output_tokens ?? -1,
+            cached: json.usage.cache_read_input_tokens ?? 0,
           };
     return sent;
   }
   const events = sseData(await response.text());
   if (dialect === "openai") {
     const last = events.findLast((event) => event.usage != null) as
-      | { usage: { prompt_tokens: number; completion_tokens: number } }
+      | {
+          usage: {
+            prompt_tokens: number;
+            completion_tokens: number;
+            prompt_tokens_details?: { cached_tokens?: number };
+          };
+        }
       | undefined;
     if (last === undefined) throw new Error("no usage chunk in the OpenAI stream");
-    sent.usage = { prompt: last.usage.prompt_tokens, completion: last.usage.completion_tokens };
+    sent.usage = {
+      prompt: last.usage.prompt_tokens,
+      completion: last.usage.completion_tokens,
+      cached: last.usage.prompt_tokens_details?.cached_tokens ?? 0,
+    };
   } else {
     const start = events.find((event) => event.type === "message_start") as
       | { message: { usage: { input_tokens: number } } }
@@ -159,6 +177,7 @@ async function send(dialect: "openai" | "anthropic", stream: boolean, model = MO
           ? start.message.usage.input_tokens
           : delta.usage.input_tokens + (delta.usage.cache_read_input_tokens ?? 0),
       completion: delta.usage.output_tokens,
+      cached: delta.usage.cache_read_input_tokens ?? 0,
     };
   }
   return sent;
@@ -224,6 +243,9 @@ describe("gateway /metrics after real requests", () => {
     const labels = { model: MODEL, node: "local" };
     expect(delta(before, after, "cortex_gateway_prompt_tokens_total", labels)).toBe(total("prompt"));
     expect(delta(before, after, "cortex_gateway_completion_tokens_total", labels)).toBe(total("completion"));
+    // The same prompt four times in a row: all but the first read it from the neuron's cache.
+    expect(total("cached")).toBeGreaterThan(0);
+    expect(delta(before, after, "cortex_gateway_prompt_tokens_cached_total", labels)).toBe(total("cached"));
   });
 
   test("latency histograms counted every request; first-token time only the answered ones", () => {

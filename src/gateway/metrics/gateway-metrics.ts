@@ -26,6 +26,7 @@ export class GatewayMetrics {
   readonly loadWait: FastHistogram<"model">;
   readonly promptTokens: FastCounter<"model" | "node">;
   readonly completionTokens: FastCounter<"model" | "node">;
+  readonly cachedPromptTokens: FastCounter<"model" | "node">;
   readonly inFlight: Gauge<"model">;
   readonly queueDepth: Gauge<"model">;
   readonly nodeState: Gauge<"node" | "state">;
@@ -87,6 +88,11 @@ export class GatewayMetrics {
     this.promptTokens = new FastCounter({
       name: "cortex_gateway_prompt_tokens_total",
       help: "Prompt tokens, as reported by the neuron's usage",
+      labelNames: ["model", "node"],
+    });
+    this.cachedPromptTokens = new FastCounter({
+      name: "cortex_gateway_prompt_tokens_cached_total",
+      help: "Prompt tokens the neuron read from its KV or prompt cache (a part of cortex_gateway_prompt_tokens_total)",
       labelNames: ["model", "node"],
     });
     this.completionTokens = new FastCounter({
@@ -184,6 +190,7 @@ export class GatewayMetrics {
       this.queueWait,
       this.loadWait,
       this.promptTokens,
+      this.cachedPromptTokens,
       this.completionTokens,
     ];
   }
