@@ -33,7 +33,7 @@ import { configureLogging } from "../src/core/logger.ts";
 import { SseDecoder } from "../src/dialects/sse/sse-parser.ts";
 import { startGateway } from "../src/gateway/run-gateway.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../src/neuron/gguf/tiny-model.ts";
-import { freePort, waitUntil } from "./bench-services.ts";
+import { withLlamaServer } from "./peers/llama-server-process.ts";
 import { ensureLlamaServer } from "./peers/build-llama-server.ts";
 import { fixed } from "./stats.ts";
 
@@ -216,51 +216,25 @@ async function withCortex<T>(run: (url: string) => Promise<T>): Promise<T> {
   }
 }
 
-async function withLlamaServer<T>(server: string, run: (url: string) => Promise<T>): Promise<T> {
+async function withPeer<T>(server: string, run: (url: string) => Promise<T>): Promise<T> {
   const modelsDir = mkdtempSync(join(tmpdir(), "cortex-bench-agent-session-ls-"));
-  await ensureDemoModel(modelsDir);
-  const port = freePort();
-  const child = Bun.spawn(
-    [
-      server,
-      "-m",
-      join(modelsDir, TINY_MODEL_FILE),
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "-t",
-      String(opts.threads),
-      "-tb",
-      String(opts.threads),
-      "-np",
-      String(opts.slots),
-      // llama-server splits -c over its slots; cortex's context size is per slot.
-      "-c",
-      String(opts.contextSize * opts.slots),
-      "-b",
-      String(BATCH),
-      "-ub",
-      String(BATCH),
-      "--cache-ram",
-      String(opts.cacheMiB),
-      "--jinja",
-      "--no-webui",
-    ],
-    { stdout: "ignore", stderr: Bun.file(LLAMA_SERVER_LOG) },
-  );
-  const url = `http://127.0.0.1:${port}`;
   try {
-    await waitUntil(
-      "llama-server",
-      async () => (await fetch(`${url}/health`)).ok,
-      120_000,
-      () => child.exitCode === null,
+    await ensureDemoModel(modelsDir);
+    return await withLlamaServer(
+      {
+        server,
+        model: join(modelsDir, TINY_MODEL_FILE),
+        threads: opts.threads,
+        slots: opts.slots,
+        contextSize: opts.contextSize,
+        batch: BATCH,
+        cacheMiB: opts.cacheMiB,
+        extra: ["--jinja"],
+        log: LLAMA_SERVER_LOG,
+      },
+      run,
     );
-    return await run(url);
   } finally {
-    child.kill();
-    await child.exited;
     rmSync(modelsDir, { recursive: true, force: true });
   }
 }
@@ -319,7 +293,7 @@ async function main(): Promise<void> {
   const variants: Variant[] = [];
   for (const rotate of [false, true]) {
     const cortex = await withCortex((url) => replay("cortex", url, turns, rotate));
-    const llamaServer = await withLlamaServer(server, (url) => replay("llama-server", url, turns, rotate));
+    const llamaServer = await withPeer(server, (url) => replay("llama-server", url, turns, rotate));
     variants.push({
       name: rotate ? "billing block with cch rotated per request" : "bodies as recorded",
       cortex,

@@ -32,7 +32,7 @@ import {
   systemPrompt as traceSystemPrompt,
   userTurn as traceUserTurn,
 } from "./agent-trace.ts";
-import { freePort, waitUntil } from "./bench-services.ts";
+import { withLlamaServer } from "./peers/llama-server-process.ts";
 import { ensureLlamaServer } from "./peers/build-llama-server.ts";
 import { fixed, median } from "./stats.ts";
 
@@ -202,49 +202,20 @@ async function runCortex(modelPath: string): Promise<TurnResult[]> {
   }
 }
 
-async function runLlamaServer(server: string, modelPath: string): Promise<TurnResult[]> {
-  const port = freePort();
-  const child = Bun.spawn(
-    [
+function runLlamaServer(server: string, modelPath: string): Promise<TurnResult[]> {
+  return withLlamaServer(
+    {
       server,
-      "-m",
-      modelPath,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "-t",
-      String(opts.threads),
-      "-tb",
-      String(opts.threads),
-      "-np",
-      String(opts.slots),
-      // llama-server splits -c over its slots; cortex's context size is per slot.
-      "-c",
-      String(opts.contextSize * opts.slots),
-      "-b",
-      String(BATCH),
-      "-ub",
-      String(BATCH),
-      "--cache-ram",
-      String(opts.cacheMiB),
-      "--no-webui",
-    ],
-    { stdout: "ignore", stderr: Bun.file(LLAMA_SERVER_LOG) },
+      model: modelPath,
+      threads: opts.threads,
+      slots: opts.slots,
+      contextSize: opts.contextSize,
+      batch: BATCH,
+      cacheMiB: opts.cacheMiB,
+      log: LLAMA_SERVER_LOG,
+    },
+    (url) => runTrace("llama-server", url, MODEL_ID),
   );
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitUntil(
-      "llama-server",
-      async () => (await fetch(`${url}/health`)).ok,
-      120_000,
-      () => child.exitCode === null,
-    );
-    return await runTrace("llama-server", url, MODEL_ID);
-  } finally {
-    child.kill();
-    await child.exited;
-  }
 }
 
 interface TurnSummary {

@@ -11,7 +11,7 @@
  *
  *   bun bench/record-agent-session.ts
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { claudeCodeBinary, runClaudeCode } from "../tests/integration/helpers-dialects/claude-code.ts";
@@ -20,7 +20,10 @@ import {
   type ReceivedChat,
   startScriptedNeuron,
 } from "../tests/integration/helpers-dialects/scripted-neuron.ts";
-import { scrubRequest } from "../tests/integration/helpers-dialects/scrub-request.ts";
+import {
+  conversationBodies,
+  writeSessionFixtures,
+} from "../tests/integration/helpers-dialects/session-fixtures.ts";
 import { startTestGateway, TINY_ID } from "../tests/integration/helpers-dialects/test-gateway.ts";
 
 const OUT = join(import.meta.dir, "__fixtures__", "claude-code-agent-session");
@@ -30,11 +33,6 @@ const PROMPTS: Array<{ prompt: string; continue: boolean }> = [
   { prompt: "List the files again, please.", continue: true },
   { prompt: "Thanks. Summarise what we did.", continue: true },
 ];
-
-function sansMaxTokens(body: Record<string, unknown>): Record<string, unknown> {
-  const { max_tokens: _, ...rest } = body;
-  return rest;
-}
 
 function lastUserText(body: ReceivedChat): string {
   const last = body.messages.at(-1);
@@ -93,34 +91,13 @@ try {
     );
     if (run.exitCode !== 0) console.error(run.stderr.slice(-2000));
   }
-  const turns = proxy.exchanges
-    .filter(
-      (e) => e.method === "POST" && e.path.startsWith("/v1/messages") && !e.path.includes("count_tokens"),
-    )
-    .map((e) => JSON.parse(e.body) as Record<string, unknown>)
-    .filter((body) => Array.isArray(body.tools) && body.tools.length > 0)
-    // A turn whose max_tokens does not fit the context is sent again with a smaller one; keep one per turn.
-    .filter(
-      (body, i, all) =>
-        i === 0 || JSON.stringify(sansMaxTokens(body)) !== JSON.stringify(sansMaxTokens(all[i - 1]!)),
-    );
   rmSync(OUT, { recursive: true, force: true });
-  mkdirSync(OUT, { recursive: true });
-  turns.forEach((body, i) => {
-    const system = body.system;
-    const scrubbed = scrubRequest(body) as Record<string, unknown>;
-    // The billing block is kept verbatim (it holds no secret: a version, an entry point and a hash).
-    if (Array.isArray(system) && Array.isArray(scrubbed.system))
-      scrubbed.system = scrubbed.system.map((block, b) => {
-        const original = system[b] as { text?: string };
-        return original.text?.startsWith("x-anthropic-billing-header:") ? original : block;
-      });
-    writeFileSync(
-      join(OUT, `turn-${String(i + 1).padStart(2, "0")}.json`),
-      `${JSON.stringify(scrubbed, null, 1)}\n`,
-    );
-  });
-  console.log(`wrote ${turns.length} request(s) to ${OUT}`);
+  const written = writeSessionFixtures(
+    OUT,
+    conversationBodies(proxy.exchanges),
+    (i) => `turn-${String(i + 1).padStart(2, "0")}.json`,
+  );
+  console.log(`wrote ${written} request(s) to ${OUT}`);
 } finally {
   proxy.stop();
   await gateway.stop();

@@ -7,18 +7,13 @@
  *
  *   bun tests/integration/helpers-dialects/record-claude-session.ts
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { claudeCodeBinary } from "./claude-code.ts";
+import { claudeCodeBinary, runClaudeCode } from "./claude-code.ts";
 import { startRecordingProxy } from "./recording-proxy.ts";
-import { scrubRequest } from "./scrub-request.ts";
+import { conversationBodies, writeSessionFixtures } from "./session-fixtures.ts";
 import { startTestGateway, TINY_ID } from "./test-gateway.ts";
-
-function sansMaxTokens(body: Record<string, unknown>): Record<string, unknown> {
-  const { max_tokens: _, ...rest } = body;
-  return rest;
-}
 
 const OUT = join(import.meta.dir, "..", "__fixtures__", "claude-code-session");
 const binary = claudeCodeBinary();
@@ -27,56 +22,22 @@ const gateway = await startTestGateway({ models: [{ id: TINY_ID, contextSize: 65
 const proxy = startRecordingProxy(gateway.url);
 const home = mkdtempSync(join(tmpdir(), "cortex-claude-session-"));
 try {
-  for (const args of [
-    ["-p", "List the files here."],
-    ["-p", "--continue", "Now count them."],
-  ]) {
-    const proc = Bun.spawn([binary, ...args, "--model", TINY_ID], {
-      cwd: home,
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      env: {
-        PATH: process.env.PATH ?? "/usr/bin:/bin",
-        HOME: home,
-        XDG_CONFIG_HOME: join(home, ".config"),
-        ANTHROPIC_BASE_URL: proxy.url,
-        ANTHROPIC_API_KEY: "sk-test",
-        ANTHROPIC_MODEL: TINY_ID,
-        ANTHROPIC_SMALL_FAST_MODEL: TINY_ID,
-        DISABLE_TELEMETRY: "1",
-        DISABLE_AUTOUPDATER: "1",
-        DISABLE_ERROR_REPORTING: "1",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-        CI: "1",
-      },
+  for (const [args, prompt] of [
+    [[], "List the files here."],
+    [["--continue"], "Now count them."],
+  ] as const)
+    await runClaudeCode({
+      binary,
+      baseUrl: proxy.url,
+      apiKey: "sk-test",
+      model: TINY_ID,
+      prompt,
+      timeoutMs: 120_000,
+      home,
+      args: [...args],
     });
-    await proc.exited;
-  }
-  const turns = proxy.exchanges
-    .filter(
-      (e) => e.method === "POST" && e.path.startsWith("/v1/messages") && !e.path.includes("count_tokens"),
-    )
-    .map((e) => JSON.parse(e.body) as Record<string, unknown>)
-    .filter((body) => Array.isArray(body.tools) && body.tools.length > 0)
-    // A turn whose max_tokens does not fit the context is sent again with a smaller one; keep one per turn.
-    .filter(
-      (body, i, all) =>
-        i === 0 || JSON.stringify(sansMaxTokens(body)) !== JSON.stringify(sansMaxTokens(all[i - 1]!)),
-    );
-  mkdirSync(OUT, { recursive: true });
-  turns.forEach((body, i) => {
-    const system = body.system;
-    const scrubbed = scrubRequest(body) as Record<string, unknown>;
-    // The billing block is kept verbatim (it holds no secret: a version, an entry point and a hash).
-    if (Array.isArray(system) && Array.isArray(scrubbed.system))
-      scrubbed.system = scrubbed.system.map((block, b) => {
-        const original = system[b] as { text?: string };
-        return original.text?.startsWith("x-anthropic-billing-header:") ? original : block;
-      });
-    writeFileSync(join(OUT, `turn-${i + 1}.json`), `${JSON.stringify(scrubbed, null, 1)}\n`);
-  });
-  console.log(`wrote ${turns.length} request(s) to ${OUT}`);
+  const written = writeSessionFixtures(OUT, conversationBodies(proxy.exchanges), (i) => `turn-${i + 1}.json`);
+  console.log(`wrote ${written} request(s) to ${OUT}`);
 } finally {
   proxy.stop();
   await gateway.stop();

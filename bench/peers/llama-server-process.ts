@@ -1,0 +1,71 @@
+/**
+ * llama-server as the benchmarks' peer: started on a free loopback port with
+ * the settings that make it comparable to a cortex neuron (same threads,
+ * slots, per-slot context, batch and host prompt cache), awaited until its
+ * /health answers, and stopped when the run is done.
+ */
+import { freePort, waitUntil } from "../bench-services.ts";
+
+export interface LlamaServerOptions {
+  /** The llama-server binary (peers/build-llama-server.ts). */
+  server: string;
+  model: string;
+  threads: number;
+  slots: number;
+  /** Per slot, as cortex counts it (llama-server splits -c over its slots). */
+  contextSize: number;
+  batch: number;
+  cacheMiB: number;
+  /** Flags after the common ones (`--jinja`, …). */
+  extra?: string[];
+  /** Where its log goes. */
+  log: string;
+}
+
+export async function withLlamaServer<T>(
+  options: LlamaServerOptions,
+  run: (url: string) => Promise<T>,
+): Promise<T> {
+  const port = freePort();
+  const child = Bun.spawn(
+    [
+      options.server,
+      "-m",
+      options.model,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "-t",
+      String(options.threads),
+      "-tb",
+      String(options.threads),
+      "-np",
+      String(options.slots),
+      "-c",
+      String(options.contextSize * options.slots),
+      "-b",
+      String(options.batch),
+      "-ub",
+      String(options.batch),
+      "--cache-ram",
+      String(options.cacheMiB),
+      ...(options.extra ?? []),
+      "--no-webui",
+    ],
+    { stdout: "ignore", stderr: Bun.file(options.log) },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitUntil(
+      "llama-server",
+      async () => (await fetch(`${url}/health`)).ok,
+      120_000,
+      () => child.exitCode === null,
+    );
+    return await run(url);
+  } finally {
+    child.kill();
+    await child.exited;
+  }
+}
