@@ -103,6 +103,7 @@ describe.skipIf(!present)("SmolLM2-135M-Instruct, a real instruct model", () => 
         },
       ],
       tool_choice: { type: "tool", name: "get_weather" },
+      ...({ temperature: 0 } as object),
     });
     const use = message.content.find((block) => block.type === "tool_use");
     expect(use?.type === "tool_use" ? use.name : undefined).toBe("get_weather");
