@@ -38,14 +38,17 @@ import {
   retrieveResponse,
 } from "./responses/responses-api.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
+import { UpstreamWatchdog } from "./upstream-guard.ts";
 
 const log = logger("gateway-http");
 
 export interface GatewayAppOptions {
   routing: RoutingServices;
   admin: AdminOps;
-  /** gateway.request_timeout_s in ms: bounds waiting for a load. */
+  /** gateway.request_timeout_s in ms: bounds the whole request, end to end. */
   requestTimeoutMs?: number;
+  /** gateway.upstream_read_timeout_s in ms: a node silent this long on a pending read fails the attempt. */
+  upstreamReadTimeoutMs?: number;
   metrics: GatewayMetrics | undefined;
   version: string;
   apiKeys: readonly string[];
@@ -144,6 +147,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
     routing: options.routing,
     metrics: options.metrics,
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+    watchdog: new UpstreamWatchdog(options.routing.fleet.state, options.upstreamReadTimeoutMs),
     ...(options.contextOverflow === undefined ? {} : { contextOverflow: options.contextOverflow }),
   };
 

@@ -117,6 +117,7 @@ export async function startGateway(
     apiKeys: gateway.api_keys,
     adminToken: gateway.admin_token,
     requestTimeoutMs: gateway.request_timeout_s * 1000,
+    upstreamReadTimeoutMs: gateway.upstream_read_timeout_s * 1000,
     keepBillingHeader: gateway.keep_billing_header,
     contextOverflow: gateway.context_overflow,
     listenHostname: config.gatewayListen.hostname,

@@ -52,6 +52,7 @@ export const GatewaySection = z.strictObject({
   models_file: z.string().optional(),
   poll_interval_ms: z.number().int().min(100).default(2000),
   request_timeout_s: z.number().positive().default(600),
+  upstream_read_timeout_s: z.number().positive().default(60),
   load_timeout_s: z.number().positive().default(300),
   max_concurrency_per_model: z.number().int().positive().default(32),
   queue_size_per_model: z.number().int().nonnegative().default(128),
