@@ -5,6 +5,7 @@
  */
 import { swagger } from "@elysiajs/swagger";
 import { Elysia } from "elysia";
+import { DEFAULT_BODY_TIMEOUT_S } from "../core/read-body.ts";
 import { AdminModelAction } from "../core/admin-api.ts";
 import { CortexError, toCortexError } from "../core/errors.ts";
 import { logger } from "../core/logger.ts";
@@ -29,7 +30,7 @@ import { createEmbeddings } from "./embeddings.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
-import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from "./read-json-body.ts";
+import { DEFAULT_MAX_BODY_BYTES, type ReadJsonOptions, readJsonBody } from "./read-json-body.ts";
 import type { ResponseStore } from "./responses/response-store.ts";
 import {
   createResponse,
@@ -63,6 +64,8 @@ export interface GatewayAppOptions {
   responseStore: ResponseStore;
   /** gateway.listen's host: a name the admin API answers to besides the loopback names. */
   listenHostname?: string;
+  /** gateway.body_timeout_s: how long a request body may take to arrive. */
+  bodyTimeoutS?: number;
 }
 
 /** A literal per response: cheaper than spreading a shared object into a new one. */
@@ -92,11 +95,6 @@ function renderError(dialect: Dialect, error: unknown, headers?: Record<string, 
     rendered.status,
     headers ? { ...rendered.headers, ...headers } : rendered.headers,
   );
-}
-
-/** A client's JSON body (chat, Responses, count_tokens): JSON or no Content-Type. */
-function readJson(request: Request, maxBytes: number): Promise<unknown> {
-  return readJsonBody(request, { maxBytes, contentType: "if-present" });
 }
 
 /** The catalogue answers in Anthropic's shape to a client that says it speaks Anthropic's API. */
@@ -129,6 +127,10 @@ function isLoopback(address: string | undefined): boolean {
 
 export function createGatewayApp(options: GatewayAppOptions) {
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const bodyTimeoutMs = (options.bodyTimeoutS ?? DEFAULT_BODY_TIMEOUT_S) * 1000;
+  /** A client's JSON body within its bounds: size, nesting, media type, time (read-json-body.ts). */
+  const readBody = (request: Request, contentType: ReadJsonOptions["contentType"]) =>
+    readJsonBody(request, { maxBytes: maxBody, contentType, timeoutMs: bodyTimeoutMs });
   const keys = new Set(options.apiKeys);
 
   const clientAuthorized = (request: Request): boolean => {
@@ -162,7 +164,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
             "unauthorized",
             "invalid API key: send it as Authorization: Bearer or x-api-key",
           );
-        const body = await readJson(request, maxBody);
+        const body = await readBody(request, "if-present");
         const canonical =
           dialect === "anthropic"
             ? parseAnthropicRequest(body, {
@@ -270,7 +272,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
     async ({ request, server }: { request: Request; server: Parameters<typeof adminGuard>[1] }) => {
       try {
         adminGuard(request, server);
-        const body = await readJsonBody(request, { maxBytes: maxBody, contentType: "required" });
+        const body = await readBody(request, "required");
         const parsed = AdminModelAction.safeParse(body);
         if (!parsed.success) throw new CortexError("invalid_request", "expected {model, node?, force?}");
         const message = await fn(parsed.data);
@@ -327,7 +329,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
           signal: request.signal,
           startedAt: performance.now(),
         };
-        const created = await createResponse(responsesDeps, await readJson(request, maxBody), ctx);
+        const created = await createResponse(responsesDeps, await readBody(request, "if-present"), ctx);
         if (created.stream) return new Response(created.body, { headers: sseHeaders(requestId) });
         return json(created.body, 200, { "x-request-id": requestId });
       }),
@@ -390,7 +392,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
     .post("/v1/messages/count_tokens", async ({ request }) => {
       try {
         if (!clientAuthorized(request)) throw new CortexError("unauthorized", "invalid API key");
-        const canonical = parseAnthropicCountTokensRequest(await readJson(request, maxBody));
+        const canonical = parseAnthropicCountTokensRequest(await readBody(request, "if-present"));
         const model = options.routing.loader.resolve(canonical.model).id;
         const routed = await options.routing.route(
           model,

@@ -121,13 +121,14 @@ export async function startGateway(
     keepBillingHeader: gateway.keep_billing_header,
     contextOverflow: gateway.context_overflow,
     listenHostname: config.gatewayListen.hostname,
+    bodyTimeoutS: gateway.body_timeout_s,
   });
   try {
     bindServer("gateway.listen", config.gatewayListen, () =>
       app.listen({
         ...config.gatewayListen,
         ...EXCLUSIVE_BIND,
-        idleTimeout: 0,
+        idleTimeout: gateway.idle_timeout_s,
         // Bodies are counted and cut off by readJsonBody, which answers 413 in the client's
         // dialect; Bun's own cap (128 MiB) would answer first, in its own words.
         maxRequestBodySize: Number.MAX_SAFE_INTEGER,

@@ -137,10 +137,11 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     authToken: config.auth_token,
     metrics: () => metrics.render(),
     ...(options.answerHeartbeatMs === undefined ? {} : { answerHeartbeatMs: options.answerHeartbeatMs }),
+    bodyTimeoutS: config.body_timeout_s,
   });
   try {
     bindServer("neuron.listen", options.listen, () =>
-      app.listen({ ...options.listen, ...EXCLUSIVE_BIND, idleTimeout: 0 }),
+      app.listen({ ...options.listen, ...EXCLUSIVE_BIND, idleTimeout: config.idle_timeout_s }),
     );
   } catch (error) {
     await service.close();

@@ -18,6 +18,8 @@ export interface ScriptedNeuron {
   script(next: (chatNo: number) => ChatScript): void;
   /** Resolves at the next chat this neuron receives. */
   nextChat(): Promise<void>;
+  /** Answers the chats held "silent" so far (non-streamed), late. */
+  answerHeld(): void;
   freeze(): void;
   stop(): void;
 }
@@ -59,6 +61,7 @@ export function startScriptedNeuron(name: string): ScriptedNeuron {
   // Everything held open, ended by stop().
   const held: (() => void)[] = [];
   const hold = <T>(value: T): Promise<T> => new Promise((resolve) => held.push(() => resolve(value)));
+  const silent: (() => void)[] = [];
   const model = loadedModel("m", { file: "m.gguf" });
   const server = Bun.serve({
     hostname: "127.0.0.1",
@@ -74,7 +77,13 @@ export function startScriptedNeuron(name: string): ScriptedNeuron {
       chats += 1;
       const script = scriptFor(chats);
       for (const wake of waiters.splice(0)) wake();
-      if (script === "silent") return hold(new Response("late", { status: 503 }));
+      if (script === "silent")
+        return new Promise<Response>((resolve) => {
+          held.push(() => resolve(new Response("stopped", { status: 503 })));
+          silent.push(() =>
+            resolve(new Response(COMPLETION, { headers: { "content-type": "application/json" } })),
+          );
+        });
       if (!body.stream) return new Response(COMPLETION, { headers: { "content-type": "application/json" } });
       const headers = { "content-type": "text/event-stream" };
       if (script === "answer") return new Response(ANSWER, { headers });
@@ -101,6 +110,9 @@ export function startScriptedNeuron(name: string): ScriptedNeuron {
       scriptFor = next;
     },
     nextChat: () => new Promise((resolve) => waiters.push(resolve)),
+    answerHeld: () => {
+      for (const answer of silent.splice(0)) answer();
+    },
     freeze: () => {
       frozen = true;
     },
