@@ -112,6 +112,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     },
     ggmlLogLevel: ggmlLogLevel(options.logLevel ?? "info"),
     observer: metrics.observer,
+    stallTimeoutMs: config.stall_timeout_s * 1000,
     ...options.pool,
   }).catch((error: unknown) => {
     // A missing or mismatched native set: the CLI reports a CortexError as one line, not a stack.

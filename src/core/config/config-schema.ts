@@ -132,6 +132,7 @@ export const NeuronSection = z.strictObject({
   auth_token: z.string().default(""),
   idle_timeout_s: IdleTimeout,
   body_timeout_s: BodyTimeout,
+  stall_timeout_s: z.number().positive().default(60),
   memory_limit: Size.optional(),
   default_slots: z.number().int().positive().max(64).default(4),
   default_context_size: z.number().int().positive().default(32768),

@@ -99,6 +99,8 @@ export interface DevicePoolOptions {
    * (WARN, and `cpuFallback` in /health) instead of refusing to start.
    */
   allowCpuFallback?: boolean;
+  /** neuron.stall_timeout_s in ms: how long a sequence may stay paused for a slow reader (sequence-dispatch.ts). */
+  stallTimeoutMs?: number;
 }
 
 const DEFAULT_CONTEXT = 4096;
@@ -134,6 +136,7 @@ export class DevicePool {
       kick: (model) => this.#groups.kick(model),
       changed: () => this.#registry.changed(),
       paused: (model) => this.#observe(() => this.#options.observer?.sequencePaused?.(model.info.id)),
+      ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
     });
     this.#groups = new GroupDriver({
       registry: this.#registry,
