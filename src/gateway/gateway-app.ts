@@ -66,6 +66,8 @@ export interface GatewayAppOptions {
   listenHostname?: string;
   /** gateway.body_timeout_s: how long a request body may take to arrive. */
   bodyTimeoutS?: number;
+  /** gateway.docs: /docs and /docs/json open, behind the API keys, or off. Default open. */
+  docs?: "open" | "api_key" | "off";
 }
 
 /** A literal per response: cheaper than spreading a shared object into a new one. */
@@ -283,8 +285,20 @@ export function createGatewayApp(options: GatewayAppOptions) {
       }
     };
 
-  return new Elysia()
-    .use(
+  const docs = options.docs ?? "open";
+  const app = new Elysia();
+  // /docs and /docs/json describe the API (routes, request schemas); they hold no keys, models or fleet data.
+  if (docs === "api_key")
+    app.onRequest(({ request }) => {
+      const path = new URL(request.url).pathname;
+      if ((path === "/docs" || path.startsWith("/docs/")) && !clientAuthorized(request))
+        return renderError(
+          "openai",
+          new CortexError("unauthorized", 'invalid API key (gateway.docs = "api_key")'),
+        );
+    });
+  if (docs !== "off")
+    app.use(
       swagger({
         path: "/docs",
         documentation: {
@@ -296,7 +310,8 @@ export function createGatewayApp(options: GatewayAppOptions) {
           },
         },
       }),
-    )
+    );
+  return app
     .get("/health", () => json({ status: "ok", version: options.version }))
     .get("/v1/models", ({ request }) => {
       const dialect = catalogueDialect(request);

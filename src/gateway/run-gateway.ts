@@ -122,6 +122,7 @@ export async function startGateway(
     contextOverflow: gateway.context_overflow,
     listenHostname: config.gatewayListen.hostname,
     bodyTimeoutS: gateway.body_timeout_s,
+    docs: gateway.docs,
   });
   try {
     bindServer("gateway.listen", config.gatewayListen, () =>
@@ -152,6 +153,11 @@ export async function startGateway(
           async fetch(request) {
             if (new URL(request.url).pathname !== "/metrics")
               return new Response("see /metrics\n", { status: 404 });
+            if (
+              gateway.metrics_token !== "" &&
+              request.headers.get("authorization") !== `Bearer ${gateway.metrics_token}`
+            )
+              return new Response("missing or wrong bearer token (gateway.metrics_token)\n", { status: 401 });
             const { body, contentType } = await metrics.render();
             return new Response(body, { headers: { "content-type": contentType } });
           },

@@ -88,6 +88,8 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     demo = true;
     log.info(`no models_dir configured: serving the generated demo model from ${root}`);
   }
+  const modelsDir = new ModelsDir(root);
+  await modelsDir.check("neuron.models_dir");
   const faults = faultPlanOf(options.faultInjection);
   const engineFaults = options.faultInjection !== undefined && options.faultInjection !== false;
   announceFaultPlan(faults);
@@ -121,7 +123,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
   metrics.bind(pool);
   const service = new NeuronService({
     pool,
-    modelsDir: new ModelsDir(root),
+    modelsDir,
     config,
     version: VERSION,
     unhealthyReason: () => pool.fatalReason,

@@ -51,6 +51,8 @@ export const GatewaySection = z.strictObject({
   listen: Listen.default("0.0.0.0:31313"),
   metrics_listen: Listen.default("0.0.0.0:31314"),
   metrics: z.boolean().default(true),
+  metrics_token: z.string().default(""),
+  docs: z.enum(["open", "api_key", "off"]).default("open"),
   api_keys: z
     .array(z.string().min(1, "expected a non-empty key (an empty one would leave the API open)"))
     .default([]),

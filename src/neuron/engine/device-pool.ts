@@ -43,7 +43,7 @@ import {
 } from "../tp/step-watchdog.ts";
 import { oneBindingAtATime } from "./binding-turns.ts";
 import { checkCudaBackend } from "./cuda-check.ts";
-import { deviceSpecs } from "./device-discovery.ts";
+import { cpuShare, deviceSpecs } from "./device-discovery.ts";
 import { DeviceHandle, type DeviceSpec } from "./device-handle.ts";
 import { usableMemory } from "./memory-estimate.ts";
 import { loadingEntry, type ModelEntry, ModelRegistry, untilIdle } from "./model-registry.ts";
@@ -355,7 +355,11 @@ export class DevicePool {
       physicalTotal: live?.total ?? device.spec.memoryTotal,
       cap,
       estimatedUsed: this.#registry.bytesOn(device.spec.id),
-      liveFree: live?.free ?? (device.spec.kind === "cpu" && cap === undefined ? freemem() : undefined),
+      liveFree:
+        live?.free ??
+        (device.spec.kind === "cpu" && cap === undefined
+          ? cpuShare(freemem(), this.#options.cpuDevices ?? 1)
+          : undefined),
     });
   }
 
