@@ -27,7 +27,7 @@ import type { EmbedInput, FimTokens } from "./engine/protocol.ts";
 import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./engine/types.ts";
 import { generationToCanonical, peekFirst, type StreamIdentity } from "./generation-stream.ts";
 import type { ModelsDir } from "./models-dir.ts";
-import { renderChatTemplate } from "./prompt/chat-template.ts";
+import { chatTemplateProblem, renderChatTemplate } from "./prompt/chat-template.ts";
 import { planPrompt } from "./prompt/prompt-plan.ts";
 
 const log = logger("neuron");
@@ -159,6 +159,13 @@ export class NeuronService {
         ? {}
         : { memoryEstimateBytes: request.memoryEstimateBytes }),
     });
+    const templateProblem = info.chatTemplate === null ? undefined : chatTemplateProblem(info.chatTemplate);
+    if (templateProblem !== undefined) {
+      if (!alreadyLoaded) await this.#pool.unload(id, { force: true }).catch(() => {});
+      throw new CortexError("invalid_model_file", `${file.file}: ${templateProblem}`, {
+        details: { file: file.file },
+      });
+    }
     if (!alreadyLoaded && identity !== undefined) this.#files.set(id, { path, ...identity });
     if (!alreadyLoaded)
       log.info(
