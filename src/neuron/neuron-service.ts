@@ -27,8 +27,9 @@ import type { EmbedInput, FimTokens } from "./engine/protocol.ts";
 import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./engine/types.ts";
 import { generationToCanonical, peekFirst, type StreamIdentity } from "./generation-stream.ts";
 import type { ModelsDir } from "./models-dir.ts";
-import { chatTemplateProblem, renderChatTemplate } from "./prompt/chat-template.ts";
+import { chatTemplateProblem } from "./prompt/chat-template.ts";
 import { planPrompt } from "./prompt/prompt-plan.ts";
+import { TemplateRenderer } from "./prompt/template-renderer.ts";
 
 const log = logger("neuron");
 
@@ -67,6 +68,8 @@ export interface NeuronServiceOptions {
   version: string;
   /** Set when the neuron must exit for its supervisor to restart it (TP watchdog Stage 2). */
   unhealthyReason?: () => string | undefined;
+  /** Renders chat templates off the main thread, within limits; default: 10 s, 64 Mi characters. */
+  templates?: TemplateRenderer;
 }
 
 export interface ChatResult {
@@ -84,12 +87,14 @@ export class NeuronService {
   readonly #options: NeuronServiceOptions;
   /** The file each model was loaded from, as it was then (see #checkFile). */
   readonly #files = new Map<string, FileIdentity & { path: string }>();
+  readonly #templates: TemplateRenderer;
   readonly startedAt = Date.now();
 
   constructor(options: NeuronServiceOptions) {
     this.#pool = options.pool;
     this.#modelsDir = options.modelsDir;
     this.#options = options;
+    this.#templates = options.templates ?? new TemplateRenderer(10_000, 64 * 1024 * 1024);
   }
 
   health(): HealthResponse {
@@ -236,8 +241,11 @@ export class NeuronService {
     const { messages, tools, prefill } = planPrompt(request, model.id);
     if (model.chatTemplate !== null)
       return (
-        renderChatTemplate(model.chatTemplate, { messages, ...(tools.length > 0 ? { tools } : {}) }, model) +
-        prefill
+        (await this.#templates.render(
+          model.chatTemplate,
+          { messages, ...(tools.length > 0 ? { tools } : {}) },
+          { bosToken: model.bosToken, eosToken: model.eosToken },
+        )) + prefill
       );
     if (tools.length > 0)
       log.warn(`${model.id} has no chat template; tools are not rendered into the prompt`);
@@ -328,6 +336,7 @@ export class NeuronService {
   }
 
   async close(): Promise<void> {
+    this.#templates.close();
     await this.#pool.close();
   }
 }

@@ -17,6 +17,7 @@ import { ModelsDir } from "./models-dir.ts";
 import { createNeuronApp } from "./neuron-app.ts";
 import { createNeuronMetrics, type NeuronMetrics } from "./neuron-metrics.ts";
 import { NeuronService } from "./neuron-service.ts";
+import { TemplateRenderer } from "./prompt/template-renderer.ts";
 import {
   announceFaultPlan,
   type FaultPlan,
@@ -127,6 +128,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     config,
     version: VERSION,
     unhealthyReason: () => pool.fatalReason,
+    templates: new TemplateRenderer(config.template_timeout_s * 1000, config.template_max_chars),
   });
   if (demo && options.preloadDemo !== false) {
     await service.load({

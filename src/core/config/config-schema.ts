@@ -135,6 +135,12 @@ export const NeuronSection = z.strictObject({
   idle_timeout_s: IdleTimeout,
   body_timeout_s: BodyTimeout,
   stall_timeout_s: z.number().positive().default(60),
+  template_timeout_s: z.number().positive().default(10),
+  template_max_chars: z
+    .number()
+    .int()
+    .positive()
+    .default(64 * 1024 * 1024),
   memory_limit: Size.optional(),
   default_slots: z.number().int().positive().max(64).default(4),
   default_context_size: z.number().int().positive().default(32768),
