@@ -386,7 +386,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
           signal: request.signal,
           startedAt: performance.now(),
         };
-        const answer = await createCompletions(chatDeps, await readJson(request, maxBody), ctx);
+        const answer = await createCompletions(chatDeps, await readBody(request, "if-present"), ctx);
         if (answer.stream) return new Response(answer.body, { headers: sseHeaders(requestId) });
         return json(answer.body, 200, { "x-request-id": requestId });
       }),
@@ -395,7 +395,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
       "/v1/embeddings",
       responsesRoute(async (request, requestId) =>
         json(
-          await createEmbeddings(chatDeps, await readJson(request, maxBody), {
+          await createEmbeddings(chatDeps, await readBody(request, "if-present"), {
             requestId,
             signal: request.signal,
           }),

@@ -170,7 +170,7 @@ export function createNeuronApp(options: NeuronAppOptions) {
     .post(
       "/v1/embeddings",
       handle("POST /v1/embeddings", async (request) =>
-        json(await service.embeddings(await readJson(request))),
+        json(await service.embeddings(await readJson(request, bodyTimeoutMs))),
       ),
     )
     .post(
