@@ -58,3 +58,14 @@ test("a translated (Anthropic) stream that outlives it ends with an error event"
   expect(last?.event).toBe("error");
   expect(last?.data).toContain("gateway.request_timeout_s");
 });
+
+test("embeddings the node never answers are a 504 naming request_timeout_s", async () => {
+  const response = await fetch(`${gateway.url}/v1/embeddings`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "m", input: "hello" }),
+  });
+  expect(response.status).toBe(504);
+  const body = (await response.json()) as { error: { message: string } };
+  expect(body.error.message).toContain("gateway.request_timeout_s");
+});

@@ -2,7 +2,7 @@
  * A scripted neuron over real HTTP, for faults a real one shows only under a
  * debugger: it reports model `m` loaded, and answers each chat as the test
  * says (a normal short stream, silence before the headers, one chunk and
- * then silence). `freeze()` makes it a SIGSTOPped process: every request,
+ * then silence); embeddings it never answers. `freeze()` makes it a SIGSTOPped process: every request,
  * `/health` included, waits forever (until `stop()`).
  */
 import { file, GiB, health, loadedModel } from "../../unit/gateway-fixtures.ts";
@@ -72,6 +72,7 @@ export function startScriptedNeuron(name: string): ScriptedNeuron {
       const path = new URL(request.url).pathname;
       if (path === "/health") return Response.json(health(name, { loaded: [model] }));
       if (path === "/models") return Response.json({ available: [file("m.gguf", GiB)], loaded: [model] });
+      if (path === "/v1/embeddings") return hold(new Response("stopped", { status: 503 }));
       if (path !== "/v1/chat/completions") return Response.json({}, { status: 404 });
       const body = (await request.json()) as { stream?: boolean };
       chats += 1;
