@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   model_not_found: { status: 404, retryable: false },
   not_found: { status: 404, retryable: false },
   conflict: { status: 409, retryable: true },
+  /** The client sent its body too slowly (`body_timeout_s`). */
+  body_timeout: { status: 408, retryable: false },
   request_too_large: { status: 413, retryable: false },
   /** The model file itself is bad (malformed, or past llama.cpp's limits): no node can load it. */
   invalid_model_file: { status: 422, retryable: false },

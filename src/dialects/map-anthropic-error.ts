@@ -26,6 +26,7 @@ export const ANTHROPIC_ERRORS = {
   model_not_found: { type: "not_found_error", status: 404 },
   not_found: { type: "not_found_error", status: 404 },
   conflict: { type: "overloaded_error", status: 529 },
+  body_timeout: { type: "invalid_request_error", status: 400 },
   request_too_large: { type: "request_too_large", status: 413 },
   invalid_model_file: { type: "api_error", status: 500 },
   rate_limited: { type: "rate_limit_error", status: 429 },

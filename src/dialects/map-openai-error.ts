@@ -18,6 +18,7 @@ export const OPENAI_ERROR_TYPES = {
   model_not_found: "invalid_request_error",
   not_found: "not_found_error",
   conflict: "invalid_request_error",
+  body_timeout: "invalid_request_error",
   request_too_large: "invalid_request_error",
   invalid_model_file: "server_error",
   rate_limited: "rate_limit_error",

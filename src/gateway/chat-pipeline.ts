@@ -23,6 +23,7 @@ import { prefixChain } from "./routing/prefix-chain.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
 import { callNeuronRelay, observeRelay, relayBody } from "./sse-relay.ts";
 import { callNeuronChat, callNeuronCompletion, type UpstreamCall } from "./upstream-call.ts";
+import { type AttemptWatch, requestDeadline, type UpstreamWatchdog } from "./upstream-guard.ts";
 
 const log = logger("gateway");
 
@@ -57,8 +58,10 @@ export interface ChatPipelineDeps {
   routing: Pick<RoutingServices, "loader" | "admission" | "route" | "fleet"> &
     Partial<Pick<RoutingServices, "cacheAffinity">>;
   metrics: GatewayMetrics | undefined;
-  /** gateway.request_timeout_s, as ms: bounds waiting for a load. */
+  /** gateway.request_timeout_s, as ms: bounds the whole request, end to end (upstream-guard.ts). */
   requestTimeoutMs?: number;
+  /** Ends attempts on a node marked down or silent past gateway.upstream_read_timeout_s. */
+  watchdog?: UpstreamWatchdog;
   /** gateway.context_overflow: what the neuron does with max_tokens over what the prompt leaves (default "error"). */
   contextOverflow?: "clamp" | "error";
 }
@@ -157,6 +160,10 @@ async function routeChat<T, R>(
   let logModel = request.model;
   let release: (() => void) | undefined;
   let chat: RoutedChat<T>;
+  // The client's signal, and the request's own deadline: every wait and call below ends at either.
+  const deadline = requestDeadline(ctx.signal, deps.requestTimeoutMs);
+  const signal = deadline.signal;
+  let watch: AttemptWatch | undefined;
   try {
     const resolved = routing.loader.resolve(request.model);
     const model = resolved.id;
@@ -171,9 +178,9 @@ async function routeChat<T, R>(
         { param: "messages" },
       );
     const queuedAt = performance.now();
-    ctx.signal.throwIfAborted();
+    signal.throwIfAborted();
     // A free slot is taken without a promise hop; the releaser is idempotent.
-    release = routing.admission.tryAcquire(model) ?? (await routing.admission.acquire(model, ctx.signal));
+    release = routing.admission.tryAcquire(model) ?? (await routing.admission.acquire(model, signal));
     metrics?.queueWait.observe({ model: modelLabel }, (performance.now() - queuedAt) / 1000);
     const routeStarted = performance.now();
     let waitedForLoad = false;
@@ -193,7 +200,10 @@ async function routeChat<T, R>(
           metrics?.retries.inc({ model: modelLabel, from_node: previousNode });
         previousNode = target.node;
         const upstream = target.upstream("v1/chat/completions");
-        return send({
+        watch?.clear();
+        const attemptWatch = deps.watchdog?.watch(target.node, signal);
+        watch = attemptWatch;
+        const call: UpstreamCall = {
           target: { node: target.node, url: upstream.url, headers: upstream.headers },
           body: toUpstreamChatBody(request, {
             model: target.modelId,
@@ -204,11 +214,13 @@ async function routeChat<T, R>(
             promptTokens: ctx.dialect === "anthropic",
           }),
           requestId: ctx.requestId,
-          signal: ctx.signal,
-        });
+          signal: attemptWatch?.signal ?? signal,
+        };
+        if (attemptWatch !== undefined) call.onRead = attemptWatch.reading;
+        return send(call);
       },
       {
-        signal: ctx.signal,
+        signal,
         deadline: deps.requestTimeoutMs === undefined ? undefined : Date.now() + deps.requestTimeoutMs,
         prefix: routing.cacheAffinity === true ? prefixChain(request, model) : undefined,
       },
@@ -220,17 +232,24 @@ async function routeChat<T, R>(
     waitedForLoad = !attempted && metrics !== undefined && routing.loader.isLoading(model);
     const routed = await routing$;
     const slot = release;
+    const attempt = watch;
     chat = {
       model,
       routed,
       end: (observation) => {
         routed.finish();
+        attempt?.clear();
+        deadline.clear();
         slot();
         recordOutcome(deps, ctx, modelLabel, model, routed.node, request.stream, observation);
       },
     };
-  } catch (error) {
+  } catch (caught) {
     release?.();
+    watch?.clear();
+    deadline.clear();
+    // A wait our deadline ended rejects with the signal's reason: the deadline's own error.
+    const error = !ctx.signal.aborted && signal.aborted ? signal.reason : caught;
     recordFailure(deps, ctx, { label: modelLabel, log: logModel }, request.stream, error);
     throw error;
   }

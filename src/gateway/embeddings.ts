@@ -9,6 +9,7 @@ import { logger } from "../core/logger.ts";
 import { parseEmbeddingsRequest, toUpstreamEmbeddingsBody } from "../dialects/openai/embeddings.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
+import { requestDeadline } from "./upstream-guard.ts";
 
 const log = logger("embeddings");
 /** Each unknown request field is logged once per process, not once per request. */
@@ -22,7 +23,7 @@ function warnUnknownField(name: string): void {
 
 export interface EmbeddingsDeps {
   routing: Pick<RoutingServices, "loader" | "admission" | "route">;
-  /** gateway.request_timeout_s, as ms: bounds waiting for a load. */
+  /** gateway.request_timeout_s, as ms: bounds the whole request (upstream-guard.ts). */
   requestTimeoutMs?: number;
 }
 
@@ -35,8 +36,11 @@ export async function createEmbeddings(
   const request = parseEmbeddingsRequest(body, { onUnknownField: warnUnknownField });
   const { routing } = deps;
   const model = routing.loader.resolve(request.model).id;
-  const release = routing.admission.tryAcquire(model) ?? (await routing.admission.acquire(model, ctx.signal));
+  const deadline = requestDeadline(ctx.signal, deps.requestTimeoutMs);
+  const signal = deadline.signal;
+  let release: (() => void) | undefined;
   try {
+    release = routing.admission.tryAcquire(model) ?? (await routing.admission.acquire(model, signal));
     const routed = await routing.route(
       model,
       async (target) => {
@@ -45,7 +49,7 @@ export async function createEmbeddings(
           method: "POST",
           headers: { ...upstream.headers, "content-type": "application/json", "x-request-id": ctx.requestId },
           body: JSON.stringify(toUpstreamEmbeddingsBody(request, target.modelId)),
-          signal: ctx.signal,
+          signal,
         });
         const answer: unknown = await response.json().catch(() => undefined);
         if (!response.ok)
@@ -59,13 +63,17 @@ export async function createEmbeddings(
         return answer as Record<string, unknown>;
       },
       {
-        signal: ctx.signal,
+        signal,
         deadline: deps.requestTimeoutMs === undefined ? undefined : Date.now() + deps.requestTimeoutMs,
       },
     );
     routed.finish();
     return { ...routed.value, model: request.model };
+  } catch (error) {
+    // A wait or call our deadline ended rejects with the signal's reason: the deadline's own error.
+    throw !ctx.signal.aborted && signal.aborted ? signal.reason : error;
   } finally {
-    release();
+    release?.();
+    deadline.clear();
   }
 }

@@ -5,6 +5,7 @@
  */
 import { swagger } from "@elysiajs/swagger";
 import { Elysia } from "elysia";
+import { DEFAULT_BODY_TIMEOUT_S } from "../core/read-body.ts";
 import { AdminModelAction } from "../core/admin-api.ts";
 import { CortexError, toCortexError } from "../core/errors.ts";
 import { logger } from "../core/logger.ts";
@@ -29,7 +30,7 @@ import { createEmbeddings } from "./embeddings.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
-import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from "./read-json-body.ts";
+import { DEFAULT_MAX_BODY_BYTES, type ReadJsonOptions, readJsonBody } from "./read-json-body.ts";
 import type { ResponseStore } from "./responses/response-store.ts";
 import {
   createResponse,
@@ -38,14 +39,17 @@ import {
   retrieveResponse,
 } from "./responses/responses-api.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
+import { UpstreamWatchdog } from "./upstream-guard.ts";
 
 const log = logger("gateway-http");
 
 export interface GatewayAppOptions {
   routing: RoutingServices;
   admin: AdminOps;
-  /** gateway.request_timeout_s in ms: bounds waiting for a load. */
+  /** gateway.request_timeout_s in ms: bounds the whole request, end to end. */
   requestTimeoutMs?: number;
+  /** gateway.upstream_read_timeout_s in ms: a node silent this long on a pending read fails the attempt. */
+  upstreamReadTimeoutMs?: number;
   metrics: GatewayMetrics | undefined;
   version: string;
   apiKeys: readonly string[];
@@ -60,6 +64,10 @@ export interface GatewayAppOptions {
   responseStore: ResponseStore;
   /** gateway.listen's host: a name the admin API answers to besides the loopback names. */
   listenHostname?: string;
+  /** gateway.body_timeout_s: how long a request body may take to arrive. */
+  bodyTimeoutS?: number;
+  /** gateway.docs: /docs and /docs/json open, behind the API keys, or off. Default open. */
+  docs?: "open" | "api_key" | "off";
 }
 
 /** A literal per response: cheaper than spreading a shared object into a new one. */
@@ -89,11 +97,6 @@ function renderError(dialect: Dialect, error: unknown, headers?: Record<string, 
     rendered.status,
     headers ? { ...rendered.headers, ...headers } : rendered.headers,
   );
-}
-
-/** A client's JSON body (chat, Responses, count_tokens): JSON or no Content-Type. */
-function readJson(request: Request, maxBytes: number): Promise<unknown> {
-  return readJsonBody(request, { maxBytes, contentType: "if-present" });
 }
 
 /** The catalogue answers in Anthropic's shape to a client that says it speaks Anthropic's API. */
@@ -126,6 +129,10 @@ function isLoopback(address: string | undefined): boolean {
 
 export function createGatewayApp(options: GatewayAppOptions) {
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const bodyTimeoutMs = (options.bodyTimeoutS ?? DEFAULT_BODY_TIMEOUT_S) * 1000;
+  /** A client's JSON body within its bounds: size, nesting, media type, time (read-json-body.ts). */
+  const readBody = (request: Request, contentType: ReadJsonOptions["contentType"]) =>
+    readJsonBody(request, { maxBytes: maxBody, contentType, timeoutMs: bodyTimeoutMs });
   const keys = new Set(options.apiKeys);
 
   const clientAuthorized = (request: Request): boolean => {
@@ -144,6 +151,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
     routing: options.routing,
     metrics: options.metrics,
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+    watchdog: new UpstreamWatchdog(options.routing.fleet.state, options.upstreamReadTimeoutMs),
     ...(options.contextOverflow === undefined ? {} : { contextOverflow: options.contextOverflow }),
   };
 
@@ -158,7 +166,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
             "unauthorized",
             "invalid API key: send it as Authorization: Bearer or x-api-key",
           );
-        const body = await readJson(request, maxBody);
+        const body = await readBody(request, "if-present");
         const canonical =
           dialect === "anthropic"
             ? parseAnthropicRequest(body, {
@@ -266,7 +274,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
     async ({ request, server }: { request: Request; server: Parameters<typeof adminGuard>[1] }) => {
       try {
         adminGuard(request, server);
-        const body = await readJsonBody(request, { maxBytes: maxBody, contentType: "required" });
+        const body = await readBody(request, "required");
         const parsed = AdminModelAction.safeParse(body);
         if (!parsed.success) throw new CortexError("invalid_request", "expected {model, node?, force?}");
         const message = await fn(parsed.data);
@@ -277,8 +285,20 @@ export function createGatewayApp(options: GatewayAppOptions) {
       }
     };
 
-  return new Elysia()
-    .use(
+  const docs = options.docs ?? "open";
+  const app = new Elysia();
+  // /docs and /docs/json describe the API (routes, request schemas); they hold no keys, models or fleet data.
+  if (docs === "api_key")
+    app.onRequest(({ request }) => {
+      const path = new URL(request.url).pathname;
+      if ((path === "/docs" || path.startsWith("/docs/")) && !clientAuthorized(request))
+        return renderError(
+          "openai",
+          new CortexError("unauthorized", 'invalid API key (gateway.docs = "api_key")'),
+        );
+    });
+  if (docs !== "off")
+    app.use(
       swagger({
         path: "/docs",
         documentation: {
@@ -290,7 +310,8 @@ export function createGatewayApp(options: GatewayAppOptions) {
           },
         },
       }),
-    )
+    );
+  return app
     .get("/health", () => json({ status: "ok", version: options.version }))
     .get("/v1/models", ({ request }) => {
       const dialect = catalogueDialect(request);
@@ -323,7 +344,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
           signal: request.signal,
           startedAt: performance.now(),
         };
-        const created = await createResponse(responsesDeps, await readJson(request, maxBody), ctx);
+        const created = await createResponse(responsesDeps, await readBody(request, "if-present"), ctx);
         if (created.stream) return new Response(created.body, { headers: sseHeaders(requestId) });
         return json(created.body, 200, { "x-request-id": requestId });
       }),
@@ -365,7 +386,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
           signal: request.signal,
           startedAt: performance.now(),
         };
-        const answer = await createCompletions(chatDeps, await readJson(request, maxBody), ctx);
+        const answer = await createCompletions(chatDeps, await readBody(request, "if-present"), ctx);
         if (answer.stream) return new Response(answer.body, { headers: sseHeaders(requestId) });
         return json(answer.body, 200, { "x-request-id": requestId });
       }),
@@ -374,7 +395,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
       "/v1/embeddings",
       responsesRoute(async (request, requestId) =>
         json(
-          await createEmbeddings(chatDeps, await readJson(request, maxBody), {
+          await createEmbeddings(chatDeps, await readBody(request, "if-present"), {
             requestId,
             signal: request.signal,
           }),
@@ -386,7 +407,7 @@ export function createGatewayApp(options: GatewayAppOptions) {
     .post("/v1/messages/count_tokens", async ({ request }) => {
       try {
         if (!clientAuthorized(request)) throw new CortexError("unauthorized", "invalid API key");
-        const canonical = parseAnthropicCountTokensRequest(await readJson(request, maxBody));
+        const canonical = parseAnthropicCountTokensRequest(await readBody(request, "if-present"));
         const model = options.routing.loader.resolve(canonical.model).id;
         const routed = await options.routing.route(
           model,

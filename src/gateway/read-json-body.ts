@@ -7,6 +7,7 @@
  * on. Every refusal is a CortexError the caller renders in its dialect.
  */
 import { CortexError } from "../core/errors.ts";
+import { readBodyBounded, tooLarge } from "../core/read-body.ts";
 
 /** Default `maxBytes`: bigger bodies get 413. */
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
@@ -24,6 +25,8 @@ export interface ReadJsonOptions {
    * without a Content-Type is read as JSON too, as SDKs and curl scripts do.
    */
   contentType: "required" | "if-present";
+  /** How long the whole body may take to arrive (`gateway.body_timeout_s`); undefined = no bound. */
+  timeoutMs?: number | undefined;
 }
 
 function isJsonMediaType(value: string): boolean {
@@ -40,7 +43,7 @@ export async function readJsonBody(request: Request, options: ReadJsonOptions): 
     );
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > options.maxBytes) throw tooLarge(options.maxBytes, declared);
-  const bytes = await readBounded(request, options.maxBytes);
+  const bytes = await readBodyBounded(request, options.maxBytes, options.timeoutMs);
   const depth = nestingDepth(bytes, MAX_JSON_DEPTH);
   if (depth > MAX_JSON_DEPTH)
     throw new CortexError(
@@ -55,41 +58,6 @@ export async function readJsonBody(request: Request, options: ReadJsonOptions): 
   } catch {
     throw new CortexError("invalid_request", "the request body is not valid JSON");
   }
-}
-
-function tooLarge(maxBytes: number, declared?: number): CortexError {
-  return new CortexError(
-    "request_too_large",
-    declared === undefined
-      ? `request body is over the limit of ${maxBytes} bytes`
-      : `request body of ${declared} bytes is over the limit of ${maxBytes}`,
-  );
-}
-
-/** The body's bytes, counted as they arrive; past `maxBytes` the read is cancelled and 413 thrown. */
-async function readBounded(request: Request, maxBytes: number): Promise<Uint8Array> {
-  if (request.body === null) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge(maxBytes);
-    }
-    chunks.push(value);
-  }
-  if (chunks.length === 1) return chunks[0] ?? new Uint8Array(0);
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }
 
 const QUOTE = 0x22;

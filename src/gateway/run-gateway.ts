@@ -117,16 +117,19 @@ export async function startGateway(
     apiKeys: gateway.api_keys,
     adminToken: gateway.admin_token,
     requestTimeoutMs: gateway.request_timeout_s * 1000,
+    upstreamReadTimeoutMs: gateway.upstream_read_timeout_s * 1000,
     keepBillingHeader: gateway.keep_billing_header,
     contextOverflow: gateway.context_overflow,
     listenHostname: config.gatewayListen.hostname,
+    bodyTimeoutS: gateway.body_timeout_s,
+    docs: gateway.docs,
   });
   try {
     bindServer("gateway.listen", config.gatewayListen, () =>
       app.listen({
         ...config.gatewayListen,
         ...EXCLUSIVE_BIND,
-        idleTimeout: 0,
+        idleTimeout: gateway.idle_timeout_s,
         // Bodies are counted and cut off by readJsonBody, which answers 413 in the client's
         // dialect; Bun's own cap (128 MiB) would answer first, in its own words.
         maxRequestBodySize: Number.MAX_SAFE_INTEGER,
@@ -150,6 +153,11 @@ export async function startGateway(
           async fetch(request) {
             if (new URL(request.url).pathname !== "/metrics")
               return new Response("see /metrics\n", { status: 404 });
+            if (
+              gateway.metrics_token !== "" &&
+              request.headers.get("authorization") !== `Bearer ${gateway.metrics_token}`
+            )
+              return new Response("missing or wrong bearer token (gateway.metrics_token)\n", { status: 401 });
             const { body, contentType } = await metrics.render();
             return new Response(body, { headers: { "content-type": contentType } });
           },

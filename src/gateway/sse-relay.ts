@@ -20,7 +20,15 @@ import { type NeuronStreamTrailer, STREAM_TRAILER_PREFIX } from "../core/neuron-
 import { openAIErrorEvent } from "../dialects/openai/stream-encoder.ts";
 import { badUsage, toUsage } from "../dialects/openai/upstream.ts";
 import type { StreamObservation } from "./metrics/stream-observer.ts";
-import { accepted, chatRequest, describe, drain, failedAnswer, type UpstreamCall } from "./upstream-call.ts";
+import {
+  accepted,
+  describe,
+  drain,
+  failedAnswer,
+  fetchUpstream,
+  readUpstream,
+  type UpstreamCall,
+} from "./upstream-call.ts";
 
 // Needles as bytes: searching with a string needle encodes it on every call.
 const BLANK_LINE = Buffer.from("\n\n");
@@ -175,25 +183,26 @@ export interface RelayedStream {
 export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream> {
   const sentAt = performance.now();
   const node = call.target.node;
-  const response = await fetch(call.target.url, chatRequest(call));
+  const response = await fetchUpstream(call);
   if (!accepted(response)) throw await failedAnswer(node, response);
   const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   const scanner = new RelayScanner();
   let ended = false;
   let failure: string | undefined;
   let head: Uint8Array = EMPTY;
-  const fail = (message: string): Uint8Array => {
+  const fail = (error: CortexError): Uint8Array => {
     ended = true;
-    failure = "upstream_error";
+    failure = error.code;
     reader.cancel().catch(() => {});
-    const error = new CortexError("upstream_error", message);
     return utf8.encode(openAIErrorEvent(error));
   };
   // One upstream read → its whole events; at the end of the bytes, an error event unless the neuron ended it.
   const step = (chunk: Awaited<ReturnType<typeof reader.read>>): Uint8Array => {
     if (chunk.done) {
       ended = true;
-      return scanner.endedCleanly() ? EMPTY : fail(`node ${node}'s stream ended before it finished`);
+      return scanner.endedCleanly()
+        ? EMPTY
+        : fail(new CortexError("upstream_error", `node ${node}'s stream ended before it finished`));
     }
     const bytes = scanner.push(chunk.value);
     if (scanner.done) {
@@ -206,7 +215,7 @@ export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream
   let first = -1;
   try {
     while (first === -1 && !ended) {
-      const chunk = await reader.read();
+      const chunk = await readUpstream(call, reader);
       if (chunk.done) break;
       const bytes = step(chunk);
       if (bytes.byteLength === 0) continue;
@@ -215,6 +224,7 @@ export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream
     }
   } catch (error) {
     reader.cancel().catch(() => {});
+    if (error instanceof CortexError) throw error;
     throw new CortexError("upstream_error", `node ${node} failed before its first byte: ${describe(error)}`, {
       cause: error,
     });
@@ -234,10 +244,14 @@ export async function callNeuronRelay(call: UpstreamCall): Promise<RelayedStream
       while (!ended) {
         let bytes: Uint8Array;
         try {
-          bytes = step(await reader.read());
+          bytes = step(await readUpstream(call, reader));
         } catch (error) {
           if (ended) return undefined;
-          return fail(`node ${node} failed mid-stream: ${describe(error)}`);
+          return fail(
+            error instanceof CortexError
+              ? error
+              : new CortexError("upstream_error", `node ${node} failed mid-stream: ${describe(error)}`),
+          );
         }
         if (bytes.byteLength > 0) return bytes;
       }

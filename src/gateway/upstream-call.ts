@@ -18,6 +18,7 @@ import type { UpstreamChatBody } from "../dialects/openai/render-request.ts";
 import { parseUpstreamResponse, UpstreamSseDecoder } from "../dialects/openai/upstream.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { NOT_YET, type PartSource } from "./part-source.ts";
+import { boundReason } from "./upstream-guard.ts";
 
 export interface UpstreamTarget {
   node: string;
@@ -32,6 +33,23 @@ export interface UpstreamCall {
   body: UpstreamChatBody;
   requestId: string;
   signal: AbortSignal;
+  /** A read from the node starts (`true`) or returns (`false`): the read timeout's clock (upstream-guard.ts). */
+  onRead?: (pending: boolean) => void;
+}
+
+/**
+ * Reads one chunk with `onRead` told; a read ended by one of our bounds
+ * (upstream-guard.ts) rejects with that bound's CortexError.
+ */
+export async function readUpstream<T>(call: UpstreamCall, reader: { read(): Promise<T> }): Promise<T> {
+  call.onRead?.(true);
+  try {
+    return await reader.read();
+  } catch (error) {
+    throw boundReason(call.signal) ?? error;
+  } finally {
+    call.onRead?.(false);
+  }
 }
 
 /**
@@ -91,12 +109,14 @@ export interface UpstreamCompletion {
 export async function callNeuronCompletion(call: UpstreamCall): Promise<UpstreamCompletion> {
   const sentAt = performance.now();
   const node = call.target.node;
-  const answer = await fetch(call.target.url, chatRequest(call));
+  const answer = await fetchUpstream(call);
   if (!accepted(answer)) throw await failedAnswer(node, answer);
   let text: string;
   try {
-    text = await answer.text();
+    text = await readText(call, answer.body as ReadableStream<Uint8Array>);
   } catch (error) {
+    const bound = boundReason(call.signal);
+    if (bound !== undefined) throw bound;
     throw new CortexError("upstream_error", `node ${node} failed mid-answer: ${describe(error)}`, {
       cause: error,
       details: { node },
@@ -136,10 +156,37 @@ export async function callNeuronCompletion(call: UpstreamCall): Promise<Upstream
   };
 }
 
+/**
+ * The fetch, with the read timeout counting while the headers are awaited;
+ * a fetch ended by one of our bounds rejects with that bound's CortexError.
+ */
+export async function fetchUpstream(call: UpstreamCall): Promise<Response> {
+  call.onRead?.(true);
+  try {
+    return await fetch(call.target.url, chatRequest(call));
+  } catch (error) {
+    throw boundReason(call.signal) ?? error;
+  } finally {
+    call.onRead?.(false);
+  }
+}
+
+/** A whole body as text, read chunk by chunk so the read timeout sees the neuron's heartbeats. */
+async function readText(call: UpstreamCall, body: ReadableStream<Uint8Array>): Promise<string> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  for (;;) {
+    const chunk = await readUpstream(call, reader);
+    if (chunk.done) return text + decoder.decode();
+    text += decoder.decode(chunk.value, { stream: true });
+  }
+}
+
 /** A streamed chat (`body.stream` true), as canonical parts (see the top of this file). */
 export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
   const { target } = call;
-  const response = await fetch(target.url, chatRequest(call));
+  const response = await fetchUpstream(call);
   if (!accepted(response)) throw await failedAnswer(target.node, response);
   const body = response.body as ReadableStream<Uint8Array>;
   const reader = body.getReader();
@@ -160,7 +207,7 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
   // Reads until the bytes yield parts (one upstream chunk usually holds whole events).
   const next = async (): Promise<CanonicalStreamPart[] | undefined> => {
     while (!ended) {
-      const chunk = await reader.read();
+      const chunk = await readUpstream(call, reader);
       if (ended) return undefined;
       const parts = decode(chunk);
       if (parts.length > 0) return parts;
@@ -171,11 +218,12 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
   try {
     // The same loop as next(), inline: one promise hop less per request.
     while (pending === undefined && !ended) {
-      const parts = decode(await reader.read());
+      const parts = decode(await readUpstream(call, reader));
       if (parts.length > 0) pending = parts;
     }
   } catch (error) {
     reader.cancel().catch(() => {});
+    if (error instanceof CortexError) throw error;
     throw new CortexError(
       "upstream_error",
       `node ${target.node} failed before its first byte: ${describe(error)}`,
@@ -200,11 +248,13 @@ export async function callNeuronChat(call: UpstreamCall): Promise<PartSource> {
         return await next();
       } catch (error) {
         if (ended) return undefined;
-        // The node died mid-stream: end with an error part the dialect can render.
+        // The node died mid-stream (or a bound ended it): end with an error part the dialect can render.
         ended = true;
-        const wire = new CortexError(
-          "upstream_error",
-          `node ${target.node} failed mid-stream: ${describe(error)}`,
+        reader.cancel().catch(() => {});
+        const wire = (
+          error instanceof CortexError
+            ? error
+            : new CortexError("upstream_error", `node ${target.node} failed mid-stream: ${describe(error)}`)
         ).toWire();
         return [{ type: "error", error: wire }];
       }

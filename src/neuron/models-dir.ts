@@ -5,6 +5,7 @@
  */
 import { readdir, stat } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
+import { ConfigError } from "../core/config/config-error.ts";
 import { CortexError } from "../core/errors.ts";
 import { logger } from "../core/logger.ts";
 import type { AvailableModel } from "../core/neuron-api.ts";
@@ -33,6 +34,36 @@ export class ModelsDir {
   resolveFile(file: string): string | undefined {
     const path = resolve(this.root, file);
     return path === this.root || !path.startsWith(this.root + sep) ? undefined : path;
+  }
+
+  /**
+   * Checks the directory at start: a missing or unreadable one throws (a
+   * configured path that is wrong is an operator's mistake, not an empty
+   * fleet); one without a GGUF file warns. Returns the number of files.
+   */
+  async check(setting: string): Promise<number> {
+    const where = `${setting} ${JSON.stringify(this.root)}`;
+    const expected =
+      "expected a readable directory of .gguf files (or leave it unset to serve the demo model)";
+    try {
+      const info = await stat(this.root);
+      if (!info.isDirectory()) throw new ConfigError([`${where}: not a directory; ${expected}`]);
+      await readdir(this.root);
+    } catch (error) {
+      if (error instanceof ConfigError) throw error;
+      const code = (error as { code?: unknown }).code;
+      const why =
+        code === "ENOENT"
+          ? "no such directory"
+          : code === "EACCES"
+            ? "permission denied"
+            : String(code ?? error);
+      throw new ConfigError([`${where}: ${why}; ${expected}`]);
+    }
+    const files = await this.#scan(this.root, 0);
+    if (files.length === 0)
+      log.warn(`${where} holds no .gguf files: nothing can be loaded until one is added`);
+    return files.length;
   }
 
   async list(): Promise<AvailableModel[]> {

@@ -3,9 +3,11 @@
  * NeuronService; every error leaves in OpenAI's envelope with its status.
  */
 import { Elysia } from "elysia";
+import { DEFAULT_BODY_TIMEOUT_S } from "../core/read-body.ts";
 import { CortexError, errorMessage, toCortexError } from "../core/errors.ts";
 import { logFields, logger } from "../core/logger.ts";
 import { LoadRequest, PinRequest, RecycleRequest, UnloadRequest } from "../core/neuron-api.ts";
+import { readBodyBounded } from "../core/read-body.ts";
 import { type AnswerOptions, completionAnswer, streamAnswer } from "./chat-answer.ts";
 import { neuronError } from "./error-body.ts";
 import type { NeuronService } from "./neuron-service.ts";
@@ -20,6 +22,8 @@ export interface NeuronAppOptions {
   metrics?: () => Promise<{ body: string; contentType: string }>;
   /** Test only: between the heartbeats of an answer that is slow to begin (chat-answer.ts). */
   answerHeartbeatMs?: number;
+  /** neuron.body_timeout_s: how long a request body may take to arrive. */
+  bodyTimeoutS?: number;
 }
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
@@ -43,8 +47,9 @@ function errorResponse(error: unknown, requestId: string): Response {
   return json(rendered.body, rendered.status, { ...rendered.headers, "x-request-id": requestId });
 }
 
-async function readJson(request: Request): Promise<unknown> {
-  const text = await request.text();
+async function readJson(request: Request, bodyTimeoutMs: number): Promise<unknown> {
+  const bytes = await readBodyBounded(request, Number.MAX_SAFE_INTEGER, bodyTimeoutMs);
+  const text = new TextDecoder().decode(bytes);
   if (text.trim() === "")
     throw new CortexError("invalid_request", "the request body is empty; expected JSON");
   try {
@@ -73,6 +78,7 @@ function parseWith<T>(
 
 export function createNeuronApp(options: NeuronAppOptions) {
   const { service, answerHeartbeatMs } = options;
+  const bodyTimeoutMs = (options.bodyTimeoutS ?? DEFAULT_BODY_TIMEOUT_S) * 1000;
 
   const handle =
     (route: string, fn: (request: Request, requestId: string) => Promise<Response>) =>
@@ -131,47 +137,47 @@ export function createNeuronApp(options: NeuronAppOptions) {
     .post(
       "/models/load",
       handle("POST /models/load", async (request) => {
-        const result = await service.load(parseWith(LoadRequest, await readJson(request)));
+        const result = await service.load(parseWith(LoadRequest, await readJson(request, bodyTimeoutMs)));
         return json(result, result.alreadyLoaded ? 200 : 201);
       }),
     )
     .post(
       "/models/unload",
       handle("POST /models/unload", async (request) => {
-        await service.unload(parseWith(UnloadRequest, await readJson(request)));
+        await service.unload(parseWith(UnloadRequest, await readJson(request, bodyTimeoutMs)));
         return json({ ok: true });
       }),
     )
     .post(
       "/models/pin",
       handle("POST /models/pin", async (request) =>
-        json({ model: service.pin(parseWith(PinRequest, await readJson(request))) }),
+        json({ model: service.pin(parseWith(PinRequest, await readJson(request, bodyTimeoutMs))) }),
       ),
     )
     .post(
       "/devices/recycle",
       handle("POST /devices/recycle", async (request) => {
-        await service.recycle(parseWith(RecycleRequest, await readJson(request)).device);
+        await service.recycle(parseWith(RecycleRequest, await readJson(request, bodyTimeoutMs)).device);
         return json({ ok: true });
       }),
     )
     .post(
       "/v1/chat/count_tokens",
       handle("POST /v1/chat/count_tokens", async (request) =>
-        json({ prompt_tokens: await service.countTokens(await readJson(request)) }),
+        json({ prompt_tokens: await service.countTokens(await readJson(request, bodyTimeoutMs)) }),
       ),
     )
     .post(
       "/v1/embeddings",
       handle("POST /v1/embeddings", async (request) =>
-        json(await service.embeddings(await readJson(request))),
+        json(await service.embeddings(await readJson(request, bodyTimeoutMs))),
       ),
     )
     .post(
       "/v1/chat/completions",
       handle("POST /v1/chat/completions", async (request, requestId) => {
         const receivedAt = performance.now();
-        const body = await readJson(request);
+        const body = await readJson(request, bodyTimeoutMs);
         const chat = service.chat(body, request.signal);
         const options: AnswerOptions = {
           signal: request.signal,

@@ -3,6 +3,7 @@
  * lifecycle, and chat requests turned into engine generations. HTTP concerns
  * (routing, auth, status codes, SSE) stay in neuron-app.ts.
  */
+import { statSync } from "node:fs";
 import { hostname } from "node:os";
 import type { NeuronSection } from "../core/config/config-schema.ts";
 import { CortexError } from "../core/errors.ts";
@@ -26,8 +27,9 @@ import type { EmbedInput, FimTokens } from "./engine/protocol.ts";
 import type { GenerateParams, GenerationEvent, LoadOptions, ModelInfo } from "./engine/types.ts";
 import { generationToCanonical, peekFirst, type StreamIdentity } from "./generation-stream.ts";
 import type { ModelsDir } from "./models-dir.ts";
-import { renderChatTemplate } from "./prompt/chat-template.ts";
+import { chatTemplateProblem } from "./prompt/chat-template.ts";
 import { planPrompt } from "./prompt/prompt-plan.ts";
+import { TemplateRenderer } from "./prompt/template-renderer.ts";
 
 const log = logger("neuron");
 
@@ -66,6 +68,8 @@ export interface NeuronServiceOptions {
   version: string;
   /** Set when the neuron must exit for its supervisor to restart it (TP watchdog Stage 2). */
   unhealthyReason?: () => string | undefined;
+  /** Renders chat templates off the main thread, within limits; default: 10 s, 64 Mi characters. */
+  templates?: TemplateRenderer;
 }
 
 export interface ChatResult {
@@ -81,12 +85,16 @@ export class NeuronService {
   readonly #pool: EnginePool;
   readonly #modelsDir: ModelsDir;
   readonly #options: NeuronServiceOptions;
+  /** The file each model was loaded from, as it was then (see #checkFile). */
+  readonly #files = new Map<string, FileIdentity & { path: string }>();
+  readonly #templates: TemplateRenderer;
   readonly startedAt = Date.now();
 
   constructor(options: NeuronServiceOptions) {
     this.#pool = options.pool;
     this.#modelsDir = options.modelsDir;
     this.#options = options;
+    this.#templates = options.templates ?? new TemplateRenderer(10_000, 64 * 1024 * 1024);
   }
 
   health(): HealthResponse {
@@ -139,6 +147,8 @@ export class NeuronService {
     const contextSize = Math.min(request.contextSize ?? this.#options.config.default_context_size, trained);
     const slots = request.slots ?? this.#options.config.default_slots;
     const started = performance.now();
+    // Taken before the load: a file that changes while it loads is caught at the first chat.
+    const identity = fileIdentity(path);
     const { info, alreadyLoaded } = await this.#pool.load({
       id,
       path,
@@ -154,11 +164,49 @@ export class NeuronService {
         ? {}
         : { memoryEstimateBytes: request.memoryEstimateBytes }),
     });
+    const templateProblem = info.chatTemplate === null ? undefined : chatTemplateProblem(info.chatTemplate);
+    if (templateProblem !== undefined) {
+      if (!alreadyLoaded) await this.#pool.unload(id, { force: true }).catch(() => {});
+      throw new CortexError("invalid_model_file", `${file.file}: ${templateProblem}`, {
+        details: { file: file.file },
+      });
+    }
+    if (!alreadyLoaded && identity !== undefined) this.#files.set(id, { path, ...identity });
     if (!alreadyLoaded)
       log.info(
         `loaded ${id} (${file.file}) on ${info.deviceIds.join(",")} in ${Math.round(performance.now() - started)} ms: ctx ${info.contextSize}, ${slots} slot(s)`,
       );
     return { model: this.#describe(id), alreadyLoaded };
+  }
+
+  /**
+   * libllama maps the model file: a file truncated or rewritten in place
+   * under a loaded model faults (SIGBUS) at the next page it touches, and
+   * takes the whole process down. Before each chat the file is checked
+   * against what was loaded (size, mtime, inode); a changed one is unloaded
+   * (it loads again, from the new file, on demand) instead of used.
+   */
+  async #checkFile(id: string): Promise<void> {
+    const loaded = this.#files.get(id);
+    if (loaded === undefined) return;
+    const now = fileIdentity(loaded.path);
+    if (
+      now !== undefined &&
+      now.size === loaded.size &&
+      now.mtimeMs === loaded.mtimeMs &&
+      now.ino === loaded.ino
+    )
+      return;
+    this.#files.delete(id);
+    const how =
+      now === undefined ? "was removed" : now.ino !== loaded.ino ? "was replaced" : "was changed in place";
+    log.warn(`model ${id}: its file ${loaded.path} ${how} since it was loaded; unloading it`);
+    await this.#pool.unload(id, { force: true }).catch(() => {});
+    throw new CortexError(
+      "unavailable",
+      `model ${id} is unavailable: its file ${how} since it was loaded, so it was unloaded (it loads again on demand); replace model files by renaming a complete new file over the old one, never by writing in place`,
+      { retryAfterS: 1 },
+    );
   }
 
   async unload(request: UnloadRequest): Promise<void> {
@@ -193,8 +241,11 @@ export class NeuronService {
     const { messages, tools, prefill } = planPrompt(request, model.id);
     if (model.chatTemplate !== null)
       return (
-        renderChatTemplate(model.chatTemplate, { messages, ...(tools.length > 0 ? { tools } : {}) }, model) +
-        prefill
+        (await this.#templates.render(
+          model.chatTemplate,
+          { messages, ...(tools.length > 0 ? { tools } : {}) },
+          { bosToken: model.bosToken, eosToken: model.eosToken },
+        )) + prefill
       );
     if (tools.length > 0)
       log.warn(`${model.id} has no chat template; tools are not rendered into the prompt`);
@@ -226,6 +277,7 @@ export class NeuronService {
     const request = parseOpenAIRequest(body);
     const extras = readExtras(body);
     const entry = await this.#pool.ready(request.model);
+    await this.#checkFile(entry.id);
     // response_format, tool_choice and parallel_tool_calls become a grammar (a 400 if they cannot).
     const syntax = toolCallSyntax(entry.chatTemplate);
     const grammar = requestGrammar(request, syntax);
@@ -284,6 +336,7 @@ export class NeuronService {
   }
 
   async close(): Promise<void> {
+    this.#templates.close();
     await this.#pool.close();
   }
 }
@@ -323,4 +376,20 @@ function readExtras(body: unknown): Extras {
     extras[target] = value;
   }
   return extras;
+}
+
+interface FileIdentity {
+  size: number;
+  mtimeMs: number;
+  ino: number;
+}
+
+/** What identifies a file's content cheaply, or undefined when it is gone. */
+function fileIdentity(path: string): FileIdentity | undefined {
+  try {
+    const info = statSync(path);
+    return { size: info.size, mtimeMs: info.mtimeMs, ino: info.ino };
+  } catch {
+    return undefined;
+  }
 }

@@ -17,6 +17,7 @@ import { ModelsDir } from "./models-dir.ts";
 import { createNeuronApp } from "./neuron-app.ts";
 import { createNeuronMetrics, type NeuronMetrics } from "./neuron-metrics.ts";
 import { NeuronService } from "./neuron-service.ts";
+import { TemplateRenderer } from "./prompt/template-renderer.ts";
 import {
   announceFaultPlan,
   type FaultPlan,
@@ -88,6 +89,8 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     demo = true;
     log.info(`no models_dir configured: serving the generated demo model from ${root}`);
   }
+  const modelsDir = new ModelsDir(root);
+  await modelsDir.check("neuron.models_dir");
   const faults = faultPlanOf(options.faultInjection);
   const engineFaults = options.faultInjection !== undefined && options.faultInjection !== false;
   announceFaultPlan(faults);
@@ -112,6 +115,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     },
     ggmlLogLevel: ggmlLogLevel(options.logLevel ?? "info"),
     observer: metrics.observer,
+    stallTimeoutMs: config.stall_timeout_s * 1000,
     ...options.pool,
   }).catch((error: unknown) => {
     // A missing or mismatched native set: the CLI reports a CortexError as one line, not a stack.
@@ -120,10 +124,11 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
   metrics.bind(pool);
   const service = new NeuronService({
     pool,
-    modelsDir: new ModelsDir(root),
+    modelsDir,
     config,
     version: VERSION,
     unhealthyReason: () => pool.fatalReason,
+    templates: new TemplateRenderer(config.template_timeout_s * 1000, config.template_max_chars),
   });
   if (demo && options.preloadDemo !== false) {
     await service.load({
@@ -137,10 +142,11 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     authToken: config.auth_token,
     metrics: () => metrics.render(),
     ...(options.answerHeartbeatMs === undefined ? {} : { answerHeartbeatMs: options.answerHeartbeatMs }),
+    bodyTimeoutS: config.body_timeout_s,
   });
   try {
     bindServer("neuron.listen", options.listen, () =>
-      app.listen({ ...options.listen, ...EXCLUSIVE_BIND, idleTimeout: 0 }),
+      app.listen({ ...options.listen, ...EXCLUSIVE_BIND, idleTimeout: config.idle_timeout_s }),
     );
   } catch (error) {
     await service.close();

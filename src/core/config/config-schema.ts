@@ -5,6 +5,7 @@
  * Every key and default is documented in cortex.example.toml.
  */
 import { z } from "zod";
+import { DEFAULT_BODY_TIMEOUT_S } from "../read-body.ts";
 import { parseListen } from "./parse-listen.ts";
 import { parseSize } from "./parse-size.ts";
 
@@ -36,6 +37,11 @@ const ModelId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/, {
   message: "expected a model id of letters, digits and . _ : / @ + -",
 });
 
+// Bun's idleTimeout: whole seconds, at most 255. Keep it above the neurons' 15 s heartbeat
+// (src/neuron/chat-answer.ts): a stream's longest silence.
+const IdleTimeout = z.number().int().min(1).max(255).default(75);
+const BodyTimeout = z.number().positive().default(DEFAULT_BODY_TIMEOUT_S);
+
 export const LogSection = z.strictObject({
   level: LogLevel.default("info"),
   format: LogFormat.default("text"),
@@ -45,6 +51,8 @@ export const GatewaySection = z.strictObject({
   listen: Listen.default("0.0.0.0:31313"),
   metrics_listen: Listen.default("0.0.0.0:31314"),
   metrics: z.boolean().default(true),
+  metrics_token: z.string().default(""),
+  docs: z.enum(["open", "api_key", "off"]).default("open"),
   api_keys: z
     .array(z.string().min(1, "expected a non-empty key (an empty one would leave the API open)"))
     .default([]),
@@ -52,6 +60,9 @@ export const GatewaySection = z.strictObject({
   models_file: z.string().optional(),
   poll_interval_ms: z.number().int().min(100).default(2000),
   request_timeout_s: z.number().positive().default(600),
+  upstream_read_timeout_s: z.number().positive().default(60),
+  idle_timeout_s: IdleTimeout,
+  body_timeout_s: BodyTimeout,
   load_timeout_s: z.number().positive().default(300),
   max_concurrency_per_model: z.number().int().positive().default(32),
   queue_size_per_model: z.number().int().nonnegative().default(128),
@@ -121,6 +132,15 @@ export const NeuronSection = z.strictObject({
   stage2_grace_s: z.number().positive().default(30),
   abort_timeout_s: z.number().positive().default(10),
   auth_token: z.string().default(""),
+  idle_timeout_s: IdleTimeout,
+  body_timeout_s: BodyTimeout,
+  stall_timeout_s: z.number().positive().default(60),
+  template_timeout_s: z.number().positive().default(10),
+  template_max_chars: z
+    .number()
+    .int()
+    .positive()
+    .default(64 * 1024 * 1024),
   memory_limit: Size.optional(),
   default_slots: z.number().int().positive().max(64).default(4),
   default_context_size: z.number().int().positive().default(32768),

@@ -5,14 +5,16 @@
  * = any), has the profile's file for it (`files[node] ?? file`) among its
  * available files, has enough usable devices, and can give each of the k
  * devices `need / k` bytes from free memory plus evictable victims (see
- * chooseVictims). Candidates are ranked: no eviction first, then the most
+ * chooseVictims). A tensor-parallel group (k > 1) needs its devices to
+ * itself: every model on a chosen device is a victim, and a device with a
+ * model that cannot be evicted is not chosen. Candidates are ranked: no eviction first, then the most
  * free memory, then the lowest-priority victims, then the fewest victims.
  */
 import type { ModelProfile } from "../../core/config/config-schema.ts";
 import { CortexError } from "../../core/errors.ts";
 import type { DeviceInfo } from "../../core/neuron-api.ts";
 import type { FleetModel, FleetNodeView, FleetSnapshot } from "../fleet/fleet-types.ts";
-import { chooseVictims, type EvictionStrategy, isEvictable } from "./choose-victims.ts";
+import { chooseVictims, type EvictionStrategy, evictionOrder, isEvictable } from "./choose-victims.ts";
 import { estimateMemoryBytes, formatBytes } from "./memory-need.ts";
 
 export type PlacementProfile = Pick<
@@ -147,6 +149,14 @@ function planOnNode(
   const options: DeviceOption[] = [];
   for (const device of devices) {
     const onDevice = modelsOn(node, device.id);
+    if (count > 1) {
+      // A tensor-parallel group needs its devices to itself (the neuron refuses a member that
+      // serves any model): everything on the device goes, whatever memory is free.
+      const freed = onDevice.reduce((sum, model) => sum + share(model), device.memoryFree);
+      if (onDevice.every(isEvictable) && freed >= perDevice)
+        options.push({ device, victims: [...onDevice].sort(evictionOrder(strategy)) });
+      continue;
+    }
     const victims = chooseVictims(onDevice, perDevice - device.memoryFree, strategy, (model) => share(model));
     if (victims !== undefined) options.push({ device, victims });
   }

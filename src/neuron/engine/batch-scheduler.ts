@@ -154,7 +154,26 @@ export class BatchScheduler {
     }
   }
 
+  /**
+   * A prompt whose byte length alone proves it cannot fit is refused before
+   * it is tokenized (tokenizing megabytes only to count them held the Worker).
+   */
+  #refuseLongPrompt(prompt: string): void {
+    // Fewer bytes than the context can never prove anything: skip the count.
+    if (prompt.length * 3 < this.#contextSize) return;
+    const bytes = Buffer.byteLength(prompt, "utf8");
+    if (bytes < this.#contextSize) return;
+    const atLeast = Math.ceil(bytes / this.#model.maxTokenBytes());
+    if (atLeast >= this.#contextSize)
+      throw new CortexError(
+        "context_length_exceeded",
+        `the prompt is at least ${atLeast} tokens (${bytes} bytes), but the model's context is ${this.#contextSize} tokens`,
+        { details: { prompt_tokens_at_least: atLeast, context_size: this.#contextSize } },
+      );
+  }
+
   #start(key: number, params: GenerateParams): void {
+    this.#refuseLongPrompt(params.prompt);
     const prompt = this.#model.tokenize(params.prompt);
     if (prompt.length === 0)
       throw new CortexError("invalid_request", "the prompt is empty", { param: "messages" });

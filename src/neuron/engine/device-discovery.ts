@@ -17,6 +17,11 @@ export interface DeviceChoice {
   only?: readonly string[];
 }
 
+/** One CPU device's share of the machine's `bytes` among `cpuDevices`. */
+export function cpuShare(bytes: number, cpuDevices: number): number {
+  return Math.floor(bytes / Math.max(1, cpuDevices));
+}
+
 export function deviceSpecs(choice: DeviceChoice): DeviceSpec[] {
   let specs: DeviceSpec[] =
     choice.cuda.length > 0
@@ -34,7 +39,9 @@ export function deviceSpecs(choice: DeviceChoice): DeviceSpec[] {
           kind: "cpu" as const,
           index,
           name: "CPU",
-          memoryTotal: totalmem(),
+          // The CPU devices share one machine's memory: each reports its share, so the
+          // fleet's totals (and placement) do not count the machine's memory n times.
+          memoryTotal: cpuShare(totalmem(), choice.cpuDevices),
         }));
   if (choice.only) {
     const wanted = new Set(choice.only);

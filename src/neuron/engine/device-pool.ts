@@ -43,7 +43,7 @@ import {
 } from "../tp/step-watchdog.ts";
 import { oneBindingAtATime } from "./binding-turns.ts";
 import { checkCudaBackend } from "./cuda-check.ts";
-import { deviceSpecs } from "./device-discovery.ts";
+import { cpuShare, deviceSpecs } from "./device-discovery.ts";
 import { DeviceHandle, type DeviceSpec } from "./device-handle.ts";
 import { usableMemory } from "./memory-estimate.ts";
 import { loadingEntry, type ModelEntry, ModelRegistry, untilIdle } from "./model-registry.ts";
@@ -99,6 +99,8 @@ export interface DevicePoolOptions {
    * (WARN, and `cpuFallback` in /health) instead of refusing to start.
    */
   allowCpuFallback?: boolean;
+  /** neuron.stall_timeout_s in ms: how long a sequence may stay paused for a slow reader (sequence-dispatch.ts). */
+  stallTimeoutMs?: number;
 }
 
 const DEFAULT_CONTEXT = 4096;
@@ -134,6 +136,7 @@ export class DevicePool {
       kick: (model) => this.#groups.kick(model),
       changed: () => this.#registry.changed(),
       paused: (model) => this.#observe(() => this.#options.observer?.sequencePaused?.(model.info.id)),
+      ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
     });
     this.#groups = new GroupDriver({
       registry: this.#registry,
@@ -352,7 +355,11 @@ export class DevicePool {
       physicalTotal: live?.total ?? device.spec.memoryTotal,
       cap,
       estimatedUsed: this.#registry.bytesOn(device.spec.id),
-      liveFree: live?.free ?? (device.spec.kind === "cpu" && cap === undefined ? freemem() : undefined),
+      liveFree:
+        live?.free ??
+        (device.spec.kind === "cpu" && cap === undefined
+          ? cpuShare(freemem(), this.#options.cpuDevices ?? 1)
+          : undefined),
     });
   }
 

@@ -132,7 +132,7 @@ export class NativeModel {
 
   private constructor(
     rt: NativeRuntime,
-    fields: Omit<NativeModel, "tokenize" | "piece" | "tokenText" | "free">,
+    fields: Omit<NativeModel, "tokenize" | "piece" | "tokenText" | "maxTokenBytes" | "free">,
   ) {
     this.#rt = rt;
     this.model = fields.model;
@@ -221,6 +221,24 @@ export class NativeModel {
       for (const free of release) free();
       throw error;
     }
+  }
+
+  #maxTokenBytes: number | undefined;
+
+  /**
+   * The most prompt bytes one token can stand for: the longest raw token
+   * text in UTF-8 (a byte-level BPE text spells each byte as one or two
+   * bytes, SentencePiece's "▁" a space in three), computed once. A prompt of
+   * B bytes is at least ceil(B / this) tokens.
+   */
+  maxTokenBytes(): number {
+    if (this.#maxTokenBytes === undefined) {
+      let longest = 1;
+      for (let token = 0; token < this.nVocab; token++)
+        longest = Math.max(longest, Buffer.byteLength(this.tokenText(token), "utf8"));
+      this.#maxTokenBytes = longest;
+    }
+    return this.#maxTokenBytes;
   }
 
   /** Raw text of a token (`<|im_end|>` for specials), or "" for none (-1). */

@@ -20,6 +20,12 @@ export interface DispatchHost {
   changed(): void;
   /** A sequence's reader fell behind and the Worker was told to pause it (flow control). */
   paused?(model: ModelEntry): void;
+  /**
+   * neuron.stall_timeout_s in ms: a sequence paused this long for its reader
+   * is ended, to free its slot, with an error event after what was buffered.
+   * Undefined: paused for as long as the reader takes.
+   */
+  stallTimeoutMs?: number;
 }
 
 let nextSeqKey = 1;
@@ -75,15 +81,23 @@ export class SequenceDispatch {
       );
     signal?.throwIfAborted();
     const seqKey = nextSeqKey++;
-    const channel = new SequenceStream(
-      () => this.#cancel(model, seqKey),
+    let stall: ReturnType<typeof setTimeout> | undefined;
+    const channel: SequenceStream = new SequenceStream(
+      () => {
+        clearTimeout(stall);
+        this.#cancel(model, seqKey);
+      },
       (pause) => {
+        clearTimeout(stall);
         const worker = this.#host.device(model.deviceId);
         if (worker?.sequences.has(seqKey) && !worker.closed) {
           worker.post({ type: pause ? "pause" : "resume", seqKey });
           if (pause) this.#host.paused?.(model);
           else this.#host.kick(model);
         }
+        const stallMs = this.#host.stallTimeoutMs;
+        if (pause && stallMs !== undefined)
+          stall = setTimeout(() => this.#stalled(model, seqKey, channel, stallMs), stallMs);
       },
     );
     const request: QueuedRequest = { seqKey, params, channel };
@@ -124,6 +138,19 @@ export class SequenceDispatch {
     device.post({ type: "submit", seqKey: request.seqKey, modelId: model.info.id, params: request.params });
     this.#host.kick(model);
     this.#host.changed();
+  }
+
+  /** A slow reader held its slot for the whole stall time: the slot goes, the reader gets why after its buffer. */
+  #stalled(model: ModelEntry, seqKey: number, channel: SequenceStream, stallMs: number): void {
+    if (channel.ended) return;
+    this.#cancel(model, seqKey);
+    channel.push({
+      type: "error",
+      error: new CortexError(
+        "timeout",
+        `the client fell behind reading this answer for neuron.stall_timeout_s (${stallMs / 1000} s); it was ended to free its slot for others`,
+      ).toWire(),
+    });
   }
 
   #cancel(model: ModelEntry, seqKey: number): void {

@@ -22,6 +22,20 @@ export interface TemplateTokens {
 
 const compiled = new Map<string, Template>();
 
+/**
+ * The reason a chat template does not parse, or undefined when it does:
+ * checked at load, so a broken template is a failed load, not a 500 on
+ * every chat.
+ */
+export function chatTemplateProblem(source: string): string | undefined {
+  try {
+    compile(source);
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
 function compile(source: string): Template {
   let template = compiled.get(source);
   if (!template) {

@@ -43,6 +43,8 @@ export interface NeuronSpec {
   memoryLimit?: number;
   /** Heartbeats for answers slower than this to begin (see src/neuron/chat-answer.ts); default 15 s. */
   answerHeartbeatMs?: number;
+  /** More `[neuron]` keys, over the harness's. */
+  config?: Record<string, unknown>;
 }
 
 export interface TestNeuron {
@@ -160,6 +162,7 @@ export class RealFleet {
         memory_limit: spec.memoryLimit ?? FLEET_SIZING.memoryLimit,
         default_context_size: FLEET_SIZING.contextSize,
         default_slots: FLEET_SIZING.slots,
+        ...spec.config,
       }),
       listen: { hostname: "127.0.0.1", port: 0 },
       ...(spec.answerHeartbeatMs === undefined ? {} : { answerHeartbeatMs: spec.answerHeartbeatMs }),
