@@ -49,6 +49,8 @@ export interface NeuronHarness {
    * be loaded for the real neuron's decode to fail).
    */
   poison?: (deviceId: string) => Promise<void>;
+  /** With `poison`: resolves once the neuron has recycled the poisoned device (an event, not a poll). */
+  recovered?: () => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -134,16 +136,6 @@ async function refusal(call: Promise<unknown>): Promise<{ status: number; code: 
   return { status: error.status, code: error.code };
 }
 
-/** Polls the neuron's API until `condition` holds; the test's timeout is the only bound. */
-async function waitFor(api: NeuronApi, condition: (v: Views) => boolean): Promise<Views> {
-  for (;;) {
-    const v = await views(api).catch(() => undefined);
-    if (v !== undefined && condition(v)) return v;
-    // One poll interval between reads, as the gateway's poller has.
-    await Bun.sleep(10);
-  }
-}
-
 /** Declares the contract's tests for one neuron; `make` starts it (once for the whole suite). */
 export function neuronContract(
   name: string,
@@ -157,7 +149,10 @@ export function neuronContract(
     beforeAll(async () => {
       h = await make();
       // The flags and the harness must say the same thing, or parts would go untested unnoticed.
-      expect({ chat: h.chat !== undefined, faults: h.poison !== undefined }).toEqual({
+      expect({
+        chat: h.chat !== undefined,
+        faults: h.poison !== undefined && h.recovered !== undefined,
+      }).toEqual({
         chat: serves.chat,
         faults: serves.faults,
       });
@@ -364,9 +359,9 @@ export function neuronContract(
         // /models was read before /health: once /health shows the device healed, both must have dropped it.
         if (!poisoned) expectAbsent(await views(h.api), "contract-a");
 
-        await waitFor(h.api, (v) => deviceOf(v, h.device)?.poisoned === false);
-        // Read again: the /models of the read that saw it healed was taken before that /health.
+        await h.recovered!();
         const healed = await views(h.api);
+        expect(deviceOf(healed, h.device)?.poisoned).toBe(false);
         expectAbsent(healed, "contract-a");
         expect(healed.health.status).toBe("ok");
         if (serves.chat) expect(await chat("contract-a")).toEqual({ status: 404, code: "model_not_found" });

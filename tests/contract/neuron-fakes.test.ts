@@ -23,6 +23,7 @@ neuronContract(
       otherFile: "contract-b.gguf",
       device: "cuda-dev-1",
       poison: async (deviceId) => neuron.fault(deviceId),
+      recovered: () => neuron.untilRecovered(),
       close: async () => {},
     };
   },

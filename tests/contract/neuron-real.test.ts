@@ -50,6 +50,7 @@ neuronContract(
       otherFile: OTHER_FILE,
       device,
       chat: (id) => chatThrough(api, id),
+      recovered: () => running.pool.untilRecovered(),
       async poison(deviceId) {
         const model = (await api.models()).loaded.find((m) => m.devices.includes(deviceId));
         if (model === undefined) throw new Error(`poison(${deviceId}) needs a model loaded on it to decode`);

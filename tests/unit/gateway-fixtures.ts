@@ -250,8 +250,21 @@ export class MemoryNeuron implements NeuronApi {
     if (dev === undefined) throw new Error(`neuron ${this.name} has no device ${deviceId}`);
     dev.poisoned = true;
     dev.poisonReason = reason;
-    setTimeout(() => this.#restart(dev), 0);
+    // The fake's behaviour, not a wait: the recycle comes after the current turn, as a real neuron's does.
+    this.#recovering = new Promise<void>((resolve) => {
+      setTimeout(() => {
+        this.#restart(dev);
+        resolve();
+      }, 0);
+    });
   }
+
+  /** Resolves once the recycle a fault started has happened (the real neuron's DevicePool.untilRecovered). */
+  untilRecovered(): Promise<void> {
+    return this.#recovering;
+  }
+
+  #recovering: Promise<void> = Promise.resolve();
 
   /** A fresh device: the unpinned models on it are gone with their memory; the pinned ones are loaded again. */
   #restart(dev: DeviceInfo): void {

@@ -295,6 +295,11 @@ export class DevicePool {
     }
   }
 
+  /** Resolves once no device recovery is under way (a faulted device recycled, a TP group's Stage 1 done). */
+  async untilRecovered(): Promise<void> {
+    while (this.#recoveries.size > 0) await Promise.allSettled([...this.#recoveries]);
+  }
+
   #trackRecovery(recovery: Promise<unknown>): void {
     this.#recoveries.add(recovery);
     void recovery.finally(() => this.#recoveries.delete(recovery));
@@ -456,7 +461,7 @@ export class DevicePool {
     let existing = this.#registry.get(options.id);
     if ((existing === undefined || existing.state === "failed") && this.#recoveries.size > 0) {
       // A device being recovered comes back with a fresh Worker (and its failed models gone): wait, not refuse.
-      await Promise.allSettled([...this.#recoveries]);
+      await this.untilRecovered();
       this.#assertOpen();
       existing = this.#registry.get(options.id);
     }
