@@ -88,6 +88,20 @@ function json(body: unknown, status = 200, headers?: Record<string, string>): Re
   });
 }
 
+/** A request's context for the chat pipeline, its clock started now. */
+function chatContext(request: Request, requestId: string, dialect: ChatContext["dialect"]): ChatContext {
+  return { dialect, requestId, signal: request.signal, startedAt: performance.now() };
+}
+
+/** An answer that is either a stream of SSE bytes or one JSON body. */
+function sseOrJson(
+  answer: { stream: true; body: ReadableStream<Uint8Array> | Uint8Array } | { stream: false; body: unknown },
+  requestId: string,
+): Response {
+  if (answer.stream) return new Response(answer.body, { headers: sseHeaders(requestId) });
+  return json(answer.body, 200, { "x-request-id": requestId });
+}
+
 const JSON_HEADERS = { "content-type": "application/json" } as const;
 
 function renderError(dialect: Dialect, error: unknown, headers?: Record<string, string>): Response {
@@ -337,17 +351,16 @@ export function createGatewayApp(options: GatewayAppOptions) {
     .post("/v1/messages", chatHandler("anthropic"))
     .post(
       "/v1/responses",
-      responsesRoute(async (request, requestId) => {
-        const ctx: ChatContext = {
-          dialect: "responses",
+      responsesRoute(async (request, requestId) =>
+        sseOrJson(
+          await createResponse(
+            responsesDeps,
+            await readBody(request, "if-present"),
+            chatContext(request, requestId, "responses"),
+          ),
           requestId,
-          signal: request.signal,
-          startedAt: performance.now(),
-        };
-        const created = await createResponse(responsesDeps, await readBody(request, "if-present"), ctx);
-        if (created.stream) return new Response(created.body, { headers: sseHeaders(requestId) });
-        return json(created.body, 200, { "x-request-id": requestId });
-      }),
+        ),
+      ),
     )
     .get(
       "/v1/responses/:id",
@@ -379,17 +392,16 @@ export function createGatewayApp(options: GatewayAppOptions) {
     )
     .post(
       "/v1/completions",
-      responsesRoute(async (request, requestId) => {
-        const ctx: ChatContext = {
-          dialect: "openai",
+      responsesRoute(async (request, requestId) =>
+        sseOrJson(
+          await createCompletions(
+            chatDeps,
+            await readBody(request, "if-present"),
+            chatContext(request, requestId, "openai"),
+          ),
           requestId,
-          signal: request.signal,
-          startedAt: performance.now(),
-        };
-        const answer = await createCompletions(chatDeps, await readBody(request, "if-present"), ctx);
-        if (answer.stream) return new Response(answer.body, { headers: sseHeaders(requestId) });
-        return json(answer.body, 200, { "x-request-id": requestId });
-      }),
+        ),
+      ),
     )
     .post(
       "/v1/embeddings",

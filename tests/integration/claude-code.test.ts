@@ -88,7 +88,8 @@ function messageCalls(exchanges: RecordedExchange[]) {
     .map((e) => ({ ...e, sent: JSON.parse(e.body) as SentMessage }));
 }
 
-async function run(prompt: string) {
+/** One `claude -p` run through the recording proxy; `session` keeps its HOME and adds arguments (`--continue`). */
+async function run(prompt: string, session: { home: string; args: string[] } | undefined = undefined) {
   if (binary === undefined) throw new Error("unreachable: skipped without the binary");
   proxy.exchanges.length = 0;
   const result = await runClaudeCode({
@@ -98,6 +99,7 @@ async function run(prompt: string) {
     model: TINY_ID,
     prompt,
     timeoutMs: 90_000,
+    ...session,
   });
   if (result.exitCode !== 0)
     console.error(`claude exited ${result.exitCode}:\n${result.stdout}\n${result.stderr}`);
@@ -108,21 +110,10 @@ describe.skipIf(binary === undefined)("Claude Code", () => {
   test(
     "two turns of one session (--continue): the second turn's prompt is read from the cache, ≥ 90 %",
     async () => {
-      if (binary === undefined) throw new Error("unreachable: skipped without the binary");
       const home = mkdtempSync(join(tmpdir(), "cortex-claude-session-"));
       try {
         const turn = async (args: string[], prompt: string) => {
-          proxy.exchanges.length = 0;
-          const result = await runClaudeCode({
-            binary,
-            baseUrl: proxy.url,
-            apiKey: KEY,
-            model: TINY_ID,
-            prompt,
-            timeoutMs: 90_000,
-            home,
-            args,
-          });
+          const result = await run(prompt, { home, args });
           expect(result.exitCode).toBe(0);
           // The conversation's own request: the one that carries the tools and the most messages.
           const conversation = messageCalls(proxy.exchanges)
