@@ -1,5 +1,6 @@
 import type { ArgsDef } from "citty";
 import { ConfigError } from "../core/config/config-error.ts";
+import { exposureProblem, type ServerRole } from "../core/config/exposure.ts";
 import { type LoadedConfig, loadConfig } from "../core/config/load-config.ts";
 import { configureLogging } from "../core/logger.ts";
 
@@ -32,10 +33,13 @@ export interface FlagOverride {
  * Loads the config with command-line flags taking precedence over the
  * environment, which takes precedence over the file; then sets up logging.
  * Flags go through the same validation as the file, and their errors name the flag.
+ * With a `role`, a server that would listen beyond loopback with no credential
+ * is refused too (exposure.ts).
  */
 export function loadConfigAndLogging(
   args: { config?: string | undefined; "log-level"?: string | undefined; "log-format"?: string | undefined },
   flags: readonly FlagOverride[] = [],
+  role?: ServerRole,
 ): LoadedConfig {
   const all: FlagOverride[] = [
     { flag: "--log-level", env: "CORTEX_LOG_LEVEL", value: args["log-level"] },
@@ -47,6 +51,8 @@ export function loadConfigAndLogging(
   let config: LoadedConfig;
   try {
     config = loadConfig({ path: args.config, env });
+    const exposed = role === undefined ? undefined : exposureProblem(config, role);
+    if (exposed !== undefined) throw new ConfigError([exposed]);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     throw new ConfigError(

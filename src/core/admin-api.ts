@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { DeviceInfo, LoadedModel } from "./neuron-api.ts";
 
-export const NodeState = z.enum(["up", "degraded", "down", "unknown"]);
+export const NodeState = z.enum(["up", "degraded", "draining", "down", "unknown"]);
 export type NodeState = z.infer<typeof NodeState>;
 
 export const FleetNode = z.object({

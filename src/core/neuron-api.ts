@@ -56,7 +56,8 @@ export const LoadedModel = z.object({
 export type LoadedModel = z.infer<typeof LoadedModel>;
 
 export const HealthResponse = z.object({
-  status: z.enum(["ok", "degraded", "unhealthy"]),
+  /** `draining`: shutting down after SIGTERM; in-flight requests finish, new ones are refused. */
+  status: z.enum(["ok", "degraded", "draining", "unhealthy"]),
   version: z.string(),
   node: z.string(),
   startedAt: z.number(),

@@ -10,3 +10,11 @@ export function within<T>(promise: Promise<T>, ms: number, onLate: () => Error):
   });
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
+
+/** Whether `promise` settles within `ms` (a shutdown grace period): true if it did, false if time ran out. */
+export function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return within(promise, ms, () => new Error("late")).then(
+    () => true,
+    (error: unknown) => !(error instanceof Error && error.message === "late"),
+  );
+}

@@ -54,6 +54,8 @@ export interface GatewayAppOptions {
   version: string;
   apiKeys: readonly string[];
   adminToken: string;
+  /** True once SIGTERM began a drain: /health answers 503 `draining` so load balancers take this replica out. */
+  draining?: () => boolean;
   /** Upper bound on a request body (bytes); bigger bodies get 413. */
   maxBodyBytes?: number;
   /** gateway.keep_billing_header: keep Claude Code's billing block in `system` (dialects/anthropic/billing-header.ts). */
@@ -326,7 +328,11 @@ export function createGatewayApp(options: GatewayAppOptions) {
       }),
     );
   return app
-    .get("/health", () => json({ status: "ok", version: options.version }))
+    .get("/health", () =>
+      options.draining?.()
+        ? json({ status: "draining", version: options.version }, 503)
+        : json({ status: "ok", version: options.version }),
+    )
     .get("/v1/models", ({ request }) => {
       const dialect = catalogueDialect(request);
       if (!catalogueAuthorized(request))

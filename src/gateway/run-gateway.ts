@@ -9,8 +9,10 @@ import { bindServer, EXCLUSIVE_BIND } from "../core/bind-server.ts";
 import type { ModelProfile, NeuronRef } from "../core/config/config-schema.ts";
 import type { LoadedConfig } from "../core/config/load-config.ts";
 import { logger } from "../core/logger.ts";
+import { isLoopback } from "../core/config/exposure.ts";
 import { runUntilSignal } from "../core/run-until-signal.ts";
 import { VERSION } from "../core/version.ts";
+import { settlesWithin } from "../core/within.ts";
 import { createAdminOps } from "./admin-ops.ts";
 import type { FleetState } from "./fleet/fleet-state.ts";
 import { createGatewayApp } from "./gateway-app.ts";
@@ -35,6 +37,13 @@ export interface RunningGateway {
   whenFleet(ready: (nodes: FleetNode[]) => boolean): Promise<FleetNode[]>;
   /** Runs one background eviction pass (idle TTL, defrag) now; resolves when it is done. */
   evictNow(): Promise<void>;
+  /**
+   * SIGTERM: /health answers 503 `draining` at once; requests are still taken
+   * for `gateway.drain_delay_s` (while load balancers take this replica out),
+   * then the listener closes and running requests and streams finish, for at
+   * most `gateway.shutdown_grace_s`; then everything stops.
+   */
+  drain(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -108,7 +117,9 @@ export async function startGateway(
   await firstPoll(services.fleet.state, 5_000);
 
   const responseStore = createResponseStore(config.file.responses);
+  let draining = false;
   const app = createGatewayApp({
+    draining: () => draining,
     responseStore,
     routing: services,
     admin: createAdminOps(services),
@@ -174,8 +185,10 @@ export async function startGateway(
   const metricsUrl = metricsServer?.port
     ? `${localUrl(config.metricsListen.hostname, metricsServer.port)}/metrics`
     : undefined;
-  if (gateway.api_keys.length === 0)
-    log.warn("no gateway.api_keys configured: the API is open to anyone who can reach it");
+  if (gateway.api_keys.length === 0 && !isLoopback(config.gatewayListen.hostname))
+    log.warn(
+      `the API on ${config.gatewayListen.hostname}:${port} is open to anyone who can reach it (gateway.allow_unauthenticated); set gateway.api_keys to require a key`,
+    );
   if (gateway.admin_token === "")
     log.info("no gateway.admin_token: the admin API answers loopback clients only");
   log.info(
@@ -183,6 +196,15 @@ export async function startGateway(
   );
   let stopped = false;
   const state = services.fleet.state;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    services.stop();
+    await app.stop(true);
+    metricsServer?.stop(true);
+    responseStore.close();
+    await embedded?.stop();
+  };
   return {
     url,
     port,
@@ -200,15 +222,18 @@ export async function startGateway(
       });
     },
     evictNow: () => services.evictor.runOnce(),
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      services.stop();
-      await app.stop(true);
-      metricsServer?.stop(true);
-      responseStore.close();
-      await embedded?.stop();
+    async drain() {
+      draining = true;
+      const delayS = gateway.drain_delay_s;
+      log.info(`draining: /health says so${delayS > 0 ? `; taking requests for ${delayS} s more` : ""}`);
+      if (delayS > 0) await new Promise((resolve) => setTimeout(resolve, delayS * 1000));
+      // Bun's stop(false) closes the listener and resolves once every response, streams included, is sent.
+      const sent = app.server?.stop(false) ?? Promise.resolve();
+      if (await settlesWithin(sent, gateway.shutdown_grace_s * 1000)) log.info("drained: every request finished");
+      else log.warn("gateway.shutdown_grace_s ran out with requests still running; they are cut off");
+      await stop();
     },
+    stop,
   };
 }
 
@@ -233,8 +258,8 @@ function firstPoll(state: Pick<FleetState, "view" | "onChange">, limitMs: number
   });
 }
 
-/** Runs until SIGINT/SIGTERM, then stops and exits 0. */
+/** Runs until SIGINT/SIGTERM, then drains and exits 0. */
 export async function runGateway(config: LoadedConfig, options: StartGatewayOptions = {}): Promise<number> {
   const running = await startGateway(config, options);
-  return runUntilSignal(() => running.stop(), log);
+  return runUntilSignal(() => running.drain(), log);
 }

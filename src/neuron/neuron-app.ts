@@ -5,6 +5,7 @@
 import { Elysia } from "elysia";
 import { DEFAULT_BODY_TIMEOUT_S } from "../core/read-body.ts";
 import { CortexError, errorMessage, toCortexError } from "../core/errors.ts";
+import { InFlight } from "../core/in-flight.ts";
 import { logFields, logger } from "../core/logger.ts";
 import { LoadRequest, PinRequest, RecycleRequest, UnloadRequest } from "../core/neuron-api.ts";
 import { readBodyBounded } from "../core/read-body.ts";
@@ -24,7 +25,17 @@ export interface NeuronAppOptions {
   answerHeartbeatMs?: number;
   /** neuron.body_timeout_s: how long a request body may take to arrive. */
   bodyTimeoutS?: number;
+  /** Counts the work routes' requests until their answers are sent, for a drain to wait on. */
+  inFlight?: InFlight;
 }
+
+/** Routes that start work on the engine: refused while draining, and what a drain waits for. */
+const WORK_ROUTES = new Set([
+  "POST /models/load",
+  "POST /v1/chat/count_tokens",
+  "POST /v1/embeddings",
+  "POST /v1/chat/completions",
+]);
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
@@ -78,6 +89,7 @@ function parseWith<T>(
 
 export function createNeuronApp(options: NeuronAppOptions) {
   const { service, answerHeartbeatMs } = options;
+  const inFlight = options.inFlight ?? new InFlight();
   const bodyTimeoutMs = (options.bodyTimeoutS ?? DEFAULT_BODY_TIMEOUT_S) * 1000;
 
   const handle =
@@ -96,6 +108,21 @@ export function createNeuronApp(options: NeuronAppOptions) {
           return errorResponse(new CortexError("unauthorized", "missing or invalid bearer token"), requestId);
         }
       }
+      const work = WORK_ROUTES.has(route);
+      if (work && service.draining) {
+        // The gateway fails this over to another node (503 is retryable) and its next poll
+        // sees `draining` in /health; requests already running here finish.
+        const refused = errorResponse(
+          new CortexError("unavailable", "this neuron is draining (shutting down); use another node", {
+            retryAfterS: 1,
+            details: { draining: true },
+          }),
+          requestId,
+        );
+        logFields(log, "info", route, { status: 503, request_id: requestId, error: "draining" });
+        return refused;
+      }
+      const end = work ? inFlight.begin() : () => {};
       let response: Response;
       try {
         response = await fn(request, requestId);
@@ -104,6 +131,7 @@ export function createNeuronApp(options: NeuronAppOptions) {
           // The client went away before its answer began: nobody reads this one, and it is no
           // fault of the neuron's.
           logClientClosed(route, requestId);
+          end();
           return new Response(null, { status: 499 });
         }
         const cortex = toCortexError(error);
@@ -116,6 +144,7 @@ export function createNeuronApp(options: NeuronAppOptions) {
         response = errorResponse(cortex, requestId);
       }
       response.headers.set("x-request-id", requestId);
+      response = InFlight.untilSent(response, end);
       if (route !== "GET /health" && route !== "GET /models" && route !== "GET /metrics")
         logFields(log, "info", route, {
           status: response.status,

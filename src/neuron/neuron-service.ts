@@ -89,6 +89,7 @@ export class NeuronService {
   readonly #files = new Map<string, FileIdentity & { path: string }>();
   readonly #templates: TemplateRenderer;
   readonly startedAt = Date.now();
+  #draining = false;
 
   constructor(options: NeuronServiceOptions) {
     this.#pool = options.pool;
@@ -97,11 +98,26 @@ export class NeuronService {
     this.#templates = options.templates ?? new TemplateRenderer(10_000, 64 * 1024 * 1024);
   }
 
+  /** SIGTERM: from now on /health says draining and new work is refused (neuron-app.ts); never undone. */
+  beginDrain(): void {
+    this.#draining = true;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
   health(): HealthResponse {
     const devices = this.#pool.devices();
     const unhealthy = this.#options.unhealthyReason?.();
     return {
-      status: unhealthy ? "unhealthy" : devices.some((device) => device.poisoned) ? "degraded" : "ok",
+      status: unhealthy
+        ? "unhealthy"
+        : this.#draining
+          ? "draining"
+          : devices.some((device) => device.poisoned)
+            ? "degraded"
+            : "ok",
       version: this.#options.version,
       node: hostname(),
       startedAt: this.startedAt,

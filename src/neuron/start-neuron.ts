@@ -6,6 +6,9 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { bindServer, EXCLUSIVE_BIND } from "../core/bind-server.ts";
+import { isLoopback } from "../core/config/exposure.ts";
+import { InFlight } from "../core/in-flight.ts";
+import { settlesWithin } from "../core/within.ts";
 import type { LogLevel, NeuronSection } from "../core/config/config-schema.ts";
 import type { ListenAddress } from "../core/config/parse-listen.ts";
 import { logger } from "../core/logger.ts";
@@ -57,6 +60,13 @@ export interface RunningNeuron {
   service: NeuronService;
   pool: DevicePool;
   metrics: NeuronMetrics;
+  /**
+   * SIGTERM: /health says draining and new work is refused at once, requests
+   * already running finish (for at most `graceMs`), then the neuron stops.
+   */
+  drain(graceMs: number): Promise<void>;
+  /** Requests on the work routes whose answers are not sent yet. */
+  inFlight(): number;
   stop(): Promise<void>;
 }
 
@@ -137,8 +147,10 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
       contextSize: DEMO_CONTEXT_SIZE,
     });
   }
+  const inFlight = new InFlight();
   const app = createNeuronApp({
     service,
+    inFlight,
     authToken: config.auth_token,
     metrics: () => metrics.render(),
     ...(options.answerHeartbeatMs === undefined ? {} : { answerHeartbeatMs: options.answerHeartbeatMs }),
@@ -156,8 +168,10 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
   if (!server) throw new Error("neuron HTTP server did not start");
   const host = options.listen.hostname === "0.0.0.0" ? "127.0.0.1" : options.listen.hostname;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${server.port}`;
-  if (config.auth_token === "")
-    log.warn("neuron API is open: set neuron.auth_token (CORTEX_NEURON_TOKEN) to require a bearer token");
+  if (config.auth_token === "" && !isLoopback(options.listen.hostname))
+    log.warn(
+      "neuron API is open on purpose (neuron.allow_unauthenticated): set neuron.auth_token (CORTEX_NEURON_TOKEN) to require a bearer token",
+    );
   log.info(
     `neuron ${VERSION} listening on ${options.listen.hostname}:${server.port} (${pool
       .devices()
@@ -165,17 +179,30 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
       .join(", ")})`,
   );
   let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await app.stop(true);
+    await service.close();
+  };
   return {
     url,
     port: server.port ?? options.listen.port,
     service,
     pool,
     metrics,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await app.stop(true);
-      await service.close();
+    async drain(graceMs) {
+      service.beginDrain();
+      log.info(`draining: ${inFlight.size} request(s) in flight, new ones refused (grace ${graceMs / 1000} s)`);
+      const drained = await settlesWithin(inFlight.untilIdle(), graceMs);
+      if (drained) log.info("drained: every request finished");
+      else
+        log.warn(
+          `neuron.shutdown_grace_s ran out with ${inFlight.size} request(s) still running; they are cut off`,
+        );
+      await stop();
     },
+    inFlight: () => inFlight.size,
+    stop,
   };
 }

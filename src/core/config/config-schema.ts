@@ -48,8 +48,9 @@ export const LogSection = z.strictObject({
 });
 
 export const GatewaySection = z.strictObject({
-  listen: Listen.default("0.0.0.0:31313"),
-  metrics_listen: Listen.default("0.0.0.0:31314"),
+  // Loopback by default, as llama-server and Ollama: a wider address is a decision (see exposure.ts).
+  listen: Listen.default("127.0.0.1:31313"),
+  metrics_listen: Listen.default("127.0.0.1:31314"),
   metrics: z.boolean().default(true),
   metrics_token: z.string().default(""),
   docs: z.enum(["open", "api_key", "off"]).default("open"),
@@ -57,6 +58,12 @@ export const GatewaySection = z.strictObject({
     .array(z.string().min(1, "expected a non-empty key (an empty one would leave the API open)"))
     .default([]),
   admin_token: z.string().default(""),
+  /** Serve an open API on a non-loopback address on purpose (refused otherwise, exposure.ts). */
+  allow_unauthenticated: z.boolean().default(false),
+  /** After SIGTERM: how long /health says draining while requests are still taken (load balancers catch up). */
+  drain_delay_s: z.number().nonnegative().default(0),
+  /** After SIGTERM: how long in-flight requests and streams may take to finish before the gateway exits. */
+  shutdown_grace_s: z.number().nonnegative().default(30),
   models_file: z.string().optional(),
   poll_interval_ms: z.number().int().min(100).default(2000),
   request_timeout_s: z.number().positive().default(600),
@@ -125,13 +132,17 @@ export type ModelProfile = z.infer<typeof ModelProfile>;
 export const DEFAULT_PROMPT_CACHE_BYTES = 2 * 2 ** 30;
 
 export const NeuronSection = z.strictObject({
-  listen: Listen.default("0.0.0.0:13131"),
+  listen: Listen.default("127.0.0.1:13131"),
   models_dir: z.string().optional(),
   devices: z.union([z.literal("all"), z.array(z.string())]).default("all"),
   step_timeout_s: z.number().positive().default(120),
   stage2_grace_s: z.number().positive().default(30),
   abort_timeout_s: z.number().positive().default(10),
   auth_token: z.string().default(""),
+  /** Serve an open neuron API on a non-loopback address on purpose (refused otherwise, exposure.ts). */
+  allow_unauthenticated: z.boolean().default(false),
+  /** After SIGTERM: how long in-flight requests may take to finish before the neuron exits. */
+  shutdown_grace_s: z.number().nonnegative().default(30),
   idle_timeout_s: IdleTimeout,
   body_timeout_s: BodyTimeout,
   stall_timeout_s: z.number().positive().default(60),

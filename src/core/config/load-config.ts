@@ -20,6 +20,8 @@ export interface LoadedConfig {
   readonly gatewayListen: ListenAddress;
   readonly metricsListen: ListenAddress;
   readonly neuronListen: ListenAddress;
+  /** Which key paths (`gateway.listen`) came from which environment variable, for error lines. */
+  readonly envSources: ReadonlyMap<string, string>;
 }
 
 export interface LoadConfigOptions {
@@ -64,6 +66,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
     gatewayListen: parseListen(file.gateway.listen)!,
     metricsListen: parseListen(file.gateway.metrics_listen)!,
     neuronListen: parseListen(file.neuron.listen)!,
+    envSources: sources,
   });
 }
 

@@ -7,6 +7,9 @@
  *                         │                     a proxied request failed to connect)
  *                         └──poll ok──▶ up | degraded
  *
+ *   up | degraded | unknown ──neuron reports draining──▶ draining ──▶ down | up | degraded
+ *   (draining: the neuron got SIGTERM; its in-flight requests finish there, new ones go elsewhere)
+ *
  * Only `up` and `degraded` nodes take requests and loads.
  */
 import type { NodeState } from "../../core/admin-api.ts";
@@ -14,10 +17,12 @@ import type { HealthResponse } from "../../core/neuron-api.ts";
 
 /** Allowed transitions; anything else is a bug, refused by the guard. */
 const TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
-  unknown: ["up", "degraded", "down"],
-  up: ["degraded", "down"],
-  degraded: ["up", "down"],
-  down: ["up", "degraded"],
+  unknown: ["up", "degraded", "draining", "down"],
+  up: ["degraded", "draining", "down"],
+  degraded: ["up", "draining", "down"],
+  // A restarted neuron may answer `ok` from the same address before any poll failed.
+  draining: ["up", "degraded", "down"],
+  down: ["up", "degraded", "draining"],
 };
 
 export function canTransition(from: NodeState, to: NodeState): boolean {
@@ -31,6 +36,8 @@ export function stateFromHealth(health: Pick<HealthResponse, "status" | "devices
       return health.devices.some((device) => device.poisoned) ? "degraded" : "up";
     case "degraded":
       return "degraded";
+    case "draining":
+      return "draining";
     case "unhealthy":
       // Stage 2 recovery: the neuron is about to exit for a restart.
       return "down";

@@ -152,7 +152,19 @@ export class RealFleet {
     return neuron;
   }
 
-  async #startNeuron(spec: NeuronSpec): Promise<TestNeuron> {
+  /**
+   * What SIGTERM does to a neuron (drain: in-flight requests finish, new ones
+   * are refused), then a new neuron on the same address: a rolling restart.
+   */
+  async restartNeuron(name: string, spec: NeuronSpec, graceMs = 30_000): Promise<TestNeuron> {
+    const old = this.neuron(name);
+    await old.running.drain(graceMs);
+    const restarted = await this.#startNeuron(spec, old.running.port);
+    this.neurons.set(name, restarted);
+    return restarted;
+  }
+
+  async #startNeuron(spec: NeuronSpec, port = 0): Promise<TestNeuron> {
     const modelsDir = join(this.dir, spec.name);
     mkdirSync(modelsDir, { recursive: true });
     for (const file of spec.files) copyFileSync(this.#source, join(modelsDir, file));
@@ -164,7 +176,7 @@ export class RealFleet {
         default_slots: FLEET_SIZING.slots,
         ...spec.config,
       }),
-      listen: { hostname: "127.0.0.1", port: 0 },
+      listen: { hostname: "127.0.0.1", port },
       ...(spec.answerHeartbeatMs === undefined ? {} : { answerHeartbeatMs: spec.answerHeartbeatMs }),
     });
     let stopped: Promise<void> | undefined;
