@@ -58,6 +58,10 @@ export class InFlight {
         return reader.cancel(reason);
       },
     });
-    return new Response(stream, { status: response.status, statusText: response.statusText, headers: response.headers });
+    return new Response(stream, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
   }
 }

@@ -11,10 +11,24 @@ export function within<T>(promise: Promise<T>, ms: number, onLate: () => Error):
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
-/** Whether `promise` settles within `ms` (a shutdown grace period): true if it did, false if time ran out. */
-export function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  return within(promise, ms, () => new Error("late")).then(
-    () => true,
-    (error: unknown) => !(error instanceof Error && error.message === "late"),
-  );
+/**
+ * Whether `promise` settles within `ms` (a shutdown grace period): true if it
+ * did, false if time ran out or `hurry` was aborted first.
+ */
+export function settlesWithin(promise: Promise<unknown>, ms: number, hurry?: AbortSignal): Promise<boolean> {
+  if (hurry?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const finish = (settled: boolean) => {
+      clearTimeout(timer);
+      hurry?.removeEventListener("abort", onAbort);
+      resolve(settled);
+    };
+    const onAbort = () => finish(false);
+    const timer = setTimeout(() => finish(false), ms);
+    hurry?.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      () => finish(true),
+      () => finish(true),
+    );
+  });
 }

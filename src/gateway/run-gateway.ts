@@ -43,7 +43,7 @@ export interface RunningGateway {
    * then the listener closes and running requests and streams finish, for at
    * most `gateway.shutdown_grace_s`; then everything stops.
    */
-  drain(): Promise<void>;
+  drain(hurry?: AbortSignal): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -222,14 +222,16 @@ export async function startGateway(
       });
     },
     evictNow: () => services.evictor.runOnce(),
-    async drain() {
+    async drain(hurry) {
       draining = true;
       const delayS = gateway.drain_delay_s;
       log.info(`draining: /health says so${delayS > 0 ? `; taking requests for ${delayS} s more` : ""}`);
-      if (delayS > 0) await new Promise((resolve) => setTimeout(resolve, delayS * 1000));
+      // Nothing to wait for but the time itself: a promise that never settles.
+      if (delayS > 0) await settlesWithin(new Promise(() => {}), delayS * 1000, hurry);
       // Bun's stop(false) closes the listener and resolves once every response, streams included, is sent.
       const sent = app.server?.stop(false) ?? Promise.resolve();
-      if (await settlesWithin(sent, gateway.shutdown_grace_s * 1000)) log.info("drained: every request finished");
+      if (await settlesWithin(sent, gateway.shutdown_grace_s * 1000, hurry))
+        log.info("drained: every request finished");
       else log.warn("gateway.shutdown_grace_s ran out with requests still running; they are cut off");
       await stop();
     },
@@ -261,5 +263,5 @@ function firstPoll(state: Pick<FleetState, "view" | "onChange">, limitMs: number
 /** Runs until SIGINT/SIGTERM, then drains and exits 0. */
 export async function runGateway(config: LoadedConfig, options: StartGatewayOptions = {}): Promise<number> {
   const running = await startGateway(config, options);
-  return runUntilSignal(() => running.drain(), log);
+  return runUntilSignal((hurry) => running.drain(hurry), log);
 }

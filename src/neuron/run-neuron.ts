@@ -16,5 +16,5 @@ export async function runNeuron(
     logLevel: config.file.log.level,
     ...(options.faultInjection === undefined ? {} : { faultInjection: options.faultInjection }),
   });
-  return runUntilSignal(() => neuron.drain(config.file.neuron.shutdown_grace_s * 1000), log);
+  return runUntilSignal((hurry) => neuron.drain(config.file.neuron.shutdown_grace_s * 1000, hurry), log);
 }

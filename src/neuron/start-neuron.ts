@@ -64,7 +64,7 @@ export interface RunningNeuron {
    * SIGTERM: /health says draining and new work is refused at once, requests
    * already running finish (for at most `graceMs`), then the neuron stops.
    */
-  drain(graceMs: number): Promise<void>;
+  drain(graceMs: number, hurry?: AbortSignal): Promise<void>;
   /** Requests on the work routes whose answers are not sent yet. */
   inFlight(): number;
   stop(): Promise<void>;
@@ -191,10 +191,12 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     service,
     pool,
     metrics,
-    async drain(graceMs) {
+    async drain(graceMs, hurry) {
       service.beginDrain();
-      log.info(`draining: ${inFlight.size} request(s) in flight, new ones refused (grace ${graceMs / 1000} s)`);
-      const drained = await settlesWithin(inFlight.untilIdle(), graceMs);
+      log.info(
+        `draining: ${inFlight.size} request(s) in flight, new ones refused (grace ${graceMs / 1000} s)`,
+      );
+      const drained = await settlesWithin(inFlight.untilIdle(), graceMs, hurry);
       if (drained) log.info("drained: every request finished");
       else
         log.warn(

@@ -121,7 +121,11 @@ test("every neuron and every gateway restarted one by one under streaming load: 
   const inFlightAtDrain: number[] = [];
   for (const spec of SPECS) {
     // Drain while this neuron has answers running, so the drain has something to wait for.
-    await until(() => fleet.neuron(spec.name).running.inFlight() > 0, 30_000, () => `no request on ${spec.name}`);
+    await until(
+      () => fleet.neuron(spec.name).running.inFlight() > 0,
+      30_000,
+      () => `no request on ${spec.name}`,
+    );
     inFlightAtDrain.push(fleet.neuron(spec.name).running.inFlight());
     await fleet.restartNeuron(spec.name, spec);
     // The replacement is back in every gateway's view before the next one goes.
@@ -137,7 +141,11 @@ test("every neuron and every gateway restarted one by one under streaming load: 
   }
   // Some more traffic on the new gateways, then stop.
   const target = outcomes.length + LOOPS * 2;
-  await until(() => outcomes.length >= target, 60_000, () => `${outcomes.length} of ${target} requests`);
+  await until(
+    () => outcomes.length >= target,
+    60_000,
+    () => `${outcomes.length} of ${target} requests`,
+  );
   running = false;
   await Promise.all(clients);
 

@@ -194,6 +194,10 @@ describe("node state machine", () => {
     ["down", "degraded", true],
     ["up", "unknown", false],
     ["down", "unknown", false],
+    ["up", "draining", true],
+    ["draining", "up", true],
+    ["draining", "down", true],
+    ["draining", "unknown", false],
   ];
   for (const [from, to, allowed] of table) {
     test(`${from} → ${to} ${allowed ? "allowed" : "refused"}`, () =>
@@ -207,6 +211,7 @@ describe("node state machine", () => {
     );
     expect(stateFromHealth({ status: "degraded", devices: [] })).toBe("degraded");
     expect(stateFromHealth({ status: "unhealthy", devices: [] })).toBe("down");
+    expect(stateFromHealth({ status: "draining", devices: [device("cuda-dev-0")] })).toBe("draining");
   });
 
   test("compare-and-set emits each change once and refuses a stale expectation", () => {

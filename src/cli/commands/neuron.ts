@@ -23,10 +23,14 @@ export const neuronCommand = defineCommand({
     ...logArgs,
   },
   async run({ args }) {
-    const config = loadConfigAndLogging(args, [
-      { flag: "--listen", env: "CORTEX_NEURON_LISTEN", value: args.listen },
-      { flag: "--models-dir", env: "CORTEX_MODELS_DIR", value: args["models-dir"] },
-    ], "neuron");
+    const config = loadConfigAndLogging(
+      args,
+      [
+        { flag: "--listen", env: "CORTEX_NEURON_LISTEN", value: args.listen },
+        { flag: "--models-dir", env: "CORTEX_MODELS_DIR", value: args["models-dir"] },
+      ],
+      "neuron",
+    );
     const { runNeuron } = await import("../../neuron/run-neuron.ts");
     return runNeuron(config, { faultInjection: args["fault-injection"] });
   },

@@ -13,9 +13,11 @@ export const serveCommand = defineCommand({
     ...logArgs,
   },
   async run({ args }) {
-    const config = loadConfigAndLogging(args, [
-      { flag: "--listen", env: "CORTEX_GATEWAY_LISTEN", value: args.listen },
-    ], "gateway");
+    const config = loadConfigAndLogging(
+      args,
+      [{ flag: "--listen", env: "CORTEX_GATEWAY_LISTEN", value: args.listen }],
+      "gateway",
+    );
     // Loaded on use, so the other commands start without the gateway and the neuron.
     const { runGateway } = await import("../../gateway/run-gateway.ts");
     const { startLocalNeuron } = await import("../local-neuron.ts");

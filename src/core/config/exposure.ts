@@ -59,8 +59,11 @@ export function exposureProblem(config: LoadedConfig, role: ServerRole): string 
   const file = config.path === undefined ? "(defaults)" : config.path.split("/").at(-1);
   const where = env === undefined ? `${file}: ${exposure.listenKey}` : `environment ${env}`;
   const section = exposure.listenKey.split(".")[0];
+  const host = exposure.listen.hostname.includes(":")
+    ? `[${exposure.listen.hostname}]`
+    : exposure.listen.hostname;
   return (
-    `${where}: ${exposure.listen.hostname}:${exposure.listen.port} is reachable from other machines and ` +
+    `${where}: ${host}:${exposure.listen.port} is reachable from other machines and ` +
     `${exposure.credentialKey} is empty, so anyone who reaches it could use it; set ` +
     `${exposure.credentialKey} (env ${exposure.credentialEnv}), listen on 127.0.0.1, or set ` +
     `${section}.allow_unauthenticated = true to serve it open on purpose`
