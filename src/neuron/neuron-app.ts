@@ -12,12 +12,16 @@ import { readBodyBounded } from "../core/read-body.ts";
 import { type AnswerOptions, completionAnswer, streamAnswer } from "./chat-answer.ts";
 import { neuronError } from "./error-body.ts";
 import type { NeuronService } from "./neuron-service.ts";
+import { isReady } from "./readiness.ts";
 
 const log = logger("neuron-http");
 
+/** Routes without the bearer token and without a log line: a supervisor's probes and the gateway's polls. */
+const PROBE_ROUTES: ReadonlySet<string> = new Set(["GET /health", "GET /live", "GET /ready"]);
+
 export interface NeuronAppOptions {
   service: NeuronService;
-  /** Bearer token required on everything but /health; empty = open. */
+  /** Bearer token required on everything but /health, /live and /ready; empty = open. */
   authToken: string;
   /** Extra routes (metrics) mounted by the caller. */
   metrics?: () => Promise<{ body: string; contentType: string }>;
@@ -97,7 +101,7 @@ export function createNeuronApp(options: NeuronAppOptions) {
     async ({ request }: { request: Request }): Promise<Response> => {
       const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
       const started = performance.now();
-      if (options.authToken !== "" && route !== "GET /health") {
+      if (options.authToken !== "" && !PROBE_ROUTES.has(route)) {
         const header = request.headers.get("authorization") ?? "";
         if (header !== `Bearer ${options.authToken}`) {
           logFields(log, "warn", route, {
@@ -145,7 +149,7 @@ export function createNeuronApp(options: NeuronAppOptions) {
       }
       response.headers.set("x-request-id", requestId);
       response = InFlight.untilSent(response, end);
-      if (route !== "GET /health" && route !== "GET /models" && route !== "GET /metrics")
+      if (!PROBE_ROUTES.has(route) && route !== "GET /models" && route !== "GET /metrics")
         logFields(log, "info", route, {
           status: response.status,
           request_id: requestId,
@@ -154,95 +158,111 @@ export function createNeuronApp(options: NeuronAppOptions) {
       return response;
     };
 
-  return new Elysia()
-    .get(
-      "/health",
-      handle("GET /health", async () => json(service.health())),
-    )
-    .get(
-      "/models",
-      handle("GET /models", async () => json(await service.models())),
-    )
-    .post(
-      "/models/load",
-      handle("POST /models/load", async (request) => {
-        const result = await service.load(parseWith(LoadRequest, await readJson(request, bodyTimeoutMs)));
-        return json(result, result.alreadyLoaded ? 200 : 201);
-      }),
-    )
-    .post(
-      "/models/unload",
-      handle("POST /models/unload", async (request) => {
-        await service.unload(parseWith(UnloadRequest, await readJson(request, bodyTimeoutMs)));
-        return json({ ok: true });
-      }),
-    )
-    .post(
-      "/models/pin",
-      handle("POST /models/pin", async (request) =>
-        json({ model: service.pin(parseWith(PinRequest, await readJson(request, bodyTimeoutMs))) }),
-      ),
-    )
-    .post(
-      "/devices/recycle",
-      handle("POST /devices/recycle", async (request) => {
-        await service.recycle(parseWith(RecycleRequest, await readJson(request, bodyTimeoutMs)).device);
-        return json({ ok: true });
-      }),
-    )
-    .post(
-      "/v1/chat/count_tokens",
-      handle("POST /v1/chat/count_tokens", async (request) =>
-        json({ prompt_tokens: await service.countTokens(await readJson(request, bodyTimeoutMs)) }),
-      ),
-    )
-    .post(
-      "/v1/embeddings",
-      handle("POST /v1/embeddings", async (request) =>
-        json(await service.embeddings(await readJson(request, bodyTimeoutMs))),
-      ),
-    )
-    .post(
-      "/v1/chat/completions",
-      handle("POST /v1/chat/completions", async (request, requestId) => {
-        const receivedAt = performance.now();
-        const body = await readJson(request, bodyTimeoutMs);
-        const chat = service.chat(body, request.signal);
-        const options: AnswerOptions = {
-          signal: request.signal,
-          ...(answerHeartbeatMs === undefined ? {} : { heartbeatMs: answerHeartbeatMs }),
-          onEnd: ({ error, cancelled }) => {
-            if (cancelled) logClientClosed("POST /v1/chat/completions", requestId);
-            else if (error !== undefined)
-              log.error(
-                `POST /v1/chat/completions failed after its headers request_id=${requestId}: ${errorMessage(error)}`,
-              );
-          },
-        };
-        // `stream` decides the answer's form before the request is checked: a bad one is
-        // refused by service.chat either way, with its status.
-        const streamed =
-          typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
-        if (!streamed) return completionAnswer(chat, receivedAt, options);
-        const trailed = (body as { cortex_trailer?: unknown }).cortex_trailer === true;
-        if (trailed) return streamAnswer(chat, { ...options, trailer: { receivedAt } });
-        const reportPromptTokens = (body as { cortex_prompt_tokens?: unknown }).cortex_prompt_tokens === true;
-        return streamAnswer(chat, { ...options, reportPromptTokens });
-      }),
-    )
-    .get(
-      "/metrics",
-      handle("GET /metrics", async () => {
-        if (!options.metrics) throw new CortexError("not_found", "metrics are not enabled");
-        const { body, contentType } = await options.metrics();
-        return new Response(body, { headers: { "content-type": contentType } });
-      }),
-    )
-    .onError(({ error, code }) => {
-      // Elysia's own errors (unknown route, unparsable body) in our envelope too.
-      const status = code === "NOT_FOUND" ? "not_found" : "invalid_request";
-      const message =
-        code === "NOT_FOUND" ? "no such endpoint" : error instanceof Error ? error.message : String(error);
-      return errorResponse(new CortexError(status, message), crypto.randomUUID());
-    });
+  return (
+    new Elysia()
+      .get(
+        "/health",
+        handle("GET /health", async () => json(service.health())),
+      )
+      // Liveness: answers whenever the process does, through long loads and a Stage 1 recovery.
+      .get(
+        "/live",
+        handle("GET /live", async () => json({ status: "alive" })),
+      )
+      // Readiness: 503 while the neuron should get no requests (unhealthy, or any status not known to be ready).
+      .get(
+        "/ready",
+        handle("GET /ready", async () => {
+          const { status } = service.health();
+          return json({ status, ready: isReady(status) }, isReady(status) ? 200 : 503);
+        }),
+      )
+      .get(
+        "/models",
+        handle("GET /models", async () => json(await service.models())),
+      )
+      .post(
+        "/models/load",
+        handle("POST /models/load", async (request) => {
+          const result = await service.load(parseWith(LoadRequest, await readJson(request, bodyTimeoutMs)));
+          return json(result, result.alreadyLoaded ? 200 : 201);
+        }),
+      )
+      .post(
+        "/models/unload",
+        handle("POST /models/unload", async (request) => {
+          await service.unload(parseWith(UnloadRequest, await readJson(request, bodyTimeoutMs)));
+          return json({ ok: true });
+        }),
+      )
+      .post(
+        "/models/pin",
+        handle("POST /models/pin", async (request) =>
+          json({ model: service.pin(parseWith(PinRequest, await readJson(request, bodyTimeoutMs))) }),
+        ),
+      )
+      .post(
+        "/devices/recycle",
+        handle("POST /devices/recycle", async (request) => {
+          await service.recycle(parseWith(RecycleRequest, await readJson(request, bodyTimeoutMs)).device);
+          return json({ ok: true });
+        }),
+      )
+      .post(
+        "/v1/chat/count_tokens",
+        handle("POST /v1/chat/count_tokens", async (request) =>
+          json({ prompt_tokens: await service.countTokens(await readJson(request, bodyTimeoutMs)) }),
+        ),
+      )
+      .post(
+        "/v1/embeddings",
+        handle("POST /v1/embeddings", async (request) =>
+          json(await service.embeddings(await readJson(request, bodyTimeoutMs))),
+        ),
+      )
+      .post(
+        "/v1/chat/completions",
+        handle("POST /v1/chat/completions", async (request, requestId) => {
+          const receivedAt = performance.now();
+          const body = await readJson(request, bodyTimeoutMs);
+          const chat = service.chat(body, request.signal);
+          const options: AnswerOptions = {
+            signal: request.signal,
+            ...(answerHeartbeatMs === undefined ? {} : { heartbeatMs: answerHeartbeatMs }),
+            onEnd: ({ error, cancelled }) => {
+              if (cancelled) logClientClosed("POST /v1/chat/completions", requestId);
+              else if (error !== undefined)
+                log.error(
+                  `POST /v1/chat/completions failed after its headers request_id=${requestId}: ${errorMessage(error)}`,
+                );
+            },
+          };
+          // `stream` decides the answer's form before the request is checked: a bad one is
+          // refused by service.chat either way, with its status.
+          const streamed =
+            typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
+          if (!streamed) return completionAnswer(chat, receivedAt, options);
+          const trailed = (body as { cortex_trailer?: unknown }).cortex_trailer === true;
+          if (trailed) return streamAnswer(chat, { ...options, trailer: { receivedAt } });
+          const reportPromptTokens =
+            (body as { cortex_prompt_tokens?: unknown }).cortex_prompt_tokens === true;
+          return streamAnswer(chat, { ...options, reportPromptTokens });
+        }),
+      )
+      .get(
+        "/metrics",
+        handle("GET /metrics", async () => {
+          if (!options.metrics) throw new CortexError("not_found", "metrics are not enabled");
+          const { body, contentType } = await options.metrics();
+          return new Response(body, { headers: { "content-type": contentType } });
+        }),
+      )
+      .onError(({ error, code }) => {
+        // Elysia's own errors (unknown route, unparsable body) in our envelope too.
+        const status = code === "NOT_FOUND" ? "not_found" : "invalid_request";
+        const message =
+          code === "NOT_FOUND" ? "no such endpoint" : error instanceof Error ? error.message : String(error);
+        return errorResponse(new CortexError(status, message), crypto.randomUUID());
+      })
+  );
 }
