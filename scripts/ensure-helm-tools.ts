@@ -36,8 +36,20 @@ function goEnv(): Record<string, string> {
   };
 }
 
+/** go from PATH, else where Go's own installer puts it (a non-login shell may not have it on PATH). */
+function goBinary(): string {
+  const found = Bun.which("go") ?? ["/usr/local/go/bin/go"].find((path) => existsSync(path));
+  if (found === undefined) throw new Error("go is not on PATH (nor in /usr/local/go/bin)");
+  return found;
+}
+
 function go(args: string[], cwd: string): void {
-  const proc = Bun.spawnSync(["go", ...args], { cwd, env: goEnv(), stdout: "inherit", stderr: "inherit" });
+  const proc = Bun.spawnSync([goBinary(), ...args], {
+    cwd,
+    env: goEnv(),
+    stdout: "inherit",
+    stderr: "inherit",
+  });
   if (proc.exitCode !== 0) throw new Error(`go ${args.join(" ")} failed (exit ${proc.exitCode})`);
 }
 
@@ -58,7 +70,7 @@ export function helmToolsReady(): boolean {
 }
 
 export function ensureHelmTools(): void {
-  if (Bun.which("go") === null) throw new Error("go is not on PATH");
+  goBinary();
   mkdirSync(bin, { recursive: true });
   const helmCurrent =
     existsSync(HELM_BIN) && existsSync(HELM_STAMP) && readFileSync(HELM_STAMP, "utf8") === HELM_VERSION;
