@@ -169,7 +169,7 @@ export function createNeuronApp(options: NeuronAppOptions) {
         "/live",
         handle("GET /live", async () => json({ status: "alive" })),
       )
-      // Readiness: 503 while the neuron should get no requests (unhealthy, or any status not known to be ready).
+      // Readiness: 503 while the neuron should get no requests (draining, unhealthy, any status not known to be ready).
       .get(
         "/ready",
         handle("GET /ready", async () => {

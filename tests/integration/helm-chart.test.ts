@@ -26,18 +26,12 @@ const NAMESPACE = "cortex";
 
 /**
  * Config keys and environment variables the chart sets for parts of issue 23 built in other
- * branches (DNS discovery, Redis state, SIGTERM drains, node identity). While cortex's config
+ * branches (DNS discovery, Redis state, node identity). While cortex's config
  * does not know a key yet, the loader's "unknown key" for it is tolerated (and printed); once
  * it lands, the key is checked like any other, so a name that landed differently fails here.
  * An environment variable is tolerated while its key is pending and no source file names it.
  */
-const PENDING_KEYS = [
-  "discovery",
-  "state",
-  "gateway.drain_delay_s",
-  "gateway.shutdown_grace_s",
-  "neuron.shutdown_grace_s",
-];
+const PENDING_KEYS = ["discovery", "state"];
 const PENDING_ENV: Record<string, string> = {
   CORTEX_DISCOVERY_TOKEN: "discovery",
   CORTEX_REDIS_URL: "state",

@@ -129,4 +129,26 @@ describe("neuron probes", () => {
     expect(after.status).toBe(200);
     expect(lines.filter((line) => line.startsWith("UNEXPECTED"))).toEqual([]);
   }, 60_000);
+
+  // Last: the neuron stops at the end of its drain.
+  test("while a neuron drains (SIGTERM), /ready is 503 so the Service drops it, and /live stays 200", async () => {
+    expect((await api("/models/load", { id: "tiny", file: TINY_MODEL_FILE, slots: 1 })).status).toBe(201);
+    const response = await api("/v1/chat/completions", {
+      model: "tiny",
+      messages: [{ role: "user", content: "Tell me about the garden." }],
+      max_tokens: 2000,
+      logit_bias: noEnd,
+      stream: true,
+    });
+    const reader = response.body!.getReader();
+    // A request in flight keeps the drain going.
+    expect((await reader.read()).done).toBe(false);
+    const drained = neuron.drain(60_000);
+    const ready = await api("/ready", undefined, null);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ status: "draining", ready: false });
+    expect((await api("/live", undefined, null)).status).toBe(200);
+    await reader.cancel();
+    await drained;
+  }, 60_000);
 });
