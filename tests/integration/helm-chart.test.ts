@@ -271,6 +271,17 @@ describe.skipIf(!ready)("helm chart deploy/helm/cortex", () => {
       const models = container.volumeMounts.find((m: K8sObject) => m.name === "models");
       expect(models.mountPath).toBe(config.neuron.models_dir);
     }
+    // CPU nodes: no GPU asked for, the CPU image.
+    const cpu = find(
+      render(["--set", "neuron.gpus=0", "--set", "neuron.image.tagSuffix="]).objects,
+      "DaemonSet",
+      "cortex-neuron",
+    ).spec.template.spec.containers[0];
+    expect(cpu.resources.limits ?? {}).toEqual({});
+    expect(cpu.image).toBe("cortex:0.1.0");
+    expect(find(defaults.objects, "DaemonSet", "cortex-neuron").spec.template.spec.containers[0].image).toBe(
+      "cortex:0.1.0-cuda",
+    );
     const hostPath = find(defaults.objects, "DaemonSet", "cortex-neuron").spec.template.spec.volumes;
     expect(hostPath.find((v: K8sObject) => v.name === "models").hostPath.path).toBe("/var/lib/cortex/models");
     const claim = find(gpu.objects, "DaemonSet", "cortex-neuron").spec.template.spec.volumes;
