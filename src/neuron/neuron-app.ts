@@ -158,111 +158,108 @@ export function createNeuronApp(options: NeuronAppOptions) {
       return response;
     };
 
-  return (
-    new Elysia()
-      .get(
-        "/health",
-        handle("GET /health", async () => json(service.health())),
-      )
-      // Liveness: answers whenever the process does, through long loads and a Stage 1 recovery.
-      .get(
-        "/live",
-        handle("GET /live", async () => json({ status: "alive" })),
-      )
-      // Readiness: 503 while the neuron should get no requests (draining, unhealthy, any status not known to be ready).
-      .get(
-        "/ready",
-        handle("GET /ready", async () => {
-          const { status } = service.health();
-          return json({ status, ready: isReady(status) }, isReady(status) ? 200 : 503);
-        }),
-      )
-      .get(
-        "/models",
-        handle("GET /models", async () => json(await service.models())),
-      )
-      .post(
-        "/models/load",
-        handle("POST /models/load", async (request) => {
-          const result = await service.load(parseWith(LoadRequest, await readJson(request, bodyTimeoutMs)));
-          return json(result, result.alreadyLoaded ? 200 : 201);
-        }),
-      )
-      .post(
-        "/models/unload",
-        handle("POST /models/unload", async (request) => {
-          await service.unload(parseWith(UnloadRequest, await readJson(request, bodyTimeoutMs)));
-          return json({ ok: true });
-        }),
-      )
-      .post(
-        "/models/pin",
-        handle("POST /models/pin", async (request) =>
-          json({ model: service.pin(parseWith(PinRequest, await readJson(request, bodyTimeoutMs))) }),
-        ),
-      )
-      .post(
-        "/devices/recycle",
-        handle("POST /devices/recycle", async (request) => {
-          await service.recycle(parseWith(RecycleRequest, await readJson(request, bodyTimeoutMs)).device);
-          return json({ ok: true });
-        }),
-      )
-      .post(
-        "/v1/chat/count_tokens",
-        handle("POST /v1/chat/count_tokens", async (request) =>
-          json({ prompt_tokens: await service.countTokens(await readJson(request, bodyTimeoutMs)) }),
-        ),
-      )
-      .post(
-        "/v1/embeddings",
-        handle("POST /v1/embeddings", async (request) =>
-          json(await service.embeddings(await readJson(request, bodyTimeoutMs))),
-        ),
-      )
-      .post(
-        "/v1/chat/completions",
-        handle("POST /v1/chat/completions", async (request, requestId) => {
-          const receivedAt = performance.now();
-          const body = await readJson(request, bodyTimeoutMs);
-          const chat = service.chat(body, request.signal);
-          const options: AnswerOptions = {
-            signal: request.signal,
-            ...(answerHeartbeatMs === undefined ? {} : { heartbeatMs: answerHeartbeatMs }),
-            onEnd: ({ error, cancelled }) => {
-              if (cancelled) logClientClosed("POST /v1/chat/completions", requestId);
-              else if (error !== undefined)
-                log.error(
-                  `POST /v1/chat/completions failed after its headers request_id=${requestId}: ${errorMessage(error)}`,
-                );
-            },
-          };
-          // `stream` decides the answer's form before the request is checked: a bad one is
-          // refused by service.chat either way, with its status.
-          const streamed =
-            typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
-          if (!streamed) return completionAnswer(chat, receivedAt, options);
-          const trailed = (body as { cortex_trailer?: unknown }).cortex_trailer === true;
-          if (trailed) return streamAnswer(chat, { ...options, trailer: { receivedAt } });
-          const reportPromptTokens =
-            (body as { cortex_prompt_tokens?: unknown }).cortex_prompt_tokens === true;
-          return streamAnswer(chat, { ...options, reportPromptTokens });
-        }),
-      )
-      .get(
-        "/metrics",
-        handle("GET /metrics", async () => {
-          if (!options.metrics) throw new CortexError("not_found", "metrics are not enabled");
-          const { body, contentType } = await options.metrics();
-          return new Response(body, { headers: { "content-type": contentType } });
-        }),
-      )
-      .onError(({ error, code }) => {
-        // Elysia's own errors (unknown route, unparsable body) in our envelope too.
-        const status = code === "NOT_FOUND" ? "not_found" : "invalid_request";
-        const message =
-          code === "NOT_FOUND" ? "no such endpoint" : error instanceof Error ? error.message : String(error);
-        return errorResponse(new CortexError(status, message), crypto.randomUUID());
-      })
-  );
+  return new Elysia()
+    .get(
+      "/health",
+      handle("GET /health", async () => json(service.health())),
+    )
+    .get(
+      "/live",
+      // Liveness: answers whenever the HTTP thread does, through long loads and a Stage 1 recovery.
+      handle("GET /live", async () => json({ status: "alive" })),
+    )
+    .get(
+      "/ready",
+      // Readiness: 503 while the neuron should get no requests (draining, unhealthy, a status not known to be ready).
+      handle("GET /ready", async () => {
+        const { status } = service.health();
+        return json({ status, ready: isReady(status) }, isReady(status) ? 200 : 503);
+      }),
+    )
+    .get(
+      "/models",
+      handle("GET /models", async () => json(await service.models())),
+    )
+    .post(
+      "/models/load",
+      handle("POST /models/load", async (request) => {
+        const result = await service.load(parseWith(LoadRequest, await readJson(request, bodyTimeoutMs)));
+        return json(result, result.alreadyLoaded ? 200 : 201);
+      }),
+    )
+    .post(
+      "/models/unload",
+      handle("POST /models/unload", async (request) => {
+        await service.unload(parseWith(UnloadRequest, await readJson(request, bodyTimeoutMs)));
+        return json({ ok: true });
+      }),
+    )
+    .post(
+      "/models/pin",
+      handle("POST /models/pin", async (request) =>
+        json({ model: service.pin(parseWith(PinRequest, await readJson(request, bodyTimeoutMs))) }),
+      ),
+    )
+    .post(
+      "/devices/recycle",
+      handle("POST /devices/recycle", async (request) => {
+        await service.recycle(parseWith(RecycleRequest, await readJson(request, bodyTimeoutMs)).device);
+        return json({ ok: true });
+      }),
+    )
+    .post(
+      "/v1/chat/count_tokens",
+      handle("POST /v1/chat/count_tokens", async (request) =>
+        json({ prompt_tokens: await service.countTokens(await readJson(request, bodyTimeoutMs)) }),
+      ),
+    )
+    .post(
+      "/v1/embeddings",
+      handle("POST /v1/embeddings", async (request) =>
+        json(await service.embeddings(await readJson(request, bodyTimeoutMs))),
+      ),
+    )
+    .post(
+      "/v1/chat/completions",
+      handle("POST /v1/chat/completions", async (request, requestId) => {
+        const receivedAt = performance.now();
+        const body = await readJson(request, bodyTimeoutMs);
+        const chat = service.chat(body, request.signal);
+        const options: AnswerOptions = {
+          signal: request.signal,
+          ...(answerHeartbeatMs === undefined ? {} : { heartbeatMs: answerHeartbeatMs }),
+          onEnd: ({ error, cancelled }) => {
+            if (cancelled) logClientClosed("POST /v1/chat/completions", requestId);
+            else if (error !== undefined)
+              log.error(
+                `POST /v1/chat/completions failed after its headers request_id=${requestId}: ${errorMessage(error)}`,
+              );
+          },
+        };
+        // `stream` decides the answer's form before the request is checked: a bad one is
+        // refused by service.chat either way, with its status.
+        const streamed =
+          typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
+        if (!streamed) return completionAnswer(chat, receivedAt, options);
+        const trailed = (body as { cortex_trailer?: unknown }).cortex_trailer === true;
+        if (trailed) return streamAnswer(chat, { ...options, trailer: { receivedAt } });
+        const reportPromptTokens = (body as { cortex_prompt_tokens?: unknown }).cortex_prompt_tokens === true;
+        return streamAnswer(chat, { ...options, reportPromptTokens });
+      }),
+    )
+    .get(
+      "/metrics",
+      handle("GET /metrics", async () => {
+        if (!options.metrics) throw new CortexError("not_found", "metrics are not enabled");
+        const { body, contentType } = await options.metrics();
+        return new Response(body, { headers: { "content-type": contentType } });
+      }),
+    )
+    .onError(({ error, code }) => {
+      // Elysia's own errors (unknown route, unparsable body) in our envelope too.
+      const status = code === "NOT_FOUND" ? "not_found" : "invalid_request";
+      const message =
+        code === "NOT_FOUND" ? "no such endpoint" : error instanceof Error ? error.message : String(error);
+      return errorResponse(new CortexError(status, message), crypto.randomUUID());
+    });
 }
