@@ -413,6 +413,25 @@ describe.skipIf(!ready)("helm chart deploy/helm/cortex", () => {
     });
   });
 
+  test("an autoscaled gateway: the HPA drives the Deployment, and needs Redis as soon as it may scale past one", () => {
+    const refused = template(["--set", "gateway.autoscaling.enabled=true"]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("gateway.autoscaling.maxReplicas is 10 but no Redis is configured");
+    const scaled = render(["--set", "gateway.autoscaling.enabled=true", "--set", "redis.enabled=true"]);
+    expect(validate(scaled.text).code).toBe(0);
+    const hpa = find(scaled.objects, "HorizontalPodAutoscaler", "cortex-gateway");
+    const deployment = find(scaled.objects, "Deployment", "cortex-gateway");
+    expect(hpa.spec.scaleTargetRef).toEqual({
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      name: "cortex-gateway",
+    });
+    expect([hpa.spec.minReplicas, hpa.spec.maxReplicas]).toEqual([2, 10]);
+    // The HPA owns the count: a replicas field would fight it on every upgrade.
+    expect(deployment.spec.replicas).toBeUndefined();
+    expect(defaults.objects.filter((o) => o.kind === "HorizontalPodAutoscaler")).toEqual([]);
+  });
+
   test("a termination grace period at or below shutdown_grace_s is refused", () => {
     const neuron = template(["--set", "neuron.terminationGracePeriodSeconds=30"]);
     expect(neuron.code).not.toBe(0);

@@ -131,7 +131,13 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* A gateway replica set larger than one without Redis would answer differently per replica. */}}
 {{- define "cortex.checkReplicas" -}}
-{{- if and (gt (int .Values.gateway.replicas) 1) (not (include "cortex.redisEnabled" .)) -}}
-{{- fail (printf "gateway.replicas is %d but no Redis is configured: several gateways must share their state (stored responses for previous_response_id). Set redis.enabled=true, redis.url or redis.existingSecret, or gateway.replicas=1" (int .Values.gateway.replicas)) -}}
+{{- $key := "gateway.replicas" -}}
+{{- $replicas := int .Values.gateway.replicas -}}
+{{- if .Values.gateway.autoscaling.enabled -}}
+{{- $key = "gateway.autoscaling.maxReplicas" -}}
+{{- $replicas = int .Values.gateway.autoscaling.maxReplicas -}}
+{{- end -}}
+{{- if and (gt $replicas 1) (not (include "cortex.redisEnabled" .)) -}}
+{{- fail (printf "%s is %d but no Redis is configured: several gateways must share their state (stored responses for previous_response_id). Set redis.enabled=true, redis.url or redis.existingSecret, or %s=1" $key $replicas $key) -}}
 {{- end -}}
 {{- end -}}
