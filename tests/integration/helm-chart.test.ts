@@ -90,8 +90,11 @@ function containerEnv(container: K8sObject): Record<string, string> {
   const env: Record<string, string> = {};
   for (const entry of container.env ?? []) {
     if (entry.value !== undefined) env[entry.name] = String(entry.value);
-    else if (entry.valueFrom?.secretKeyRef) env[entry.name] = `secret-${entry.valueFrom.secretKeyRef.key}`;
-    else if (entry.valueFrom?.fieldRef) env[entry.name] = "node-1";
+    else if (entry.valueFrom?.secretKeyRef) {
+      const key: string = entry.valueFrom.secretKeyRef.key;
+      // A URL from a Secret (an external Redis) must still look like one to the config's checks.
+      env[entry.name] = key.endsWith("url") ? `redis://${key}.example:6379` : `secret-${key}`;
+    } else if (entry.valueFrom?.fieldRef) env[entry.name] = "node-1";
   }
   return env;
 }
@@ -319,7 +322,9 @@ describe.skipIf(!ready)("helm chart deploy/helm/cortex", () => {
 
   test("each ConfigMap's cortex.toml loads in cortex with its pod's environment; every variable set is one cortex reads", () => {
     const tolerated = new Set<string>();
-    for (const rendered of [defaults, gpu]) {
+    // The third: an external Redis whose URL (password and all) comes from a Secret.
+    const external = render(["--set", "gateway.replicas=2", "--set", "redis.existingSecret=redis-creds"]);
+    for (const rendered of [defaults, gpu, external]) {
       const envs: Array<Record<string, string>> = [];
       for (const [configMap, kind, name] of [
         ["cortex-gateway", "Deployment", "cortex-gateway"],
