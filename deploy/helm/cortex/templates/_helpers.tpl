@@ -77,10 +77,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- $discovery := default dict (get $config "discovery") -}}
 {{- $_ := set $discovery "dns" (include "cortex.neuronDns" .) -}}
 {{- $_ := set $config "discovery" $discovery -}}
+{{- $state := default dict (get $config "state") -}}
+{{- if hasKey $state "redis_url" -}}
+{{- fail "config.state.redis_url is the chart's: set redis.enabled, redis.url or redis.existingSecret instead" -}}
+{{- end -}}
 {{- if .Values.redis.enabled -}}
-{{- $_ := set $config "state" (dict "redis_url" (printf "redis://%s-redis:6379" (include "cortex.fullname" .))) -}}
+{{- $_ := set $state "redis_url" (printf "redis://%s-redis:6379" (include "cortex.fullname" .)) -}}
 {{- else if .Values.redis.url -}}
-{{- $_ := set $config "state" (dict "redis_url" .Values.redis.url) -}}
+{{- $_ := set $state "redis_url" .Values.redis.url -}}
+{{- end -}}
+{{- if $state -}}
+{{- $_ := set $config "state" $state -}}
 {{- end -}}
 {{- if not $config.models -}}
 {{- $config = omit $config "models" -}}
