@@ -14,6 +14,7 @@
  */
 import { Glob } from "bun";
 import { ensureHelmTools } from "./ensure-helm-tools.ts";
+import { ensureDebianTools } from "./debian-tools.ts";
 import { ensureModel } from "./fetch-models.ts";
 
 const root = `${import.meta.dir}/..`;
@@ -60,6 +61,9 @@ try {
     `check: helm and the chart validator could not be built, the chart tests will skip: ${error instanceof Error ? error.message : String(error)}`,
   );
 }
+// Servers some tests run for real (dnsmasq); where they cannot be installed, those tests skip.
+for (const problem of ensureDebianTools())
+  console.warn(`check: ${problem}; the tests that need it will skip`);
 
 const files = [...new Glob("tests/**/*.test.ts").scanSync({ cwd: root })]
   .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))

@@ -14,6 +14,7 @@ import { runUntilSignal } from "../core/run-until-signal.ts";
 import { VERSION } from "../core/version.ts";
 import { settlesWithin } from "../core/within.ts";
 import { createAdminOps } from "./admin-ops.ts";
+import { DnsDiscovery, serverLookup, systemLookup } from "./discovery/dns-discovery.ts";
 import type { FleetState } from "./fleet/fleet-state.ts";
 import { createGatewayApp } from "./gateway-app.ts";
 import { attachFleetGauges } from "./metrics/fleet-gauges.ts";
@@ -78,7 +79,8 @@ export async function startGateway(
   let embedded: LocalNeuron | undefined;
   let neurons: Array<Pick<NeuronRef, "name" | "endpoint" | "token">> = [...config.file.neurons];
   let effective = config;
-  if (neurons.length === 0) {
+  const discoveryConfig = config.file.discovery;
+  if (neurons.length === 0 && discoveryConfig.dns === undefined) {
     if (!options.startLocalNeuron) throw new Error("no [[neurons]] configured and no local neuron to start");
     embedded = await options.startLocalNeuron(config);
     neurons = [{ name: "local", endpoint: embedded.url, token: config.file.neuron.auth_token }];
@@ -114,6 +116,25 @@ export async function startGateway(
       profiles: effective.models.map((model) => model.id),
     });
   services.start();
+  const discovery =
+    discoveryConfig.dns === undefined
+      ? undefined
+      : new DnsDiscovery({
+          spec: discoveryConfig.dns,
+          intervalMs: discoveryConfig.interval_s * 1000,
+          lookup:
+            discoveryConfig.dns_server === undefined
+              ? systemLookup()
+              : serverLookup(discoveryConfig.dns_server),
+          token: discoveryConfig.token,
+          fleet: services.fleet,
+          taken: new Set(neurons.map((neuron) => neuron.name)),
+        });
+  if (discovery !== undefined) {
+    // The first round before serving, so the first requests find the neurons (bounded like the first poll).
+    discovery.start();
+    await settlesWithin(discovery.refresh(), 5_000);
+  }
   await firstPoll(services.fleet.state, 5_000);
 
   const responseStore = createResponseStore(config.file.responses);
@@ -199,6 +220,7 @@ export async function startGateway(
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    discovery?.stop();
     services.stop();
     await app.stop(true);
     metricsServer?.stop(true);

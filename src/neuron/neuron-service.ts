@@ -64,7 +64,8 @@ export interface EnginePool {
 export interface NeuronServiceOptions {
   pool: EnginePool;
   modelsDir: ModelsDir;
-  config: Pick<NeuronSection, "default_context_size" | "default_slots" | "queue_size">;
+  config: Pick<NeuronSection, "default_context_size" | "default_slots" | "queue_size"> &
+    Partial<Pick<NeuronSection, "node_name">>;
   version: string;
   /** Set when the neuron must exit for its supervisor to restart it (TP watchdog Stage 2). */
   unhealthyReason?: () => string | undefined;
@@ -119,7 +120,7 @@ export class NeuronService {
             ? "degraded"
             : "ok",
       version: this.#options.version,
-      node: hostname(),
+      node: this.#options.config.node_name ?? hostname(),
       startedAt: this.startedAt,
       devices,
       loaded: this.loaded(),

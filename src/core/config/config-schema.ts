@@ -103,6 +103,26 @@ export const ResponsesSection = z.strictObject({
   ttl_s: z.number().positive().default(86_400),
 });
 
+/** Neurons found in DNS, beside (or instead of) the static `[[neurons]]` list. */
+export const DiscoverySection = z.strictObject({
+  /**
+   * "name:port" (A/AAAA records, every address on that port) or "_service._tcp.name" (SRV
+   * records: targets and ports). Unset: no discovery.
+   */
+  dns: z
+    .string()
+    .regex(/^(_[^:\s]+|[^:\s_][^:\s]*:\d{1,5})$/, {
+      message: 'expected "name:port" or an SRV name starting with "_"',
+    })
+    .optional(),
+  /** Seconds between resolutions. */
+  interval_s: z.number().positive().default(10),
+  /** "host:port" of a DNS server to ask instead of the system resolver (tests; Consul's DNS on 8600). */
+  dns_server: Listen.optional(),
+  /** Bearer token for the discovered neurons (their neuron.auth_token). */
+  token: z.string().default(""),
+});
+
 export const NeuronRef = z.strictObject({
   name: z
     .string()
@@ -139,6 +159,14 @@ export const NeuronSection = z.strictObject({
   stage2_grace_s: z.number().positive().default(30),
   abort_timeout_s: z.number().positive().default(10),
   auth_token: z.string().default(""),
+  /**
+   * The node's name in /health, which gateways know it by: its identity across restarts and
+   * address changes (Kubernetes: the node name from the downward API). Unset: the host name.
+   */
+  node_name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: "expected a name of letters, digits and . _ -" })
+    .optional(),
   /** Serve an open neuron API on a non-loopback address on purpose (refused otherwise, exposure.ts). */
   allow_unauthenticated: z.boolean().default(false),
   /** After SIGTERM: how long in-flight requests may take to finish before the neuron exits. */
@@ -170,6 +198,7 @@ export type GatewaySection = z.infer<typeof GatewaySection>;
 export type EvictionSection = z.infer<typeof EvictionSection>;
 export type ResponsesSection = z.infer<typeof ResponsesSection>;
 export type NeuronRef = z.infer<typeof NeuronRef>;
+export type DiscoverySection = z.infer<typeof DiscoverySection>;
 
 export const ConfigFile = z.strictObject({
   log: LogSection.default({ level: "info", format: "text" }),
@@ -177,6 +206,7 @@ export const ConfigFile = z.strictObject({
   eviction: EvictionSection.default(EvictionSection.parse({})),
   responses: ResponsesSection.default(ResponsesSection.parse({})),
   routing: RoutingSection.default(RoutingSection.parse({})),
+  discovery: DiscoverySection.default(DiscoverySection.parse({})),
   neurons: z.array(NeuronRef).default([]),
   models: z.array(ModelProfile).default([]),
   neuron: NeuronSection.default(NeuronSection.parse({})),

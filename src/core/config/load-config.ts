@@ -184,7 +184,8 @@ function crossCheck(file: ConfigFile, models: readonly ModelProfile[], label: st
         );
       else ids.set(name as string, `models[${index}]`);
     }
-    if (file.neurons.length > 0) {
+    // With discovery, node names come from the neurons themselves: nothing to check them against.
+    if (file.neurons.length > 0 && file.discovery.dns === undefined) {
       model.affinity.forEach((name, i) => {
         if (!neuronNames.has(name))
           problems.push(

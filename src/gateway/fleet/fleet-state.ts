@@ -67,6 +67,8 @@ interface NodeRecord {
   view: FleetNodeView | undefined;
   /** In-flight or reserved counts moved since `view` was built. */
   countsMoved: boolean;
+  /** Gone from discovery: takes nothing new, and leaves once nothing of this gateway's runs there. */
+  retired: boolean;
 }
 
 export interface FleetStateOptions {
@@ -84,30 +86,80 @@ export class FleetState {
 
   constructor(options: FleetStateOptions) {
     this.#now = options.now ?? Date.now;
-    for (const node of options.nodes) {
-      const record: NodeRecord = {
-        name: node.name,
-        endpoint: node.endpoint,
-        machine: new NodeStateMachine(node.name, (change) => {
-          this.#changed(record);
-          this.#emit(change);
-        }),
-        version: undefined,
-        lastSeen: undefined,
-        error: undefined,
-        devices: [],
-        loaded: [],
-        available: [],
-        epoch: 0,
-        pendingLoads: new Map(),
-        unloading: new Map(),
-        inFlight: new Map(),
-        reserved: new Map(),
-        view: undefined,
-        countsMoved: false,
-      };
-      this.#nodes.set(node.name, record);
-    }
+    for (const node of options.nodes) this.addNode(node);
+  }
+
+  /** A node joins (configured, or found by discovery): `unknown` until its first poll. */
+  addNode(node: { name: string; endpoint: string }): void {
+    if (this.#nodes.has(node.name))
+      throw new Error(`node ${JSON.stringify(node.name)} is already in the fleet`);
+    const record: NodeRecord = {
+      name: node.name,
+      endpoint: node.endpoint,
+      machine: new NodeStateMachine(node.name, (change) => {
+        this.#changed(record);
+        this.#emit(change);
+      }),
+      version: undefined,
+      lastSeen: undefined,
+      error: undefined,
+      devices: [],
+      loaded: [],
+      available: [],
+      epoch: 0,
+      pendingLoads: new Map(),
+      unloading: new Map(),
+      inFlight: new Map(),
+      reserved: new Map(),
+      view: undefined,
+      countsMoved: false,
+      retired: false,
+    };
+    this.#nodes.set(node.name, record);
+    this.#nodeViews = undefined;
+    this.#emitChange(node.name);
+  }
+
+  /** The same node at a new address (a restarted pod): its name, and so its pins and affinity, stay. */
+  setEndpoint(node: string, endpoint: string): void {
+    const record = this.#record(node);
+    this.#changed(record);
+    record.endpoint = endpoint;
+    this.#emitChange(node);
+  }
+
+  /**
+   * The node left discovery: it takes no new requests or loads (`draining`);
+   * what this gateway runs there finishes. `removeNode` once `busy` is false.
+   */
+  retire(node: string, reason: string): void {
+    const record = this.#record(node);
+    this.#changed(record);
+    record.retired = true;
+    record.machine.moveTo("draining", reason);
+    this.#emitChange(node);
+  }
+
+  /** Whether this gateway has requests, reservations, loads or unloads in progress on the node. */
+  busy(node: string): boolean {
+    const record = this.#nodes.get(node);
+    if (record === undefined) return false;
+    return (
+      record.inFlight.size > 0 ||
+      record.reserved.size > 0 ||
+      record.pendingLoads.size > 0 ||
+      record.unloading.size > 0
+    );
+  }
+
+  removeNode(node: string): void {
+    if (!this.#nodes.delete(node)) return;
+    this.#nodeViews = undefined;
+    this.#emitChange(node);
+  }
+
+  has(node: string): boolean {
+    return this.#nodes.has(node);
   }
 
   /** Subscribes to node state changes; returns the unsubscribe function. */
@@ -145,7 +197,9 @@ export class FleetState {
    * began (its answer may predate a load we already applied).
    */
   applyPoll(node: string, health: HealthResponse, models: ModelsResponse, startedEpoch: number): void {
-    const record = this.#record(node);
+    const record = this.#nodes.get(node);
+    // A poll that outlived its node (retired and removed meanwhile) has nothing to update.
+    if (record === undefined) return;
     this.#changed(record);
     record.lastSeen = this.#now();
     record.version = health.version;
@@ -156,12 +210,13 @@ export class FleetState {
       record.devices = health.devices;
       record.loaded = mergeLoaded(health.loaded, models.loaded);
     }
-    record.machine.moveTo(stateFromHealth(health), `neuron reports ${health.status}`);
+    if (!record.retired) record.machine.moveTo(stateFromHealth(health), `neuron reports ${health.status}`);
     this.#emitChange(node);
   }
 
   applyPollFailure(node: string, error: string): void {
-    const record = this.#record(node);
+    const record = this.#nodes.get(node);
+    if (record === undefined) return;
     this.#changed(record);
     record.error = error;
     record.machine.moveTo("down", error);
@@ -170,7 +225,8 @@ export class FleetState {
 
   /** Takes a node out of routing until its next good poll (a proxied request could not connect). */
   markDown(node: string, reason: string): void {
-    const record = this.#record(node);
+    const record = this.#nodes.get(node);
+    if (record === undefined) return;
     this.#changed(record);
     record.error = reason;
     record.machine.moveTo("down", reason);

@@ -16,8 +16,12 @@ import type { FleetSnapshot } from "./fleet-types.ts";
 import type { NodeStateListener } from "./node-state.ts";
 import { NodePoller, type PollerOptions } from "./poller.ts";
 
+type NeuronTarget = Pick<NeuronRef, "name" | "endpoint" | "token">;
+
 export interface FleetOptions {
   clients: readonly NeuronApi[];
+  /** Builds the client of a node that joins later (discovery). */
+  clientFactory?: (neuron: NeuronTarget) => NeuronApi;
   pollIntervalMs: number;
   poller?: Omit<PollerOptions, "intervalMs">;
   now?: () => number;
@@ -26,9 +30,9 @@ export interface FleetOptions {
 
 export interface FleetFromConfigOptions {
   /** Neurons to use instead of `[[neurons]]` (the gateway's embedded neuron). */
-  neurons?: readonly Pick<NeuronRef, "name" | "endpoint" | "token">[];
+  neurons?: readonly NeuronTarget[];
   /** Builds each client; tests inject fakes. */
-  clientFactory?: (neuron: Pick<NeuronRef, "name" | "endpoint" | "token">) => NeuronApi;
+  clientFactory?: (neuron: NeuronTarget) => NeuronApi;
   poller?: Omit<PollerOptions, "intervalMs">;
   now?: () => number;
 }
@@ -38,11 +42,13 @@ export class Fleet {
   readonly evictions: EvictionLog;
   readonly #clients = new Map<string, NeuronApi>();
   readonly #pollers = new Map<string, NodePoller>();
+  readonly #options: FleetOptions;
+  #started = false;
 
   static fromConfig(config: LoadedConfig, options: FleetFromConfigOptions = {}): Fleet {
     const gateway = config.file.gateway;
     const neurons = options.neurons ?? config.file.neurons;
-    const factory =
+    const factory: (neuron: NeuronTarget) => NeuronApi =
       options.clientFactory ??
       ((neuron) =>
         new NeuronClient({
@@ -53,6 +59,7 @@ export class Fleet {
         }));
     return new Fleet({
       clients: neurons.map(factory),
+      clientFactory: factory,
       pollIntervalMs: gateway.poll_interval_ms,
       ...(options.poller === undefined ? {} : { poller: options.poller }),
       ...(options.now === undefined ? {} : { now: options.now }),
@@ -60,27 +67,83 @@ export class Fleet {
   }
 
   constructor(options: FleetOptions) {
+    this.#options = options;
     this.evictions = options.evictions ?? new EvictionLog();
     this.state = new FleetState({
-      nodes: options.clients.map((client) => ({ name: client.name, endpoint: client.endpoint })),
+      nodes: [],
       ...(options.now === undefined ? {} : { now: options.now }),
     });
-    for (const client of options.clients) {
-      this.#clients.set(client.name, client);
-      this.#pollers.set(
-        client.name,
-        new NodePoller(client, this.state, { ...options.poller, intervalMs: options.pollIntervalMs }),
-      );
-    }
+    for (const client of options.clients) this.#attach(client);
   }
 
   /** Starts every poller (each polls at once, then on its interval). */
   start(): void {
+    this.#started = true;
     for (const poller of this.#pollers.values()) poller.start();
   }
 
   stop(): void {
+    this.#started = false;
     for (const poller of this.#pollers.values()) poller.stop();
+  }
+
+  /** A node found by discovery joins: polled at once, routed to once a poll says it is up. */
+  addNode(neuron: NeuronTarget): void {
+    const factory = this.#options.clientFactory;
+    if (factory === undefined) throw new Error("this fleet cannot add nodes: no client factory");
+    const poller = this.#attach(factory(neuron));
+    if (this.#started) poller.start();
+  }
+
+  /**
+   * The same node answers at a new address (a pod restarted with a new IP):
+   * a new client and poller, the same name and so the same place in routing.
+   */
+  moveNode(neuron: NeuronTarget): void {
+    const factory = this.#options.clientFactory;
+    if (factory === undefined) throw new Error("this fleet cannot move nodes: no client factory");
+    this.#pollers.get(neuron.name)?.stop();
+    const client = factory(neuron);
+    this.#clients.set(neuron.name, client);
+    const poller = new NodePoller(client, this.state, {
+      ...this.#options.poller,
+      intervalMs: this.#options.pollIntervalMs,
+    });
+    this.#pollers.set(neuron.name, poller);
+    this.state.setEndpoint(neuron.name, neuron.endpoint);
+    if (this.#started) poller.start();
+  }
+
+  /**
+   * A node left discovery: no new requests or loads go there at once; it
+   * leaves the fleet when what this gateway runs there has finished.
+   */
+  async retire(node: string, reason: string): Promise<void> {
+    if (!this.state.has(node)) return;
+    this.#pollers.get(node)?.stop();
+    this.state.retire(node, reason);
+    if (this.state.busy(node))
+      await new Promise<void>((resolve) => {
+        const unsubscribe = this.state.onChange((changed) => {
+          if (changed !== node || this.state.busy(node)) return;
+          unsubscribe();
+          resolve();
+        });
+      });
+    this.state.removeNode(node);
+    this.#clients.delete(node);
+    this.#pollers.delete(node);
+  }
+
+  #attach(client: NeuronApi): NodePoller {
+    this.state.addNode({ name: client.name, endpoint: client.endpoint });
+    this.#clients.set(client.name, client);
+    const poller = new NodePoller(client, this.state, {
+      ...this.#options.poller,
+      intervalMs: this.#options.pollIntervalMs,
+    });
+    this.#pollers.set(client.name, poller);
+    return poller;
   }
 
   /** Polls every node now; resolves when all have answered or failed. */
@@ -88,9 +151,9 @@ export class Fleet {
     await Promise.all([...this.#pollers.values()].map((poller) => poller.refresh()));
   }
 
-  /** Re-reads one node now (after a load or unload); never rejects. */
+  /** Re-reads one node now (after a load or unload); never rejects. A node that left: nothing to read. */
   refresh(node: string): Promise<void> {
-    return this.#poller(node).refresh();
+    return this.#pollers.get(node)?.refresh() ?? Promise.resolve();
   }
 
   client(node: string): NeuronApi {
@@ -166,11 +229,5 @@ export class Fleet {
   async recycle(node: string, device: string): Promise<void> {
     await this.client(node).recycle({ device });
     await this.refresh(node);
-  }
-
-  #poller(node: string): NodePoller {
-    const poller = this.#pollers.get(node);
-    if (poller === undefined) throw new CortexError("not_found", `no neuron named ${JSON.stringify(node)}`);
-    return poller;
   }
 }
