@@ -18,7 +18,8 @@ import { ensureDemoModel } from "../../src/neuron/gguf/tiny-model.ts";
 import { type RunningNeuron, startNeuron } from "../../src/neuron/start-neuron.ts";
 import { findTool } from "../../scripts/debian-tools.ts";
 import { chat } from "./helpers/gateway-requests.ts";
-import { configToml, FLEET_SIZING, profile, type FleetNodeBrief } from "./helpers/real-fleet.ts";
+import type { FleetNode } from "../../src/core/admin-api.ts";
+import { configToml, FLEET_SIZING, profile } from "./helpers/real-fleet.ts";
 
 const dnsmasq = findTool("dnsmasq");
 const NAME = "cortex-neuron.test";
@@ -112,11 +113,11 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-function nodes(ready: (nodes: FleetNodeBrief[]) => boolean): Promise<FleetNodeBrief[]> {
-  return gateway.whenFleet((all) => ready(all as FleetNodeBrief[])) as Promise<FleetNodeBrief[]>;
+function nodes(ready: (nodes: FleetNode[]) => boolean): Promise<FleetNode[]> {
+  return gateway.whenFleet(ready);
 }
 
-const upNames = (all: FleetNodeBrief[]) =>
+const upNames = (all: FleetNode[]) =>
   all
     .filter((node) => node.state === "up")
     .map((node) => node.name)
