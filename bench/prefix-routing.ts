@@ -6,7 +6,10 @@
  * after the previous one of its conversation), so least-busy routing spreads
  * a conversation's turns over both nodes. Prints the prompt tokens the
  * neurons computed (usage prompt_tokens − cached_tokens) in each mode and
- * their ratio.
+ * their ratio. Then cache-aware routing through two gateway replicas that
+ * share nothing, requests alternating between them (round-robin, as behind
+ * one Kubernetes Service): its cache-hit rate (cached ÷ prompt tokens)
+ * against one gateway's.
  *
  *   bun bench/prefix-routing.ts                     # 4 conversations × 4 turns, ~800-token prefixes
  */
@@ -53,7 +56,11 @@ const Usage = z.object({
   choices: z.array(z.object({ message: z.object({ content: z.string().nullable() }) })),
 });
 
-async function run(cacheAffinity: boolean, modelFile: string): Promise<{ prompt: number; computed: number }> {
+async function run(
+  cacheAffinity: boolean,
+  modelFile: string,
+  replicas = 1,
+): Promise<{ prompt: number; computed: number }> {
   const dir = tempDir("routing");
   const neurons = await Promise.all(
     ["n1", "n2"].map(() =>
@@ -75,7 +82,11 @@ async function run(cacheAffinity: boolean, modelFile: string): Promise<{ prompt:
       models: [{ id: MODEL_ID, file: modelFile, context_size: 4096, slots: opts.slots }],
     }),
   );
-  const gateway = await startGateway(loadConfig({ path, env: {} }));
+  const gateways = await Promise.all(
+    Array.from({ length: replicas }, () => startGateway(loadConfig({ path, env: {} }))),
+  );
+  const gateway = gateways[0] as Awaited<ReturnType<typeof startGateway>>;
+  let sent = 0;
   try {
     for (const node of ["n1", "n2"]) {
       await waitUntil(`${node} up`, async () => {
@@ -94,7 +105,8 @@ async function run(cacheAffinity: boolean, modelFile: string): Promise<{ prompt:
         const history: TraceMessage[] = [{ role: "system", content: systemPrompt(c, opts.prefixTokens) }];
         for (let turn = 0; turn < opts.turns; turn++) {
           history.push({ role: "user", content: userTurn(c, turn, opts.turnTokens) });
-          const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+          const via = gateways[sent++ % gateways.length] ?? gateway;
+          const response = await fetch(`${via.url}/v1/chat/completions`, {
             method: "POST",
             headers: { "content-type": "application/json" },
             body: JSON.stringify({ model: MODEL_ID, messages: history, max_tokens: 16, temperature: 0 }),
@@ -109,7 +121,7 @@ async function run(cacheAffinity: boolean, modelFile: string): Promise<{ prompt:
     );
     return { prompt, computed };
   } finally {
-    await gateway.stop();
+    for (const each of gateways) await each.stop();
     await Promise.all(neurons.map((neuron) => neuron.stop()));
   }
 }
@@ -125,7 +137,16 @@ const leastBusy = await run(false, modelFile);
 console.error(`least-busy: computed ${leastBusy.computed} of ${leastBusy.prompt}`);
 const cacheAware = await run(true, modelFile);
 console.error(`cache-aware: computed ${cacheAware.computed} of ${cacheAware.prompt}`);
+const twoReplicas = await run(true, modelFile, 2);
+console.error(
+  `cache-aware, 2 gateways round-robin: computed ${twoReplicas.computed} of ${twoReplicas.prompt}`,
+);
+const hitRate = (run: { prompt: number; computed: number }) => (run.prompt - run.computed) / run.prompt;
 console.log(
   `prompt tokens computed: cache-aware ${cacheAware.computed} of ${cacheAware.prompt}, least-busy ${leastBusy.computed} of ${leastBusy.prompt} ` +
     `(cache-aware ÷ least-busy ${fixed(cacheAware.computed / leastBusy.computed, 2)})`,
+);
+console.log(
+  `cache-hit rate: 1 gateway ${fixed(hitRate(cacheAware), 3)}, 2 gateways round-robin ${fixed(hitRate(twoReplicas), 3)} ` +
+    `(2 ÷ 1 = ${fixed(hitRate(twoReplicas) / hitRate(cacheAware), 2)}; target >= 0.9)`,
 );

@@ -79,6 +79,13 @@ export interface ChatResult {
 }
 
 /**
+ * How long a freshly loaded copy that has served nothing yet is kept from a
+ * non-forced unload: time for the gateway that loaded it to send the requests
+ * it loaded it for (they follow the load's answer within milliseconds).
+ */
+const FRESH_LOAD_GRACE_MS = 10_000;
+
+/**
  * Holds no model state of its own: every answer about models is read from
  * the engine, so what `/models` says is what a chat finds.
  */
@@ -234,6 +241,21 @@ export class NeuronService {
       throw new CortexError(
         "conflict",
         `model ${request.id} has ${busy} request(s) in flight or queued; unload with force to cancel them`,
+      );
+    // A copy loaded for requests that have not arrived yet (a gateway loads, then sends them) is
+    // no victim for another gateway replica: evicting it would send both into a load loop.
+    const model = this.#pool.models().find((loaded) => loaded.id === request.id);
+    const sinceLoad = model === undefined ? Number.POSITIVE_INFINITY : Date.now() - model.loadedAt;
+    if (
+      !request.force &&
+      model !== undefined &&
+      model.lastUsed <= model.loadedAt &&
+      sinceLoad < FRESH_LOAD_GRACE_MS
+    )
+      throw new CortexError(
+        "conflict",
+        `model ${request.id} was loaded ${Math.round(sinceLoad)} ms ago and has not served its first request yet; unload with force to take it anyway`,
+        { retryAfterS: Math.max(1, Math.ceil((FRESH_LOAD_GRACE_MS - sinceLoad) / 1000)) },
       );
     await this.#pool.unload(request.id, { force: request.force === true });
   }

@@ -106,6 +106,55 @@ describe("choosing among loaded copies", () => {
   });
 });
 
+describe("replicas that share nothing agree on a new conversation's node (rendezvous)", () => {
+  const three = (counts: [number, number, number]) =>
+    fleet(
+      node("a", { loaded: [model("m", { inFlight: counts[0] })] }),
+      node("b", { loaded: [model("m", { inFlight: counts[1] })] }),
+      node("c", { loaded: [model("m", { inFlight: counts[2] })] }),
+    );
+  const conversations = Array.from({ length: 60 }, (_, i) =>
+    prefixChain(request([system, text("user", `Task number ${i}.`)])),
+  );
+  const pick = (view: ReturnType<typeof three>, chain: (typeof conversations)[number], maxImbalance = 4) =>
+    pickLoadedNode(view, "m", {
+      affinity: { matched: () => 0, maxImbalance, conversation: chain.conversation },
+    })?.node;
+
+  test("a conversation's key is the same in every turn, and differs between conversations", () => {
+    expect(prefixChain(request(turn2)).conversation).toBe(prefixChain(request(turn1)).conversation as bigint);
+    expect(new Set(conversations.map((chain) => chain.conversation)).size).toBe(60);
+    const session = { ...request(turn1), sessionKey: "s-1" };
+    expect(prefixChain(session).conversation).toBe(
+      prefixChain({ ...request(turn2), sessionKey: "s-1" })[0] as bigint,
+    );
+  });
+
+  test("the same node whatever the node order, and conversations spread over the nodes", () => {
+    const view = three([0, 0, 0]);
+    const reversed = fleet(...[...view.nodes].reverse());
+    const picks = conversations.map((chain) => pick(view, chain));
+    expect(conversations.map((chain) => pick(reversed, chain))).toEqual(picks);
+    for (const name of ["a", "b", "c"]) expect(picks.filter((p) => p === name).length).toBeGreaterThan(5);
+  });
+
+  test("a node that leaves moves only the conversations it held", () => {
+    const before = conversations.map((chain) => pick(three([0, 0, 0]), chain));
+    const withoutC = fleet(node("a", { loaded: [model("m")] }), node("b", { loaded: [model("m")] }));
+    conversations.forEach((chain, i) => {
+      if (before[i] !== "c") expect(pick(withoutC, chain)).toBe(before[i] as string);
+    });
+  });
+
+  test("a winner busier than the allowed imbalance gives way to a copy within it", () => {
+    const chain = conversations.find(
+      (c) => pick(three([0, 0, 0]), c) === "a",
+    ) as (typeof conversations)[number];
+    expect(pick(three([5, 0, 0]), chain, 4)).not.toBe("a");
+    expect(pick(three([4, 0, 0]), chain, 4)).toBe("a");
+  });
+});
+
 describe("where the session hints come from", () => {
   test("Claude Code's metadata.user_id session_id, OpenAI's prompt_cache_key (chat and Responses)", async () => {
     const { parseAnthropicRequest } = await import("../../src/dialects/anthropic/parse-request.ts");

@@ -87,7 +87,11 @@ export async function routeWithFailover<T>(
   const affinity =
     cache === undefined || chain === undefined
       ? undefined
-      : { matched: (node: string) => cache.served.matched(node, chain), maxImbalance: cache.maxImbalance };
+      : {
+          matched: (node: string) => cache.served.matched(node, chain),
+          maxImbalance: cache.maxImbalance,
+          conversation: chain.conversation,
+        };
   const maxAttempts = options.maxAttempts ?? 3;
   const tried = new Set<string>();
   let lastError: CortexError | undefined;

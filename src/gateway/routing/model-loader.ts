@@ -370,6 +370,18 @@ export class ModelLoader {
     });
     if (result.ok) return result.plans[0]!;
     if (lastError === undefined) throw result.error;
+    if (lastError.code === "conflict")
+      // A victim turned out busy (another gateway replica's requests, or a copy it just loaded for
+      // them): the room is taken for now, as when planning finds it held by busy models.
+      throw new CortexError(
+        "unavailable",
+        `${lastError.message}; no other node can load ${resolved.id} now`,
+        {
+          cause: lastError,
+          retryAfterS: lastError.retryAfterS ?? 1,
+          details: { model: resolved.id },
+        },
+      );
     const code = lastError.code === "insufficient_memory" ? "insufficient_memory" : "load_failed";
     throw new CortexError(code, `${lastError.message}; no other node can load ${resolved.id}`, {
       cause: lastError,

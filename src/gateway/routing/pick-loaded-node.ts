@@ -7,6 +7,7 @@ import {
   isLive,
   usableFreeMemory,
 } from "../fleet/fleet-types.ts";
+import { rendezvousPick } from "./rendezvous.ts";
 
 export interface ModelCopy {
   node: string;
@@ -25,14 +26,19 @@ export interface PrefixPreference {
   matched(node: string): number;
   /** A preferred node may have at most this many more requests in flight and queued than the least busy one. */
   maxImbalance: number;
+  /** The conversation's key (PrefixChain.conversation): where no node matched, the rendezvous winner takes it. */
+  conversation?: bigint | undefined;
 }
 
 /**
  * The least busy ready copy on a live node: fewest requests in flight plus
  * queued, then the node with the most free memory, then by name (so replicas
  * pick alike). With a prefix preference, the copy on the node with the
- * longest match instead, unless it is busier than the least busy copy by
- * more than the allowed imbalance. Undefined when no ready copy exists.
+ * longest match instead; where no node matched (a new conversation, or one
+ * another gateway replica served so far), the rendezvous winner for the
+ * conversation's key, which every replica computes alike. Either way not a
+ * copy busier than the least busy one by more than the allowed imbalance.
+ * Undefined when no ready copy exists.
  */
 export function pickLoadedNode(
   fleet: FleetSnapshot,
@@ -58,7 +64,12 @@ export function pickLoadedNode(
         best = copy;
       }
     }
-    if (busyness(best.model) - busyness(least.model) > options.affinity.maxImbalance) best = least;
+    const { conversation, maxImbalance } = options.affinity;
+    if (longest === 0 && conversation !== undefined) {
+      const eligible = copies.filter((copy) => busyness(copy.model) - busyness(least.model) <= maxImbalance);
+      best = rendezvousPick(conversation, eligible, (copy) => copy.node) ?? least;
+    }
+    if (busyness(best.model) - busyness(least.model) > maxImbalance) best = least;
   }
   return { node: best.node, model: best.model };
 }

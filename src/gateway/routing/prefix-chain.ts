@@ -19,7 +19,13 @@
  */
 import type { CanonicalRequest } from "../../dialects/canonical.ts";
 
-export type PrefixChain = readonly bigint[];
+/**
+ * `conversation`: the link that names the conversation (its session link, or
+ * else the link of its first message after the system prompt and tools),
+ * alike in every turn of it and, unlike the chain's matches, alike in every
+ * gateway replica: the key of rendezvous-hash routing (rendezvous.ts).
+ */
+export type PrefixChain = readonly bigint[] & { readonly conversation?: bigint };
 
 function link(text: string, previous: bigint): bigint {
   return BigInt(Bun.hash(text, previous));
@@ -35,10 +41,12 @@ export function prefixChain(
   let hash = link(JSON.stringify([model, system, request.tools]), session);
   const chain =
     session !== 0n ? [session, hash] : system.length > 0 || request.tools.length > 0 ? [hash] : [];
+  const firstOwn = chain.length;
   for (const message of request.messages) {
     if (message.role === "system") continue;
     hash = link(JSON.stringify(message), hash);
     chain.push(hash);
   }
-  return chain;
+  const conversation = session !== 0n ? session : chain[firstOwn];
+  return conversation === undefined ? chain : Object.assign(chain, { conversation });
 }
