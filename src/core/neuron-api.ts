@@ -112,7 +112,16 @@ export type LoadResponse = z.infer<typeof LoadResponse>;
 export const PinRequest = z.object({ id: z.string().min(1), pinned: z.boolean() });
 export type PinRequest = z.infer<typeof PinRequest>;
 
-export const UnloadRequest = z.object({ id: z.string().min(1), force: z.boolean().optional() });
+export const UnloadRequest = z.object({
+  id: z.string().min(1),
+  force: z.boolean().optional(),
+  /**
+   * A gateway evicting the copy to make room or for idleness (not an operator's unload): refused
+   * (409) while the copy is fresh and has served nothing, since another gateway replica loaded it
+   * for requests still on their way.
+   */
+  evict: z.boolean().optional(),
+});
 export type UnloadRequest = z.infer<typeof UnloadRequest>;
 
 export const RecycleRequest = z.object({ device: z.string().min(1) });

@@ -199,7 +199,10 @@ export class NeuronClient implements NeuronApi {
   }
 
   load(request: LoadRequest, options?: CallOptions): Promise<LoadResponse> {
-    return this.#call("POST", "/models/load", LoadResponse, request, options, this.#lifecycleTimeoutMs);
+    // On a connection of its own: a load whose connection breaks is read as the neuron crashing on
+    // the file (model-loader.ts), so it must never ride a pooled connection that a restarted
+    // neuron closed a moment ago.
+    return this.#call("POST", "/models/load", LoadResponse, request, options, this.#lifecycleTimeoutMs, true);
   }
 
   async unload(request: UnloadRequest, options?: CallOptions): Promise<void> {
@@ -221,6 +224,7 @@ export class NeuronClient implements NeuronApi {
     body: unknown,
     options: CallOptions | undefined,
     defaultTimeoutMs: number,
+    freshConnection = false,
   ): Promise<z.infer<S>> {
     const { url, headers } = this.target(path);
     const timeout = AbortSignal.timeout(options?.timeoutMs ?? defaultTimeoutMs);
@@ -232,6 +236,7 @@ export class NeuronClient implements NeuronApi {
         method,
         headers: body === undefined ? headers : { ...headers, "content-type": "application/json" },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...(freshConnection ? { keepalive: false } : {}),
         signal,
       });
       text = await response.text();

@@ -247,6 +247,7 @@ export class NeuronService {
     const model = this.#pool.models().find((loaded) => loaded.id === request.id);
     const sinceLoad = model === undefined ? Number.POSITIVE_INFINITY : Date.now() - model.loadedAt;
     if (
+      request.evict === true &&
       !request.force &&
       model !== undefined &&
       model.lastUsed <= model.loadedAt &&
@@ -254,7 +255,7 @@ export class NeuronService {
     )
       throw new CortexError(
         "conflict",
-        `model ${request.id} was loaded ${Math.round(sinceLoad)} ms ago and has not served its first request yet; unload with force to take it anyway`,
+        `model ${request.id} was loaded ${Math.round(sinceLoad)} ms ago for requests that have not arrived yet; not evicted`,
         { retryAfterS: Math.max(1, Math.ceil((FRESH_LOAD_GRACE_MS - sinceLoad) / 1000)) },
       );
     await this.#pool.unload(request.id, { force: request.force === true });

@@ -196,7 +196,16 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
       log.info(
         `draining: ${inFlight.size} request(s) in flight, new ones refused (grace ${graceMs / 1000} s)`,
       );
-      const drained = await settlesWithin(inFlight.untilIdle(), graceMs, hurry);
+      const started = Date.now();
+      let drained = await settlesWithin(inFlight.untilIdle(), graceMs, hurry);
+      // The last answers are handed to the server but maybe not written yet (a load's JSON): close
+      // the listener and let Bun finish sending them before the connections are cut.
+      if (drained && app.server !== null && app.server !== undefined)
+        drained = await settlesWithin(
+          app.server.stop(false),
+          Math.max(0, graceMs - (Date.now() - started)),
+          hurry,
+        );
       if (drained) log.info("drained: every request finished");
       else
         log.warn(

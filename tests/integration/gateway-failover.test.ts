@@ -22,6 +22,8 @@ let gateway: TestGateway;
 
 const TOML = configToml({
   gateway: { poll_interval_ms: 60_000 },
+  // Failover alone: among equal copies the first node is tried first (no conversation routing).
+  routing: { cache_affinity: false },
   models: [profile("alpha", "a.gguf"), profile("beta", "b.gguf"), profile("gamma", "c.gguf")],
 });
 

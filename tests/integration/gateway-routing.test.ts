@@ -192,9 +192,18 @@ describe("placement", () => {
     expect(await loadedIds(fleet.neuron("n1").url)).toEqual([]);
   });
 
-  test("a model loaded on two nodes: requests go to the less busy copy", async () => {
+  test("a model loaded on two nodes: a new conversation goes to the less busy copy when the allowed imbalance is 0", async () => {
+    // By default a new conversation goes to its rendezvous node among the copies at most
+    // routing.cache_affinity_max_imbalance busier than the least busy one (so replicas agree);
+    // with 0 only the least busy copies qualify.
+    const strict = await fleet.gateway({
+      toml: configToml({
+        routing: { cache_affinity_max_imbalance: 0 },
+        models: [profile("alpha", "a.gguf", { aliases: ["al"] })],
+      }),
+    });
     for (const node of ["n1", "n2"]) {
-      const response = await fetch(`${gateway.url}/admin/models/load`, {
+      const response = await fetch(`${strict.url}/admin/models/load`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ model: "alpha", node }),
@@ -202,7 +211,7 @@ describe("placement", () => {
       expect(response.status).toBe(200);
     }
     const urls = { n1: fleet.neuron("n1").url, n2: fleet.neuron("n2").url };
-    const held = await holdStream(gateway.url, "alpha", noEnd);
+    const held = await holdStream(strict.url, "alpha", noEnd);
     try {
       const busy = (await neuronModels(urls.n1))[0]?.inFlight === 1 ? "n1" : "n2";
       const idle = busy === "n1" ? "n2" : "n1";
@@ -216,12 +225,12 @@ describe("placement", () => {
       for (let i = 0; i < 3; i++) {
         // The gateway counts a request in flight until its answer is written: route the next one once
         // it sees the idle copy free again (on a busy machine that bookkeeping can trail the client).
-        await waitForFleet(gateway, (nodes) =>
+        await waitForFleet(strict, (nodes) =>
           nodes.some(
             (node) => node.name === idle && node.loaded.some((m) => m.id === "alpha" && m.inFlight === 0),
           ),
         );
-        const response = await chat(gateway.url, "alpha", { extra: other });
+        const response = await chat(strict.url, "alpha", { extra: other });
         expect(response.status).toBe(200);
         await response.text();
       }
@@ -229,6 +238,7 @@ describe("placement", () => {
       expect((await servedCount(urls[busy], "alpha")) - servedBefore.busy).toBe(0);
     } finally {
       await held.release();
+      await strict.stop();
     }
   });
 

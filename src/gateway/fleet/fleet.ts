@@ -203,7 +203,12 @@ export class Fleet {
     const end = this.state.beginUnload(node, modelId);
     try {
       await this.client(node).unload(
-        { id: modelId, ...(options.force ? { force: true } : {}) },
+        {
+          id: modelId,
+          ...(options.force ? { force: true } : {}),
+          // An eviction, not an operator's unload: the neuron keeps a copy another replica just loaded.
+          ...(options.reason === "admin" ? {} : { evict: true }),
+        },
         { signal: options.signal },
       );
       this.evictions.record({

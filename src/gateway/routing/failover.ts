@@ -95,6 +95,7 @@ export async function routeWithFailover<T>(
   const maxAttempts = options.maxAttempts ?? 3;
   const tried = new Set<string>();
   let lastError: CortexError | undefined;
+  let lastStale = false;
   for (let attemptNo = 1; attemptNo <= maxAttempts; attemptNo++) {
     options.signal?.throwIfAborted();
     let target: Awaited<ReturnType<ModelLoader["ensureLoaded"]>>;
@@ -139,6 +140,7 @@ export async function routeWithFailover<T>(
         fleet.state.applyUnloaded(target.node, target.modelId);
         await fleet.refresh(target.node);
         lastError = failure;
+        lastStale = true;
         continue;
       }
       if (!shouldFailover(failure)) throw failure;
@@ -148,7 +150,16 @@ export async function routeWithFailover<T>(
       fleet.reportFailure(target.node, failure);
       tried.add(target.node);
       lastError = failure;
+      lastStale = false;
     }
   }
+  if (lastStale)
+    // The model exists; its copies kept being unloaded (by another gateway replica) under this
+    // request: a 404 would tell the client it does not, so tell it to come back.
+    throw new CortexError(
+      "unavailable",
+      `${model} was unloaded from its node while this request was on its way, ${maxAttempts} times; retry`,
+      { retryAfterS: 1, cause: lastError },
+    );
   throw lastError ?? new CortexError("unavailable", `no node could serve ${model}`, { retryAfterS: 1 });
 }
