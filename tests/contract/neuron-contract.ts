@@ -283,6 +283,17 @@ export function neuronContract(
           });
         });
 
+        test("an eviction of a copy loaded just now that has served nothing is refused (409); an operator's unload is not", async () => {
+          await h.api.load({ id: "contract-fresh", file: h.file, devices: [h.device] });
+          expect(await refusal(h.api.unload({ id: "contract-fresh", evict: true }))).toEqual({
+            status: 409,
+            code: "conflict",
+          });
+          expect((await views(h.api)).models.loaded.some((m) => m.id === "contract-fresh")).toBe(true);
+          await h.api.unload({ id: "contract-fresh" });
+          expectAbsent(await views(h.api), "contract-fresh");
+        });
+
         test(`unload removes the model from /models and /health and gives its memory back; it loads again${serves.chat ? " and serves" : ""}`, async () => {
           const before = deviceOf(await views(h.api), h.device)!.memoryFree;
           await h.api.load({ id: "contract-a", file: h.file, devices: [h.device] });

@@ -218,6 +218,20 @@ export class MemoryNeuron implements NeuronApi {
     const found = this.loaded.find((m) => m.id === request.id);
     if (found === undefined)
       throw new CortexError("model_not_found", `neuron ${this.name}: ${request.id} is not loaded`);
+    // As the real neuron: an eviction spares a copy loaded just now that has served nothing yet.
+    if (
+      request.evict === true &&
+      !request.force &&
+      found.lastUsed <= found.loadedAt &&
+      Date.now() - found.loadedAt < 10_000
+    )
+      throw new CortexError(
+        "conflict",
+        `neuron ${this.name}: ${request.id} was loaded just now; not evicted`,
+        {
+          retryAfterS: 1,
+        },
+      );
     this.#drop(found);
     for (const target of found.devices) this.devices.find((d) => d.id === target)!.loadCycles += 1;
   }

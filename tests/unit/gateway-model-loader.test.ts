@@ -166,9 +166,10 @@ describe("ensureLoaded", () => {
     const beast = neuron("beast", 8);
     const { loader, fleet } = await setup([beast]);
     await loader.ensureLoaded("llama").then((t) => t.release());
+    served(beast, "llama");
     expect(beast.devices[0]!.memoryFree).toBe(2 * GiB);
     await loader.ensureLoaded("qwen");
-    expect(beast.calls.unload).toEqual([{ id: "llama" }]);
+    expect(beast.calls.unload).toEqual([{ id: "llama", evict: true }]);
     expect(beast.loaded.map((m) => m.id)).toEqual(["qwen"]);
     expect(fleet.evictions.counts()).toEqual({ make_room: 1, idle_ttl: 0, admin: 0 });
   });
@@ -181,8 +182,9 @@ describe("ensureLoaded", () => {
     await expect(loader.ensureLoaded("qwen")).rejects.toMatchObject({ code: "unavailable" });
     expect(beast.calls.unload).toEqual([]);
     forWaiters.release();
+    served(beast, "llama");
     await loader.ensureLoaded("qwen");
-    expect(beast.calls.unload).toEqual([{ id: "llama" }]);
+    expect(beast.calls.unload).toEqual([{ id: "llama", evict: true }]);
   });
 
   test("unknown names are 404 model_not_found", async () => {
@@ -259,17 +261,24 @@ describe("routeWithFailover", () => {
   });
 });
 
+/** The requests a copy was loaded for have reached it (a neuron moves lastUsed past loadedAt). */
+function served(neuron: { loaded: Array<{ id: string; lastUsed: number; loadedAt: number }> }, id: string) {
+  const model = neuron.loaded.find((m) => m.id === id);
+  if (model) model.lastUsed = model.loadedAt + 1;
+}
+
 describe("background evictor", () => {
   test("unloads idle models (idle_ttl) and recycles worn idle devices", async () => {
     const beast = neuron("beast", 20);
     const { loader, fleet } = await setup([beast]);
     await loader.ensureLoaded("qwen").then((t) => t.release());
+    beast.loaded[0]!.loadedAt = Date.now() - 180_000;
     beast.loaded[0]!.lastUsed = Date.now() - 120_000;
     beast.devices[0]!.loadCycles = 10;
     await fleet.refreshAll();
     const evictor = new BackgroundEvictor(fleet, { idleTtlS: 60, defragAfterCycles: 5 });
     await evictor.runOnce();
-    expect(beast.calls.unload).toEqual([{ id: "qwen" }]);
+    expect(beast.calls.unload).toEqual([{ id: "qwen", evict: true }]);
     expect(fleet.evictions.counts().idle_ttl).toBe(1);
     expect(beast.calls.recycle).toEqual([{ device: "cuda-dev-0" }]);
     expect(evictor.recycles).toBe(1);
