@@ -16,6 +16,7 @@ import { Glob } from "bun";
 import { ensureHelmTools } from "./ensure-helm-tools.ts";
 import { ensureDebianTools } from "./debian-tools.ts";
 import { ensureModel } from "./fetch-models.ts";
+import { ensureRedis } from "./fetch-redis.ts";
 
 const root = `${import.meta.dir}/..`;
 const bin = (name: string) => `${root}/node_modules/.bin/${name}`;
@@ -64,6 +65,15 @@ try {
 // Servers some tests run for real (dnsmasq); where they cannot be installed, those tests skip.
 for (const problem of ensureDebianTools())
   console.warn(`check: ${problem}; the tests that need it will skip`);
+// A real redis-server (Debian's package, unpacked without root into .cache/redis) for the shared-state tests;
+// where it cannot be had they skip and say so.
+try {
+  ensureRedis();
+} catch (error) {
+  console.warn(
+    `check: redis-server could not be fetched, the Redis store tests will skip: ${error instanceof Error ? error.message : String(error)}`,
+  );
+}
 
 const files = [...new Glob("tests/**/*.test.ts").scanSync({ cwd: root })]
   .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))

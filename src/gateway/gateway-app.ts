@@ -31,7 +31,9 @@ import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
 import { DEFAULT_MAX_BODY_BYTES, type ReadJsonOptions, readJsonBody } from "./read-json-body.ts";
-import type { ResponseStore } from "./responses/response-store.ts";
+import { keepThreadAtEnd, openThread, threadStore } from "./responses/message-threads.ts";
+import type { RecordStore } from "./responses/record-store.ts";
+import { responseStore } from "./responses/response-store.ts";
 import {
   createResponse,
   deleteResponse,
@@ -62,8 +64,8 @@ export interface GatewayAppOptions {
   keepBillingHeader?: boolean;
   /** gateway.context_overflow. */
   contextOverflow?: "clamp" | "error";
-  /** Stored Responses API answers (`[responses]`). */
-  responseStore: ResponseStore;
+  /** Where stored Responses API answers and Anthropic message threads live (`[responses]`, `[state]`). */
+  records: RecordStore;
   /** gateway.listen's host: a name the admin API answers to besides the loopback names. */
   listenHostname?: string;
   /** gateway.body_timeout_s: how long a request body may take to arrive. */
@@ -171,6 +173,8 @@ export function createGatewayApp(options: GatewayAppOptions) {
     ...(options.contextOverflow === undefined ? {} : { contextOverflow: options.contextOverflow }),
   };
 
+  const threads = threadStore(options.records);
+
   const chatHandler =
     (dialect: Dialect) =>
     async ({ request }: { request: Request }): Promise<Response> => {
@@ -182,7 +186,10 @@ export function createGatewayApp(options: GatewayAppOptions) {
             "unauthorized",
             "invalid API key: send it as Authorization: Bearer or x-api-key",
           );
-        const body = await readBody(request, "if-present");
+        const sent = await readBody(request, "if-present");
+        // Anthropic's message threads: the whole conversation, from the store (responses/message-threads.ts).
+        const thread = dialect === "anthropic" ? await openThread(threads, sent, requestId) : undefined;
+        const body = thread?.body ?? sent;
         const canonical =
           dialect === "anthropic"
             ? parseAnthropicRequest(body, {
@@ -200,9 +207,10 @@ export function createGatewayApp(options: GatewayAppOptions) {
         const ctx: ChatContext = { dialect, requestId, signal: request.signal, startedAt };
         if (!canonical.stream) {
           const { response } = await completeChat(chatDeps, canonical, ctx);
+          await thread?.keep?.(response, canonical.model);
           const body =
             dialect === "anthropic"
-              ? renderAnthropicResponse(response, { model: canonical.model })
+              ? renderAnthropicResponse(response, { model: canonical.model, messageId: thread?.messageId })
               : renderOpenAIResponse(response, { model: canonical.model });
           return new Response(JSON.stringify(body), {
             headers: { "content-type": "application/json", "x-request-id": requestId },
@@ -215,15 +223,21 @@ export function createGatewayApp(options: GatewayAppOptions) {
         const chat = await startChat(chatDeps, canonical, ctx);
         const encoder =
           dialect === "anthropic"
-            ? new AnthropicStreamEncoder({ model: canonical.model })
+            ? new AnthropicStreamEncoder({ model: canonical.model, messageId: thread?.messageId })
             : new OpenAIStreamEncoder({ includeUsage: canonical.includeUsage, model: canonical.model });
-        return new Response(await relaySse(chat.parts, encoder), { headers: sseHeaders(requestId) });
+        const keep = thread?.keep;
+        const parts =
+          keep === undefined
+            ? chat.parts
+            : keepThreadAtEnd(chat.parts, (answer) => keep(answer, canonical.model));
+        return new Response(await relaySse(parts, encoder), { headers: sseHeaders(requestId) });
       } catch (error) {
         return renderError(dialect, error, { "x-request-id": requestId });
       }
     };
 
-  const responsesDeps = { ...chatDeps, store: options.responseStore };
+  const responses = responseStore(options.records);
+  const responsesDeps = { ...chatDeps, store: responses };
 
   /** An OpenAI endpoint (Responses, completions, embeddings): the client's key checked, errors in OpenAI's envelope. */
   const responsesRoute =
@@ -379,21 +393,17 @@ export function createGatewayApp(options: GatewayAppOptions) {
               param: "stream",
             },
           );
-        return json(await retrieveResponse(options.responseStore, responseId(request)));
+        return json(await retrieveResponse(responses, responseId(request)));
       }),
     )
     .delete(
       "/v1/responses/:id",
-      responsesRoute(async (request) =>
-        json(await deleteResponse(options.responseStore, responseId(request))),
-      ),
+      responsesRoute(async (request) => json(await deleteResponse(responses, responseId(request)))),
     )
     .get(
       "/v1/responses/:id/input_items",
       responsesRoute(async (request) =>
-        json(
-          await listInputItems(options.responseStore, responseId(request), new URL(request.url).searchParams),
-        ),
+        json(await listInputItems(responses, responseId(request), new URL(request.url).searchParams)),
       ),
     )
     .post(

@@ -21,7 +21,8 @@ import { attachFleetGauges } from "./metrics/fleet-gauges.ts";
 import { GatewayMetrics } from "./metrics/gateway-metrics.ts";
 import { instrumentNeuron } from "./metrics/instrumented-neuron.ts";
 import { NeuronClient } from "./neuron-client.ts";
-import { createResponseStore } from "./responses/create-response-store.ts";
+import { createRecordStore } from "./responses/create-response-store.ts";
+import { RedisConnection } from "./state/redis-connection.ts";
 import { createRoutingServices } from "./routing/routing-services.ts";
 
 const log = logger("gateway");
@@ -137,11 +138,19 @@ export async function startGateway(
   }
   await firstPoll(services.fleet.state, 5_000);
 
-  const responseStore = createResponseStore(config.file.responses);
+  // Shared state (docs/GATEWAY.md, "Shared state"): a Redis that is not there yet is an ERROR, not a
+  // refusal to start; only requests that need it answer 503 until it is.
+  const stateUrl = config.file.state.redis_url;
+  const sharedState =
+    stateUrl === undefined
+      ? undefined
+      : new RedisConnection({ url: stateUrl, connectTimeoutMs: config.file.state.connect_timeout_s * 1000 });
+  await sharedState?.start();
+  const records = createRecordStore(config.file.responses, config.file.state, sharedState);
   let draining = false;
   const app = createGatewayApp({
     draining: () => draining,
-    responseStore,
+    records,
     routing: services,
     admin: createAdminOps(services),
     metrics,
@@ -169,6 +178,7 @@ export async function startGateway(
     );
   } catch (error) {
     services.stop();
+    sharedState?.close();
     await embedded?.stop();
     throw error;
   }
@@ -198,6 +208,7 @@ export async function startGateway(
     } catch (error) {
       services.stop();
       await app.stop(true);
+      sharedState?.close();
       await embedded?.stop();
       throw error;
     }
@@ -224,7 +235,8 @@ export async function startGateway(
     services.stop();
     await app.stop(true);
     metricsServer?.stop(true);
-    responseStore.close();
+    records.close();
+    sharedState?.close();
     await embedded?.stop();
   };
   return {

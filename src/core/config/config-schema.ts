@@ -96,10 +96,12 @@ export const EvictionSection = z.strictObject({
 });
 
 export const ResponsesSection = z.strictObject({
-  // Only the in-memory store exists yet; a shared (Redis) one is future work, so no key names it.
-  store: z.literal("memory").default("memory"),
+  /** Unset: "redis" when `[state] redis_url` is set, else "memory". */
+  store: z.enum(["memory", "redis"]).optional(),
   max_entries: z.number().int().positive().default(10_000),
   max_bytes: Size.default(256 * 1024 * 1024),
+  /** Largest single stored answer (with its conversation); a bigger one is answered but not kept. */
+  max_entry_bytes: Size.default(32 * 1024 * 1024),
   ttl_s: z.number().positive().default(86_400),
 });
 
@@ -121,6 +123,20 @@ export const DiscoverySection = z.strictObject({
   dns_server: Listen.optional(),
   /** Bearer token for the discovered neurons (their neuron.auth_token). */
   token: z.string().default(""),
+});
+
+/** State the gateway replicas share (stored responses, message threads): one connection per gateway. */
+export const StateSection = z.strictObject({
+  redis_url: z
+    .string()
+    .refine((value) => /^(redis|rediss|valkey|valkeys)(\+tls)?(\+unix)?:\/\/./.test(value), {
+      message:
+        'expected a URL like "redis://host:6379", "rediss://host:6380" or "redis+unix:///path/redis.sock"',
+    })
+    .optional(),
+  /** Every key cortex writes starts with this, so one Redis can serve several deployments. */
+  key_prefix: z.string().default("cortex:"),
+  connect_timeout_s: z.number().positive().default(5),
 });
 
 export const NeuronRef = z.strictObject({
@@ -197,6 +213,7 @@ export type NeuronSection = z.infer<typeof NeuronSection>;
 export type GatewaySection = z.infer<typeof GatewaySection>;
 export type EvictionSection = z.infer<typeof EvictionSection>;
 export type ResponsesSection = z.infer<typeof ResponsesSection>;
+export type StateSection = z.infer<typeof StateSection>;
 export type NeuronRef = z.infer<typeof NeuronRef>;
 export type DiscoverySection = z.infer<typeof DiscoverySection>;
 
@@ -205,6 +222,7 @@ export const ConfigFile = z.strictObject({
   gateway: GatewaySection.default(GatewaySection.parse({})),
   eviction: EvictionSection.default(EvictionSection.parse({})),
   responses: ResponsesSection.default(ResponsesSection.parse({})),
+  state: StateSection.default(StateSection.parse({})),
   routing: RoutingSection.default(RoutingSection.parse({})),
   discovery: DiscoverySection.default(DiscoverySection.parse({})),
   neurons: z.array(NeuronRef).default([]),

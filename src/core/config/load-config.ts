@@ -200,6 +200,8 @@ function crossCheck(file: ConfigFile, models: readonly ModelProfile[], label: st
       }
     }
   });
+  if (file.responses.store === "redis" && file.state.redis_url === undefined)
+    problems.push(`${label}: responses.store: "redis" needs state.redis_url (the Redis the gateways share)`);
   if (problems.length > 0) throw new ConfigError(problems);
 }
 

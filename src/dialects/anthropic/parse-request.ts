@@ -92,7 +92,7 @@ const MessagesSchema = CommonSchema.extend({
   top_k: z.number().int().nonnegative().optional(),
   metadata: z.looseObject({ user_id: z.string().nullish() }).optional(),
   stream: z.boolean().optional(),
-  /** The message-threads beta: refused (see threadUnsupported). */
+  /** The message-threads beta: resolved by the gateway before parsing (see threadUnsupported). */
   thread: z.unknown().optional(),
 });
 
@@ -220,16 +220,15 @@ function withoutBillingHeader(system: TextPart[], options: AnthropicParseOptions
 }
 
 /**
- * The message-threads beta keeps the conversation on the server; cortex does
- * not (yet), and a `continue` answered without the stored history would be
- * wrong. Anthropic's `thread_unsupported_request` makes the SDK's thread
- * (and its tool runner, which threads with `continue_unthreaded`) send the
- * full history without `thread` instead.
+ * The gateway resolves a `thread` (the message-threads beta) before parsing,
+ * against its conversation store (dialects/anthropic/thread.ts); one that
+ * reaches the parser came where no store is (count_tokens). Anthropic's
+ * `thread_unsupported_request` makes the SDK send the whole history instead.
  */
 function threadUnsupported(): CortexError {
   return new CortexError(
     "invalid_request",
-    "thread: message threads are not supported by this server; send the whole conversation without `thread`",
+    "thread: message threads are not supported on this endpoint; send the whole conversation without `thread`",
     { param: "thread", details: { error_code: "thread_unsupported_request", unsupported: ["thread"] } },
   );
 }

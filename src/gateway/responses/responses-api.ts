@@ -79,7 +79,10 @@ export async function createResponse(
       conversation: [...history, ...input, ...(response.output as unknown as ResponsesItem[])],
     };
     try {
-      await deps.store.put(response.id, record);
+      if (!(await deps.store.put(response.id, record)))
+        log.warn(
+          `response ${response.id} is larger than responses.max_entry_bytes and was not stored; continuing it will be a 404`,
+        );
     } catch (error) {
       // The answer stands; only its continuation is lost.
       log.error(`could not store response ${response.id}: ${String(error)}`);
