@@ -131,41 +131,6 @@ describe("messages", () => {
     expect(textOf(streamed)).toBe(textOf(cut));
   });
 
-  test("message threads are refused as thread_unsupported_request: the SDK's thread then sends the whole history", async () => {
-    const raw = await fetch(`${gw.url}/v1/messages`, {
-      method: "POST",
-      headers: { "x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json" },
-      body: JSON.stringify({
-        model: TINY_ID,
-        max_tokens: 20,
-        messages,
-        thread: { type: "continue", previous_message_id: "msg_01unknown" },
-      }),
-    });
-    expect(raw.status).toBe(400);
-    const body = (await raw.json()) as { error: { type: string; details?: { error_code?: string } } };
-    expect(body.error.type).toBe("invalid_request_error");
-    expect(body.error.details?.error_code).toBe("thread_unsupported_request");
-
-    const second: Anthropic.MessageParam = { role: "user", content: "And the sea?" };
-    const thread = client.beta.messages.thread(
-      greedy({ model: TINY_ID, max_tokens: 30, unsupportedRequestBehavior: "continue_unthreaded" as const }),
-    );
-    const first = await thread.send(messages);
-    const reply = await thread.send([second]);
-    // The answer to the second turn saw the first: the same prompt as the whole conversation sent at once.
-    const whole = await client.messages.create(
-      greedy({
-        model: TINY_ID,
-        max_tokens: 30,
-        messages: [...messages, { role: "assistant", content: textOf(first as Anthropic.Message) }, second],
-      }),
-    );
-    const prompt = (usage: Anthropic.Usage) => usage.input_tokens + (usage.cache_read_input_tokens ?? 0);
-    expect(prompt(reply.usage as Anthropic.Usage)).toBe(prompt(whole.usage));
-    expect(textOf(reply as Anthropic.Message)).toBe(textOf(whole));
-  });
-
   test("countTokens equals the prompt of the same request: usage's input_tokens plus its cache reads", async () => {
     const counted = await client.messages.countTokens({ model: TINY_ID, system, messages });
     const real = await client.messages.create({ model: TINY_ID, system, messages, max_tokens: 4 });

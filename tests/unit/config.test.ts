@@ -11,6 +11,7 @@ import {
   NeuronRef,
   NeuronSection,
   ResponsesSection,
+  StateSection,
 } from "../../src/core/config/config-schema.ts";
 import { loadConfig } from "../../src/core/config/load-config.ts";
 import { parseListen } from "../../src/core/config/parse-listen.ts";
@@ -172,6 +173,7 @@ file = "n.gguf"
       gateway: GatewaySection,
       eviction: EvictionSection,
       responses: ResponsesSection,
+      state: StateSection,
       neurons: NeuronRef,
       models: ModelProfile,
       neuron: NeuronSection,
@@ -182,6 +184,36 @@ file = "n.gguf"
         .map((key) => `${section}.${key}`),
     );
     expect(undocumented).toEqual([]);
+  });
+});
+
+describe("[state] and [responses] stores", () => {
+  test("redis_url picks the Redis store unless [responses] store says memory; a bad URL names the key", () => {
+    const shared = loadConfig({
+      path: writeConfig('[state]\nredis_url = "redis://redis.internal:6379"\n'),
+      env: {},
+    });
+    expect(shared.file.state).toEqual({
+      redis_url: "redis://redis.internal:6379",
+      key_prefix: "cortex:",
+      connect_timeout_s: 5,
+    });
+    expect(shared.file.responses.store).toBeUndefined();
+    expect(shared.file.responses.max_entry_bytes).toBe(32 * 1024 * 1024);
+
+    const path = writeConfig('[state]\nredis_url = "http://redis:6379"\n');
+    const [problem] = problemsOf(() => loadConfig({ path, env: {} }));
+    expect(problem).toContain("cortex.toml: state.redis_url");
+    expect(problem).toContain("state.redis_url");
+    expect(problem).toContain("redis://host:6379");
+  });
+
+  test('store = "redis" without [state] redis_url is an error naming both keys', () => {
+    const path = writeConfig('[responses]\nstore = "redis"\n');
+    const problems = problemsOf(() => loadConfig({ path, env: {} }));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain("responses.store");
+    expect(problems[0]).toContain("state.redis_url");
   });
 });
 
