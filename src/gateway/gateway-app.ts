@@ -435,7 +435,9 @@ export function createGatewayApp(options: GatewayAppOptions) {
     .post("/v1/messages/count_tokens", async ({ request }) => {
       try {
         if (!clientAuthorized(request)) throw new CortexError("unauthorized", "invalid API key");
-        const canonical = parseAnthropicCountTokensRequest(await readBody(request, "if-present"));
+        // A thread's continuation counts the whole conversation it stands for.
+        const opened = await openThread(threads, await readBody(request, "if-present"), "count_tokens");
+        const canonical = parseAnthropicCountTokensRequest(opened.body);
         const model = options.routing.loader.resolve(canonical.model).id;
         const routed = await options.routing.route(
           model,

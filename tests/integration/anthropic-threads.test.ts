@@ -95,6 +95,18 @@ describe("message threads on a real neuron", () => {
     );
     expect(prompt(two.usage)).toBe(prompt(whole.usage));
     expect(textOf(two)).toBe(textOf(whole));
+
+    // count_tokens on a continuation counts the conversation it stands for.
+    const counted = await fetch(`${real.url}/v1/messages/count_tokens`, {
+      method: "POST",
+      headers: { "x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json" },
+      body: JSON.stringify({
+        model: TINY_ID,
+        messages: [second],
+        thread: { type: "continue", previous_message_id: one.id },
+      }),
+    });
+    expect(((await counted.json()) as { input_tokens: number }).input_tokens).toBe(prompt(whole.usage));
   });
 
   test("streamed turns: the reply's id is the one a continuation names, and it is stored by message_stop", async () => {

@@ -220,9 +220,9 @@ function withoutBillingHeader(system: TextPart[], options: AnthropicParseOptions
 }
 
 /**
- * The gateway resolves a `thread` (the message-threads beta) before parsing,
- * against its conversation store (dialects/anthropic/thread.ts); one that
- * reaches the parser came where no store is (count_tokens). Anthropic's
+ * The gateway resolves a `thread` (the message-threads beta) against its
+ * conversation store before parsing (dialects/anthropic/thread.ts); one that
+ * reaches the parser came where no store is. Anthropic's
  * `thread_unsupported_request` makes the SDK send the whole history instead.
  */
 function threadUnsupported(): CortexError {
