@@ -144,7 +144,7 @@ export async function startGateway(
   const sharedState =
     stateUrl === undefined
       ? undefined
-      : new RedisConnection({ url: stateUrl, connectTimeoutMs: config.file.state.connect_timeout_s * 1000 });
+      : new RedisConnection({ url: stateUrl, timeoutMs: config.file.state.timeout_s * 1000 });
   await sharedState?.start();
   const records = createRecordStore(config.file.responses, config.file.state, sharedState);
   let draining = false;

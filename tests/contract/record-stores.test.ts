@@ -55,7 +55,7 @@ afterAll(async () => {
 
 recordStoreContract("redis", redisSkipReason, async () => {
   if (redis === undefined) throw new Error("no redis-server");
-  const connection = new RedisConnection({ url: redis.url, connectTimeoutMs: 2000 });
+  const connection = new RedisConnection({ url: redis.url, timeoutMs: 2000 });
   expect(await connection.start()).toBe(true);
   const prefix = "contract:";
   const store = new RedisRecordStore(connection, {
@@ -79,7 +79,7 @@ recordStoreContract("redis", redisSkipReason, async () => {
 describe.skipIf(redisSkipReason !== undefined)("the Redis store when Redis goes away", () => {
   test("a 503 naming the state store while it is down, and the same records once it is back", async () => {
     if (redis === undefined) throw new Error("no redis-server");
-    const connection = new RedisConnection({ url: redis.url, connectTimeoutMs: 2000 });
+    const connection = new RedisConnection({ url: redis.url, timeoutMs: 2000 });
     await connection.start();
     const store = new RedisRecordStore(connection, { maxEntryBytes: 1e6, ttlMs: 60_000, prefix: "outage:" });
     await store.put("response:x", '"before"');
@@ -107,8 +107,26 @@ describe.skipIf(redisSkipReason !== undefined)("the Redis store when Redis goes 
     connection.close();
   });
 
+  test("a Redis that stops answering is a 503 after [state] timeout_s, not a request that hangs", async () => {
+    if (redis === undefined) throw new Error("no redis-server");
+    const connection = new RedisConnection({ url: redis.url, timeoutMs: 300 });
+    await connection.start();
+    const store = new RedisRecordStore(connection, { maxEntryBytes: 1e6, ttlMs: 60_000, prefix: "frozen:" });
+    await store.put("response:x", '"x"');
+    redis.pause();
+    try {
+      const error = await store.get("response:x").catch((e: unknown) => e);
+      expect((error as CortexError).status).toBe(503);
+      expect((error as CortexError).message).toContain("timeout_s");
+    } finally {
+      redis.resume();
+    }
+    expect(await store.get("response:x")).toBe('"x"');
+    connection.close();
+  });
+
   test("startup with Redis unreachable: start() says false instead of throwing, and commands are 503s", async () => {
-    const connection = new RedisConnection({ url: "redis://127.0.0.1:1", connectTimeoutMs: 500 });
+    const connection = new RedisConnection({ url: "redis://127.0.0.1:1", timeoutMs: 500 });
     expect(await connection.start()).toBe(false);
     expect(connection.state).toBe("down");
     const store = new RedisRecordStore(connection, { maxEntryBytes: 1e6, ttlMs: 60_000, prefix: "none:" });
@@ -119,7 +137,7 @@ describe.skipIf(redisSkipReason !== undefined)("the Redis store when Redis goes 
   test("a password in redis_url never shows in what the connection says", () => {
     const connection = new RedisConnection({
       url: "redis://user:s3cret@127.0.0.1:1/0",
-      connectTimeoutMs: 500,
+      timeoutMs: 500,
     });
     expect(connection.where).not.toContain("s3cret");
     expect(connection.where).toContain("127.0.0.1:1");

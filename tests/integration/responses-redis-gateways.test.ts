@@ -87,7 +87,7 @@ function configFor(redisUrl: string, name: string): string {
   const table = {
     log: { level: "info", format: "text" },
     gateway: { listen: "127.0.0.1:0", metrics: false, poll_interval_ms: 100, request_timeout_s: 30 },
-    state: { redis_url: redisUrl, key_prefix: PREFIX, connect_timeout_s: 2 },
+    state: { redis_url: redisUrl, key_prefix: PREFIX, timeout_s: 2 },
     responses: { ttl_s: TTL_S },
     neurons: [{ name: "n1", endpoint: fleet.neuron("n1").url }],
     models: [profile(MODEL, `${MODEL}.gguf`)],

@@ -196,7 +196,7 @@ describe("[state] and [responses] stores", () => {
     expect(shared.file.state).toEqual({
       redis_url: "redis://redis.internal:6379",
       key_prefix: "cortex:",
-      connect_timeout_s: 5,
+      timeout_s: 5,
     });
     expect(shared.file.responses.store).toBeUndefined();
     expect(shared.file.responses.max_entry_bytes).toBe(32 * 1024 * 1024);

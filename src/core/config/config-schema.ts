@@ -136,7 +136,8 @@ export const StateSection = z.strictObject({
     .optional(),
   /** Every key cortex writes starts with this, so one Redis can serve several deployments. */
   key_prefix: z.string().default("cortex:"),
-  connect_timeout_s: z.number().positive().default(5),
+  /** One connection attempt, or one command, at most: past it the request is a 503. */
+  timeout_s: z.number().positive().default(5),
 });
 
 export const NeuronRef = z.strictObject({

@@ -23,7 +23,8 @@ export type RedisConnectionState = "connecting" | "up" | "down" | "closed";
 
 export interface RedisConnectionOptions {
   url: string;
-  connectTimeoutMs: number;
+  /** One connection attempt, and one command, at most (`[state] timeout_s`). */
+  timeoutMs: number;
 }
 
 /** `url` without its password, for logs and error messages. */
@@ -45,14 +46,16 @@ export class RedisConnection {
   readonly #client: RedisClient;
   /** For logs and errors: the URL without its password. */
   readonly where: string;
+  readonly #timeoutMs: number;
   #state: RedisConnectionState = "connecting";
   #connecting: Promise<void> | undefined;
   readonly #listeners = new Set<(state: RedisConnectionState) => void>();
 
   constructor(options: RedisConnectionOptions) {
     this.where = redactRedisUrl(options.url);
+    this.#timeoutMs = options.timeoutMs;
     this.#client = new RedisClient(options.url, {
-      connectionTimeout: options.connectTimeoutMs,
+      connectionTimeout: options.timeoutMs,
       enableOfflineQueue: false,
       autoReconnect: true,
       // Bun's own retries ride out a blip; past them, the next command reconnects (see run).
@@ -94,16 +97,34 @@ export class RedisConnection {
     }
   }
 
-  /** Runs `command` on the client; any failure to reach Redis is a 503 `unavailable` naming the state store. */
+  /**
+   * Runs `command` on the client; any failure to reach Redis, or a command
+   * that takes longer than `timeoutMs` (a Redis that accepts and never
+   * answers), is a 503 `unavailable` naming the state store.
+   */
   async run<T>(what: string, command: (client: RedisClient) => Promise<T>): Promise<T> {
     if (this.#state === "closed") throw this.#unavailable(what, "the gateway is shutting down");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${this.#timeoutMs / 1000} s ([state] timeout_s)`)),
+        this.#timeoutMs,
+      );
+    });
     try {
-      if (!this.#client.connected) await this.#connect();
-      return await command(this.#client);
+      return await Promise.race([
+        (async () => {
+          if (!this.#client.connected) await this.#connect();
+          return await command(this.#client);
+        })(),
+        timedOut,
+      ]);
     } catch (error) {
       if (error instanceof CortexError) throw error;
       log.error(`state store ${this.where}: ${what} failed: ${reason(error)}`);
       throw this.#unavailable(what, reason(error), error);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

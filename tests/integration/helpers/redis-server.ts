@@ -22,6 +22,9 @@ export interface RedisServer {
   /** Stops the server; `start` brings it back on the same port (empty: no persistence). */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** Freezes it (SIGSTOP): connections stay open and nothing is answered; `resume` thaws it. */
+  pause(): void;
+  resume(): void;
   /** Stops it for good and removes its dir. */
   dispose(): Promise<void>;
 }
@@ -91,6 +94,12 @@ export async function startRedis(): Promise<RedisServer> {
     stop,
     async start() {
       if (proc === undefined) proc = await launch(port, dir);
+    },
+    pause() {
+      proc?.kill("SIGSTOP");
+    },
+    resume() {
+      proc?.kill("SIGCONT");
     },
     async dispose() {
       await stop();
