@@ -23,6 +23,7 @@ export const ENV_OVERRIDES: readonly EnvOverride[] = [
   { env: "CORTEX_NODE_NAME", path: ["neuron", "node_name"], kind: "string" },
   { env: "CORTEX_DISCOVERY_DNS", path: ["discovery", "dns"], kind: "string" },
   { env: "CORTEX_DISCOVERY_TOKEN", path: ["discovery", "token"], kind: "string" },
+  { env: "CORTEX_REDIS_URL", path: ["state", "redis_url"], kind: "string" },
   { env: "CORTEX_MEMORY_LIMIT", path: ["neuron", "memory_limit"], kind: "size" },
   { env: "NEURON_TP_STEP_TIMEOUT_S", path: ["neuron", "step_timeout_s"], kind: "number" },
   { env: "NEURON_TP_RECOVERY_GRACE_S", path: ["neuron", "stage2_grace_s"], kind: "number" },
