@@ -84,6 +84,14 @@ export type CanonicalResponseFormat =
       strict?: boolean;
     };
 
+/**
+ * How hard the model should think: OpenAI `reasoning_effort`, Responses
+ * `reasoning.effort`, Anthropic `output_config.effort` (`max` → `xhigh`) or
+ * `thinking` (`disabled` → `none`). The neuron maps it to the chat template's
+ * kwargs (`enable_thinking`, `reasoning_effort`).
+ */
+export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high" | "xhigh";
+
 export interface CanonicalRequest {
   model: string;
   messages: CanonicalMessage[];
@@ -102,6 +110,7 @@ export interface CanonicalRequest {
   /** Token id (as a decimal string) → bias. */
   logitBias?: Record<string, number>;
   responseFormat?: CanonicalResponseFormat;
+  reasoningEffort?: ReasoningEffort;
   stream: boolean;
   /** The client wants usage reported in the stream (OpenAI `stream_options.include_usage`). */
   includeUsage: boolean;
@@ -131,6 +140,8 @@ export interface CanonicalUsage {
   outputTokens: number;
   /** Prompt tokens served from a cache, where the upstream reports them. */
   cachedInputTokens?: number;
+  /** Of outputTokens, those spent reasoning, where known. */
+  reasoningTokens?: number;
 }
 
 export interface CanonicalResponse {

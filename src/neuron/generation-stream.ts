@@ -41,6 +41,9 @@ export function generationToCanonical(
         case "text":
           if (event.text !== "") controller.enqueue({ type: "text_delta", text: event.text });
           break;
+        case "reasoning":
+          if (event.text !== "") controller.enqueue({ type: "thinking_delta", text: event.text });
+          break;
         case "tool_calls":
           for (const call of event.calls) {
             const index = toolIndex++;
@@ -76,6 +79,9 @@ export function generationToCanonical(
               inputTokens: event.usage.promptTokens,
               outputTokens: event.usage.completionTokens,
               cachedInputTokens: event.usage.cachedTokens,
+              ...(event.usage.reasoningTokens === undefined
+                ? {}
+                : { reasoningTokens: event.usage.reasoningTokens }),
             },
           });
           break;

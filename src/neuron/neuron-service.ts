@@ -7,7 +7,8 @@ import { statSync } from "node:fs";
 import { hostname } from "node:os";
 import type { NeuronSection } from "../core/config/config-schema.ts";
 import { CortexError } from "../core/errors.ts";
-import { requestGrammar, toolCallSyntax } from "../core/grammar/request-grammar.ts";
+import { requestGrammar } from "../core/grammar/request-grammar.ts";
+import { detectOutputSyntax, type OutputSyntax } from "../core/grammar/tool-call-syntax.ts";
 import { logger } from "../core/logger.ts";
 import {
   type DeviceInfo,
@@ -30,6 +31,8 @@ import type { ModelsDir } from "./models-dir.ts";
 import { chatTemplateProblem } from "./prompt/chat-template.ts";
 import { planPrompt } from "./prompt/prompt-plan.ts";
 import { TemplateRenderer } from "./prompt/template-renderer.ts";
+import { formatMarkers, type OutputFormat, promptOpensReasoning } from "./tool-formats/output-format.ts";
+import { reasoningKwargs } from "./tool-formats/reasoning-kwargs.ts";
 
 const log = logger("neuron");
 
@@ -279,14 +282,25 @@ export class NeuronService {
    */
   async #prompt(model: ModelInfo, request: CanonicalRequest): Promise<string> {
     const { messages, tools, prefill } = planPrompt(request, model.id);
-    if (model.chatTemplate !== null)
+    if (model.chatTemplate !== null) {
+      const syntax = detectOutputSyntax(model.chatTemplate);
+      // gpt-oss's template reads earlier reasoning from `thinking` (llama.cpp passes it so too).
+      const history =
+        syntax.reasoning === "harmony"
+          ? messages.map((m) => (m.reasoning_content === undefined ? m : { ...m, thinking: m.reasoning_content }))
+          : messages;
       return (
         (await this.#templates.render(
           model.chatTemplate,
-          { messages, ...(tools.length > 0 ? { tools } : {}) },
+          {
+            messages: history,
+            ...(tools.length > 0 ? { tools } : {}),
+            ...reasoningKwargs(request.reasoningEffort),
+          },
           { bosToken: model.bosToken, eosToken: model.eosToken },
         )) + prefill
       );
+    }
     if (tools.length > 0)
       log.warn(`${model.id} has no chat template; tools are not rendered into the prompt`);
     return (await this.#pool.applyBuiltinTemplate(model.id, messages, true)) + prefill;
@@ -319,17 +333,29 @@ export class NeuronService {
     const entry = await this.#pool.ready(request.model);
     await this.#checkFile(entry.id);
     // response_format, tool_choice and parallel_tool_calls become a grammar (a 400 if they cannot).
-    const syntax = toolCallSyntax(entry.chatTemplate);
-    const grammar = requestGrammar(request, syntax);
+    const syntax: OutputSyntax =
+      entry.chatTemplate === null
+        ? { tools: "hermes", reasoning: "none" }
+        : detectOutputSyntax(entry.chatTemplate);
+    const grammar = requestGrammar(request, syntax.tools);
     const prompt =
       extras.completion === undefined
         ? await this.#prompt(entry, request)
         : await this.#completionPrompt(entry, extras.completion);
+    // A text completion is the model's raw continuation: nothing is split off it.
+    const output: OutputFormat | undefined =
+      extras.completion === undefined
+        ? {
+            ...syntax,
+            parseCalls: request.tools.length > 0 && request.toolChoice?.type !== "none",
+            schemas: request.tools.map((tool) => ({ name: tool.name, parameters: tool.parameters })),
+            reasoningOpen: promptOpensReasoning(prompt, syntax.reasoning),
+          }
+        : undefined;
     const params: GenerateParams = {
       prompt,
       stop: request.stop,
-      parseToolCalls: request.tools.length > 0 && request.toolChoice?.type !== "none",
-      toolCallSyntax: syntax,
+      ...(output === undefined ? {} : { output, preservedTokens: formatMarkers(output) }),
       contextOverflow: extras.contextOverflow ?? "error",
       ...(grammar === undefined ? {} : { grammar }),
       ...(request.maxTokens === undefined ? {} : { maxTokens: request.maxTokens }),

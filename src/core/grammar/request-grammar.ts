@@ -19,11 +19,10 @@
  * to such a tool is still held to well-formed JSON arguments.
  */
 import { CortexError } from "../errors.ts";
-import { GrammarUnsupportedError, literal } from "./gbnf.ts";
+import { GrammarUnsupportedError } from "./gbnf.ts";
 import { JsonGrammar } from "./json-schema-to-gbnf.ts";
-
-/** How the model writes tool calls (its chat template decides). */
-export type ToolCallSyntax = "hermes" | "llama3";
+import { callLayout, callRule } from "./tool-call-grammar.ts";
+import { detectToolCallSyntax, type ToolCallSyntax } from "./tool-call-syntax.ts";
 
 /** Where each schema sits in the caller's request, for error messages. */
 export interface SchemaPaths {
@@ -71,9 +70,7 @@ interface Fields {
 
 /** The tool-call syntax a chat template teaches its model. */
 export function toolCallSyntax(chatTemplate: string | null): ToolCallSyntax {
-  if (chatTemplate === null || chatTemplate.includes("<tool_call>")) return "hermes";
-  if (chatTemplate.includes("<|python_tag|>") || chatTemplate.includes("<|eom_id|>")) return "llama3";
-  return "hermes";
+  return detectToolCallSyntax(chatTemplate);
 }
 
 /** Whether a request constrains its answer at all (cheap: no schema is read). */
@@ -141,41 +138,28 @@ function build(
       const lenient = !forced && tool.strict !== true;
       if (lenient && options.skipLenient) continue;
       const path = paths.toolParameters(index);
-      let args: string;
-      try {
-        args = grammar.schema(tool.parameters, path);
-      } catch (error) {
-        if (!(lenient && error instanceof GrammarUnsupportedError)) throw error;
-        args = grammar.primitive("json-object");
-      }
-      calls.push(callRule(grammar, syntax, tool.name, args));
+      const args = () => {
+        try {
+          return grammar.schema(tool.parameters, path);
+        } catch (error) {
+          if (!(lenient && error instanceof GrammarUnsupportedError)) throw error;
+          return grammar.primitive("json-object");
+        }
+      };
+      calls.push(callRule(grammar, syntax, tool, args, path));
     }
     if (calls.length === 0) return undefined;
+    const layout = callLayout(grammar, syntax);
     const call = grammar.rules.add("tool-call", calls.join(" | "));
-    const separator = syntax === "hermes" ? '"\\n"' : '";" ws';
-    if (syntax === "llama3") grammar.primitive("ws");
-    const many = request.parallelToolCalls === false ? call : `${call} (${separator} ${call})*`;
+    const many = layout.wrap(
+      request.parallelToolCalls === false || layout.single ? call : `${call} (${layout.separator} ${call})*`,
+    );
     if (forced) return { gbnf: grammar.render(many) };
     if (answer !== undefined) return { gbnf: grammar.render(`${answer} | ${many}`) };
-    return {
-      gbnf: grammar.render(many),
-      triggerPatterns: [syntax === "hermes" ? "<tool_call>" : "^\\s*(\\{)[\\s\\S]*$"],
-    };
+    return { gbnf: grammar.render(many), triggerPatterns: layout.triggers };
   } catch (error) {
     if (error instanceof GrammarUnsupportedError)
       throw new CortexError("invalid_request", error.message, { param: error.path });
     throw error;
   }
-}
-
-function callRule(grammar: JsonGrammar, syntax: ToolCallSyntax, name: string, args: string): string {
-  // Exactly as the chat template writes a call, so later turns show the model its own format.
-  const head = literal(
-    `{"name": ${JSON.stringify(name)}, "${syntax === "hermes" ? "arguments" : "parameters"}": `,
-  );
-  const body = `${head} ${args} "}"`;
-  return grammar.rules.add(
-    `call-${name}`,
-    syntax === "hermes" ? `${literal("<tool_call>\n")} ${body} ${literal("\n</tool_call>")}` : body,
-  );
 }

@@ -36,6 +36,8 @@ interface Sequence {
   completion: number;
   lastToken: number;
   text: TokenText;
+  /** Special tokens rendered as text: the markers the output's parser reads. */
+  preserved: ReadonlySet<number>;
   cancelled: boolean;
   /** Its consumer fell behind: skipped by steps, slot and KV kept. */
   paused: boolean;
@@ -207,9 +209,20 @@ export class BatchScheduler {
       completion: 0,
       lastToken: -1,
       text: new TokenText(params.stop ?? []),
+      preserved: this.#preservedTokens(params.preservedTokens),
       cancelled: false,
       paused: false,
     });
+  }
+
+  /** Markers that are one token in this vocabulary; others are plain text already. */
+  #preservedTokens(markers: readonly string[] | undefined): ReadonlySet<number> {
+    const ids = new Set<number>();
+    for (const marker of markers ?? []) {
+      const tokens = this.#model.tokenize(marker, false);
+      if (tokens.length === 1) ids.add(tokens[0]!);
+    }
+    return ids;
   }
 
   #makeGrammar(spec: GrammarSpec): LlamaSamplerPtr {
@@ -343,7 +356,7 @@ export class BatchScheduler {
       this.#finish(seq, "stop");
       return;
     }
-    const pushed = seq.text.push(this.#model.piece(token));
+    const pushed = seq.text.push(this.#model.piece(token, seq.preserved.has(token)));
     if (pushed.text) this.#emit(seq.key, { type: "text", text: pushed.text });
     if (pushed.stopped !== undefined) {
       this.#finish(seq, "stop", pushed.stopped);

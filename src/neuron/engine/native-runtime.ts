@@ -265,15 +265,18 @@ export class NativeModel {
     return tokens;
   }
 
-  /** The bytes a sampled token stands for (special tokens render as nothing). */
-  piece(token: number): Uint8Array {
+  /**
+   * The bytes a sampled token stands for. Special tokens render as nothing,
+   * unless `special` (a format's markers, such as `<|channel|>`, that its parser must see).
+   */
+  piece(token: number, special = false): Uint8Array {
     let n = this.#rt.llama.llama_token_to_piece(
       this.vocab,
       token,
       this.#pieceBuf,
       this.#pieceBuf.length,
       0,
-      false,
+      special,
     );
     if (n < 0) {
       this.#pieceBuf = new Uint8Array(-n);
@@ -283,7 +286,7 @@ export class NativeModel {
         this.#pieceBuf,
         this.#pieceBuf.length,
         0,
-        false,
+        special,
       );
     }
     return this.#pieceBuf.slice(0, Math.max(0, n));

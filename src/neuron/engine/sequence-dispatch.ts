@@ -9,7 +9,8 @@ import { admit, refusalRetryAfterS, type SlotCounts, takeRunnable } from "./admi
 import type { ActiveSequence, DeviceHandle } from "./device-handle.ts";
 import { type ModelEntry, type QueuedRequest, wakeIdle } from "./model-registry.ts";
 import { SequenceStream } from "./sequence-stream.ts";
-import { toolCallTransform } from "./tool-call-parser.ts";
+import { needsParser } from "../tool-formats/output-format.ts";
+import { outputTransform } from "../tool-formats/output-transform.ts";
 import type { GenerateParams, GenerationEvent } from "./types.ts";
 
 export interface DispatchHost {
@@ -115,8 +116,8 @@ export class SequenceDispatch {
       },
       { once: true },
     );
-    if (!params.parseToolCalls) return channel.stream;
-    return channel.stream.pipeThrough(toolCallTransform(`call_${nextCallPrefix++}_`, params.toolCallSyntax));
+    if (params.output === undefined || !needsParser(params.output)) return channel.stream;
+    return channel.stream.pipeThrough(outputTransform(`call_${nextCallPrefix++}_`, params.output));
   }
 
   /** A sequence of the model ended: its slot goes to the next queued request, or the model may be idle. */

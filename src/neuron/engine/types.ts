@@ -3,6 +3,7 @@
  * is plain data: it crosses the Worker boundary by structured clone.
  */
 import type { WireError } from "../../core/errors.ts";
+import type { OutputFormat } from "../tool-formats/output-format.ts";
 import type { PrefixReuseStats } from "./slot-kv.ts";
 
 export type FinishReason = "stop" | "length" | "tool_calls";
@@ -13,6 +14,8 @@ export interface Usage {
   completionTokens: number;
   /** Prompt tokens whose KV cache was reused from an earlier request (part of promptTokens, not computed again). */
   cachedTokens: number;
+  /** Of completionTokens, those spent reasoning (set where the output's parser splits reasoning off). */
+  reasoningTokens?: number;
 }
 
 /** An OpenAI-style tool call parsed from model output. */
@@ -26,6 +29,8 @@ export type GenerationEvent =
   /** The sequence took its slot: its prompt's size and how much of it was reused (before any output). */
   | { type: "start"; promptTokens: number; cachedTokens: number }
   | { type: "text"; text: string }
+  /** The model's reasoning, split from the answer. */
+  | { type: "reasoning"; text: string }
   | { type: "tool_calls"; calls: ToolCall[] }
   /** A call streamed as it is generated: its start, argument text, end (indices count in the answer). */
   | { type: "tool_call_start"; id: string; name: string }
@@ -63,10 +68,13 @@ export interface GenerateParams extends SamplingParams {
   stop?: string[];
   /** What to do when prompt + maxTokens exceed the context. Default "error". */
   contextOverflow?: "error" | "clamp";
-  /** Parse tool calls out of the output (the request carried tools). */
-  parseToolCalls?: boolean;
-  /** How the model writes calls; "hermes" never reads a bare JSON answer as a call. Default: either form. */
-  toolCallSyntax?: "hermes" | "llama3";
+  /**
+   * How the model writes tool calls and reasoning (src/neuron/tool-formats/):
+   * the output is split into answer, reasoning and calls. Absent: plain text.
+   */
+  output?: OutputFormat;
+  /** Special tokens to render as text (the format's markers), where each is one token. */
+  preservedTokens?: string[];
   /** Constrains sampling to a GBNF grammar (structured output, forced tool calls). */
   grammar?: GrammarSpec;
 }

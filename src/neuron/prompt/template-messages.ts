@@ -22,6 +22,10 @@ export interface TemplateMessage {
   tool_calls?: TemplateToolCall[];
   tool_call_id?: string;
   name?: string;
+  /** An assistant turn's reasoning (the llama.cpp / vLLM convention templates read). */
+  reasoning_content?: string;
+  /** The same, where the template reads it from `thinking` (gpt-oss). */
+  thinking?: string;
 }
 
 export interface TemplateTool {
@@ -52,8 +56,10 @@ export function toTemplateMessages(
       case "assistant": {
         const text: string[] = [];
         const calls: TemplateToolCall[] = [];
+        let reasoning: string | undefined;
         for (const part of message.content) {
           if (part.type === "text") text.push(part.text);
+          else if (part.type === "thinking") reasoning = (reasoning ?? "") + part.text;
           else if (part.type === "tool_call") {
             toolNames.set(part.id, part.name);
             calls.push({
@@ -62,12 +68,14 @@ export function toTemplateMessages(
               function: { name: part.name, arguments: parseArguments(part.arguments) },
             });
           }
-          // Thinking from earlier turns is not replayed: templates drop it too.
         }
+        // Earlier reasoning goes to the template, which decides whether to show it (most keep
+        // only the reasoning since the last user turn).
         out.push({
           role: "assistant",
           content: text.join(""),
           ...(calls.length > 0 ? { tool_calls: calls } : {}),
+          ...(reasoning === undefined ? {} : { reasoning_content: reasoning }),
         });
         break;
       }
