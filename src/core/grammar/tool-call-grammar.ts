@@ -99,7 +99,7 @@ export function callRule(
       body = `${literal(`{"name": ${JSON.stringify(name)}, "arguments": `)} ${args()} "}"`;
       break;
     case "harmony":
-      body = `${harmonyAnalysis(grammar)}? ${literal(`<|channel|>commentary to=functions.${name} <|constrain|>json<|message|>`)} ${args()}`;
+      body = `${literal(`<|channel|>commentary to=functions.${name} <|constrain|>json<|message|>`)} ${args()}`;
       break;
     case "deepseek-r1":
       body = `${literal(`<｜tool▁call▁begin｜>function<｜tool▁sep｜>${name}\n\`\`\`json\n`)} ${args()} ${literal("\n```<｜tool▁call▁end｜>")}`;
@@ -114,19 +114,10 @@ export function callRule(
       body = `${literal(`<tool_call>${name}\n`)} ${xmlParams(grammar, tool, path, (k) => literal(`<arg_key>${k}</arg_key>\n<arg_value>`), literal("</arg_value>\n"))} ${literal("</tool_call>")}`;
       break;
     case "gemma4":
-      body = `${literal(`<|tool_call>call:${name}`)} ${gemmaObject(grammar)} ${literal("<tool_call|>")}`;
+      body = `${literal(`<|tool_call>call:${name}{`)} ${gemmaParams(grammar, tool, path)} ${literal("}<tool_call|>")}`;
       break;
   }
   return grammar.rules.add(`call-${name}`, body);
-}
-
-/** Harmony lets the model reason in the analysis channel before its call. */
-function harmonyAnalysis(grammar: JsonGrammar): string {
-  const text = grammar.rules.add("harmony-text", '([^<] | "<" [^|])*');
-  return grammar.rules.add(
-    "harmony-analysis",
-    `${literal("<|channel|>analysis<|message|>")} ${text} ${literal("<|end|><|start|>assistant")}`,
-  );
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -143,12 +134,11 @@ function xmlParams(
 ): string {
   const props = isRecord(tool.parameters.properties) ? tool.parameters.properties : {};
   const required = new Set(Array.isArray(tool.parameters.required) ? tool.parameters.required : []);
-  const text = grammar.rules.add("xml-text", '([^<] | "<" [^/])*');
   const parts: string[] = [];
   for (const [key, schema] of Object.entries(props)) {
     const value =
       isRecord(schema) && schema.type === "string"
-        ? text
+        ? bareText(grammar, schema, '[^<]', '([^<] | "<" [^/])*')
         : grammar.schema(schema, `${path}.properties.${key}`);
     const element = `${open(key)} ${value} ${close}`;
     parts.push(required.has(key) ? element : `(${element})?`);
@@ -156,14 +146,46 @@ function xmlParams(
   return parts.length === 0 ? '""' : parts.join(" ");
 }
 
-/** Gemma 4's object notation: bare keys, `<|"|>`-quoted strings, JSON numbers and literals. */
-function gemmaObject(grammar: JsonGrammar): string {
-  const existing = "gemma-object";
-  const str = grammar.rules.add("gemma-string", `${literal('<|"|>')} ([^<] | "<" [^|])* ${literal('<|"|>')}`);
-  const key = grammar.rules.add("gemma-key", "[A-Za-z_] [A-Za-z0-9_]*");
+/** A string parameter written bare: `char` repeated, bounded by the schema's lengths where it has them. */
+function bareText(grammar: JsonGrammar, schema: Record<string, unknown>, char: string, unbounded: string): string {
+  const min = typeof schema.minLength === "number" ? schema.minLength : 0;
+  const max = typeof schema.maxLength === "number" ? schema.maxLength : undefined;
+  if (max === undefined && min === 0) return grammar.rules.add("bare-text", unbounded);
+  return grammar.rules.add(`bare-text-${min}-${max ?? "n"}`, `${char}{${min},${max ?? ""}}`);
+}
+
+/**
+ * Gemma 4's object notation for the schema's properties: bare keys in
+ * order, `<|"|>`-quoted strings; numbers and booleans as in JSON, anything
+ * else held to the notation's shape only.
+ */
+function gemmaParams(grammar: JsonGrammar, tool: ToolGrammarTool, path: string): string {
+  const props = isRecord(tool.parameters.properties) ? tool.parameters.properties : {};
+  const required = new Set(Array.isArray(tool.parameters.required) ? tool.parameters.required : []);
+  const quote = literal('<|"|>');
+  const anyString = `${quote} ([^<] | "<" [^|])* ${quote}`;
   grammar.primitive("json-number");
-  grammar.rules.define("gemma-value", `${str} | gemma-object | gemma-array | json-number | "true" | "false" | "null"`);
+  grammar.rules.define("gemma-value", `${anyString} | gemma-object | gemma-array | json-number | "true" | "false" | "null"`);
   grammar.rules.define("gemma-array", '"[" (gemma-value ("," gemma-value)*)? "]"');
-  grammar.rules.define(existing, `"{" (${key} ":" gemma-value ("," ${key} ":" gemma-value)*)? "}"`);
-  return existing;
+  grammar.rules.define(
+    "gemma-object",
+    '"{" ([A-Za-z_] [A-Za-z0-9_]* ":" gemma-value ("," [A-Za-z_] [A-Za-z0-9_]* ":" gemma-value)*)? "}"',
+  );
+  const members: Array<{ element: string; required: boolean }> = [];
+  for (const [key, schema] of Object.entries(props)) {
+    let value = "gemma-value";
+    if (isRecord(schema) && schema.type === "string")
+      value = `${quote} ${bareText(grammar, schema, "[^<]", '([^<] | "<" [^|])*')} ${quote}`;
+    else if (isRecord(schema) && ["integer", "number", "boolean"].includes(String(schema.type)))
+      value = grammar.schema(schema, `${path}.properties.${key}`);
+    members.push({ element: `${literal(`${key}:`)} ${value}`, required: required.has(key) });
+  }
+  // Required members first, in order; then each optional one with its comma. Without
+  // required members, any of them, comma-separated.
+  const must = members.filter((m) => m.required).map((m) => m.element);
+  const may = members.filter((m) => !m.required).map((m) => m.element);
+  if (must.length > 0) return [must.join(' "," '), ...may.map((e) => `("," ${e})?`)].join(" ");
+  if (may.length === 0) return '""';
+  const any = grammar.rules.add("gemma-member", may.join(" | "));
+  return `(${any} ("," ${any})*)?`;
 }
