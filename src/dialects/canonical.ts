@@ -111,6 +111,11 @@ export interface CanonicalRequest {
   logitBias?: Record<string, number>;
   responseFormat?: CanonicalResponseFormat;
   reasoningEffort?: ReasoningEffort;
+  /**
+   * The Anthropic client enabled extended thinking (`thinking.type` enabled
+   * or adaptive): only then are `thinking` blocks shown to it.
+   */
+  thinking?: boolean;
   stream: boolean;
   /** The client wants usage reported in the stream (OpenAI `stream_options.include_usage`). */
   includeUsage: boolean;

@@ -210,7 +210,11 @@ export function createGatewayApp(options: GatewayAppOptions) {
           await thread?.keep?.(response, canonical.model);
           const body =
             dialect === "anthropic"
-              ? renderAnthropicResponse(response, { model: canonical.model, messageId: thread?.messageId })
+              ? renderAnthropicResponse(response, {
+                  model: canonical.model,
+                  messageId: thread?.messageId,
+                  thinking: canonical.thinking === true,
+                })
               : renderOpenAIResponse(response, { model: canonical.model });
           return new Response(JSON.stringify(body), {
             headers: { "content-type": "application/json", "x-request-id": requestId },
@@ -223,7 +227,11 @@ export function createGatewayApp(options: GatewayAppOptions) {
         const chat = await startChat(chatDeps, canonical, ctx);
         const encoder =
           dialect === "anthropic"
-            ? new AnthropicStreamEncoder({ model: canonical.model, messageId: thread?.messageId })
+            ? new AnthropicStreamEncoder({
+                model: canonical.model,
+                messageId: thread?.messageId,
+                thinking: canonical.thinking === true,
+              })
             : new OpenAIStreamEncoder({ includeUsage: canonical.includeUsage, model: canonical.model });
         const keep = thread?.keep;
         const parts =

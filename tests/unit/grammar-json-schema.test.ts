@@ -163,7 +163,7 @@ describe("request grammars", () => {
     const hermes = requestGrammar({ tools: [tool], toolChoice: { type: "any" } }, "hermes")!;
     expect(hermes.triggerPatterns).toBeUndefined();
     expect(hermes.gbnf).toContain('"<tool_call>\\x0a{\\x22name\\x22: \\x22f\\x22, \\x22arguments\\x22: "');
-    expect(hermes.gbnf).toMatch(/^root ::= tool-call \("\\n" tool-call\)\*$/m);
+    expect(hermes.gbnf).toMatch(/^root ::= tool-call \("\\x0a" tool-call\)\*$/m);
     const single = requestGrammar(
       { tools: [tool], toolChoice: { type: "any" }, parallelToolCalls: false },
       "llama3",

@@ -1,6 +1,6 @@
 /**
  * Anthropic Messages request body → canonical request. Fields that do not
- * change the answer (cache_control, thinking, service_tier, container,
+ * change the answer (cache_control, service_tier, container,
  * context_management, …) are accepted and ignored as the real API would
  * accept them; content the fleet cannot read (documents, server-tool
  * results) is refused with invalid_request_error rather than silently
@@ -19,6 +19,7 @@ import type {
   CanonicalTool,
   CanonicalToolChoice,
   ImagePart,
+  ReasoningEffort,
   TextPart,
   ToolResultPart,
 } from "../canonical.ts";
@@ -28,6 +29,7 @@ import { isBillingHeaderBlock } from "./billing-header.ts";
 
 const Block = z.looseObject({ type: z.string() });
 const TextBlock = z.object({ type: z.literal("text"), text: z.string() });
+const ThinkingBlock = z.looseObject({ type: z.literal("thinking"), thinking: z.string() });
 const ImageBlock = z.object({
   type: z.literal("image"),
   source: z.union([
@@ -78,7 +80,18 @@ const CommonSchema = z.looseObject({
   system: z.union([z.string(), z.array(Block)]).optional(),
   tools: z.array(ToolSchema).optional(),
   tool_choice: ToolChoiceSchema.optional(),
-  output_config: z.looseObject({ format: JsonOutputFormat.nullish() }).optional(),
+  output_config: z
+    .looseObject({
+      format: JsonOutputFormat.nullish(),
+      effort: z.enum(["low", "medium", "high", "max"]).nullish(),
+    })
+    .optional(),
+  thinking: z
+    .looseObject({
+      type: z.enum(["enabled", "disabled", "adaptive"]),
+      budget_tokens: z.number().int().nonnegative().optional(),
+    })
+    .nullish(),
   /** The structured-outputs beta spelling of output_config.format. */
   output_format: JsonOutputFormat.nullish(),
   mcp_servers: z.array(z.unknown()).optional(),
@@ -145,8 +158,30 @@ export function renderAnthropicCountTokensResponse(inputTokens: number): { input
 
 type Common = Pick<
   CanonicalRequest,
-  "model" | "messages" | "tools" | "toolChoice" | "parallelToolCalls" | "responseFormat"
+  | "model"
+  | "messages"
+  | "tools"
+  | "toolChoice"
+  | "parallelToolCalls"
+  | "responseFormat"
+  | "reasoningEffort"
+  | "thinking"
 >;
+
+/**
+ * `thinking` and `output_config.effort` → how hard the model reasons: disabled
+ * is none; enabled takes the effort, or one from its token budget.
+ */
+function reasoningEffort(req: z.infer<typeof CommonSchema>): ReasoningEffort | undefined {
+  const effort = req.output_config?.effort ?? undefined;
+  const mapped = effort === "max" ? "xhigh" : effort;
+  const thinking = req.thinking ?? undefined;
+  if (thinking?.type === "disabled") return "none";
+  if (thinking === undefined || mapped !== undefined) return mapped;
+  const budget = thinking.budget_tokens;
+  if (budget === undefined) return "medium";
+  return budget <= 4096 ? "low" : budget <= 16384 ? "medium" : "high";
+}
 
 function parseCommon(req: z.infer<typeof CommonSchema>, options: AnthropicParseOptions): Common {
   const warn = options.onWarning ?? ((message: string) => consola.warn(`anthropic request: ${message}`));
@@ -193,6 +228,9 @@ function parseCommon(req: z.infer<typeof CommonSchema>, options: AnthropicParseO
     ...(req.tool_choice?.disable_parallel_tool_use === true ? { parallelToolCalls: false } : {}),
     ...(responseFormat === undefined ? {} : { responseFormat }),
   };
+  const effort = reasoningEffort(req);
+  if (effort !== undefined) common.reasoningEffort = effort;
+  if (req.thinking?.type === "enabled" || req.thinking?.type === "adaptive") common.thinking = true;
   checkStructuredOutput(common, ANTHROPIC_SCHEMA_PATHS);
   return common;
 }
@@ -325,8 +363,12 @@ function parseAssistantContent(
         parts.push({ type: "tool_call", id: use.id, name: use.name, arguments: JSON.stringify(use.input) });
         break;
       }
-      // Earlier turns' reasoning is not replayed into the prompt (chat templates drop it as well).
-      case "thinking":
+      // Earlier reasoning goes to the chat template, which decides whether to show it.
+      case "thinking": {
+        const text = parseOrThrow(ThinkingBlock, block, where).thinking;
+        if (text !== "") parts.push({ type: "thinking", text });
+        break;
+      }
       case "redacted_thinking":
         break;
       default:

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { assertNever, type CanonicalResponse, type CanonicalUsage } from "../canonical.ts";
 import { newId } from "../ids.ts";
 import { type AnthropicStopReason, toAnthropicStopReason } from "../map-anthropic-stop-reason.ts";
@@ -27,6 +28,8 @@ export interface AnthropicMessage {
 }
 
 export interface AnthropicRenderOptions {
+  /** The client enabled extended thinking: reasoning is shown as `thinking` blocks (dropped otherwise). */
+  thinking?: boolean;
   /** The `msg_…` id to use (default: a fresh one). */
   messageId?: string;
   /** The model id to show the client (default: the upstream's). */
@@ -49,6 +52,16 @@ export function renderAnthropicUsage(usage: CanonicalUsage): AnthropicUsage {
   };
 }
 
+/**
+ * A thinking block's `signature`. Anthropic's is an opaque proof that the
+ * block came from the model; cortex gives a digest of the text, which a
+ * client sends back unchanged with the block (it is not checked: the
+ * reasoning only goes to the chat template).
+ */
+export function thinkingSignature(text: string): string {
+  return createHash("sha256").update(text).digest("base64");
+}
+
 /** Canonical response → Anthropic `message` object. */
 export function renderAnthropicResponse(
   res: CanonicalResponse,
@@ -59,19 +72,23 @@ export function renderAnthropicResponse(
     type: "message",
     role: "assistant",
     model: options.model ?? res.model,
-    content: res.content.map((part): AnthropicContentBlock => {
+    content: res.content.flatMap((part): AnthropicContentBlock[] => {
       switch (part.type) {
         case "text":
-          return { type: "text", text: part.text };
+          return [{ type: "text", text: part.text }];
         case "thinking":
-          return { type: "thinking", thinking: part.text, signature: "" };
+          return options.thinking === true
+            ? [{ type: "thinking", thinking: part.text, signature: thinkingSignature(part.text) }]
+            : [];
         case "tool_call":
-          return {
-            type: "tool_use",
-            id: toAnthropicToolId(part.id),
-            name: part.name,
-            input: toolInputFromArguments(part.arguments),
-          };
+          return [
+            {
+              type: "tool_use",
+              id: toAnthropicToolId(part.id),
+              name: part.name,
+              input: toolInputFromArguments(part.arguments),
+            },
+          ];
         default:
           return assertNever(part, "content part");
       }

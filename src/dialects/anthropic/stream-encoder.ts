@@ -17,7 +17,12 @@ import { newId } from "../ids.ts";
 import { toAnthropicStopReason } from "../map-anthropic-stop-reason.ts";
 import { encodeSseJson } from "../sse/sse-parser.ts";
 import { anthropicErrorBody } from "./render-error.ts";
-import { type AnthropicContentBlock, type AnthropicUsage, renderAnthropicUsage } from "./render-response.ts";
+import {
+  type AnthropicContentBlock,
+  type AnthropicUsage,
+  renderAnthropicUsage,
+  thinkingSignature,
+} from "./render-response.ts";
 import { toAnthropicToolId } from "./tool-input.ts";
 
 export interface AnthropicStreamOptions {
@@ -27,6 +32,8 @@ export interface AnthropicStreamOptions {
   model?: string;
   /** Prompt tokens for message_start, when the gateway knows them up front (the final count comes in message_delta). */
   inputTokens?: number;
+  /** The client enabled extended thinking: reasoning streams as `thinking` blocks (dropped otherwise). */
+  thinking?: boolean;
 }
 
 type OpenBlock =
@@ -44,6 +51,8 @@ export class AnthropicStreamEncoder {
   #toolBlocks = new Map<number, number>();
   #finish: { reason: FinishReason; stopSequence?: string } | undefined;
   #usage: CanonicalUsage | undefined;
+  /** The open thinking block's text, for its signature. */
+  #thinking = "";
 
   constructor(options: AnthropicStreamOptions = {}) {
     this.#options = options;
@@ -79,9 +88,12 @@ export class AnthropicStreamEncoder {
         frames.push(this.#delta({ type: "text_delta", text: part.text }));
         break;
       case "thinking_delta":
-        if (part.text === "") break;
-        if (this.#open?.kind !== "thinking")
+        if (part.text === "" || this.#options.thinking !== true) break;
+        if (this.#open?.kind !== "thinking") {
           frames.push(...this.#startBlock({ type: "thinking", thinking: "", signature: "" }, "thinking"));
+          this.#thinking = "";
+        }
+        this.#thinking += part.text;
         frames.push(this.#delta({ type: "thinking_delta", thinking: part.text }));
         break;
       case "tool_call_start":
@@ -178,7 +190,15 @@ export class AnthropicStreamEncoder {
     const open = this.#open;
     if (!open) return [];
     this.#open = undefined;
-    return [this.#frame("content_block_stop", { type: "content_block_stop", index: open.index })];
+    const stop = this.#frame("content_block_stop", { type: "content_block_stop", index: open.index });
+    if (open.kind !== "thinking") return [stop];
+    // As Anthropic does: the block's signature comes last, as its own delta.
+    const signature = this.#frame("content_block_delta", {
+      type: "content_block_delta",
+      index: open.index,
+      delta: { type: "signature_delta", signature: thinkingSignature(this.#thinking) },
+    });
+    return [signature, stop];
   }
 
   #delta(delta: { type: "text_delta"; text: string } | { type: "thinking_delta"; thinking: string }): string {

@@ -43,6 +43,8 @@ const MessageSchema = z.object({
   tool_calls: z.array(ToolCallSchema).nullish(),
   tool_call_id: z.string().optional(),
   function_call: z.unknown().optional(),
+  /** An earlier answer's reasoning (the DeepSeek / vLLM / llama-server convention). */
+  reasoning_content: z.string().nullish(),
 });
 
 const FunctionToolSchema = z.object({
@@ -107,6 +109,7 @@ const RequestSchema = z.object({
   functions: z.unknown().optional(),
   function_call: z.unknown().optional(),
   web_search_options: z.unknown().optional(),
+  reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).nullish(),
 });
 type RequestBody = z.infer<typeof RequestSchema>;
 
@@ -145,6 +148,7 @@ export function parseOpenAIRequest(body: unknown): CanonicalRequest {
   if (req.frequency_penalty != null) canonical.frequencyPenalty = req.frequency_penalty;
   if (req.logit_bias != null) canonical.logitBias = req.logit_bias;
   if (responseFormat !== undefined) canonical.responseFormat = responseFormat;
+  if (req.reasoning_effort != null) canonical.reasoningEffort = req.reasoning_effort;
   if (req.user != null) canonical.user = req.user;
   if (req.prompt_cache_key != null && req.prompt_cache_key !== "")
     canonical.sessionKey = req.prompt_cache_key;
@@ -207,6 +211,8 @@ function parseAssistant(m: z.infer<typeof MessageSchema>, path: string): Assista
   if (m.function_call != null)
     throw unsupported(`${path}.function_call`, "`function_call` is deprecated; use `tool_calls`");
   const content: AssistantMessage["content"] = [];
+  if (m.reasoning_content != null && m.reasoning_content !== "")
+    content.push({ type: "thinking", text: m.reasoning_content });
   if (typeof m.content === "string") {
     if (m.content !== "") content.push({ type: "text", text: m.content });
   } else if (m.content != null) {

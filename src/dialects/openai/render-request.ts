@@ -11,6 +11,7 @@ import {
   type CanonicalResponseFormat,
   type CanonicalToolChoice,
   type ImagePart,
+  type ReasoningEffort,
   type TextPart,
 } from "../canonical.ts";
 import { imageSourceToUrl } from "../images.ts";
@@ -26,6 +27,7 @@ export type OpenAIMessage =
       role: "assistant";
       content: string | Array<{ type: "text"; text: string }> | null;
       tool_calls?: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }>;
+      reasoning_content?: string;
     }
   | { role: "tool"; tool_call_id: string; content: string | OpenAIContentPart[] };
 
@@ -49,6 +51,7 @@ export interface OpenAIChatRequestBody {
   presence_penalty?: number;
   frequency_penalty?: number;
   logit_bias?: Record<string, number>;
+  reasoning_effort?: ReasoningEffort;
   response_format?:
     | { type: "text" }
     | { type: "json_object" }
@@ -154,6 +157,7 @@ function renderCore(
   if (req.frequencyPenalty !== undefined) body.frequency_penalty = req.frequencyPenalty;
   if (req.logitBias !== undefined) body.logit_bias = req.logitBias;
   if (req.responseFormat !== undefined) body.response_format = renderResponseFormat(req.responseFormat);
+  if (req.reasoningEffort !== undefined) body.reasoning_effort = req.reasoningEffort;
   body.stream = stream;
   if (stream && includeUsage) body.stream_options = { include_usage: true };
   return body;
@@ -169,6 +173,7 @@ function renderMessage(message: CanonicalMessage): OpenAIMessage[] {
       const texts: TextPart[] = [];
       const calls: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }> =
         [];
+      let reasoning = "";
       for (const part of message.content) {
         if (part.type === "text") texts.push(part);
         else if (part.type === "tool_call")
@@ -177,13 +182,15 @@ function renderMessage(message: CanonicalMessage): OpenAIMessage[] {
             type: "function",
             function: { name: part.name, arguments: part.arguments },
           });
-        // Thinking from earlier turns is not part of the prompt: chat templates drop it too.
+        // Earlier reasoning goes along: the model's chat template decides whether to show it.
+        else reasoning += part.text;
       }
       return [
         {
           role: "assistant",
           content: texts.length === 0 ? null : textContent(texts),
           ...(calls.length === 0 ? {} : { tool_calls: calls }),
+          ...(reasoning === "" ? {} : { reasoning_content: reasoning }),
         },
       ];
     }

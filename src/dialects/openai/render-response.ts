@@ -6,6 +6,7 @@ export interface OpenAIUsage {
   completion_tokens: number;
   total_tokens: number;
   prompt_tokens_details?: { cached_tokens: number };
+  completion_tokens_details?: { reasoning_tokens: number };
 }
 
 export interface OpenAIToolCall {
@@ -51,6 +52,8 @@ export function renderOpenAIUsage(usage: CanonicalUsage): OpenAIUsage {
   };
   if (usage.cachedInputTokens !== undefined)
     rendered.prompt_tokens_details = { cached_tokens: usage.cachedInputTokens };
+  if (usage.reasoningTokens !== undefined)
+    rendered.completion_tokens_details = { reasoning_tokens: usage.reasoningTokens };
   return rendered;
 }
 

@@ -27,6 +27,7 @@ export interface UpstreamUsage {
   prompt_tokens: number;
   completion_tokens: number;
   prompt_tokens_details?: { cached_tokens?: number | null } | null;
+  completion_tokens_details?: { reasoning_tokens?: number | null } | null;
 }
 
 /** The neuron reports which stop sequence matched on the finishing choice (`stop_sequence`). */
@@ -249,10 +250,12 @@ export function readUpstreamCompletion(
 
 export function toUsage(usage: UpstreamUsage): CanonicalUsage {
   const cached = usage.prompt_tokens_details?.cached_tokens;
+  const reasoning = usage.completion_tokens_details?.reasoning_tokens;
   return {
     inputTokens: usage.prompt_tokens,
     outputTokens: usage.completion_tokens,
     ...(cached == null ? {} : { cachedInputTokens: cached }),
+    ...(typeof reasoning === "number" ? { reasoningTokens: reasoning } : {}),
   };
 }
 

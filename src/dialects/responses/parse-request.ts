@@ -96,8 +96,11 @@ const RequestSchema = z.object({
   top_logprobs: z.number().int().nullish(),
   max_tool_calls: z.number().int().nullish(),
   context_management: z.unknown().optional(),
+  /** `effort` goes to the model's chat template (docs/MODELS.md); `summary` is advisory. */
+  reasoning: z
+    .looseObject({ effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).nullish() })
+    .nullish(),
   // Advisory: accepted, listed in docs/GATEWAY.md.
-  reasoning: z.unknown().optional(),
   service_tier: z.unknown().optional(),
   prompt_cache_key: z.string().nullish(),
   prompt_cache_retention: z.unknown().optional(),
@@ -212,6 +215,7 @@ export function parseResponsesRequest(body: unknown, options: ParseResponsesOpti
       if (req.temperature != null) canonical.temperature = req.temperature;
       if (req.top_p != null) canonical.topP = req.top_p;
       if (responseFormat !== undefined) canonical.responseFormat = responseFormat;
+      if (req.reasoning?.effort != null) canonical.reasoningEffort = req.reasoning.effort;
       if (req.user != null) canonical.user = req.user;
       if (req.prompt_cache_key != null && req.prompt_cache_key !== "")
         canonical.sessionKey = req.prompt_cache_key;

@@ -18,7 +18,7 @@ function rejection(body: unknown): CortexError {
 const base = { model: "tiny", max_tokens: 64, messages: [{ role: "user", content: "hi" }] };
 
 describe("parseAnthropicRequest", () => {
-  test("a Claude Code style request: system blocks, system reminders, tool round trip, thinking dropped", () => {
+  test("a Claude Code style request: system blocks, system reminders, tool round trip, thinking kept for the template", () => {
     const warnings: string[] = [];
     const req = parseAnthropicRequest(
       {
@@ -88,6 +88,7 @@ describe("parseAnthropicRequest", () => {
         {
           role: "assistant",
           content: [
+            { type: "thinking", text: "I should run ls" },
             { type: "text", text: "Running ls." },
             { type: "tool_call", id: "toolu_01A", name: "Bash", arguments: '{"command":"ls"}' },
           ],
@@ -125,6 +126,9 @@ describe("parseAnthropicRequest", () => {
       stream: true,
       includeUsage: true,
       user: "user_abc",
+      // output_config.effort wins over thinking's budget.
+      reasoningEffort: "high",
+      thinking: true,
     });
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain("web_search");
