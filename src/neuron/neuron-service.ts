@@ -295,7 +295,7 @@ export class NeuronService {
           {
             messages: history,
             ...(tools.length > 0 ? { tools } : {}),
-            ...reasoningKwargs(request.reasoningEffort),
+            kwargs: reasoningKwargs(request.reasoningEffort),
           },
           { bosToken: model.bosToken, eosToken: model.eosToken },
         )) + prefill

@@ -13,6 +13,8 @@ export interface TemplateRenderInput {
   tools?: readonly TemplateTool[];
   /** Default true: end with the assistant turn's opening. */
   addGenerationPrompt?: boolean;
+  /** Extra template variables reasoning templates read (`enable_thinking`, `reasoning_effort`). */
+  kwargs?: Readonly<Record<string, unknown>>;
 }
 
 export interface TemplateTokens {
@@ -61,6 +63,7 @@ export function renderChatTemplate(
   if (input.messages.length === 0)
     throw new CortexError("invalid_request", "messages must not be empty", { param: "messages" });
   const context: Record<string, unknown> = {
+    ...input.kwargs,
     messages: input.messages,
     add_generation_prompt: input.addGenerationPrompt ?? true,
     bos_token: tokens.bosToken,

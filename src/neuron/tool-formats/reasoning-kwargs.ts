@@ -6,10 +6,10 @@
  */
 import type { ReasoningEffort } from "../../dialects/canonical.ts";
 
-export interface ReasoningKwargs {
+export type ReasoningKwargs = {
   enable_thinking?: boolean;
   reasoning_effort?: "low" | "medium" | "high";
-}
+};
 
 export function reasoningKwargs(effort: ReasoningEffort | undefined): ReasoningKwargs {
   if (effort === undefined) return {};
