@@ -287,7 +287,9 @@ export class NeuronService {
       // gpt-oss's template reads earlier reasoning from `thinking` (llama.cpp passes it so too).
       const history =
         syntax.reasoning === "harmony"
-          ? messages.map((m) => (m.reasoning_content === undefined ? m : { ...m, thinking: m.reasoning_content }))
+          ? messages.map((m) =>
+              m.reasoning_content === undefined ? m : { ...m, thinking: m.reasoning_content },
+            )
           : messages;
       return (
         (await this.#templates.render(

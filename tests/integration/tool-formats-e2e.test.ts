@@ -29,7 +29,10 @@ const weather = {
   description: "Current weather in a city",
   parameters: {
     type: "object" as const,
-    properties: { city: { type: "string", maxLength: 10 }, days: { type: "integer", minimum: 1, maximum: 9 } },
+    properties: {
+      city: { type: "string", maxLength: 10 },
+      days: { type: "integer", minimum: 1, maximum: 9 },
+    },
     required: ["city", "days"],
     additionalProperties: false,
   },
@@ -153,7 +156,8 @@ describe("reasoning", () => {
     let streamed = "";
     const stream = await openai.chat.completions.create({ ...ask, max_tokens: 12, seed: 1, stream: true });
     for await (const chunk of stream)
-      streamed += (chunk.choices[0]?.delta as { reasoning_content?: string } | undefined)?.reasoning_content ?? "";
+      streamed +=
+        (chunk.choices[0]?.delta as { reasoning_content?: string } | undefined)?.reasoning_content ?? "";
     expect(streamed).toBe(message.reasoning_content!);
   });
 
@@ -176,7 +180,11 @@ describe("reasoning", () => {
         max_tokens: 1,
         messages: [
           { role: "user", content: "Hi" },
-          { role: "assistant", content: "Hello", ...(reasoning ? { reasoning_content: reasoning } : {}) } as never,
+          {
+            role: "assistant",
+            content: "Hello",
+            ...(reasoning ? { reasoning_content: reasoning } : {}),
+          } as never,
           { role: "user", content: "Again" },
         ],
       });

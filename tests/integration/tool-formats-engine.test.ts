@@ -31,7 +31,10 @@ const tool = {
   name: "get_weather",
   parameters: {
     type: "object",
-    properties: { city: { type: "string", maxLength: 12 }, days: { type: "integer", minimum: 1, maximum: 9 } },
+    properties: {
+      city: { type: "string", maxLength: 12 },
+      days: { type: "integer", minimum: 1, maximum: 9 },
+    },
     required: ["city", "days"],
     additionalProperties: false,
   },
@@ -57,8 +60,17 @@ afterAll(async () => {
 });
 
 test.each(SYNTAXES)("a forced call in the %s syntax parses back as a valid call", async (syntax) => {
-  const grammar = requestGrammar({ tools: [tool], toolChoice: { type: "tool", name: "get_weather" } }, syntax)!;
-  const output = { tools: syntax, reasoning: "none" as const, parseCalls: true, schemas: [tool], reasoningOpen: false };
+  const grammar = requestGrammar(
+    { tools: [tool], toolChoice: { type: "tool", name: "get_weather" } },
+    syntax,
+  )!;
+  const output = {
+    tools: syntax,
+    reasoning: "none" as const,
+    parseCalls: true,
+    schemas: [tool],
+    reasoningOpen: false,
+  };
   const events: GenerationEvent[] = [];
   for await (const event of pool.generate("tiny", {
     prompt,

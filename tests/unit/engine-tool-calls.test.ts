@@ -88,7 +88,10 @@ describe("outputTransform", () => {
   });
 
   test("reasoning is split off and its tokens are counted in usage", async () => {
-    const out = await run(["<think>", "\nHmm", ", Paris.", "\n</think>", "\n\nParis."], format("hermes", "think"));
+    const out = await run(
+      ["<think>", "\nHmm", ", Paris.", "\n</think>", "\n\nParis."],
+      format("hermes", "think"),
+    );
     expect(out).toEqual([
       { type: "reasoning", text: "Hmm" },
       { type: "reasoning", text: ", Paris." },

@@ -42,7 +42,9 @@ describe.skipIf(!existsSync(DIR))("format detection on real chat templates", () 
 });
 
 if (!existsSync(DIR))
-  console.warn(`tool-format-detection: skipped, no llama.cpp templates at ${DIR} (bench/peers/build-llama-server.ts unpacks them)`);
+  console.warn(
+    `tool-format-detection: skipped, no llama.cpp templates at ${DIR} (bench/peers/build-llama-server.ts unpacks them)`,
+  );
 
 describe("format detection on small templates", () => {
   test("markers decide, whatever the model is called", () => {

@@ -52,7 +52,8 @@ const cases: Case[] = [
   {
     name: "hermes: wrapped as {type, function}",
     tools: "hermes",
-    output: '<tool_call>{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}</tool_call>',
+    output:
+      '<tool_call>{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}</tool_call>',
     want: { calls: [PARIS] },
   },
   {
@@ -112,7 +113,8 @@ const cases: Case[] = [
   {
     name: "llama3: several calls separated by ;",
     tools: "llama3",
-    output: '{"name": "get_weather", "parameters": {"city": "Paris"}}; {"name": "get_time", "parameters": {}}',
+    output:
+      '{"name": "get_weather", "parameters": {"city": "Paris"}}; {"name": "get_time", "parameters": {}}',
     want: { text: "", calls: [PARIS, { name: "get_time", arguments: "{}" }] },
   },
   {
@@ -219,7 +221,8 @@ const cases: Case[] = [
     name: "gemma4: its object notation",
     tools: "gemma4",
     reasoning: "gemma4-thought",
-    output: '<|channel>thought\nLook it up.<channel|><|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:3}<tool_call|>',
+    output:
+      '<|channel>thought\nLook it up.<channel|><|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:3}<tool_call|>',
     want: {
       reasoning: "Look it up.",
       text: "",

@@ -138,7 +138,7 @@ function xmlParams(
   for (const [key, schema] of Object.entries(props)) {
     const value =
       isRecord(schema) && schema.type === "string"
-        ? bareText(grammar, schema, '[^<]', '([^<] | "<" [^/])*')
+        ? bareText(grammar, schema, "[^<]", '([^<] | "<" [^/])*')
         : grammar.schema(schema, `${path}.properties.${key}`);
     const element = `${open(key)} ${value} ${close}`;
     parts.push(required.has(key) ? element : `(${element})?`);
@@ -147,7 +147,12 @@ function xmlParams(
 }
 
 /** A string parameter written bare: `char` repeated, bounded by the schema's lengths where it has them. */
-function bareText(grammar: JsonGrammar, schema: Record<string, unknown>, char: string, unbounded: string): string {
+function bareText(
+  grammar: JsonGrammar,
+  schema: Record<string, unknown>,
+  char: string,
+  unbounded: string,
+): string {
   const min = typeof schema.minLength === "number" ? schema.minLength : 0;
   const max = typeof schema.maxLength === "number" ? schema.maxLength : undefined;
   if (max === undefined && min === 0) return grammar.rules.add("bare-text", unbounded);
@@ -165,7 +170,10 @@ function gemmaParams(grammar: JsonGrammar, tool: ToolGrammarTool, path: string):
   const quote = literal('<|"|>');
   const anyString = `${quote} ([^<] | "<" [^|])* ${quote}`;
   grammar.primitive("json-number");
-  grammar.rules.define("gemma-value", `${anyString} | gemma-object | gemma-array | json-number | "true" | "false" | "null"`);
+  grammar.rules.define(
+    "gemma-value",
+    `${anyString} | gemma-object | gemma-array | json-number | "true" | "false" | "null"`,
+  );
   grammar.rules.define("gemma-array", '"[" (gemma-value ("," gemma-value)*)? "]"');
   grammar.rules.define(
     "gemma-object",

@@ -32,7 +32,12 @@ export class Gemma4Parser extends BufferedParser {
             if (final) this.buffer = "";
             return;
           }
-          this.startCall(this.buffer.slice(0, brace).replace(/^\s*call:/, "").trim());
+          this.startCall(
+            this.buffer
+              .slice(0, brace)
+              .replace(/^\s*call:/, "")
+              .trim(),
+          );
           this.buffer = this.buffer.slice(brace);
           this.#args = new GemmaArgs();
           this.#mode = "body";

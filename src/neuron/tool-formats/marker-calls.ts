@@ -26,7 +26,8 @@ class ArgsStream {
     for (let i = 0; i < text.length; i++) {
       const step = this.#scanner.feed(text[i]!);
       if (step === "error") return { delta: text.slice(0, i), done: true, rest: text.slice(i), error: true };
-      if (step === "done-before") return { delta: text.slice(0, i), done: true, rest: text.slice(i), error: false };
+      if (step === "done-before")
+        return { delta: text.slice(0, i), done: true, rest: text.slice(i), error: false };
       if (step === "done")
         return { delta: text.slice(0, i + 1), done: true, rest: text.slice(i + 1), error: false };
     }

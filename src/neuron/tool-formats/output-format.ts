@@ -64,8 +64,7 @@ class PlainText implements OutputParser {
 
 export function outputParser(format: OutputFormat): OutputParser {
   // Harmony's channels are the answer's structure, tools or not.
-  const answer =
-    format.parseCalls || format.tools === "harmony" ? callParser(format) : new PlainText();
+  const answer = format.parseCalls || format.tools === "harmony" ? callParser(format) : new PlainText();
   switch (format.reasoning) {
     case "think":
       return new ReasoningSplitter(THINK, answer, format.reasoningOpen);

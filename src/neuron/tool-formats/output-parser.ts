@@ -42,7 +42,8 @@ export function scanMarkers(buffer: string, markers: readonly string[], final: b
       which = marker;
     }
   }
-  if (which !== undefined) return { before: buffer.slice(0, at), marker: which, after: buffer.slice(at + which.length) };
+  if (which !== undefined)
+    return { before: buffer.slice(0, at), marker: which, after: buffer.slice(at + which.length) };
   const keep = final ? 0 : longestStopPrefixSuffix(buffer, markers);
   return { before: buffer.slice(0, buffer.length - keep), after: buffer.slice(buffer.length - keep) };
 }

@@ -13,6 +13,11 @@ export type ReasoningKwargs = {
 
 export function reasoningKwargs(effort: ReasoningEffort | undefined): ReasoningKwargs {
   if (effort === undefined) return {};
-  const level = effort === "none" || effort === "minimal" || effort === "low" ? "low" : effort === "medium" ? "medium" : "high";
+  const level =
+    effort === "none" || effort === "minimal" || effort === "low"
+      ? "low"
+      : effort === "medium"
+        ? "medium"
+        : "high";
   return { enable_thinking: effort !== "none", reasoning_effort: level };
 }

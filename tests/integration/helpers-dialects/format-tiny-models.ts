@@ -45,7 +45,8 @@ ${generation}{% endif -%}`;
 }
 
 /** Thinking on unless the request turned it off (`enable_thinking` false). */
-const THINK_GENERATION = "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}";
+const THINK_GENERATION =
+  "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}";
 
 export const THINK_FILE = "cortex-tiny-think.gguf";
 
