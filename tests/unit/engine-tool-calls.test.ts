@@ -5,7 +5,8 @@ import type { OutputFormat } from "../../src/neuron/tool-formats/output-format.t
 import { outputTransform } from "../../src/neuron/tool-formats/output-transform.ts";
 
 function format(tools: ToolCallSyntax, reasoning: OutputFormat["reasoning"] = "none"): OutputFormat {
-  return { tools, reasoning, parseCalls: true, schemas: [], reasoningOpen: false };
+  const schemas = ["get_weather", "get_time"].map((name) => ({ name, parameters: { type: "object" } }));
+  return { tools, reasoning, parseCalls: true, schemas, reasoningOpen: false };
 }
 
 async function run(

@@ -130,6 +130,18 @@ const cases: Case[] = [
     want: { text: '{"answer": 42}', calls: [] },
   },
   {
+    name: "llama3: a JSON answer naming no tool is text",
+    tools: "llama3",
+    output: '{"name": "Paris", "country": "France"}',
+    want: { text: '{"name": "Paris", "country": "France"}', calls: [] },
+  },
+  {
+    name: "generic: a JSON answer naming no tool is text",
+    tools: "generic",
+    output: '{"name": "Ann", "arguments": {"age": 3}}',
+    want: { text: '{"name": "Ann", "arguments": {"age": 3}}', calls: [] },
+  },
+  {
     name: "llama3: prose",
     tools: "llama3",
     output: "The weather is nice.",

@@ -35,6 +35,12 @@ export class JsonCallReader {
   #argsSeen = false;
   /** Arguments generated before the name, or a string value being collected. */
   #pendingArgs = "";
+  readonly #accept: (name: string) => boolean;
+
+  /** `accept`: which names make a call (a bare JSON answer must name a real tool to be one). */
+  constructor(accept: (name: string) => boolean = () => true) {
+    this.#accept = accept;
+  }
 
   get started(): boolean {
     return this.#started;
@@ -155,7 +161,7 @@ export class JsonCallReader {
   #endValue(events: CallEvent[]): void {
     if (NAME_KEYS.has(this.#key) && this.#name === undefined) {
       const name = parseJson(this.#valueText);
-      if (typeof name === "string" && name !== "") this.#name = name;
+      if (typeof name === "string" && name !== "" && this.#accept(name)) this.#name = name;
       if (this.#name !== undefined && this.#pendingArgs !== "" && !this.#started) {
         this.#started = true;
         events.push({ type: "call_start", name: this.#name });

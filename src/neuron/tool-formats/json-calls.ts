@@ -30,10 +30,13 @@ export class JsonCallsParser extends BufferedParser {
   #mode: Mode;
   #reader: JsonCallReader | undefined;
   #opened = "";
+  readonly #tools: ReadonlySet<string>;
 
-  constructor(syntax: JsonCallsSyntax) {
+  /** `tools`: the request's tool names; a bare JSON answer is a call only when it names one. */
+  constructor(syntax: JsonCallsSyntax, tools: ReadonlySet<string>) {
     super();
     this.#syntax = syntax;
+    this.#tools = tools;
     this.#mode = syntax.bareAtStart ? "start" : "text";
   }
 
@@ -120,7 +123,7 @@ export class JsonCallsParser extends BufferedParser {
 
   #openCall(marker: string): void {
     this.#opened = marker;
-    this.#reader = new JsonCallReader();
+    this.#reader = new JsonCallReader(marker === "" ? (name) => this.#tools.has(name) : undefined);
     this.#mode = "call";
   }
 

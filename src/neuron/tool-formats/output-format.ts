@@ -28,13 +28,14 @@ export interface OutputFormat {
 const MISTRAL_THINK: ReasoningMarkers = { open: "[THINK]", close: "[/THINK]" };
 
 function callParser(format: OutputFormat): OutputParser {
+  const names = new Set(format.schemas.map((tool) => tool.name));
   switch (format.tools) {
     case "hermes":
-      return new JsonCallsParser(HERMES);
+      return new JsonCallsParser(HERMES, names);
     case "generic":
-      return new JsonCallsParser(GENERIC);
+      return new JsonCallsParser(GENERIC, names);
     case "llama3":
-      return new JsonCallsParser(LLAMA3);
+      return new JsonCallsParser(LLAMA3, names);
     case "qwen3-coder":
       return new XmlCallsParser(QWEN3_CODER, stringParams(format.schemas));
     case "glm":
