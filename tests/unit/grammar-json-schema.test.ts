@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { GrammarUnsupportedError } from "../../src/core/grammar/gbnf.ts";
 import { integerRange, jsonSchemaToGbnf } from "../../src/core/grammar/json-schema-to-gbnf.ts";
 import { regexToGbnf } from "../../src/core/grammar/regex-to-gbnf.ts";
-import { requestGrammar, toolCallSyntax } from "../../src/core/grammar/request-grammar.ts";
+import { requestGrammar } from "../../src/core/grammar/request-grammar.ts";
 
 const PATH = "response_format.json_schema.schema";
 
@@ -152,12 +152,6 @@ describe("grammar shape", () => {
 
 describe("request grammars", () => {
   const tool = { name: "f", parameters: { type: "object", properties: {}, additionalProperties: false } };
-
-  test("the chat template decides the call syntax", () => {
-    expect(toolCallSyntax("{{ '<tool_call>' }}")).toBe("hermes");
-    expect(toolCallSyntax("{{- '<|python_tag|>' }}{{ '<|eom_id|>' }}")).toBe("llama3");
-    expect(toolCallSyntax(null)).toBe("hermes");
-  });
 
   test("a forced call is written as the template writes one; parallel calls only when allowed", () => {
     const hermes = requestGrammar({ tools: [tool], toolChoice: { type: "any" } }, "hermes")!;

@@ -22,7 +22,7 @@ import { CortexError } from "../errors.ts";
 import { GrammarUnsupportedError } from "./gbnf.ts";
 import { JsonGrammar } from "./json-schema-to-gbnf.ts";
 import { callLayout, callRule } from "./tool-call-grammar.ts";
-import { detectToolCallSyntax, type ToolCallSyntax } from "./tool-call-syntax.ts";
+import type { ToolCallSyntax } from "./tool-call-syntax.ts";
 
 /** Where each schema sits in the caller's request, for error messages. */
 export interface SchemaPaths {
@@ -66,11 +66,6 @@ interface Fields {
     | { type: "text" }
     | { type: "json_object" }
     | { type: "json_schema"; schema: Record<string, unknown> };
-}
-
-/** The tool-call syntax a chat template teaches its model. */
-export function toolCallSyntax(chatTemplate: string | null): ToolCallSyntax {
-  return detectToolCallSyntax(chatTemplate);
 }
 
 /** Whether a request constrains its answer at all (cheap: no schema is read). */
