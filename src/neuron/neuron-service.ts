@@ -31,7 +31,12 @@ import type { ModelsDir } from "./models-dir.ts";
 import { chatTemplateProblem } from "./prompt/chat-template.ts";
 import { planPrompt } from "./prompt/prompt-plan.ts";
 import { TemplateRenderer } from "./prompt/template-renderer.ts";
-import { formatMarkers, type OutputFormat, promptOpensReasoning } from "./tool-formats/output-format.ts";
+import {
+  formatMarkers,
+  needsParser,
+  type OutputFormat,
+  promptOpensReasoning,
+} from "./tool-formats/output-format.ts";
 import { reasoningKwargs } from "./tool-formats/reasoning-kwargs.ts";
 
 const log = logger("neuron");
@@ -357,7 +362,9 @@ export class NeuronService {
     const params: GenerateParams = {
       prompt,
       stop: request.stop,
-      ...(output === undefined ? {} : { output, preservedTokens: formatMarkers(output) }),
+      ...(output === undefined || !needsParser(output)
+        ? {}
+        : { output, preservedTokens: formatMarkers(output) }),
       contextOverflow: extras.contextOverflow ?? "error",
       ...(grammar === undefined ? {} : { grammar }),
       ...(request.maxTokens === undefined ? {} : { maxTokens: request.maxTokens }),
