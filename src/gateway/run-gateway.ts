@@ -4,6 +4,7 @@
  * injects: the gateway does not import the neuron), the API server, and the
  * metrics server on its own port.
  */
+import { Counter } from "prom-client";
 import type { FleetNode } from "../core/admin-api.ts";
 import { bindServer, EXCLUSIVE_BIND } from "../core/bind-server.ts";
 import type { ModelProfile, NeuronRef } from "../core/config/config-schema.ts";
@@ -49,11 +50,19 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-/** A neuron running in this process, for a gateway configured without `[[neurons]]`. */
+/**
+ * The neuron a gateway configured without `[[neurons]]` serves from: a child
+ * process `cortex serve` supervises (src/cli/local-neuron.ts), restarted when
+ * it exits, at the same URL.
+ */
 export interface LocalNeuron {
   url: string;
+  /** Its bearer token; default `neuron.auth_token`. */
+  token?: string;
   /** The model profiles to route: the config's own, or the demo model's when it names none. */
   models: readonly ModelProfile[];
+  /** Calls `listener` with the reason (a bounded label) each time the neuron is restarted after an exit. */
+  onRestart?(listener: (reason: string) => void): () => void;
   stop(): Promise<void>;
 }
 
@@ -84,9 +93,11 @@ export async function startGateway(
   if (neurons.length === 0 && discoveryConfig.dns === undefined) {
     if (!options.startLocalNeuron) throw new Error("no [[neurons]] configured and no local neuron to start");
     embedded = await options.startLocalNeuron(config);
-    neurons = [{ name: "local", endpoint: embedded.url, token: config.file.neuron.auth_token }];
+    neurons = [
+      { name: "local", endpoint: embedded.url, token: embedded.token ?? config.file.neuron.auth_token },
+    ];
     effective = { ...config, models: embedded.models };
-    log.info(`no [[neurons]] configured: serving from a neuron in this process (${embedded.url})`);
+    log.info(`no [[neurons]] configured: serving from a local neuron process (${embedded.url})`);
   }
   const metrics = gateway.metrics ? new GatewayMetrics() : undefined;
   const services = createRoutingServices(effective, {
@@ -116,6 +127,15 @@ export async function startGateway(
       evictions: services.fleet.evictions,
       profiles: effective.models.map((model) => model.id),
     });
+  if (metrics && embedded?.onRestart) {
+    const restarts = new Counter({
+      name: "cortex_gateway_local_neuron_restarts_total",
+      help: "Restarts of the single-process mode's neuron after it exited, by reason (exit_70 is Stage 2)",
+      labelNames: ["reason"],
+      registers: [metrics.registry],
+    });
+    embedded.onRestart((reason) => restarts.inc({ reason }));
+  }
   services.start();
   const discovery =
     discoveryConfig.dns === undefined
