@@ -95,6 +95,11 @@ export class LocalNeuronSupervisor {
   #lastLines: string[] = [];
   #firstStart = Promise.withResolvers<void>();
   #stopped: Promise<void> | undefined;
+  /**
+   * Last resort for a gateway that exits without stop() (an uncaught error): a child left
+   * running would hold the port and the devices. A signal handler is stop()'s job.
+   */
+  readonly #onProcessExit = () => this.#child?.kill("SIGKILL");
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
@@ -104,6 +109,7 @@ export class LocalNeuronSupervisor {
   /** Starts the child; resolves when it answers `/health`, rejects when the first start fails. */
   start(): Promise<void> {
     if (this.#state !== "idle") throw new Error("the local neuron supervisor was already started");
+    process.once("exit", this.#onProcessExit);
     this.#spawn();
     return this.#firstStart.promise;
   }
@@ -146,6 +152,7 @@ export class LocalNeuronSupervisor {
     }
     this.#child = undefined;
     this.#state = "stopped";
+    process.off("exit", this.#onProcessExit);
     this.#firstStart.reject(new Error("the local neuron was stopped before it started"));
     this.#emit({ type: "stopped" });
   }
@@ -247,6 +254,7 @@ export class LocalNeuronSupervisor {
     if (!this.#everHealthy) {
       // The first start failed: a config or native problem a restart will not fix. Say why and give up.
       this.#state = "stopped";
+      process.off("exit", this.#onProcessExit);
       const said = this.#lastLines.map((line) => line.replace(/^error:\s*/, "")).join("\n");
       this.#firstStart.reject(
         new Error(

@@ -335,3 +335,20 @@ test("a Stage 2 exit (exit 70) of the neuron is counted and restarted; the gatew
     await stage2Gateway.stop();
   }
 }, 60_000);
+
+test("a neuron that cannot start at all stops `cortex serve` at start with the neuron's own reason", async () => {
+  const missing = join(dir, "no-such-models");
+  const path = join(dir, "missing.toml");
+  writeFileSync(
+    path,
+    `[gateway]\nlisten = "127.0.0.1:0"\nmetrics = false\n[neuron]\nmodels_dir = ${JSON.stringify(missing)}\n`,
+  );
+  const error = await startLocalNeuron(loadConfig({ path, env: {} }), {
+    forward: (_s, line) => childLines.push(line),
+  }).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(Error);
+  expect(String(error)).toContain(
+    "the local neuron (attempt 1) exited with code 2 before it answered /health",
+  );
+  expect(String(error)).toContain(`neuron.models_dir "${missing}": no such directory`);
+}, 30_000);
