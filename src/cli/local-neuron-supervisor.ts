@@ -169,6 +169,9 @@ export class LocalNeuronSupervisor {
     const attempt = this.#attempt;
     const child = Bun.spawn([...this.#options.command], {
       env: this.#options.env,
+      // Its own process group: a Ctrl-C in the terminal (SIGINT to the whole foreground group)
+      // reaches the gateway only, which drains first and then stops the child itself.
+      detached: true,
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",

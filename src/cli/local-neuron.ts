@@ -49,7 +49,7 @@ export interface LocalNeuronOptions {
   backoff?: Partial<BackoffPolicy>;
   /** A start that has not answered `/health` after this long is killed (default 120 s: the demo model is generated and loaded first). */
   startTimeoutMs?: number;
-  /** How long the child may drain after SIGTERM before SIGKILL (default 15 s). */
+  /** How long the child may drain after SIGTERM before SIGKILL (default `neuron.shutdown_grace_s` + 5 s). */
   stopTimeoutMs?: number;
   /** Where the child's (prefixed) log lines go; default this process's stdout/stderr. */
   forward?: (stream: "stdout" | "stderr", line: string) => void;
@@ -115,7 +115,7 @@ export async function startLocalNeuron(
     },
     backoff: { ...DEFAULT_BACKOFF, ...options.backoff },
     startTimeoutMs: options.startTimeoutMs ?? 120_000,
-    stopTimeoutMs: options.stopTimeoutMs ?? 15_000,
+    stopTimeoutMs: options.stopTimeoutMs ?? (config.file.neuron.shutdown_grace_s + 5) * 1000,
     log,
     logFormat: config.file.log.format,
     ...(options.forward === undefined ? {} : { forward: options.forward }),

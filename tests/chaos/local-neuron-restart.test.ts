@@ -7,7 +7,7 @@
  * SIGTERM leaves no child behind.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type SupervisedLocalNeuron, startLocalNeuron } from "../../src/cli/local-neuron.ts";
@@ -220,39 +220,55 @@ test("a neuron that keeps failing at start is retried with growing delays; meanw
   expect((await chat()).status).toBe(200);
 }, 60_000);
 
-test("SIGTERM to `cortex serve` stops the gateway and leaves no neuron process behind", async () => {
-  const proc = Bun.spawn([process.execPath, "src/cli/main.ts", "serve", "--config", configPath], {
-    cwd: root,
-    env: { ...process.env, CORTEX_LOG_FORMAT: "text", CORTEX_LOG_LEVEL: "info" },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  let seen = "";
-  const { promise: listening, resolve, reject } = Promise.withResolvers<number>();
-  const drain = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) {
-      seen += decoder.decode(chunk, { stream: true });
-      const child = /local neuron pid=(\d+) started/.exec(seen);
-      if (child && /gateway \S+ listening on/.test(seen)) resolve(Number(child[1]));
-    }
-  };
-  const drained = Promise.all([drain(proc.stdout), drain(proc.stderr)]).then(() =>
-    reject(new Error(`the gateway never said it was listening:\n${seen}`)),
-  );
-  const childPid = await listening;
-  expect(existsSync(`/proc/${childPid}`)).toBe(true);
-  // An answer means the gateway is past start-up, its signal handlers in place.
-  const url = /gateway \S+ listening on ([\d.]+:\d+)/.exec(seen)![1];
-  expect((await fetch(`http://${url}/v1/models`)).status).toBe(200);
-  proc.kill("SIGTERM");
-  expect(await proc.exited).toBe(0);
-  await drained.catch(() => {});
-  // Reaped by the gateway before it exited: not running, not a zombie, not adopted by init.
-  expect(existsSync(`/proc/${childPid}`)).toBe(false);
-  expect(seen).toContain(`[local-neuron ${childPid}]`);
-}, 60_000);
+test.each([
+  ["SIGTERM to the gateway (systemd, KillMode=mixed)", "SIGTERM", false],
+  ["SIGINT to its whole process group (Ctrl-C in a terminal)", "SIGINT", true],
+] as const)(
+  "%s: the gateway stops and leaves no neuron process behind, none restarted",
+  async (_name, signal, group) => {
+    // A drain that takes a moment: a neuron that got the signal too would be gone, and restarted, before it ends.
+    const drainingConfig = join(dir, "draining.toml");
+    writeFileSync(
+      drainingConfig,
+      readFileSync(configPath, "utf8").replace("[gateway]\n", "[gateway]\ndrain_delay_s = 1\n"),
+    );
+    const proc = Bun.spawn([process.execPath, "src/cli/main.ts", "serve", "--config", drainingConfig], {
+      cwd: root,
+      // Its own process group, as a shell gives a foreground job, so the group signal spares this test.
+      detached: group,
+      env: { ...process.env, CORTEX_LOG_FORMAT: "text", CORTEX_LOG_LEVEL: "info" },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    let seen = "";
+    const { promise: listening, resolve, reject } = Promise.withResolvers<number>();
+    const drain = async (stream: ReadableStream<Uint8Array>) => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) {
+        seen += decoder.decode(chunk, { stream: true });
+        const child = /local neuron pid=(\d+) started/.exec(seen);
+        if (child && /gateway \S+ listening on/.test(seen)) resolve(Number(child[1]));
+      }
+    };
+    const drained = Promise.all([drain(proc.stdout), drain(proc.stderr)]).then(() =>
+      reject(new Error(`the gateway never said it was listening:\n${seen}`)),
+    );
+    const childPid = await listening;
+    expect(existsSync(`/proc/${childPid}`)).toBe(true);
+    // An answer means the gateway is past start-up, its signal handlers in place.
+    const url = /gateway \S+ listening on ([\d.]+:\d+)/.exec(seen)![1];
+    expect((await fetch(`http://${url}/v1/models`)).status).toBe(200);
+    process.kill(group ? -proc.pid : proc.pid, signal);
+    expect(await proc.exited).toBe(0);
+    await drained.catch(() => {});
+    expect(seen).not.toContain("restarting it in");
+    // Reaped by the gateway before it exited: not running, not a zombie, not adopted by init.
+    expect(existsSync(`/proc/${childPid}`)).toBe(false);
+    expect(seen).toContain(`[local-neuron ${childPid}]`);
+  },
+  60_000,
+);
 
 test("a Stage 2 exit (exit 70) of the neuron is counted and restarted; the gateway answers throughout", async () => {
   const models = join(dir, "models");
