@@ -188,6 +188,25 @@ describe("planPlacement respects affinity, files and node state", () => {
 });
 
 describe("planPlacement explains failure", () => {
+  test("the only node is unloading the model (a forced unload, another replica's eviction): retry, never 404", () => {
+    const error = errorOf(() =>
+      planPlacement(
+        qwen,
+        fleet(
+          node("a", {
+            devices: [gpu(20)],
+            available: [qwenFile],
+            loaded: [model("qwen", { state: "unloading" })],
+          }),
+        ),
+        "lru",
+      ),
+    );
+    expect(error.code).toBe("unavailable");
+    expect(error.retryAfterS).toBeGreaterThan(0);
+    expect(error.message).toContain("a: qwen is being unloaded there");
+  });
+
   test("insufficient memory names the need and the most any node can free", () => {
     const error = errorOf(() =>
       planPlacement(

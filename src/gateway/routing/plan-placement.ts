@@ -79,7 +79,15 @@ export function planPlacements(
       refusals.push(`${node.name}: ${node.state}`);
       continue;
     }
-    if (node.loaded.some((model) => model.id === profile.id && model.state !== "failed")) continue;
+    const copy = node.loaded.find((model) => model.id === profile.id && model.state !== "failed");
+    if (copy?.state === "unloading") {
+      // Being unloaded (an operator's forced unload, another replica's eviction): it can be loaded
+      // again there in a moment, so a request is told to retry, never that the model does not exist.
+      anyDown = true;
+      refusals.push(`${node.name}: ${profile.id} is being unloaded there`);
+      continue;
+    }
+    if (copy !== undefined) continue;
     const file = profile.files[node.name] ?? profile.file;
     const problem = node.available.find((candidate) => candidate.file === file)?.problem;
     if (problem !== undefined) {
