@@ -1,37 +1,109 @@
 /**
- * Records a real multi-turn Claude Code session for bench/agent-session.ts:
- * the CLI (`claude -p`, then `claude -p --continue` in the same HOME) against
- * the gateway on loopback, over a scripted neuron that answers some requests
- * with tool calls (Bash `ls`, Read of a file in the temp HOME) and others
- * with text, so the CLI really runs the tools and sends their results. The
- * `/v1/messages` bodies of the session (the ones with tools; the CLI's
- * side requests such as titles are left out) are scrubbed like
- * tests/integration/helpers-dialects/record-claude-session.ts does, billing
- * block kept verbatim, into bench/__fixtures__/claude-code-agent-session/.
+ * Records a real multi-turn agent session for bench/agent-session.ts: the
+ * CLI against the gateway on loopback, over a scripted neuron that answers
+ * "List …" and "Read …" with tool calls and everything else with text, so
+ * the CLI really runs the tools and sends their results.
  *
- *   bun bench/record-agent-session.ts
+ * - `--client claude-code` (default): `claude -p`, then `claude -p
+ *   --continue` in the same HOME; tools Bash `ls` and Read of a file in the
+ *   temp HOME; the `/v1/messages` bodies of the session (the ones with
+ *   tools; side requests such as titles are left out), billing block kept
+ *   verbatim, into bench/__fixtures__/claude-code-agent-session/.
+ * - `--client codex`: `codex exec`, then `codex exec resume --last` in the
+ *   same HOME; tool `exec_command` running `ls` and `cat notes.txt`; the
+ *   `/v1/responses` bodies into bench/__fixtures__/codex-agent-session/,
+ *   UUIDs (session, turn, item ids) renumbered and the temp HOME replaced.
+ *   Run it where only loopback exists, as the Codex test does:
+ *   `unshare -n sh -c 'ip link set lo up && exec bun bench/record-agent-session.ts --client codex'`.
+ *
+ * Both scrubbed as tests/integration/helpers-dialects/scrub-request.ts does
+ * (prose replaced by corpus filler of the same length).
+ *
+ *   bun bench/record-agent-session.ts [--client claude-code|codex]
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { claudeCodeBinary, runClaudeCode } from "../tests/integration/helpers-dialects/claude-code.ts";
-import { startRecordingProxy } from "../tests/integration/helpers-dialects/recording-proxy.ts";
+import { codexBinary, runCodex } from "../tests/integration/helpers-dialects/codex.ts";
+import {
+  type RecordedExchange,
+  startRecordingProxy,
+} from "../tests/integration/helpers-dialects/recording-proxy.ts";
 import {
   type ReceivedChat,
+  type ScriptedToolCall,
   startScriptedNeuron,
 } from "../tests/integration/helpers-dialects/scripted-neuron.ts";
 import {
   conversationBodies,
+  responsesBodies,
+  withStableIds,
   writeSessionFixtures,
 } from "../tests/integration/helpers-dialects/session-fixtures.ts";
 import { startTestGateway, TINY_ID } from "../tests/integration/helpers-dialects/test-gateway.ts";
 
-const OUT = join(import.meta.dir, "__fixtures__", "claude-code-agent-session");
-const PROMPTS: Array<{ prompt: string; continue: boolean }> = [
-  { prompt: "List the files here.", continue: false },
-  { prompt: "Read notes.txt and tell me what it says.", continue: true },
-  { prompt: "List the files again, please.", continue: true },
-  { prompt: "Thanks. Summarise what we did.", continue: true },
+const { values: args } = parseArgs({ options: { client: { type: "string", default: "claude-code" } } });
+
+/** One CLI's part: how a turn is run, which tool calls answer "List"/"Read", which requests are the session's. */
+interface Client {
+  fixture: string;
+  /** Runs one prompt; `resume` continues the HOME's last session. */
+  run(options: { baseUrl: string; prompt: string; home: string; resume: boolean }): Promise<{
+    exitCode: number | null;
+    stdout: string;
+    stderr: string;
+  }>;
+  list(id: string): ScriptedToolCall;
+  read(id: string, home: string): ScriptedToolCall;
+  bodies(exchanges: readonly RecordedExchange[], home: string): Array<Record<string, unknown>>;
+}
+
+function claudeCode(): Client {
+  const binary = claudeCodeBinary();
+  if (!binary) throw new Error("the Claude Code binary is not installed");
+  return {
+    fixture: "claude-code-agent-session",
+    run: ({ baseUrl, prompt, home, resume }) =>
+      runClaudeCode({
+        binary,
+        baseUrl,
+        apiKey: "sk-test",
+        model: TINY_ID,
+        prompt,
+        timeoutMs: 120_000,
+        home,
+        args: [...(resume ? ["--continue"] : []), "--allowedTools", "Bash(ls),Read"],
+      }),
+    list: (id) => ({
+      id,
+      name: "Bash",
+      arguments: JSON.stringify({ command: "ls", description: "List files" }),
+    }),
+    read: (id, home) => ({ id, name: "Read", arguments: JSON.stringify({ file_path: join(home, "notes.txt") }) }),
+    bodies: (exchanges) => conversationBodies(exchanges),
+  };
+}
+
+function codex(): Client {
+  const binary = codexBinary();
+  if (!binary) throw new Error("the Codex binary is not installed");
+  return {
+    fixture: "codex-agent-session",
+    run: ({ baseUrl, prompt, home, resume }) =>
+      runCodex({ binary, baseUrl, apiKey: "sk-test", model: TINY_ID, prompt, home, resume }),
+    list: (id) => ({ id, name: "exec_command", arguments: JSON.stringify({ cmd: "ls" }) }),
+    read: (id) => ({ id, name: "exec_command", arguments: JSON.stringify({ cmd: "cat notes.txt" }) }),
+    bodies: (exchanges, home) => withStableIds(responsesBodies(exchanges), [[home, "/home/user"]]),
+  };
+}
+
+const PROMPTS: Array<{ prompt: string; resume: boolean }> = [
+  { prompt: "List the files here.", resume: false },
+  { prompt: "Read notes.txt and tell me what it says.", resume: true },
+  { prompt: "List the files again, please.", resume: true },
+  { prompt: "Thanks. Summarise what we did.", resume: true },
 ];
 
 function lastUserText(body: ReceivedChat): string {
@@ -43,11 +115,15 @@ function lastUserText(body: ReceivedChat): string {
   return "";
 }
 
-const binary = claudeCodeBinary();
-if (!binary) throw new Error("the Claude Code binary is not installed");
+const client = args.client === "codex" ? codex() : args.client === "claude-code" ? claudeCode() : undefined;
+if (!client) throw new Error(`--client: expected claude-code or codex, got ${args.client}`);
+const OUT = join(import.meta.dir, "__fixtures__", client.fixture);
 const home = mkdtempSync(join(tmpdir(), "cortex-agent-session-"));
-writeFileSync(join(home, "notes.txt"), "The river runs past the old mill, and the dog barks once.\n");
-writeFileSync(join(home, "todo.md"), "- water the plants\n- read the notes\n");
+// Codex runs in the HOME's `work` folder, Claude Code in the HOME itself: the files go where `ls` looks.
+const files = args.client === "codex" ? join(home, "work") : home;
+Bun.spawnSync(["mkdir", "-p", files]);
+writeFileSync(join(files, "notes.txt"), "The river runs past the old mill, and the dog barks once.\n");
+writeFileSync(join(files, "todo.md"), "- water the plants\n- read the notes\n");
 const neuron = startScriptedNeuron([TINY_ID]);
 let calls = 0;
 neuron.reply = (body) => {
@@ -57,16 +133,8 @@ neuron.reply = (body) => {
   const text = lastUserText(body);
   calls += 1;
   const id = `toolu_agentbench_${String(calls).padStart(2, "0")}`;
-  if (/\bList\b/i.test(text))
-    return {
-      toolCalls: [
-        { id, name: "Bash", arguments: JSON.stringify({ command: "ls", description: "List files" }) },
-      ],
-    };
-  if (/\bRead\b/.test(text))
-    return {
-      toolCalls: [{ id, name: "Read", arguments: JSON.stringify({ file_path: join(home, "notes.txt") }) }],
-    };
+  if (/\bList\b/i.test(text)) return { toolCalls: [client.list(id)] };
+  if (/\bRead\b/.test(text)) return { toolCalls: [client.read(id, files)] };
   return { text: "We listed the files twice and read the notes." };
 };
 const gateway = await startTestGateway({
@@ -76,25 +144,16 @@ const gateway = await startTestGateway({
 const proxy = startRecordingProxy(gateway.url);
 try {
   for (const step of PROMPTS) {
-    const run = await runClaudeCode({
-      binary,
-      baseUrl: proxy.url,
-      apiKey: "sk-test",
-      model: TINY_ID,
-      prompt: step.prompt,
-      timeoutMs: 120_000,
-      home,
-      args: [...(step.continue ? ["--continue"] : []), "--allowedTools", "Bash(ls),Read"],
-    });
+    const run = await client.run({ baseUrl: proxy.url, prompt: step.prompt, home, resume: step.resume });
     console.error(
-      `$ claude -p ${JSON.stringify(step.prompt)}: exit ${run.exitCode}, ${run.stdout.trim().slice(0, 120)}`,
+      `$ ${args.client} ${JSON.stringify(step.prompt)}: exit ${run.exitCode}, ${run.stdout.trim().slice(0, 120)}`,
     );
     if (run.exitCode !== 0) console.error(run.stderr.slice(-2000));
   }
   rmSync(OUT, { recursive: true, force: true });
   const written = writeSessionFixtures(
     OUT,
-    conversationBodies(proxy.exchanges),
+    client.bodies(proxy.exchanges, home),
     (i) => `turn-${String(i + 1).padStart(2, "0")}.json`,
   );
   console.log(`wrote ${written} request(s) to ${OUT}`);

@@ -58,14 +58,20 @@ export async function runCodex(options: {
   apiKey: string;
   model: string;
   prompt: string;
+  /** A HOME kept between runs (the caller removes it; its `work` folder is the cwd), so `resume` finds the session. */
+  home?: string;
+  /** Continue the most recent session in this HOME (`codex exec resume --last`) instead of starting one. */
+  resume?: boolean;
 }): Promise<CodexRun> {
-  const home = mkdtempSync(join(tmpdir(), "cortex-codex-home-"));
+  const home = options.home ?? mkdtempSync(join(tmpdir(), "cortex-codex-home-"));
   const work = join(home, "work");
   const codexHome = join(home, ".codex");
   for (const dir of [work, codexHome]) Bun.spawnSync(["mkdir", "-p", dir]);
   writeFileSync(join(codexHome, "config.toml"), codexConfig(options.baseUrl, options.model));
+  // `exec resume` takes no --sandbox flag: the same policy as a config override.
+  const mode = options.resume ? ["resume", "--last", "-c", 'sandbox_mode="read-only"'] : ["--sandbox", "read-only"];
   const proc = Bun.spawn(
-    [options.binary, "exec", "--skip-git-repo-check", "--sandbox", "read-only", options.prompt],
+    [options.binary, "exec", ...mode, "--skip-git-repo-check", options.prompt],
     {
       cwd: work,
       stdin: "ignore",
@@ -88,6 +94,6 @@ export async function runCodex(options: {
     ]);
     return { exitCode, stdout, stderr };
   } finally {
-    rmSync(home, { recursive: true, force: true });
+    if (options.home === undefined) rmSync(home, { recursive: true, force: true });
   }
 }

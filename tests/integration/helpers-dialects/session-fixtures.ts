@@ -55,3 +55,40 @@ export function writeSessionFixtures(
   });
   return bodies.length;
 }
+
+/** A Codex session's own `/v1/responses` bodies (those with tools; one per request), in order. */
+export function responsesBodies(exchanges: readonly RecordedExchange[]): Array<Record<string, unknown>> {
+  return exchanges
+    .filter((e) => e.method === "POST" && e.path === "/v1/responses")
+    .map((e) => JSON.parse(e.body) as Record<string, unknown>)
+    .filter((body) => Array.isArray(body.tools) && body.tools.length > 0);
+}
+
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+
+/**
+ * The bodies with every UUID (session, thread, turn, installation and item
+ * ids) replaced by a counter in order of first appearance, so the same id in
+ * two requests stays the same, and each temp path by a fixed one. Run
+ * before scrubbing: arguments and tool outputs are kept as sent.
+ */
+export function withStableIds(
+  bodies: ReadonlyArray<Record<string, unknown>>,
+  paths: ReadonlyArray<readonly [from: string, to: string]>,
+): Array<Record<string, unknown>> {
+  const ids = new Map<string, string>();
+  const stable = (id: string): string => {
+    const key = id.toLowerCase();
+    let out = ids.get(key);
+    if (out === undefined) {
+      out = `00000000-0000-0000-0000-${String(ids.size + 1).padStart(12, "0")}`;
+      ids.set(key, out);
+    }
+    return out;
+  };
+  return bodies.map((body) => {
+    let text = JSON.stringify(body).replace(UUID, stable);
+    for (const [from, to] of paths) text = text.split(from).join(to);
+    return JSON.parse(text) as Record<string, unknown>;
+  });
+}
