@@ -1,26 +1,29 @@
 /**
- * A recorded real Claude Code session (bench/record-agent-session.ts writes
- * bench/__fixtures__/claude-code-agent-session/) replayed turn by turn, each
- * `/v1/messages` body as the CLI sent it (streamed, `max_tokens` cut to
- * --answer-tokens), against cortex (`cortex serve`'s gateway over an
- * in-process neuron) and against llama-server built from the same llama.cpp
- * source (bench/peers/build-llama-server.ts; its own `/v1/messages`
- * endpoint, `--jinja`, so both render the GGUF's template), on the same
- * GGUF (the demo model `cortex-tiny`: Claude Code's prompts are ~35k tokens
- * in its word vocabulary, too long for SmolLM2's 8k context), threads,
- * per-slot context, slots and host-memory prompt-cache budget.
+ * Recorded real agent sessions (bench/record-agent-session.ts writes
+ * bench/__fixtures__/) replayed turn by turn, each body as the CLI sent it
+ * (streamed, answer length cut to --answer-tokens), against cortex (`cortex
+ * serve`'s gateway over an in-process neuron) and against llama-server built
+ * from the same llama.cpp source (bench/peers/build-llama-server.ts; its own
+ * endpoint for the same API, `--jinja`, so both render the GGUF's template),
+ * on the same GGUF (the demo model `cortex-tiny`: Claude Code's prompts are
+ * ~35k tokens in its word vocabulary, too long for SmolLM2's 8k context),
+ * threads, per-slot context, slots and host-memory prompt-cache budget.
  *
- * Two variants, each on freshly started servers: the bodies as recorded, and
- * with the billing block's `cch=<5 hex>` rotated per request, as Claude Code
- * versions that hash each body send it (the recorded CLI sends a constant
- * block without `cch`).
+ * - Claude Code (`/v1/messages` on both sides), two variants: the bodies as
+ *   recorded, and with the billing block's `cch=<5 hex>` rotated per request,
+ *   as Claude Code versions that hash each body send it (the recorded CLI
+ *   sends a constant block without `cch`).
+ * - Codex `exec` (`/v1/responses` on both sides: this llama-server converts
+ *   Responses input items to chat messages itself), the bodies as recorded.
+ *
+ * Each variant on freshly started servers.
  *
  *   bun bench/agent-session.ts
- *   bun bench/agent-session.ts --threads 4 --json /tmp/agent-session.json
+ *   bun bench/agent-session.ts --sessions codex --threads 4 --json /tmp/agent-session.json
  *
- * Prints per turn: TTFT, prompt tokens and tokens computed (prefill: usage
- * `input_tokens`, which both report net of `cache_read_input_tokens`), the
- * ratio cortex ÷ llama-server, and the session totals.
+ * Prints per turn: TTFT, prompt tokens and tokens computed (prefill: prompt
+ * tokens less those read from cache, from each API's usage), the ratio
+ * cortex ÷ llama-server, and the session totals.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -40,6 +43,11 @@ import { fixed } from "./stats.ts";
 const { values: args } = parseArgs({
   options: {
     fixture: { type: "string", default: join(import.meta.dir, "__fixtures__", "claude-code-agent-session") },
+    "codex-fixture": {
+      type: "string",
+      default: join(import.meta.dir, "__fixtures__", "codex-agent-session"),
+    },
+    sessions: { type: "string", default: "claude-code,codex" },
     "answer-tokens": { type: "string", default: "16" },
     slots: { type: "string", default: "4" },
     threads: { type: "string", default: "1" },
@@ -102,6 +110,88 @@ const Event = z
     usage: Usage.optional(),
   })
   .passthrough();
+const ResponsesEvent = z
+  .object({
+    type: z.string(),
+    response: z
+      .object({
+        usage: z
+          .object({
+            input_tokens: z.number(),
+            input_tokens_details: z.object({ cached_tokens: z.number() }).passthrough().nullish(),
+          })
+          .passthrough()
+          .nullish(),
+      })
+      .passthrough()
+      .optional(),
+  })
+  .passthrough();
+
+/** What one SSE event says: whether it is the first output, and the usage it carries. */
+interface Reading {
+  output: boolean;
+  /** Prompt tokens in all, and those computed (not read from cache). */
+  usage?: { prompt?: number; computed?: number; cached?: number };
+}
+
+/** One API as the replay speaks it: the path, headers, the body sent and how its stream reads. */
+interface Dialect {
+  path: string;
+  headers: Record<string, string>;
+  request(body: Body): Body;
+  read(data: unknown): Reading;
+  /** A short request with its own system prompt, so loading the model is not timed and nothing of the session is cached. */
+  warmUp: Body;
+}
+
+const ANTHROPIC: Dialect = {
+  path: "/v1/messages",
+  headers: { "anthropic-version": "2023-06-01", "x-api-key": "sk-bench" },
+  request: (body) => ({
+    ...body,
+    model: MODEL_ID,
+    max_tokens: opts.answerTokens,
+    stream: true,
+    temperature: 0,
+  }),
+  read(raw) {
+    const data = Event.parse(raw);
+    const output = data.type === "content_block_delta" || data.type === "message_delta";
+    let usage: Reading["usage"];
+    // Anthropic's input_tokens is net of cache reads: it is what was computed.
+    for (const u of [data.message?.usage, data.usage]) {
+      if (u?.input_tokens !== undefined) usage = { ...usage, computed: u.input_tokens };
+      if (typeof u?.cache_read_input_tokens === "number")
+        usage = { ...usage, cached: u.cache_read_input_tokens };
+    }
+    return usage === undefined ? { output } : { output, usage };
+  },
+  warmUp: { system: "warm up", messages: [{ role: "user", content: "hello" }] },
+};
+
+const RESPONSES: Dialect = {
+  path: "/v1/responses",
+  headers: { authorization: "Bearer sk-bench" },
+  request: (body) => ({
+    ...body,
+    model: MODEL_ID,
+    max_output_tokens: opts.answerTokens,
+    stream: true,
+    temperature: 0,
+  }),
+  read(raw) {
+    const data = ResponsesEvent.parse(raw);
+    // Text, tool-call arguments or reasoning: whichever the model starts with.
+    const output = data.type.endsWith(".delta");
+    const u = data.response?.usage;
+    if (data.type !== "response.completed" || !u) return { output };
+    // OpenAI's input_tokens counts the whole prompt, cached_tokens the part read from cache.
+    const cached = u.input_tokens_details?.cached_tokens ?? 0;
+    return { output, usage: { prompt: u.input_tokens, computed: u.input_tokens - cached, cached } };
+  },
+  warmUp: { instructions: "warm up", input: "hello" },
+};
 
 interface TurnResult {
   turn: number;
@@ -111,64 +201,51 @@ interface TurnResult {
   computed: number;
 }
 
-async function streamTurn(url: string, body: Body, turn: number): Promise<TurnResult> {
+async function streamTurn(dialect: Dialect, url: string, body: Body, turn: number): Promise<TurnResult> {
   const started = performance.now();
-  const response = await fetch(`${url}/v1/messages`, {
+  const response = await fetch(`${url}${dialect.path}`, {
     method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "anthropic-version": "2023-06-01",
-      "x-api-key": "sk-bench",
-      connection: "close",
-    },
-    body: JSON.stringify({
-      ...body,
-      model: MODEL_ID,
-      max_tokens: opts.answerTokens,
-      stream: true,
-      temperature: 0,
-    }),
+    // One connection per request: llama-server exits when a kept-alive connection is reused after a stream.
+    headers: { "content-type": "application/json", ...dialect.headers, connection: "close" },
+    body: JSON.stringify(dialect.request(body)),
   });
   if (!response.ok || !response.body) throw new Error(`${url}: ${response.status} ${await response.text()}`);
   const sse = new SseDecoder();
   let ttftMs = 0;
-  let input: number | undefined;
+  let computed: number | undefined;
+  let prompt: number | undefined;
   let cached = 0;
   for await (const chunk of response.body) {
     const now = performance.now();
     for (const event of sse.push(chunk)) {
       if (event.data === "[DONE]" || event.data === "") continue;
-      const data = Event.parse(JSON.parse(event.data));
-      if (data.type === "error") throw new Error(`${url}: ${event.data}`);
-      if ((data.type === "content_block_delta" || data.type === "message_delta") && ttftMs === 0)
-        ttftMs = now - started;
-      for (const usage of [data.message?.usage, data.usage]) {
-        if (usage?.input_tokens !== undefined) input = usage.input_tokens;
-        if (typeof usage?.cache_read_input_tokens === "number") cached = usage.cache_read_input_tokens;
-      }
+      const raw = JSON.parse(event.data) as { type?: string };
+      if (raw.type === "error" || raw.type === "response.failed") throw new Error(`${url}: ${event.data}`);
+      const reading = dialect.read(raw);
+      if (reading.output && ttftMs === 0) ttftMs = now - started;
+      if (reading.usage?.computed !== undefined) computed = reading.usage.computed;
+      if (reading.usage?.prompt !== undefined) prompt = reading.usage.prompt;
+      if (reading.usage?.cached !== undefined) cached = reading.usage.cached;
     }
   }
   const totalMs = performance.now() - started;
   if (ttftMs === 0) ttftMs = totalMs;
-  if (input === undefined) throw new Error(`${url}: no usage in the stream`);
-  return { turn, ttftMs, totalMs, promptTokens: input + cached, computed: input };
+  if (computed === undefined) throw new Error(`${url}: no usage in the stream`);
+  return { turn, ttftMs, totalMs, promptTokens: prompt ?? computed + cached, computed };
 }
 
-/** A short request with its own system prompt, so loading the model is not timed and nothing of the session is cached. */
-async function warmUp(url: string): Promise<void> {
-  await streamTurn(
-    url,
-    { system: "warm up", messages: [{ role: "user", content: "hello" }] } satisfies Body,
-    0,
-  );
-}
-
-async function replay(name: string, url: string, turns: Body[], rotate: boolean): Promise<TurnResult[]> {
-  await warmUp(url);
+async function replay(
+  dialect: Dialect,
+  name: string,
+  url: string,
+  turns: Body[],
+  rotate: boolean,
+): Promise<TurnResult[]> {
+  await streamTurn(dialect, url, dialect.warmUp, 0);
   const results: TurnResult[] = [];
   for (const [i, body] of turns.entries()) {
     const hash = (BigInt(Bun.hash(`${name}-${i}`)) % 0x100000n).toString(16).padStart(5, "0");
-    const result = await streamTurn(url, rotate ? withCch(body, hash) : body, i + 1);
+    const result = await streamTurn(dialect, url, rotate ? withCch(body, hash) : body, i + 1);
     results.push(result);
     console.error(
       `${name}${rotate ? " (cch rotated)" : ""}: turn ${i + 1} TTFT ${fixed(result.ttftMs, 0)} ms, prompt ${result.promptTokens}, computed ${result.computed}`,
@@ -281,24 +358,70 @@ function report(variant: Variant): void {
   console.log(
     `target turns ≥ 2 prefill ≤ 10 % of prompt: cortex max ${fixed(100 * maxShare, 1)} % → ${maxShare <= 0.1 ? "met" : "NOT met"}`,
   );
+  // Both sides render the GGUF's template themselves: the same conversation should be about the same tokens.
+  const drift = c.map((r, i) => r.promptTokens - l[i]!.promptTokens);
+  console.log(`prompt tokens cortex − llama-server per turn: ${drift.join(", ")}`);
+  // Where llama-server reused its cache (computed under half its prompt), cortex should be no slower.
+  const reused = later(c).filter((r) => {
+    const peer = l[r.turn - 1]!;
+    return peer.computed < peer.promptTokens / 2;
+  });
+  const worst = Math.max(...reused.map((r) => r.ttftMs / l[r.turn - 1]!.ttftMs));
+  console.log(
+    `target TTFT ≤ 1.0 × llama-server on turns ≥ 2 where it reused its cache (${reused.length} turns): worst ${fixed(worst, 2)} → ${worst <= 1 ? "met" : "NOT met"}`,
+  );
 }
 
+/** A recorded session: its fixture, the API it speaks and the variants replayed. */
+interface Session {
+  name: string;
+  fixture: string;
+  dialect: Dialect;
+  /** Whether each variant rotates the billing block's `cch` (Claude Code only). */
+  rotations: boolean[];
+}
+
+const SESSIONS: Record<string, Session> = {
+  "claude-code": {
+    name: "Claude Code, /v1/messages",
+    fixture: args.fixture,
+    dialect: ANTHROPIC,
+    rotations: [false, true],
+  },
+  codex: {
+    name: "Codex exec, /v1/responses",
+    fixture: args["codex-fixture"],
+    dialect: RESPONSES,
+    rotations: [false],
+  },
+};
+
 async function main(): Promise<void> {
-  const turns = loadTurns(args.fixture);
+  const sessions = args.sessions.split(",").map((name) => {
+    const session = SESSIONS[name.trim()];
+    if (!session) throw new Error(`--sessions: expected claude-code and/or codex, got ${name}`);
+    return session;
+  });
   const { server, version } = await ensureLlamaServer();
   console.error(
-    `${turns.length} recorded /v1/messages requests; model ${MODEL_ID}; llama-server from node-llama-cpp ${version}'s llama.cpp; ` +
+    `model ${MODEL_ID}; llama-server from node-llama-cpp ${version}'s llama.cpp; ` +
       `${opts.slots} slots × ${opts.contextSize} context, ${opts.threads} thread(s), host cache ${opts.cacheMiB} MiB, ${opts.answerTokens}-token answers`,
   );
   const variants: Variant[] = [];
-  for (const rotate of [false, true]) {
-    const cortex = await withCortex((url) => replay("cortex", url, turns, rotate));
-    const llamaServer = await withPeer(server, (url) => replay("llama-server", url, turns, rotate));
-    variants.push({
-      name: rotate ? "billing block with cch rotated per request" : "bodies as recorded",
-      cortex,
-      llamaServer,
-    });
+  for (const session of sessions) {
+    const turns = loadTurns(session.fixture);
+    console.error(`${session.name}: ${turns.length} recorded requests`);
+    for (const rotate of session.rotations) {
+      const cortex = await withCortex((url) => replay(session.dialect, "cortex", url, turns, rotate));
+      const llamaServer = await withPeer(server, (url) =>
+        replay(session.dialect, "llama-server", url, turns, rotate),
+      );
+      variants.push({
+        name: `${session.name}: ${rotate ? "billing block with cch rotated per request" : "bodies as recorded"}`,
+        cortex,
+        llamaServer,
+      });
+    }
   }
   for (const variant of variants) report(variant);
   if (args.json) await Bun.write(args.json, JSON.stringify({ opts, variants }, null, 2));

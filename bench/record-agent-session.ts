@@ -81,7 +81,11 @@ function claudeCode(): Client {
       name: "Bash",
       arguments: JSON.stringify({ command: "ls", description: "List files" }),
     }),
-    read: (id, home) => ({ id, name: "Read", arguments: JSON.stringify({ file_path: join(home, "notes.txt") }) }),
+    read: (id, home) => ({
+      id,
+      name: "Read",
+      arguments: JSON.stringify({ file_path: join(home, "notes.txt") }),
+    }),
     bodies: (exchanges) => conversationBodies(exchanges),
   };
 }

@@ -69,23 +69,22 @@ export async function runCodex(options: {
   for (const dir of [work, codexHome]) Bun.spawnSync(["mkdir", "-p", dir]);
   writeFileSync(join(codexHome, "config.toml"), codexConfig(options.baseUrl, options.model));
   // `exec resume` takes no --sandbox flag: the same policy as a config override.
-  const mode = options.resume ? ["resume", "--last", "-c", 'sandbox_mode="read-only"'] : ["--sandbox", "read-only"];
-  const proc = Bun.spawn(
-    [options.binary, "exec", ...mode, "--skip-git-repo-check", options.prompt],
-    {
-      cwd: work,
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      env: {
-        PATH: process.env.PATH ?? "/usr/bin:/bin",
-        HOME: home,
-        CODEX_HOME: codexHome,
-        CORTEX_API_KEY: options.apiKey,
-        RUST_LOG: "error",
-      },
+  const mode = options.resume
+    ? ["resume", "--last", "-c", 'sandbox_mode="read-only"']
+    : ["--sandbox", "read-only"];
+  const proc = Bun.spawn([options.binary, "exec", ...mode, "--skip-git-repo-check", options.prompt], {
+    cwd: work,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: home,
+      CODEX_HOME: codexHome,
+      CORTEX_API_KEY: options.apiKey,
+      RUST_LOG: "error",
     },
-  );
+  });
   try {
     const [stdout, stderr, exitCode] = await Promise.all([
       new Response(proc.stdout).text(),
