@@ -16,14 +16,16 @@
  * - Codex `exec` (`/v1/responses` on both sides: this llama-server converts
  *   Responses input items to chat messages itself), the bodies as recorded.
  *
- * Each variant on freshly started servers.
+ * Each variant --runs times (default 3), each run on freshly started servers,
+ * cortex then llama-server.
  *
  *   bun bench/agent-session.ts
  *   bun bench/agent-session.ts --sessions codex --threads 4 --json /tmp/agent-session.json
  *
- * Prints per turn: TTFT, prompt tokens and tokens computed (prefill: prompt
- * tokens less those read from cache, from each API's usage), the ratio
- * cortex ÷ llama-server, and the session totals.
+ * Prints per turn the medians over the runs: TTFT, prompt tokens and tokens
+ * computed (prefill: prompt tokens less those read from cache, from each
+ * API's usage), the ratio cortex ÷ llama-server, the session totals, and
+ * whether the targets hold.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -38,7 +40,7 @@ import { startGateway } from "../src/gateway/run-gateway.ts";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../src/neuron/gguf/tiny-model.ts";
 import { withLlamaServer } from "./peers/llama-server-process.ts";
 import { ensureLlamaServer } from "./peers/build-llama-server.ts";
-import { fixed } from "./stats.ts";
+import { fixed, median } from "./stats.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -53,6 +55,7 @@ const { values: args } = parseArgs({
     threads: { type: "string", default: "1" },
     "context-size": { type: "string", default: "65536" },
     "cache-mib": { type: "string", default: "2048" },
+    runs: { type: "string", default: "3" },
     json: { type: "string" },
   },
 });
@@ -62,6 +65,7 @@ const opts = {
   threads: Number(args.threads),
   contextSize: Number(args["context-size"]),
   cacheMiB: Number(args["cache-mib"]),
+  runs: Number(args.runs),
 };
 for (const [key, value] of Object.entries(opts))
   if (!Number.isInteger(value) || value <= 0)
@@ -318,12 +322,29 @@ async function withPeer<T>(server: string, run: (url: string) => Promise<T>): Pr
 
 interface Variant {
   name: string;
+  /** Per turn, the medians over the runs. */
   cortex: TurnResult[];
   llamaServer: TurnResult[];
+  /** Every run, as measured. */
+  runs: Array<{ cortex: TurnResult[]; llamaServer: TurnResult[] }>;
+}
+
+/** Per turn, the median of each measure over the runs (each run on fresh servers). */
+function medianTurns(runs: ReadonlyArray<readonly TurnResult[]>): TurnResult[] {
+  return runs[0]!.map((first, i) => {
+    const of = (f: (r: TurnResult) => number) => median(runs.map((run) => f(run[i]!)));
+    return {
+      turn: first.turn,
+      ttftMs: of((r) => r.ttftMs),
+      totalMs: of((r) => r.totalMs),
+      promptTokens: of((r) => r.promptTokens),
+      computed: of((r) => r.computed),
+    };
+  });
 }
 
 function report(variant: Variant): void {
-  console.log(`\n${variant.name}`);
+  console.log(`\n${variant.name} (medians of ${variant.runs.length} run(s))`);
   console.log(
     "turn | prompt tokens cortex / llama-server | computed cortex / llama-server | TTFT ms cortex / llama-server | TTFT ratio",
   );
@@ -412,14 +433,20 @@ async function main(): Promise<void> {
     const turns = loadTurns(session.fixture);
     console.error(`${session.name}: ${turns.length} recorded requests`);
     for (const rotate of session.rotations) {
-      const cortex = await withCortex((url) => replay(session.dialect, "cortex", url, turns, rotate));
-      const llamaServer = await withPeer(server, (url) =>
-        replay(session.dialect, "llama-server", url, turns, rotate),
-      );
+      const runs: Variant["runs"] = [];
+      // The two servers one after the other in each run, so drift on a shared machine hits both alike.
+      for (let run = 0; run < opts.runs; run++) {
+        const cortex = await withCortex((url) => replay(session.dialect, "cortex", url, turns, rotate));
+        const llamaServer = await withPeer(server, (url) =>
+          replay(session.dialect, "llama-server", url, turns, rotate),
+        );
+        runs.push({ cortex, llamaServer });
+      }
       variants.push({
         name: `${session.name}: ${rotate ? "billing block with cch rotated per request" : "bodies as recorded"}`,
-        cortex,
-        llamaServer,
+        cortex: medianTurns(runs.map((r) => r.cortex)),
+        llamaServer: medianTurns(runs.map((r) => r.llamaServer)),
+        runs,
       });
     }
   }
