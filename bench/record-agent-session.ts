@@ -58,6 +58,8 @@ interface Client {
   list(id: string): ScriptedToolCall;
   read(id: string, home: string): ScriptedToolCall;
   bodies(exchanges: readonly RecordedExchange[], home: string): Array<Record<string, unknown>>;
+  /** Whether the scripted model reasons before it answers (as the models Codex is made for do). */
+  reasons: boolean;
 }
 
 function claudeCode(): Client {
@@ -87,6 +89,7 @@ function claudeCode(): Client {
       arguments: JSON.stringify({ file_path: join(home, "notes.txt") }),
     }),
     bodies: (exchanges) => conversationBodies(exchanges),
+    reasons: false,
   };
 }
 
@@ -100,6 +103,7 @@ function codex(): Client {
     list: (id) => ({ id, name: "exec_command", arguments: JSON.stringify({ cmd: "ls" }) }),
     read: (id) => ({ id, name: "exec_command", arguments: JSON.stringify({ cmd: "cat notes.txt" }) }),
     bodies: (exchanges, home) => withStableIds(responsesBodies(exchanges), [[home, "/home/user"]]),
+    reasons: true,
   };
 }
 
@@ -130,16 +134,23 @@ writeFileSync(join(files, "notes.txt"), "The river runs past the old mill, and t
 writeFileSync(join(files, "todo.md"), "- water the plants\n- read the notes\n");
 const neuron = startScriptedNeuron([TINY_ID]);
 let calls = 0;
+const reasoning = (text: string) => (client.reasons ? { reasoning: text } : {});
 neuron.reply = (body) => {
   if ((body.tools?.length ?? 0) === 0) return { text: "ok" };
   const last = body.messages.at(-1);
-  if (last?.role === "tool") return { text: "Done: the tool answered, and here is what it said." };
+  if (last?.role === "tool")
+    return {
+      ...reasoning("The tool has answered; I will tell the user."),
+      text: "Done: the tool answered, and here is what it said.",
+    };
   const text = lastUserText(body);
   calls += 1;
   const id = `toolu_agentbench_${String(calls).padStart(2, "0")}`;
-  if (/\bList\b/i.test(text)) return { toolCalls: [client.list(id)] };
-  if (/\bRead\b/.test(text)) return { toolCalls: [client.read(id, files)] };
-  return { text: "We listed the files twice and read the notes." };
+  if (/\bList\b/i.test(text))
+    return { ...reasoning("I should list the files."), toolCalls: [client.list(id)] };
+  if (/\bRead\b/.test(text))
+    return { ...reasoning("I should read the file."), toolCalls: [client.read(id, files)] };
+  return { ...reasoning("Nothing to run."), text: "We listed the files twice and read the notes." };
 };
 const gateway = await startTestGateway({
   neurons: [{ name: "scripted", endpoint: neuron.url }],

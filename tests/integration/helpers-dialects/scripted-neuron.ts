@@ -19,6 +19,8 @@ export interface ScriptedToolCall {
 
 export interface ScriptedReply {
   text?: string;
+  /** Sent first, as `reasoning_content`, as llama.cpp sends a thinking model's reasoning. */
+  reasoning?: string;
   toolCalls?: ScriptedToolCall[];
 }
 
@@ -75,6 +77,7 @@ function completion(model: string, reply: ScriptedReply): unknown {
         message: {
           role: "assistant",
           content: reply.text ?? null,
+          ...(reply.reasoning === undefined ? {} : { reasoning_content: reply.reasoning }),
           ...(reply.toolCalls === undefined
             ? {}
             : {
@@ -97,6 +100,7 @@ function completionChunks(model: string, reply: ScriptedReply): string {
   const chunk = (delta: unknown, finish: string | null = null) =>
     sse({ ...base, choices: [{ index: 0, delta, finish_reason: finish }] });
   let out = chunk({ role: "assistant", content: "" });
+  for (const piece of pieces(reply.reasoning ?? "", 3)) out += chunk({ reasoning_content: piece });
   for (const piece of pieces(reply.text ?? "", 3)) out += chunk({ content: piece });
   (reply.toolCalls ?? []).forEach((call, index) => {
     out += chunk({

@@ -1,7 +1,7 @@
 /**
  * A real Codex `exec` session (recorded by bench/record-agent-session.ts
  * --client codex: `codex exec`, then `codex exec resume --last`, tools run
- * by the CLI) through the Responses dialect and the prompt renderer: every
+ * by the CLI, a scripted model that reasons before each answer) through the Responses dialect and the prompt renderer: every
  * request's prompt is a prefix of the next one's, so a server that reuses
  * the KV cache of a repeated prefix prefills only the new items, and every
  * request carries the same session key, so the gateway keeps the session
@@ -37,13 +37,15 @@ function commonPrefixLength(a: string, b: string): number {
 }
 
 describe("a real Codex exec session", () => {
-  test("the fixtures are what they claim: one session, developer messages, tool calls and their outputs", () => {
+  test("the fixtures are what they claim: one session, developer messages, reasoning, tool calls and their outputs", () => {
     expect(bodies.length).toBeGreaterThanOrEqual(5);
     const last = bodies.at(-1)!;
     const types = last.input.map((item) => item.type);
     expect(types.filter((type) => type === "function_call").length).toBeGreaterThanOrEqual(3);
     expect(types.filter((type) => type === "function_call_output").length).toBeGreaterThanOrEqual(3);
     expect(last.input.some((item) => item.role === "developer")).toBe(true);
+    // Codex sends earlier turns' reasoning back (in the clear: cortex gives no encrypted_content).
+    expect(types.filter((type) => type === "reasoning").length).toBeGreaterThanOrEqual(3);
     // Per-turn ids travel in client_metadata; the session's key stays put.
     expect(new Set(bodies.map((body) => body.prompt_cache_key)).size).toBe(1);
     expect(new Set(bodies.map((body) => JSON.stringify(body.client_metadata))).size).toBeGreaterThan(1);
