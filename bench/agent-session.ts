@@ -209,7 +209,7 @@ async function streamTurn(dialect: Dialect, url: string, body: Body, turn: numbe
   const started = performance.now();
   const response = await fetch(`${url}${dialect.path}`, {
     method: "POST",
-    // One connection per request: llama-server exits when a kept-alive connection is reused after a stream.
+    // One connection per request: reusing a kept-alive connection after a stream, this llama-server dropped the next request (ECONNRESET).
     headers: { "content-type": "application/json", ...dialect.headers, connection: "close" },
     body: JSON.stringify(dialect.request(body)),
   });
