@@ -111,6 +111,7 @@ export async function routeWithFailover<T>(
       // A ready copy (the common case) is taken without a promise hop.
       target = loader.readyNow(model, wanted) ?? (await loader.ensureLoaded(model, wanted));
     } catch (error) {
+      if (lastStale && !options.signal?.aborted) throw unloadedUnder(model, attemptNo - 1, error);
       // After a failed attempt, the first failure explains more than "nowhere else to go".
       if (lastError !== undefined && !options.signal?.aborted) throw lastError;
       throw error;
@@ -153,13 +154,20 @@ export async function routeWithFailover<T>(
       lastStale = false;
     }
   }
-  if (lastStale)
-    // The model exists; its copies kept being unloaded (by another gateway replica) under this
-    // request: a 404 would tell the client it does not, so tell it to come back.
-    throw new CortexError(
-      "unavailable",
-      `${model} was unloaded from its node while this request was on its way, ${maxAttempts} times; retry`,
-      { retryAfterS: 1, cause: lastError },
-    );
+  if (lastStale) throw unloadedUnder(model, maxAttempts, lastError);
   throw lastError ?? new CortexError("unavailable", `no node could serve ${model}`, { retryAfterS: 1 });
+}
+
+/**
+ * The model exists, but its copy was unloaded under this request (another
+ * gateway replica's eviction, an operator) and placing it again did not work
+ * out yet: a 404 would tell the client the model does not exist, so tell it to
+ * come back.
+ */
+function unloadedUnder(model: string, times: number, cause: unknown): CortexError {
+  return new CortexError(
+    "unavailable",
+    `${model} was unloaded from its node while this request was on its way${times > 1 ? ` (${times} times)` : ""}, and could not be placed again yet; retry`,
+    { retryAfterS: 1, cause },
+  );
 }

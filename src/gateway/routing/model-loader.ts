@@ -271,6 +271,7 @@ export class ModelLoader {
     options: EnsureLoadedOptions,
   ): Promise<{ node: string; model: LoadedModel }> {
     const tried = new Set(options.exclude);
+    const replanned = new Set<string>();
     let lastError: CortexError | undefined;
     for (;;) {
       const plan = await this.#freshPlan(resolved, tried, options.only, lastError);
@@ -281,6 +282,14 @@ export class ModelLoader {
         this.#log.warn(`loading ${resolved.id} on ${plan.node} failed: ${failure.message}`);
         this.#fleet.reportFailure(plan.node, failure);
         if (isFileFault(failure)) throw this.#holdFailure(resolved.id, plan.node, failure);
+        if (failure.code === "insufficient_memory" && !replanned.has(plan.node)) {
+          // The plan saw room the neuron does not have: another replica loaded something since
+          // the last poll. Plan that node once more on a fresh read (it may now need a victim).
+          replanned.add(plan.node);
+          await this.#fleet.refresh(plan.node);
+          lastError = failure;
+          continue;
+        }
         tried.add(plan.node);
         lastError = failure;
       }
@@ -369,7 +378,13 @@ export class ModelLoader {
       ...(only === undefined ? {} : { only }),
     });
     if (result.ok) return result.plans[0]!;
-    if (lastError === undefined) throw result.error;
+    // Room held by busy models for now (seen on a fresh read after the neuron refused the load)
+    // is the answer to give, whatever the refusal said.
+    if (
+      lastError === undefined ||
+      (result.error.code === "unavailable" && result.error.details?.needBytes !== undefined)
+    )
+      throw result.error;
     if (lastError.code === "conflict")
       // A victim turned out busy (another gateway replica's requests, or a copy it just loaded for
       // them): the room is taken for now, as when planning finds it held by busy models.
