@@ -15,6 +15,7 @@
 import { Glob } from "bun";
 import { ensureHelmTools } from "./ensure-helm-tools.ts";
 import { ensureDebianTools } from "./debian-tools.ts";
+import { ensureChromium } from "./fetch-chromium.ts";
 import { ensureModel } from "./fetch-models.ts";
 import { ensureRedis } from "./fetch-redis.ts";
 
@@ -26,6 +27,7 @@ const steps = [
   { name: "format", cmd: [bin("biome"), "format", "."] },
   { name: "lint", cmd: [bin("biome"), "lint", "--error-on-warnings", "."] },
   { name: "types", cmd: [bin("tsc"), "--noEmit", "-p", "."] },
+  { name: "types (dashboard)", cmd: [bin("tsc"), "--noEmit", "-p", "src/gateway/ui/client"] },
   // Under this Bun, not Node: knip wants Node >= 20.19, the README promises any Node 20.
   { name: "dead code", cmd: [process.execPath, bin("knip-bun")] },
 ];
@@ -72,6 +74,15 @@ try {
 } catch (error) {
   console.warn(
     `check: redis-server could not be fetched, the Redis store tests will skip: ${error instanceof Error ? error.message : String(error)}`,
+  );
+}
+
+// Debian's chromium for the dashboard's browser test (scripts/fetch-chromium.ts); without it that test skips.
+try {
+  ensureChromium();
+} catch (error) {
+  console.warn(
+    `check: chromium could not be had, the dashboard's browser test will skip: ${error instanceof Error ? error.message : String(error)}`,
   );
 }
 

@@ -59,3 +59,57 @@ export const AdminModelAction = z.object({
   force: z.boolean().optional(),
 });
 export type AdminModelAction = z.infer<typeof AdminModelAction>;
+
+/** One finished chat request, as `/admin/requests/recent` lists it (the dashboard's tail). */
+export const RecentRequest = z.object({
+  /** Epoch ms the request ended. */
+  at: z.number(),
+  requestId: z.string(),
+  model: z.string(),
+  /** The node that answered, or "none" when it was refused before one was chosen. */
+  node: z.string(),
+  dialect: z.enum(["openai", "anthropic", "responses"]),
+  stream: z.boolean(),
+  /** HTTP status the client saw (499: the client went away; 502: failed mid-stream). */
+  status: z.number().int(),
+  promptTokens: z.number().int().optional(),
+  cachedTokens: z.number().int().optional(),
+  generatedTokens: z.number().int().optional(),
+  ttftMs: z.number().optional(),
+  durationMs: z.number(),
+  /** The error code, when it failed. */
+  error: z.string().optional(),
+});
+export type RecentRequest = z.infer<typeof RecentRequest>;
+export const RecentRequestsResponse = z.object({ requests: z.array(RecentRequest) });
+export type RecentRequestsResponse = z.infer<typeof RecentRequestsResponse>;
+
+/** One time bucket of `/admin/timeseries`: counts over `bucketMs`, TTFT percentiles of the requests in it. */
+export const SeriesPoint = z.object({
+  t: z.number(),
+  requests: z.number().int(),
+  errors: z.number().int(),
+  generatedTokens: z.number().int(),
+  promptTokens: z.number().int(),
+  ttftP50Ms: z.number().nullable(),
+  ttftP95Ms: z.number().nullable(),
+});
+export type SeriesPoint = z.infer<typeof SeriesPoint>;
+export const TimeSeriesResponse = z.object({
+  bucketMs: z.number(),
+  windowMs: z.number(),
+  total: z.array(SeriesPoint),
+  models: z.array(z.object({ model: z.string(), points: z.array(SeriesPoint) })),
+});
+export type TimeSeriesResponse = z.infer<typeof TimeSeriesResponse>;
+
+/** `/admin/overview`: what the dashboard's fleet view polls, in one answer. */
+export const DashboardOverview = z.object({
+  fleet: FleetView,
+  catalogue: z.array(CatalogueEntry),
+  /** Requests holding or waiting for a gateway concurrency slot, per model. */
+  queues: z.array(z.object({ model: z.string(), inFlight: z.number().int(), queued: z.number().int() })),
+  /** Whether /v1/* wants an API key (the playground asks for one then). */
+  apiKeyRequired: z.boolean(),
+});
+export type DashboardOverview = z.infer<typeof DashboardOverview>;

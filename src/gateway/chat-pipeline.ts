@@ -11,6 +11,7 @@ import type { CanonicalRequest, CanonicalResponse } from "../dialects/canonical.
 import { requestHasImages } from "../dialects/images.ts";
 import { toUpstreamChatBody } from "../dialects/openai/render-request.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
+import type { RequestHistory } from "./metrics/request-history.ts";
 import {
   decodeRate,
   observeCompletion,
@@ -64,6 +65,8 @@ export interface ChatPipelineDeps {
   watchdog?: UpstreamWatchdog;
   /** gateway.context_overflow: what the neuron does with max_tokens over what the prompt leaves (default "error"). */
   contextOverflow?: "clamp" | "error";
+  /** The dashboard's tail and time series (request-history.ts). */
+  history?: RequestHistory;
 }
 
 /**
@@ -285,6 +288,19 @@ function recordFailure(
     { model: modelLabel, dialect: ctx.dialect, stream: String(stream) },
     durationMs / 1000,
   );
+  deps.history?.record(
+    {
+      requestId: ctx.requestId,
+      model: model.log,
+      node,
+      dialect: ctx.dialect,
+      stream,
+      status,
+      durationMs,
+      error: errorType,
+    },
+    modelLabel,
+  );
   const level = status >= 500 ? "error" : "info";
   if (!logEnabled(log, level)) return;
   logFields(log, level, "chat", {
@@ -338,6 +354,23 @@ function recordOutcome(
       metrics?.cachedPromptTokens.inc({ model: modelLabel, node }, observation.usage.cachedInputTokens);
     metrics?.completionTokens.inc({ model: modelLabel, node }, observation.usage.outputTokens);
   }
+  deps.history?.record(
+    {
+      requestId: ctx.requestId,
+      model,
+      node,
+      dialect: ctx.dialect,
+      stream,
+      status,
+      promptTokens: observation.usage?.inputTokens,
+      cachedTokens: observation.usage?.cachedInputTokens,
+      generatedTokens: observation.usage?.outputTokens,
+      ttftMs: observation.firstTokenMs,
+      durationMs,
+      error: errorType === "" ? undefined : errorType,
+    },
+    modelLabel,
+  );
   const level = status === 502 ? "error" : "info";
   // The request log is off at the default level: skip building its fields.
   if (!logEnabled(log, level)) return;

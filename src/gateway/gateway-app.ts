@@ -28,6 +28,7 @@ import { type ChatContext, canRelay, completeChat, relayChat, startChat } from "
 import { createCompletions } from "./completions.ts";
 import { createEmbeddings } from "./embeddings.ts";
 import type { Dialect, GatewayMetrics } from "./metrics/gateway-metrics.ts";
+import { RequestHistory } from "./metrics/request-history.ts";
 import { errorFromResponse } from "./neuron-client.ts";
 import { relaySse } from "./part-source.ts";
 import { DEFAULT_MAX_BODY_BYTES, type ReadJsonOptions, readJsonBody } from "./read-json-body.ts";
@@ -41,6 +42,8 @@ import {
   retrieveResponse,
 } from "./responses/responses-api.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
+import { dashboardOverview, dashboardRecent, dashboardTimeSeries } from "./ui/dashboard-api.ts";
+import { dashboardAsset } from "./ui/dashboard-page.ts";
 import { UpstreamWatchdog } from "./upstream-guard.ts";
 
 const log = logger("gateway-http");
@@ -72,6 +75,8 @@ export interface GatewayAppOptions {
   bodyTimeoutS?: number;
   /** gateway.docs: /docs and /docs/json open, behind the API keys, or off. Default open. */
   docs?: "open" | "api_key" | "off";
+  /** The dashboard's tail and time series; one is made when not given. */
+  history?: RequestHistory;
 }
 
 /** A literal per response: cheaper than spreading a shared object into a new one. */
@@ -165,7 +170,9 @@ export function createGatewayApp(options: GatewayAppOptions) {
   // `cortex models ls` lists the catalogue with the operator's admin token, which is no API key.
   const catalogueAuthorized = (request: Request): boolean => clientAuthorized(request) || isAdmin(request);
 
+  const history = options.history ?? new RequestHistory();
   const chatDeps = {
+    history,
     routing: options.routing,
     metrics: options.metrics,
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
@@ -322,6 +329,42 @@ export function createGatewayApp(options: GatewayAppOptions) {
         return renderError("openai", error);
       }
     };
+
+  const dashboardDeps = { routing: options.routing, history, apiKeyRequired: keys.size > 0 };
+  /** A GET on the admin API that answers JSON. */
+  const adminRead =
+    (fn: (request: Request) => unknown) =>
+    ({ request, server }: { request: Request; server: Parameters<typeof adminGuard>[1] }) => {
+      try {
+        adminGuard(request, server);
+        return json(fn(request));
+      } catch (error) {
+        return renderError("openai", error);
+      }
+    };
+  /**
+   * The dashboard page: with an admin token it is a login form anyone may
+   * load (the data behind it needs the token); without one, loopback only,
+   * as the admin API.
+   */
+  const dashboardPage = async ({
+    request,
+    server,
+  }: {
+    request: Request;
+    server: Parameters<typeof adminGuard>[1];
+  }): Promise<Response> => {
+    try {
+      if (options.adminToken === "") adminGuard(request, server);
+    } catch (error) {
+      return new Response(`${toCortexError(error).message}\n`, {
+        status: toCortexError(error).status,
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
+    }
+    const asset = await dashboardAsset(new URL(request.url).pathname);
+    return asset ?? renderError("openai", new CortexError("not_found", "no such dashboard file"));
+  };
 
   const docs = options.docs ?? "open";
   const app = new Elysia();
@@ -489,6 +532,20 @@ export function createGatewayApp(options: GatewayAppOptions) {
         return renderError("openai", error);
       }
     })
+    .get(
+      "/admin/overview",
+      adminRead(() => dashboardOverview(dashboardDeps)),
+    )
+    .get(
+      "/admin/timeseries",
+      adminRead(() => dashboardTimeSeries(dashboardDeps)),
+    )
+    .get(
+      "/admin/requests/recent",
+      adminRead((request) => dashboardRecent(dashboardDeps, new URL(request.url))),
+    )
+    .get("/ui", dashboardPage)
+    .get("/ui/*", dashboardPage)
     .post(
       "/admin/models/load",
       adminAction((a) => options.admin.load(a.model, a.node)),
