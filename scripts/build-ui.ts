@@ -1,24 +1,13 @@
 /**
- * Bundles the dashboard's browser code (src/gateway/ui/client/) with
- * Bun.build: one minified ES module and one style sheet. With `--json` it
- * prints `{js, css}` for the macro that inlines them into the gateway
- * (src/gateway/ui/bundle-client.ts); without, it prints their sizes, raw and
+ * Bundles the dashboard's browser code (src/gateway/ui/client/, with
+ * Bun.build: src/gateway/ui/bundle-client.ts). With `--json` it prints
+ * `{js, css}` for the macro that inlines them into the compiled binary
+ * (src/gateway/ui/inline-client.ts); without, it prints their sizes, raw and
  * gzipped (docs/GATEWAY.md quotes them).
  */
-import { join } from "node:path";
+import { bundleClient } from "../src/gateway/ui/bundle-client.ts";
 
-const entry = join(import.meta.dir, "../src/gateway/ui/client/main.ts");
-const built = await Bun.build({ entrypoints: [entry], target: "browser", format: "esm", minify: true });
-if (!built.success) {
-  for (const message of built.logs) console.error(message);
-  process.exit(1);
-}
-const js = await built.outputs.find((output) => output.path.endsWith(".js"))?.text();
-const css = (await built.outputs.find((output) => output.path.endsWith(".css"))?.text()) ?? "";
-if (js === undefined) {
-  console.error("build-ui: Bun.build produced no script");
-  process.exit(1);
-}
+const { js, css } = await bundleClient();
 if (process.argv.includes("--json")) process.stdout.write(JSON.stringify({ js, css }));
 else {
   const size = (text: string) =>

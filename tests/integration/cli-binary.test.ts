@@ -113,6 +113,15 @@ describe("dist/cortex", () => {
       };
       expect(fleet.nodes.map((n) => [n.name, n.state])).toEqual([["local", "up"]]);
       expect(fleet.nodes[0]?.loaded.map((m) => m.id)).toContain("cortex-tiny");
+
+      // The dashboard travels inside the binary: its bundle comes from no file beside it.
+      const page = await fetch(`${url}/ui`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('src="/ui/app.js"');
+      const script = await fetch(`${url}/ui/app.js`);
+      expect(script.headers.get("content-type")).toContain("text/javascript");
+      expect(await script.text()).toContain("/admin/overview");
+      expect(await (await fetch(`${url}/ui/app.css`)).text()).toContain("--accent");
     } finally {
       proc.kill("SIGTERM");
     }

@@ -1,14 +1,24 @@
 /**
- * A Bun macro (imported `with { type: "macro" }` by client-assets.ts): runs
- * scripts/build-ui.ts, which bundles the dashboard's browser code with
- * Bun.build, and inlines the result, so the page travels inside the
- * compiled binary and needs no files or network at run time. Bun.build
- * cannot run inside a macro (the bundler waits on the macro), hence the
- * child process.
+ * Bundles the dashboard's browser code (client/) with Bun.build: one
+ * minified ES module and one style sheet. Run from source (development,
+ * tests) the gateway calls this on the first /ui request; the compiled
+ * binary carries the same output inlined at build time (embedded-assets.ts).
  */
-export function bundleClient(): { js: string; css: string } {
-  const script = `${import.meta.dir}/../../../scripts/build-ui.ts`;
-  const proc = Bun.spawnSync([process.execPath, script, "--json"], { stdout: "pipe", stderr: "pipe" });
-  if (proc.exitCode !== 0) throw new Error(`bundling the dashboard failed:\n${proc.stderr.toString()}`);
-  return JSON.parse(proc.stdout.toString()) as { js: string; css: string };
+export interface ClientAssets {
+  js: string;
+  css: string;
+}
+
+export async function bundleClient(): Promise<ClientAssets> {
+  const built = await Bun.build({
+    entrypoints: [`${import.meta.dir}/client/main.ts`],
+    target: "browser",
+    format: "esm",
+    minify: true,
+  });
+  if (!built.success) throw new AggregateError(built.logs, "bundling the dashboard failed");
+  const js = await built.outputs.find((output) => output.path.endsWith(".js"))?.text();
+  const css = await built.outputs.find((output) => output.path.endsWith(".css"))?.text();
+  if (js === undefined) throw new Error("bundling the dashboard produced no script");
+  return { js, css: css ?? "" };
 }

@@ -1,10 +1,12 @@
 /**
  * `GET /ui`, `/ui/app.js`, `/ui/app.css`: the dashboard's page and its
- * bundled assets, inlined in the binary (client-assets.ts). The page holds
+ * bundled assets (client-assets.ts). The page holds
  * no data: everything it shows comes from the admin API, with the admin
  * token the page's login form keeps in sessionStorage. A strict CSP keeps
  * it from loading anything but its own assets and from being framed.
  */
+import { clientAssets } from "./client-assets.ts";
+
 const SECURITY_HEADERS = {
   "content-security-policy":
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -41,9 +43,9 @@ export async function dashboardAsset(pathname: string): Promise<Response | undef
       },
     });
   if (pathname !== "/ui/app.js" && pathname !== "/ui/app.css") return undefined;
-  const { CLIENT_ASSETS } = await import("./client-assets.ts");
+  const assets = await clientAssets();
   const js = pathname.endsWith(".js");
-  return new Response(js ? CLIENT_ASSETS.js : CLIENT_ASSETS.css, {
+  return new Response(js ? assets.js : assets.css, {
     headers: {
       ...SECURITY_HEADERS,
       "content-type": js ? "text/javascript; charset=utf-8" : "text/css; charset=utf-8",
