@@ -32,6 +32,8 @@ function run(cmd: string[], cwd?: string): { ok: boolean; output: string } {
     stdout: "pipe",
     stderr: "pipe",
     env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    // A mirror that never answers must not hold `npm test` up: the browser test then skips.
+    timeout: 10 * 60_000,
   });
   return { ok: proc.exitCode === 0, output: `${proc.stdout.toString()}${proc.stderr.toString()}`.trim() };
 }

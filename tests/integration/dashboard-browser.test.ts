@@ -110,7 +110,7 @@ describe.skipIf(browser === undefined)("the dashboard in Chromium", () => {
 
   test("the right token (typed from the keyboard) shows the node, its device memory and the demo model", async () => {
     // The refusal put up a fresh form with focus in the (empty) token field; Enter submits it.
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe("login-token");
+    expect(await page.evaluate("document.activeElement?.id")).toBe("login-token");
     await page.keyboard.type(ADMIN);
     await page.keyboard.press("Enter");
     const node = page.locator('article[data-node="local"]');
@@ -177,6 +177,33 @@ describe.skipIf(browser === undefined)("the dashboard in Chromium", () => {
       expect(await row.textContent()).toContain(dialect);
       expect(await row.textContent()).toContain("200");
     });
+
+  test("client-given strings (request ids, model names) are shown as text, never run", async () => {
+    const hostileId = `<img src=x onerror="window.__xss=1">`;
+    const ok = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": hostileId },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 4 }),
+    });
+    expect(ok.status).toBe(200);
+    await ok.text();
+    const hostileModel = "<b>bold</b>";
+    const refused = await fetch(`${gateway.url}/v1/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "anthropic-version": "2023-06-01" },
+      body: JSON.stringify({
+        model: hostileModel,
+        max_tokens: 4,
+        messages: [{ role: "user", content: "Hi" }],
+      }),
+    });
+    expect(refused.status).toBe(404);
+    await refused.text();
+    await page.locator("#tail td", { hasText: hostileId }).waitFor();
+    await page.locator("#tail tr.failed", { hasText: hostileModel }).waitFor();
+    expect(await page.locator("#tail img, #tail b").count()).toBe(0);
+    expect(await page.evaluate("window.__xss")).toBeUndefined();
+  });
 
   test("a forced tool call is shown as a tool call", async () => {
     await page.getByText("Tools", { exact: true }).click();

@@ -83,6 +83,7 @@ function showDashboard(first: DashboardOverview): void {
   const playground = createPlayground();
   let overview = first;
   let series: TimeSeriesResponse | undefined;
+  let chartModels = "";
   const run = generation;
 
   const act: Act = (action: AdminAction, body) => {
@@ -113,11 +114,17 @@ function showDashboard(first: DashboardOverview): void {
       overview.apiKeyRequired,
     );
     if (series !== undefined) {
-      swap(
-        chartModel,
-        h("option", { value: "" }, "All models"),
-        series.models.map((m) => h("option", { value: m.model }, m.model)),
-      );
+      // Options are replaced only when the models change: replacing them closes an open picker.
+      const models = series.models.map((m) => m.model);
+      if (models.join("\n") !== chartModels) {
+        chartModels = models.join("\n");
+        const chosen = chartModel.value;
+        chartModel.replaceChildren(
+          h("option", { value: "" }, "All models"),
+          ...models.map((model) => h("option", { value: model }, model)),
+        );
+        chartModel.value = models.includes(chosen) ? chosen : "";
+      }
       swap(charts, renderCharts(series, chartModel.value));
     }
     if (recent !== undefined) swap(tail, renderTail(recent.requests));
