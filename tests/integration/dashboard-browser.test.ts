@@ -178,33 +178,6 @@ describe.skipIf(browser === undefined)("the dashboard in Chromium", () => {
       expect(await row.textContent()).toContain("200");
     });
 
-  test("client-given strings (request ids, model names) are shown as text, never run", async () => {
-    const hostileId = `<img src=x onerror="window.__xss=1">`;
-    const ok = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-request-id": hostileId },
-      body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 4 }),
-    });
-    expect(ok.status).toBe(200);
-    await ok.text();
-    const hostileModel = "<b>bold</b>";
-    const refused = await fetch(`${gateway.url}/v1/messages`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "anthropic-version": "2023-06-01" },
-      body: JSON.stringify({
-        model: hostileModel,
-        max_tokens: 4,
-        messages: [{ role: "user", content: "Hi" }],
-      }),
-    });
-    expect(refused.status).toBe(404);
-    await refused.text();
-    await page.locator("#tail td", { hasText: hostileId }).waitFor();
-    await page.locator("#tail tr.failed", { hasText: hostileModel }).waitFor();
-    expect(await page.locator("#tail img, #tail b").count()).toBe(0);
-    expect(await page.evaluate("window.__xss")).toBeUndefined();
-  });
-
   test("a forced tool call is shown as a tool call", async () => {
     await page.getByText("Tools", { exact: true }).click();
     await page.getByLabel(/^Tools: a JSON array/).fill(
@@ -247,5 +220,32 @@ describe.skipIf(browser === undefined)("the dashboard in Chromium", () => {
       await page.screenshot({ path: README_SHOT, fullPage: true });
     await page.emulateMedia({ colorScheme: "dark" });
     await shot("dashboard-dark.png");
+  });
+
+  test("client-given strings (request ids, model names) are shown as text, never run", async () => {
+    const hostileId = `<img src=x onerror="window.__xss=1">`;
+    const ok = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": hostileId },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 4 }),
+    });
+    expect(ok.status).toBe(200);
+    await ok.text();
+    const hostileModel = "<b>bold</b>";
+    const refused = await fetch(`${gateway.url}/v1/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "anthropic-version": "2023-06-01" },
+      body: JSON.stringify({
+        model: hostileModel,
+        max_tokens: 4,
+        messages: [{ role: "user", content: "Hi" }],
+      }),
+    });
+    expect(refused.status).toBe(404);
+    await refused.text();
+    await page.locator("#tail td", { hasText: hostileId }).waitFor();
+    await page.locator("#tail tr.failed", { hasText: hostileModel }).waitFor();
+    expect(await page.locator("#tail img, #tail b").count()).toBe(0);
+    expect(await page.evaluate("window.__xss")).toBeUndefined();
   });
 });
