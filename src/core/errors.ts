@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   device_fault: { status: 503, retryable: true },
   timeout: { status: 504, retryable: true },
   insufficient_memory: { status: 507, retryable: false },
+  /** Not enough disk space for a model pull (docs/MODELS-PULL.md). */
+  insufficient_storage: { status: 507, retryable: false },
   overloaded: { status: 529, retryable: true },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 

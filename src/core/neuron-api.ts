@@ -4,6 +4,7 @@
  * validate what is read, pass the rest through.
  */
 import { z } from "zod";
+import { PullStatus } from "./pull-api.ts";
 
 export const DeviceKind = z.enum(["cpu", "cuda"]);
 export type DeviceKind = z.infer<typeof DeviceKind>;
@@ -85,6 +86,8 @@ export type AvailableModel = z.infer<typeof AvailableModel>;
 export const ModelsResponse = z.object({
   available: z.array(AvailableModel),
   loaded: z.array(LoadedModel),
+  /** Pulls in flight and lately finished (docs/MODELS-PULL.md); absent from older neurons. */
+  pulls: z.array(PullStatus).optional(),
 });
 export type ModelsResponse = z.infer<typeof ModelsResponse>;
 

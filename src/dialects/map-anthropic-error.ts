@@ -37,6 +37,7 @@ export const ANTHROPIC_ERRORS = {
   device_fault: { type: "overloaded_error", status: 529 },
   timeout: { type: "timeout_error", status: 504 },
   insufficient_memory: { type: "api_error", status: 500 },
+  insufficient_storage: { type: "api_error", status: 500 },
   overloaded: { type: "overloaded_error", status: 529 },
 } as const satisfies Record<ErrorCode, { type: AnthropicErrorType; status: number }>;
 

@@ -29,6 +29,7 @@ export const OPENAI_ERROR_TYPES = {
   device_fault: "server_error",
   timeout: "server_error",
   insufficient_memory: "server_error",
+  insufficient_storage: "server_error",
   overloaded: "server_error",
 } as const satisfies Record<ErrorCode, OpenAIErrorType>;
 

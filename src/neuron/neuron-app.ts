@@ -9,10 +9,13 @@ import { InFlight } from "../core/in-flight.ts";
 import { logFields, logger } from "../core/logger.ts";
 import { LoadRequest, PinRequest, RecycleRequest, UnloadRequest } from "../core/neuron-api.ts";
 import { readBodyBounded } from "../core/read-body.ts";
+import { PullRequest, RemoveRequest } from "../core/pull-api.ts";
 import { type AnswerOptions, completionAnswer, streamAnswer } from "./chat-answer.ts";
 import { neuronError } from "./error-body.ts";
 import type { NeuronService } from "./neuron-service.ts";
 import { isReady } from "./readiness.ts";
+import type { PullManager } from "./pull/pull-manager.ts";
+import { removeModelFile } from "./pull/remove-model-file.ts";
 
 const log = logger("neuron-http");
 
@@ -21,6 +24,8 @@ const PROBE_ROUTES: ReadonlySet<string> = new Set(["GET /health", "GET /live", "
 
 export interface NeuronAppOptions {
   service: NeuronService;
+  /** Model pulls from Hugging Face (docs/MODELS-PULL.md); absent = the pull routes answer 404. */
+  pulls?: PullManager;
   /** Bearer token required on everything but /health, /live and /ready; empty = open. */
   authToken: string;
   /** Extra routes (metrics) mounted by the caller. */
@@ -36,6 +41,8 @@ export interface NeuronAppOptions {
 /** Routes that start work on the engine: refused while draining, and what a drain waits for. */
 const WORK_ROUTES = new Set([
   "POST /models/load",
+  // A pull started now would be cut off by the shutdown (its partial file resumes at the next pull).
+  "POST /models/pull",
   "POST /v1/chat/count_tokens",
   "POST /v1/embeddings",
   "POST /v1/chat/completions",
@@ -94,6 +101,10 @@ function parseWith<T>(
 export function createNeuronApp(options: NeuronAppOptions) {
   const { service, answerHeartbeatMs } = options;
   const inFlight = options.inFlight ?? new InFlight();
+  const pulls = (): PullManager => {
+    if (options.pulls === undefined) throw new CortexError("not_found", "model pulls are not enabled here");
+    return options.pulls;
+  };
   const bodyTimeoutMs = (options.bodyTimeoutS ?? DEFAULT_BODY_TIMEOUT_S) * 1000;
 
   const handle =
@@ -149,7 +160,12 @@ export function createNeuronApp(options: NeuronAppOptions) {
       }
       response.headers.set("x-request-id", requestId);
       response = InFlight.untilSent(response, end);
-      if (!PROBE_ROUTES.has(route) && route !== "GET /models" && route !== "GET /metrics")
+      if (
+        !PROBE_ROUTES.has(route) &&
+        route !== "GET /models" &&
+        route !== "GET /metrics" &&
+        route !== "GET /models/pulls"
+      )
         logFields(log, "info", route, {
           status: response.status,
           request_id: requestId,
@@ -178,7 +194,32 @@ export function createNeuronApp(options: NeuronAppOptions) {
     )
     .get(
       "/models",
-      handle("GET /models", async () => json(await service.models())),
+      handle("GET /models", async () =>
+        json({ ...(await service.models()), pulls: options.pulls?.list() ?? [] }),
+      ),
+    )
+    .post(
+      "/models/pull",
+      handle("POST /models/pull", async (request) => {
+        const body = parseWith(PullRequest, await readJson(request, bodyTimeoutMs));
+        return json(await pulls().start(body.source), 202);
+      }),
+    )
+    .get(
+      "/models/pulls",
+      handle("GET /models/pulls", async () => json({ pulls: pulls().list() })),
+    )
+    .post(
+      "/models/remove",
+      handle("POST /models/remove", async (request) => {
+        const body = parseWith(RemoveRequest, await readJson(request, bodyTimeoutMs));
+        const removed = await removeModelFile(body.file, {
+          modelsDir: service.modelsDir,
+          loaded: service.loaded(),
+          pulls: pulls(),
+        });
+        return json({ removed });
+      }),
     )
     .post(
       "/models/load",

@@ -10,6 +10,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { DeviceInfo } from "../core/neuron-api.ts";
 import type { PrefixReuseStats } from "./engine/slot-kv.ts";
 import type { EngineObserver } from "./engine/types.ts";
+import type { PullObserver } from "./pull/pull-manager.ts";
 import type { TpCounters } from "./tp/step-watchdog.ts";
 
 /** What the scrape reads; the device pool provides all of it. */
@@ -26,6 +27,8 @@ export interface NeuronMetrics {
   readonly observer: EngineObserver;
   /** Where the scrape-time gauges read from (set once the pool exists). */
   bind(source: NeuronMetricsSource): void;
+  /** Pass to the pull manager (src/neuron/pull/pull-manager.ts). */
+  readonly pulls: PullObserver;
   /** The exposition for GET /metrics. */
   render(): Promise<{ body: string; contentType: string }>;
 }
@@ -33,6 +36,7 @@ export interface NeuronMetrics {
 const STEP_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120];
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 const LOAD_SECONDS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const PULL_SECONDS = [0.1, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200];
 
 export function createNeuronMetrics(): NeuronMetrics {
   const registry = new Registry();
@@ -275,6 +279,34 @@ export function createNeuronMetrics(): NeuronMetrics {
     },
   });
 
+  const pullBytes = new Counter({
+    name: "cortex_neuron_pull_bytes_total",
+    help: "Bytes of model files downloaded by pulls (resumed bytes count once, when they arrive)",
+    registers,
+  });
+  const pullsFinished = new Counter({
+    name: "cortex_neuron_pulls_total",
+    help: "Model pulls finished, by outcome: downloaded, present (nothing to download), failed",
+    labelNames: ["outcome"],
+    registers,
+  });
+  const pullSeconds = new Histogram({
+    name: "cortex_neuron_pull_duration_seconds",
+    help: "Time from a pull's start to its end (listing, downloads and checksums), by outcome",
+    labelNames: ["outcome"],
+    buckets: PULL_SECONDS,
+    registers,
+  });
+  const pulls: PullObserver = {
+    bytesReceived(bytes) {
+      pullBytes.inc(bytes);
+    },
+    pullFinished(outcome, seconds) {
+      pullsFinished.inc({ outcome });
+      pullSeconds.observe({ outcome }, seconds);
+    },
+  };
+
   const observer: EngineObserver = {
     step(step) {
       if (step.tokens === 0) return;
@@ -302,6 +334,7 @@ export function createNeuronMetrics(): NeuronMetrics {
   return {
     registry,
     observer,
+    pulls,
     bind(next) {
       source = next;
     },

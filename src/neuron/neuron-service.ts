@@ -123,6 +123,11 @@ export class NeuronService {
     return this.#draining;
   }
 
+  /** The models directory this neuron serves (pulls write into it, removals delete from it). */
+  get modelsDir(): ModelsDir {
+    return this.#modelsDir;
+  }
+
   health(): HealthResponse {
     const devices = this.#pool.devices();
     const unhealthy = this.#options.unhealthyReason?.();

@@ -21,6 +21,8 @@ import { createNeuronApp } from "./neuron-app.ts";
 import { createNeuronMetrics, type NeuronMetrics } from "./neuron-metrics.ts";
 import { NeuronService } from "./neuron-service.ts";
 import { TemplateRenderer } from "./prompt/template-renderer.ts";
+import { HubClient } from "./pull/hub-client.ts";
+import { PullManager, type PullManagerOptions } from "./pull/pull-manager.ts";
 import {
   announceFaultPlan,
   type FaultPlan,
@@ -52,6 +54,8 @@ export interface StartNeuronOptions {
   logLevel?: LogLevel;
   /** Test only: between the heartbeats of an answer that is slow to begin (chat-answer.ts). */
   answerHeartbeatMs?: number;
+  /** Test only: pull retry timing (download-file.ts). */
+  pullRetry?: Pick<PullManagerOptions, "attempts" | "retryDelayMs">;
 }
 
 export interface RunningNeuron {
@@ -67,6 +71,7 @@ export interface RunningNeuron {
   drain(graceMs: number, hurry?: AbortSignal): Promise<void>;
   /** Requests on the work routes whose answers are not sent yet. */
   inFlight(): number;
+  pulls: PullManager;
   stop(): Promise<void>;
 }
 
@@ -148,9 +153,17 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
     });
   }
   const inFlight = new InFlight();
+  const pulls = new PullManager({
+    hub: new HubClient({ endpoint: config.hf_endpoint, token: config.hf_token }),
+    modelsDir,
+    keepFreeBytes: config.pull_keep_free,
+    observer: metrics.pulls,
+    ...options.pullRetry,
+  });
   const app = createNeuronApp({
     service,
     inFlight,
+    pulls,
     authToken: config.auth_token,
     metrics: () => metrics.render(),
     ...(options.answerHeartbeatMs === undefined ? {} : { answerHeartbeatMs: options.answerHeartbeatMs }),
@@ -161,6 +174,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
       app.listen({ ...options.listen, ...EXCLUSIVE_BIND, idleTimeout: config.idle_timeout_s }),
     );
   } catch (error) {
+    pulls.close();
     await service.close();
     throw error;
   }
@@ -182,6 +196,8 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    // Downloads stop; their partial files stay and resume at the next pull.
+    pulls.close();
     await app.stop(true);
     await service.close();
   };
@@ -213,6 +229,7 @@ export async function startNeuron(options: StartNeuronOptions): Promise<RunningN
         );
       await stop();
     },
+    pulls,
     inFlight: () => inFlight.size,
     stop,
   };

@@ -5,6 +5,7 @@
  * Every key and default is documented in cortex.example.toml.
  */
 import { z } from "zod";
+import { parseModelSource } from "../model-source.ts";
 import { DEFAULT_BODY_TIMEOUT_S } from "../read-body.ts";
 import { parseListen } from "./parse-listen.ts";
 import { parseSize } from "./parse-size.ts";
@@ -32,6 +33,16 @@ export type LogFormat = z.infer<typeof LogFormat>;
 const Url = z.string().refine((value) => URL.canParse(value) && /^https?:/.test(value), {
   message: 'expected an http(s) URL like "http://beast.internal:13131"',
 });
+
+function isModelSource(value: string): boolean {
+  if (!/^hf:/i.test(value)) return false;
+  try {
+    parseModelSource(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const ModelId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/, {
   message: "expected a model id of letters, digits and . _ : / @ + -",
@@ -151,7 +162,15 @@ export const NeuronRef = z.strictObject({
 export const ModelProfile = z.strictObject({
   id: ModelId,
   aliases: z.array(ModelId).default([]),
-  file: z.string().min(1),
+  /** Relative to the neurons' models directories; optional with `source` (the pulled file then). */
+  file: z.string().min(1).optional(),
+  /** Where nodes pull the model from when they lack it (`hf:org/repo:Q4_K_M`; docs/MODELS-PULL.md). */
+  source: z
+    .string()
+    .refine((value) => isModelSource(value), {
+      message: 'expected a model source like "hf:org/repo:Q4_K_M" or "hf:org/repo/file.gguf"',
+    })
+    .optional(),
   /** Per-node file names where they differ from `file`. */
   files: z.record(z.string(), z.string().min(1)).default({}),
   context_size: z.number().int().positive().default(8192),
@@ -208,6 +227,12 @@ export const NeuronSection = z.strictObject({
   prompt_cache_bytes: Size.default(DEFAULT_PROMPT_CACHE_BYTES),
   /** A node with GPUs whose CUDA backend did not come up: run as a CPU node (WARN, /health) instead of exit 2. */
   allow_cpu_fallback: z.boolean().default(false),
+  /** Where model pulls download from (env HF_ENDPOINT). */
+  hf_endpoint: Url.default("https://huggingface.co"),
+  /** Hugging Face token for gated and private repositories (env HF_TOKEN); empty = anonymous. */
+  hf_token: z.string().default(""),
+  /** Disk space a model pull must leave free in the models directory. */
+  pull_keep_free: Size.default(2 ** 30),
 });
 
 export type NeuronSection = z.infer<typeof NeuronSection>;

@@ -29,6 +29,8 @@ export const ENV_OVERRIDES: readonly EnvOverride[] = [
   { env: "NEURON_TP_RECOVERY_GRACE_S", path: ["neuron", "stage2_grace_s"], kind: "number" },
   { env: "NEURON_TP_ABORT_TIMEOUT_S", path: ["neuron", "abort_timeout_s"], kind: "number" },
   { env: "CORTEX_CPU_DEVICES", path: ["neuron", "cpu_devices"], kind: "number" },
+  { env: "HF_ENDPOINT", path: ["neuron", "hf_endpoint"], kind: "string" },
+  { env: "HF_TOKEN", path: ["neuron", "hf_token"], kind: "string" },
 ];
 
 type Table = Record<string, unknown>;

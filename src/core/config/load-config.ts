@@ -184,6 +184,10 @@ function crossCheck(file: ConfigFile, models: readonly ModelProfile[], label: st
         );
       else ids.set(name as string, `models[${index}]`);
     }
+    if (model.file === undefined && model.source === undefined)
+      problems.push(
+        `${label}: models[${index}].file: expected the GGUF file to load (or a source to pull it from, like "hf:org/repo:Q4_K_M")`,
+      );
     // With discovery, node names come from the neurons themselves: nothing to check them against.
     if (file.neurons.length > 0 && file.discovery.dns === undefined) {
       model.affinity.forEach((name, i) => {

@@ -6,6 +6,7 @@
 import type { CatalogueEntry } from "../../core/admin-api.ts";
 import type { ModelProfile } from "../../core/config/config-schema.ts";
 import { type FleetModel, type FleetSnapshot, isLive } from "../fleet/fleet-types.ts";
+import { profileFileOn } from "./profile-file.ts";
 
 export interface CatalogueOptions {
   /** `created` of every entry (epoch seconds); the gateway's start time. */
@@ -49,7 +50,7 @@ export function buildCatalogue(
       .filter((node) => profile.affinity.length === 0 || profile.affinity.includes(node.name))
       .filter((node) =>
         node.available.some(
-          (file) => file.file === (profile.files[node.name] ?? profile.file) && file.problem === undefined,
+          (file) => file.file === profileFileOn(profile, node) && file.problem === undefined,
         ),
       )
       .map((node) => node.name);

@@ -16,10 +16,11 @@ import type { DeviceInfo } from "../../core/neuron-api.ts";
 import type { FleetModel, FleetNodeView, FleetSnapshot } from "../fleet/fleet-types.ts";
 import { chooseVictims, type EvictionStrategy, evictionOrder, isEvictable } from "./choose-victims.ts";
 import { estimateMemoryBytes, formatBytes } from "./memory-need.ts";
+import { profileFileOn } from "./profile-file.ts";
 
 export type PlacementProfile = Pick<
   ModelProfile,
-  "id" | "file" | "files" | "affinity" | "devices" | "vram_estimate" | "context_size" | "slots"
+  "id" | "file" | "files" | "source" | "affinity" | "devices" | "vram_estimate" | "context_size" | "slots"
 >;
 
 export interface PlacementPlan {
@@ -47,7 +48,7 @@ export type PlacementResult = { ok: true; plans: PlacementPlan[] } | { ok: false
 
 /** The memory need on a given node (the file can differ per node, hence its size). */
 export function memoryNeedOn(profile: PlacementProfile, node: FleetNodeView): number | undefined {
-  const file = profile.files[node.name] ?? profile.file;
+  const file = profileFileOn(profile, node);
   const available = node.available.find((candidate) => candidate.file === file);
   return available === undefined || available.problem !== undefined
     ? undefined
@@ -88,7 +89,7 @@ export function planPlacements(
       continue;
     }
     if (copy !== undefined) continue;
-    const file = profile.files[node.name] ?? profile.file;
+    const file = profileFileOn(profile, node);
     const problem = node.available.find((candidate) => candidate.file === file)?.problem;
     if (problem !== undefined) {
       // The neuron would refuse it (or, unchecked, crash on it): never sent a load.
@@ -97,8 +98,10 @@ export function planPlacements(
       continue;
     }
     const need = memoryNeedOn(profile, node);
-    if (need === undefined) {
-      refusals.push(`${node.name}: no file ${JSON.stringify(file)} in its models directory`);
+    if (need === undefined || file === undefined) {
+      refusals.push(
+        `${node.name}: no file ${JSON.stringify(file ?? profile.source)} in its models directory`,
+      );
       continue;
     }
     const devices = node.devices.filter((device) => !device.poisoned);
