@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { DeviceInfo, LoadedModel } from "./neuron-api.ts";
+import { PullStatus } from "./pull-api.ts";
 
 export const NodeState = z.enum(["up", "degraded", "draining", "down", "unknown"]);
 export type NodeState = z.infer<typeof NodeState>;
@@ -18,6 +19,8 @@ export const FleetNode = z.object({
   error: z.string().optional(),
   devices: z.array(DeviceInfo),
   loaded: z.array(LoadedModel),
+  /** Model pulls in flight and lately finished on the node (docs/MODELS-PULL.md). */
+  pulls: z.array(PullStatus).optional(),
 });
 export type FleetNode = z.infer<typeof FleetNode>;
 

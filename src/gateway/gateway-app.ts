@@ -7,6 +7,7 @@ import { swagger } from "@elysiajs/swagger";
 import { Elysia } from "elysia";
 import { DEFAULT_BODY_TIMEOUT_S } from "../core/read-body.ts";
 import { AdminModelAction } from "../core/admin-api.ts";
+import { AdminPullRequest } from "../core/pull-api.ts";
 import { CortexError, toCortexError } from "../core/errors.ts";
 import { logger } from "../core/logger.ts";
 import {
@@ -562,6 +563,31 @@ export function createGatewayApp(options: GatewayAppOptions) {
       "/admin/models/unpin",
       adminAction((a) => options.admin.pin(a.model, false)),
     )
+    .post(
+      "/admin/models/rm",
+      adminAction((a) => options.admin.remove(a.model, a.node)),
+    )
+    .post("/admin/models/pull", async ({ request, server }) => {
+      try {
+        adminGuard(request, server);
+        const parsed = AdminPullRequest.safeParse(await readBody(request, "required"));
+        if (!parsed.success)
+          throw new CortexError("invalid_request", "expected {source, nodes?} or {profile, nodes?}");
+        const result = await options.admin.pull(parsed.data);
+        log.info(`admin: ${result.message}`);
+        return json(result);
+      } catch (error) {
+        return renderError("openai", error);
+      }
+    })
+    .get("/admin/models/pulls", async ({ request, server }) => {
+      try {
+        adminGuard(request, server);
+        return json(await options.admin.pulls());
+      } catch (error) {
+        return renderError("openai", error);
+      }
+    })
     .onError(({ code, error, request }) => {
       const dialect: Dialect = new URL(request.url).pathname.startsWith("/v1/messages")
         ? "anthropic"

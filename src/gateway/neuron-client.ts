@@ -16,6 +16,13 @@ import {
   type RecycleRequest,
   type UnloadRequest,
 } from "../core/neuron-api.ts";
+import {
+  type PullRequest,
+  PullStatus,
+  PullsResponse,
+  type RemoveRequest,
+  RemoveResponse,
+} from "../core/pull-api.ts";
 
 /** What the gateway needs from a neuron; tests inject fakes of this. */
 export interface NeuronApi {
@@ -27,6 +34,11 @@ export interface NeuronApi {
   unload(request: UnloadRequest, options?: CallOptions): Promise<void>;
   pin(request: PinRequest, options?: CallOptions): Promise<void>;
   recycle(request: RecycleRequest, options?: CallOptions): Promise<void>;
+  /** Starts (or joins) a model pull; resolves once the neuron has resolved the source (docs/MODELS-PULL.md). */
+  pull(request: PullRequest, options?: CallOptions): Promise<PullStatus>;
+  pulls(options?: CallOptions): Promise<PullStatus[]>;
+  /** Deletes a model file that is not loaded; resolves with the files removed. */
+  remove(request: RemoveRequest, options?: CallOptions): Promise<string[]>;
   /** URL and headers for a request the gateway proxies itself (chat completions). */
   target(path: string): UpstreamTarget;
 }
@@ -215,6 +227,21 @@ export class NeuronClient implements NeuronApi {
 
   async recycle(request: RecycleRequest, options?: CallOptions): Promise<void> {
     await this.#call("POST", "/devices/recycle", z.unknown(), request, options, this.#lifecycleTimeoutMs);
+  }
+
+  pull(request: PullRequest, options?: CallOptions): Promise<PullStatus> {
+    // The neuron answers once it has listed the repository and checked the disk: a poll's timeout is too short.
+    return this.#call("POST", "/models/pull", PullStatus, request, options, this.#lifecycleTimeoutMs);
+  }
+
+  async pulls(options?: CallOptions): Promise<PullStatus[]> {
+    return (await this.#call("GET", "/models/pulls", PullsResponse, undefined, options, this.#timeoutMs))
+      .pulls;
+  }
+
+  async remove(request: RemoveRequest, options?: CallOptions): Promise<string[]> {
+    return (await this.#call("POST", "/models/remove", RemoveResponse, request, options, this.#timeoutMs))
+      .removed;
   }
 
   async #call<S extends z.ZodType>(

@@ -19,6 +19,7 @@ import type {
   RecycleRequest,
   UnloadRequest,
 } from "../../src/core/neuron-api.ts";
+import type { PullRequest, PullStatus, RemoveRequest } from "../../src/core/pull-api.ts";
 import type { FleetModel, FleetNodeView, FleetSnapshot } from "../../src/gateway/fleet/fleet-types.ts";
 import type { CallOptions, NeuronApi, UpstreamTarget } from "../../src/gateway/neuron-client.ts";
 
@@ -243,6 +244,27 @@ export class MemoryNeuron implements NeuronApi {
     if (found === undefined)
       throw new CortexError("model_not_found", `neuron ${this.name}: ${request.id} is not loaded`);
     found.pinned = request.pinned;
+  }
+
+  /** This fake serves no pulls: it answers as a neuron without them does. */
+  async pull(_request: PullRequest, _options?: CallOptions): Promise<PullStatus> {
+    this.#check();
+    throw new CortexError("not_found", "model pulls are not enabled here");
+  }
+
+  async pulls(_options?: CallOptions): Promise<PullStatus[]> {
+    this.#check();
+    return [];
+  }
+
+  async remove(request: RemoveRequest, _options?: CallOptions): Promise<string[]> {
+    this.#check();
+    if (this.loaded.some((model) => model.file === request.file))
+      throw new CortexError("conflict", `${request.file} is loaded`);
+    const before = this.available.length;
+    this.available = this.available.filter((model) => model.file !== request.file);
+    if (this.available.length === before) throw new CortexError("not_found", `no GGUF file ${request.file}`);
+    return [request.file];
   }
 
   async recycle(request: RecycleRequest, _options?: CallOptions): Promise<void> {

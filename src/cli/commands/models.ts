@@ -3,6 +3,7 @@ import { z } from "zod";
 import { CatalogueResponse } from "../../core/admin-api.ts";
 import { defaultGatewayUrl, gatewayRequest } from "../gateway-client.ts";
 import { renderCatalogue } from "../render-status.ts";
+import { pullCommand, rmCommand } from "./models-pull.ts";
 import { gatewayArgs } from "./status.ts";
 
 const ActionResult = z.object({ ok: z.boolean(), message: z.string().optional() }).loose();
@@ -56,12 +57,17 @@ function action(name: "load" | "unload" | "pin" | "unpin", description: string) 
 }
 
 export const modelsCommand = defineCommand({
-  meta: { name: "models", description: "List, load, unload, pin and unpin models through the gateway" },
+  meta: {
+    name: "models",
+    description: "List, load, unload, pin, unpin, pull and remove models through the gateway",
+  },
   subCommands: {
     ls,
     load: action("load", "Load a model (on the node the router picks, or --node)"),
     unload: action("unload", "Unload a model (everywhere, or on --node)"),
     pin: action("pin", "Pin a model: never evicted"),
     unpin: action("unpin", "Unpin a model"),
+    pull: pullCommand,
+    rm: rmCommand,
   },
 });

@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { FleetView } from "../../core/admin-api.ts";
 import { defaultGatewayUrl, gatewayRequest } from "../gateway-client.ts";
+import { renderPullsInFlight } from "../render-pulls.ts";
 import { renderStatus } from "../render-status.ts";
 
 export const gatewayArgs = {
@@ -14,7 +15,10 @@ export const gatewayArgs = {
 } as const;
 
 export const statusCommand = defineCommand({
-  meta: { name: "status", description: "Show the fleet: nodes, devices, memory, loaded models" },
+  meta: {
+    name: "status",
+    description: "Show the fleet: nodes, devices, memory, loaded models, pulls in flight",
+  },
   args: { ...gatewayArgs, json: { type: "boolean", description: "Print JSON for scripts" } },
   async run({ args }) {
     const fleet = await gatewayRequest(
@@ -23,8 +27,13 @@ export const statusCommand = defineCommand({
       "admin/fleet",
       FleetView,
     );
+    const pulls = renderPullsInFlight(
+      fleet.nodes.map((node) => ({ node: node.name, pulls: node.pulls ?? [] })),
+    );
     process.stdout.write(
-      args.json ? `${JSON.stringify(fleet, null, 2)}\n` : `${renderStatus(fleet, Date.now())}\n`,
+      args.json
+        ? `${JSON.stringify(fleet, null, 2)}\n`
+        : `${renderStatus(fleet, Date.now())}\n${pulls === "" ? "" : `\n${pulls}\n`}`,
     );
     return fleet.nodes.some((node) => node.state === "up") || fleet.nodes.length === 0 ? 0 : 1;
   },

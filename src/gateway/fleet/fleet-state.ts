@@ -19,6 +19,7 @@
  * Each delta is removed by the code that added it (the returned function), so
  * a lost poll never leaves one behind.
  */
+import type { PullStatus } from "../../core/pull-api.ts";
 import type { FleetNode } from "../../core/admin-api.ts";
 import type {
   AvailableModel,
@@ -57,6 +58,8 @@ interface NodeRecord {
   devices: DeviceInfo[];
   loaded: LoadedModel[];
   available: AvailableModel[];
+  /** The node's model pulls as of its last poll (docs/MODELS-PULL.md). */
+  pulls: PullStatus[];
   /** Bumped by every local change to `loaded`, so a poll started earlier cannot undo it. */
   epoch: number;
   pendingLoads: Map<string, PendingLoad & { startedAt: number }>;
@@ -106,6 +109,7 @@ export class FleetState {
       devices: [],
       loaded: [],
       available: [],
+      pulls: [],
       epoch: 0,
       pendingLoads: new Map(),
       unloading: new Map(),
@@ -205,6 +209,7 @@ export class FleetState {
     record.version = health.version;
     record.error = undefined;
     record.available = models.available;
+    record.pulls = models.pulls ?? [];
     // Free memory and the loaded list describe the same moment: take both or neither.
     if (startedEpoch === record.epoch) {
       record.devices = health.devices;
@@ -304,6 +309,7 @@ export class FleetState {
         ...(record.error === undefined ? {} : { error: record.error }),
         devices: record.devices,
         loaded: view.loaded.map(({ reserved: _reserved, ...model }) => model),
+        ...(record.pulls.length === 0 ? {} : { pulls: record.pulls }),
       };
     });
   }

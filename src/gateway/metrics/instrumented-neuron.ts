@@ -15,6 +15,9 @@ export function instrumentNeuron(client: NeuronApi, metrics: GatewayMetrics): Ne
     unload: (request, options) => client.unload(request, options),
     pin: (request, options) => client.pin(request, options),
     recycle: (request, options) => client.recycle(request, options),
+    pull: (request, options) => client.pull(request, options),
+    pulls: (options) => client.pulls(options),
+    remove: (request, options) => client.remove(request, options),
     target: (path) => client.target(path),
     async load(request: LoadRequest, options?: CallOptions): Promise<LoadResponse> {
       const model = metrics.modelLabel(request.id ?? request.file);

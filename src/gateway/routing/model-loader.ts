@@ -19,11 +19,14 @@
  *   loading (it likely crashed on the file), is not tried on another node:
  *   that would take the next node down too. The model's loads then fail at
  *   once with that reason for `LOAD_FAILURE_HOLD_MS`.
+ * - A profile with a `source` whose file no usable node holds is pulled
+ *   onto one node first, inside the same flight (docs/MODELS-PULL.md).
  */
 import type { ModelProfile } from "../../core/config/config-schema.ts";
 import { CortexError } from "../../core/errors.ts";
 import { logger } from "../../core/logger.ts";
 import type { LoadedModel, LoadRequest } from "../../core/neuron-api.ts";
+import type { PullStatus } from "../../core/pull-api.ts";
 import type { Fleet } from "../fleet/fleet.ts";
 import { isLive } from "../fleet/fleet-types.ts";
 import { classifyNeuronError } from "../neuron-client.ts";
@@ -31,6 +34,7 @@ import type { EvictionStrategy } from "./choose-victims.ts";
 import { formatBytes } from "./memory-need.ts";
 import { findLoadingCopy, type PrefixPreference, pickLoadedNode } from "./pick-loaded-node.ts";
 import { type PlacementPlan, planPlacements } from "./plan-placement.ts";
+import { profileFileOn } from "./profile-file.ts";
 import { type ResolvedModel, requireModel } from "./resolve-model.ts";
 
 export interface ModelLoaderOptions {
@@ -40,6 +44,8 @@ export interface ModelLoaderOptions {
   loadTimeoutS: number;
   /** How often to re-read a node while a load there reports `loading`. Default 250 ms. */
   loadingPollMs?: number;
+  /** How often to read a node's pulls while it pulls a model's file (profiles with a `source`). Default 250 ms. */
+  pullPollMs?: number;
   now?: () => number;
 }
 
@@ -102,6 +108,7 @@ export class ModelLoader {
   readonly #strategy: EvictionStrategy;
   readonly #loadTimeoutMs: number;
   readonly #loadingPollMs: number;
+  readonly #pullPollMs: number;
   readonly #now: () => number;
   readonly #flights = new Map<string, Flight>();
   /** Models whose last load failed on the file itself, with the error and when loads may be tried again. */
@@ -114,6 +121,7 @@ export class ModelLoader {
     this.#strategy = options.strategy;
     this.#loadTimeoutMs = options.loadTimeoutS * 1000;
     this.#loadingPollMs = options.loadingPollMs ?? 250;
+    this.#pullPollMs = options.pullPollMs ?? 250;
     this.#now = options.now ?? Date.now;
   }
 
@@ -273,6 +281,7 @@ export class ModelLoader {
     const tried = new Set(options.exclude);
     const replanned = new Set<string>();
     let lastError: CortexError | undefined;
+    await this.#pullIfMissing(resolved, tried, options.only);
     for (;;) {
       const plan = await this.#freshPlan(resolved, tried, options.only, lastError);
       try {
@@ -294,6 +303,67 @@ export class ModelLoader {
         lastError = failure;
       }
     }
+  }
+
+  /**
+   * A profile with a `source` that no usable node holds the file of: one
+   * node pulls it first (the live one allowed by affinity with the most free
+   * device memory), and the load goes on there. Requests wait on it as on
+   * any cold load; a pull that fails is held like a load that failed on
+   * the file.
+   */
+  async #pullIfMissing(
+    resolved: ResolvedModel,
+    tried: ReadonlySet<string>,
+    only: string | undefined,
+  ): Promise<void> {
+    const profile = resolved.profile;
+    if (profile?.source === undefined) return;
+    const view = this.#fleet.view();
+    if (view.nodes.some((node) => node.loaded.some((model) => model.id === resolved.id))) return;
+    const usable = view.nodes.filter(
+      (node) =>
+        isLive(node) &&
+        !tried.has(node.name) &&
+        (only === undefined || node.name === only) &&
+        (profile.affinity.length === 0 || profile.affinity.includes(node.name)) &&
+        node.devices.filter((device) => !device.poisoned).length >= profile.devices,
+    );
+    const holds = (node: (typeof usable)[number]) => {
+      const file = profileFileOn(profile, node);
+      return file !== undefined && node.available.some((model) => model.file === file);
+    };
+    if (usable.length === 0 || usable.some(holds)) return;
+    const free = (node: (typeof usable)[number]) =>
+      node.devices.reduce((sum, device) => sum + (device.poisoned ? 0 : device.memoryFree), 0);
+    const node = usable.reduce((best, next) => (free(next) > free(best) ? next : best)).name;
+    const client = this.#fleet.client(node);
+    this.#log.info(`${resolved.id}: ${node} lacks its file; pulling ${profile.source} there first`);
+    let status: PullStatus;
+    try {
+      status = await client.pull({ source: profile.source });
+      while (status.state !== "done" && status.state !== "failed") {
+        await Bun.sleep(this.#pullPollMs);
+        const id: string = status.id;
+        status = (await client.pulls()).find((pull) => pull.id === id) ?? {
+          ...status,
+          state: "failed",
+          error: `neuron ${node} no longer reports pull ${id}`,
+        };
+      }
+    } catch (error) {
+      throw this.#holdFailure(resolved.id, node, classifyNeuronError(error, node));
+    }
+    if (status.state === "failed")
+      throw this.#holdFailure(
+        resolved.id,
+        node,
+        new CortexError(
+          "load_failed",
+          `pulling ${profile.source} on ${node} failed: ${status.error ?? "unknown"}`,
+        ),
+      );
+    await this.#fleet.refresh(node);
   }
 
   #holdFailure(modelId: string, node: string, failure: CortexError): CortexError {
