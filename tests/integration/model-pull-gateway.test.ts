@@ -76,6 +76,11 @@ afterAll(async () => {
 
 describe("pull on demand", () => {
   test("a request for a sourced model the node lacks pulls it there, loads it, and is answered", async () => {
+    // Offered before any node has its file.
+    const catalogue = (await (await fetch(`${gateway.url}/v1/models`)).json()) as {
+      data: Array<{ id: string }>;
+    };
+    expect(catalogue.data.map((entry) => entry.id)).toEqual(expect.arrayContaining(["tiny-pulled", "held"]));
     const response = await chat(gateway.url, "tiny-pulled");
     expect(response.status).toBe(200);
     expect(await readdir(join(fleet.dir, "n2", "acme/tiny-GGUF"))).toEqual(["tiny-Q4_K_M.gguf"]);

@@ -144,6 +144,33 @@ file = "n.gguf"
     );
   });
 
+  test("a profile needs a file or a source, and a source must name a hub model", () => {
+    const path = writeConfig(`
+[[models]]
+id = "a"
+[[models]]
+id = "b"
+source = "hf:org/repo:Q4_K_M"
+[[models]]
+id = "c"
+source = "org/repo"
+`);
+    expect(problemsOf(() => loadConfig({ path, env: {} }))).toEqual([
+      'cortex.toml: models[2].source: expected a model source like "hf:org/repo:Q4_K_M" or "hf:org/repo/file.gguf", got "org/repo"',
+    ]);
+    writeFileSync(path, `[[models]]\nid = "a"\n[[models]]\nid = "b"\nsource = "hf:org/repo:Q4_K_M"\n`);
+    expect(problemsOf(() => loadConfig({ path, env: {} }))).toEqual([
+      'cortex.toml: models[0].file: expected the GGUF file to load (or a source to pull it from, like "hf:org/repo:Q4_K_M")',
+    ]);
+    writeFileSync(path, `[[models]]\nid = "b"\nsource = "hf:org/repo:Q4_K_M"\n`);
+    expect(
+      loadConfig({ path, env: { HF_ENDPOINT: "http://mirror:8080", HF_TOKEN: "t" } }).file.neuron,
+    ).toMatchObject({
+      hf_endpoint: "http://mirror:8080",
+      hf_token: "t",
+    });
+  });
+
   test("a separate models file is merged and validated with its own name", () => {
     const dir = mkdtempSync(join(tmpdir(), "cortex-models-"));
     writeFileSync(join(dir, "models.toml"), `[[models]]\nid = "x"\nfile = "x.gguf"\npriority = "high"\n`);

@@ -55,7 +55,8 @@ export function buildCatalogue(
       )
       .map((node) => node.name);
     const here = locations.get(profile.id) ?? [];
-    if (servableOn.length === 0 && here.length === 0) continue;
+    // A profile with a source is offered even where no node holds its file yet: a request pulls it.
+    if (servableOn.length === 0 && here.length === 0 && profile.source === undefined) continue;
     entries.push({
       id: profile.id,
       ...base,
