@@ -280,7 +280,9 @@ export class PullManager {
     pull.finishedAt = Date.now();
     pull.error = cortex.message;
     this.#options.observer?.pullFinished("failed", (performance.now() - started) / 1000);
-    log.error(`pull of ${pull.spec} failed: ${errorMessage(error)}`);
+    // A source that names nothing is the caller's mistake (WARN); a download that failed is the node's (ERROR).
+    if (cortex.status < 500) log.warn(`pull of ${pull.spec} refused: ${errorMessage(error)}`);
+    else log.error(`pull of ${pull.spec} failed: ${errorMessage(error)}`);
     this.#emit(pull);
   }
 
