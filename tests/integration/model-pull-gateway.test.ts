@@ -95,9 +95,12 @@ describe("pull on demand", () => {
     const refused = await chat(impatient.url, "held");
     expect(refused.status).toBe(503);
     expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
-    // Let the download through: a request now joins the pull (or finds the model loaded) and is answered.
+    // Let the download through: the load the refused request started goes on, pull included, and serves.
     for (let i = 0; i < 100; i++) gate.release();
-    const served = await chat(gateway.url, "held");
+    await impatient.running.whenFleet((nodes) =>
+      nodes.some((node) => node.loaded.some((model) => model.id === "held" && model.state === "ready")),
+    );
+    const served = await chat(impatient.url, "held");
     expect(served.status).toBe(200);
     expect(cdnGets("acme/held-GGUF/held-Q4_K_M.gguf").length).toBe(1);
   });
