@@ -131,6 +131,32 @@ describe("cortex models pull / rm and cortex status", () => {
       expect(await readdir(join(fleet.dir, node, "acme/tiny-GGUF"))).toContain("tiny-Q8_0.gguf");
   });
 
+  // `script` runs the command on a pseudo-terminal: what an operator at a shell sees.
+  test.skipIf(Bun.which("script") === null)(
+    "on a terminal, models pull redraws one line per node in place",
+    async () => {
+      const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
+      const command = [process.execPath, "src/cli/main.ts", "models", "pull", "acme/tiny-GGUF:Q4_K_M"]
+        .concat(["--node", "n1,n2", "--gateway", gateway.url])
+        .map(quote)
+        .join(" ");
+      const proc = Bun.spawn(["script", "-qefc", command, "/dev/null"], {
+        cwd: ROOT,
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, CORTEX_ADMIN_TOKEN: "", CORTEX_GATEWAY_URL: "", TERM: "xterm" },
+      });
+      const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+      expect(code).toBe(0);
+      // Each redraw moves up over the two lines it drew and clears them.
+      expect(stdout).toContain("\x1b[2F\x1b[2K");
+      const last = stdout.split("\x1b[2F").at(-1) ?? "";
+      expect(last).toMatch(/n1 {2}\[#{20}\] 100% .* done: acme\/tiny-GGUF\/tiny-Q4_K_M\.gguf/);
+      // n2 pulled it on demand earlier: nothing to download there.
+      expect(last).toContain("done: acme/tiny-GGUF/tiny-Q4_K_M.gguf (already present)");
+    },
+  );
+
   test("models pull of something the hub does not have fails with the hub's reason and exit 1", async () => {
     const { code, stderr } = await cli("models", "pull", "acme/tiny-GGUF:IQ1_S", "--node", "n1");
     expect(code).toBe(1);
