@@ -421,7 +421,11 @@ export class ModelLoader {
     lastError: CortexError | undefined,
   ): PlacementPlan {
     const view = this.#fleet.view();
-    const loading = findLoadingCopy(view, resolved.id, { exclude: tried });
+    // A copy that became ready since the caller looked (another replica's load, a pull finished):
+    // "load" it there, which the neuron answers at once (loads are idempotent), instead of
+    // planning around it and finding no node left.
+    const ready = pickLoadedNode(view, resolved.id, { exclude: tried });
+    const loading = ready ?? findLoadingCopy(view, resolved.id, { exclude: tried });
     if (loading !== undefined && (only === undefined || loading.node === only))
       // Another load (a replica's, or ours before a restart) is under way: join it; loads are idempotent.
       return {
