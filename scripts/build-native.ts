@@ -1,19 +1,39 @@
 /**
- * `npm run build:native:cuda`: builds libllama and ggml from the llama.cpp
- * source of the release cortex's headers were vendored from (ffi/include),
- * with the CUDA backend compiled for this machine's GPUs only (sm_90 on an
- * H100/H200: machine code, so no PTX JIT on first use, and linked against the
- * local toolkit's cudart instead of needing cudart 13). The set lands in
- * .cortex-native/cuda-built/, which the neuron prefers over the prebuilt
- * package; `npm run build` carries it into dist/native/cuda.
+ * Builds libllama and ggml from the llama.cpp source of the release cortex's
+ * headers were vendored from (ffi/include), for this machine:
+ *
+ * - `npm run build:native:cuda`: the CUDA backend compiled for this machine's
+ *   GPUs only (sm_90 on an H100/H200: machine code, so no PTX JIT on first
+ *   use, and linked against the local toolkit's cudart instead of needing
+ *   cudart 13), into .cortex-native/cuda-built/; `npm run build` carries it
+ *   into dist/native/cuda.
+ * - `npm run build:native` (`--cpu`): the CPU backend compiled for every
+ *   instruction set this CPU reports (the GGML_NATIVE idea, not the nearest of
+ *   the prebuilt package's fixed variants), into .cortex-native/cpu-built/.
+ *   ggml refuses GGML_NATIVE with loadable backends, so the sets are named
+ *   one by one from /proc/cpuinfo (x86; elsewhere GGML_NATIVE without them).
+ *
+ * The neuron prefers either folder over the prebuilt package when it is
+ * present (ffi/native-paths.ts), with the same version checks. When the CPU
+ * build pays is in docs/NATIVE.md; bench/real-model-bench.ts measures both.
  *
  *   bun scripts/build-native.ts [--src DIR] [--out DIR] [--arch 90] [--cpu] [--bench] [--jobs N]
  *
- * --src    a llama.cpp checkout (default: the one node-llama-cpp bundles, fetched with npm pack)
- * --cpu    no CUDA backend (checks the build steps on a machine without nvcc)
+ * --src    a llama.cpp checkout (default: the one bench/peers/build-llama-server.ts
+ *          unpacked under .cache/, else the one node-llama-cpp bundles, fetched with npm pack)
+ * --cpu    no CUDA backend; the CPU backend built for this machine (GGML_NATIVE)
  * --bench  also builds llama-bench, beside the libraries
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -64,7 +84,43 @@ function localArchitectures(): string {
   return caps.join(";");
 }
 
-const src = resolve(args.src ?? fetchSource());
+/** The source build-llama-server.ts unpacked for the same release, when it is there (saves the npm pack and clone). */
+function cachedSource(): string | undefined {
+  const dir = join(root, ".cache", "llama-server", versionJson.nodeLlamaCpp, "src");
+  return existsSync(join(dir, "include/llama.h")) ? dir : undefined;
+}
+
+/** ggml's x86 instruction-set options and the /proc/cpuinfo flags each needs. */
+const X86_OPTIONS: [option: string, flags: string[]][] = [
+  ["GGML_SSE42", ["sse4_2"]],
+  ["GGML_AVX", ["avx"]],
+  ["GGML_AVX_VNNI", ["avx_vnni"]],
+  ["GGML_AVX2", ["avx2"]],
+  ["GGML_BMI2", ["bmi2"]],
+  ["GGML_FMA", ["fma"]],
+  ["GGML_F16C", ["f16c"]],
+  ["GGML_AVX512", ["avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"]],
+  ["GGML_AVX512_VBMI", ["avx512vbmi"]],
+  ["GGML_AVX512_VNNI", ["avx512_vnni"]],
+  ["GGML_AVX512_BF16", ["avx512_bf16"]],
+  ["GGML_AMX_TILE", ["amx_tile"]],
+  ["GGML_AMX_INT8", ["amx_int8"]],
+  ["GGML_AMX_BF16", ["amx_bf16"]],
+];
+
+/** CMake options for this CPU's instruction sets (GGML_NATIVE where they cannot be read). */
+function cpuOptions(): string[] {
+  const cpuinfo = existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "";
+  const line = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1];
+  if (process.arch !== "x64" || line === undefined) return ["-DGGML_BACKEND_DL=OFF", "-DGGML_NATIVE=ON"];
+  const flags = new Set(line.trim().split(/\s+/));
+  return [
+    "-DGGML_NATIVE=OFF",
+    ...X86_OPTIONS.map(([option, needs]) => `-D${option}=${needs.every((f) => flags.has(f)) ? "ON" : "OFF"}`),
+  ];
+}
+
+const src = resolve(args.src ?? cachedSource() ?? fetchSource());
 if (!existsSync(join(src, "include/llama.h"))) {
   console.error(`build-native: ${src} is not a llama.cpp source tree (no include/llama.h)`);
   process.exit(2);
@@ -86,7 +142,8 @@ run([
   "-DBUILD_SHARED_LIBS=ON",
   // Backends as loadable modules (libggml-cuda.so, libggml-cpu.so), the layout ggml_backend_load_all_from_path reads.
   "-DGGML_BACKEND_DL=ON",
-  "-DGGML_NATIVE=OFF",
+  // CPU: this machine's instruction sets. CUDA: the CPU part stays portable.
+  ...(args.cpu ? cpuOptions() : ["-DGGML_NATIVE=OFF"]),
   "-DGGML_CPU_ALL_VARIANTS=OFF",
   "-DLLAMA_CURL=OFF",
   "-DLLAMA_OPENSSL=OFF",
@@ -120,5 +177,11 @@ writeFileSync(
 );
 if (process.env.CORTEX_KEEP_NATIVE_BUILD !== "1") rmSync(build, { recursive: true, force: true });
 console.log(
-  `build-native: ${out} (${args.cpu ? "CPU" : `CUDA ${cuda[1]?.split("=")[1]}`}, llama.cpp ${versionJson.llamaCppTag})`,
+  `build-native: ${out} (${
+    args.cpu
+      ? `CPU: ${cpuOptions()
+          .filter((o) => o.endsWith("=ON"))
+          .join(" ")}`
+      : `CUDA ${cuda[1]?.split("=")[1]}`
+  }, llama.cpp ${versionJson.llamaCppTag})`,
 );

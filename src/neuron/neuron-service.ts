@@ -309,7 +309,7 @@ export class NeuronService {
             ...(tools.length > 0 ? { tools } : {}),
             kwargs: reasoningKwargs(request.reasoningEffort),
           },
-          { bosToken: model.bosToken, eosToken: model.eosToken },
+          { bosToken: model.bosToken, eosToken: model.eosToken, addBos: model.addBos },
         )) + prefill
       );
     }

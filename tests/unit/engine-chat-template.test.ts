@@ -12,7 +12,7 @@ const CHATML =
   "{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}\n{% endif %}" +
   "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 const TOOL_CALLS =
-  "{% for m in messages %}{% if m.tool_calls %}{% for c in m.tool_calls %}{{ c.function.name }}({{ c.function.arguments.city }}){% endfor %}{% else %}{{ m.role }}:{{ m.content }}{% endif %}|{% endfor %}";
+  "{% for m in messages %}{% if m.tool_calls %}{% for c in m.tool_calls %}{{ c.function.name }}({% for k, v in c.function.arguments.items() %}{{ k }}={{ v }}{% endfor %}){% endfor %}{% else %}{{ m.role }}:{{ m.content }}{% endif %}|{% endfor %}";
 const tokens = { bosToken: "<s>", eosToken: "</s>" };
 
 describe("renderChatTemplate", () => {
@@ -53,7 +53,7 @@ describe("renderChatTemplate", () => {
         content: [{ type: "tool_call", id: "1", name: "get_weather", arguments: '{"city":"Oslo"}' }],
       },
     ]);
-    expect(renderChatTemplate(TOOL_CALLS, { messages }, tokens)).toBe("system:rules|get_weather(Oslo)|");
+    expect(renderChatTemplate(TOOL_CALLS, { messages }, tokens)).toBe("system:rules|get_weather(city=Oslo)|");
   });
 
   test("images for a model that does not take them are refused, not dropped", () => {

@@ -1,11 +1,17 @@
 /**
  * Renders template messages (template-messages.ts) and tools into a prompt
- * with the model's own Jinja `tokenizer.chat_template`. Models without a
- * template fall back to llama.cpp's built-in ChatML (a Worker job; see
- * NeuronService). Pure apart from a parse cache.
+ * with the model's own Jinja `tokenizer.chat_template`, byte for byte as
+ * llama.cpp renders it (tests/integration/template-fidelity.test.ts): the
+ * same context (`enable_thinking` true unless the request's kwargs say
+ * otherwise, the date), the same leniencies (jinja-runtime.ts), the same
+ * workaround for templates without a system role, and the leading BOS
+ * dropped when the tokenizer adds one. Models without a template fall back
+ * to llama.cpp's built-in ChatML (a Worker job; see NeuronService). Pure
+ * apart from a parse cache.
  */
 import { Template } from "@huggingface/jinja";
 import { CortexError } from "../../core/errors.ts";
+import { runTemplate, TemplateRaised } from "./jinja-runtime.ts";
 import type { TemplateMessage, TemplateTool } from "./template-messages.ts";
 
 export interface TemplateRenderInput {
@@ -13,13 +19,21 @@ export interface TemplateRenderInput {
   tools?: readonly TemplateTool[];
   /** Default true: end with the assistant turn's opening. */
   addGenerationPrompt?: boolean;
-  /** Extra template variables reasoning templates read (`enable_thinking`, `reasoning_effort`). */
+  /**
+   * Template variables beyond the messages (`chat_template_kwargs`:
+   * `enable_thinking`, `reasoning_effort`, `documents`, …); they override
+   * the defaults, as in llama.cpp.
+   */
   kwargs?: Readonly<Record<string, unknown>>;
+  /** The time `strftime_now` and the date variables see (ms since the epoch; default: now). */
+  now?: number;
 }
 
 export interface TemplateTokens {
   bosToken: string;
   eosToken: string;
+  /** The tokenizer adds BOS itself: a BOS the template printed first is dropped (no double BOS). */
+  addBos?: boolean;
 }
 
 const compiled = new Map<string, Template>();
@@ -62,26 +76,131 @@ export function renderChatTemplate(
 ): string {
   if (input.messages.length === 0)
     throw new CortexError("invalid_request", "messages must not be empty", { param: "messages" });
+  const parsed = compile(template).parsed;
   const context: Record<string, unknown> = {
+    // llama.cpp's default; a request turns thinking off through the kwargs (reasoning effort "none").
+    enable_thinking: true,
     ...input.kwargs,
-    messages: input.messages,
-    add_generation_prompt: input.addGenerationPrompt ?? true,
+    messages: withArgumentsFor(
+      template,
+      parsed,
+      supportsSystemRole(template, parsed) ? input.messages : foldSystemIntoUser(input.messages),
+    ),
     bos_token: tokens.bosToken,
     eos_token: tokens.eosToken,
+    ...(input.tools && input.tools.length > 0 ? { tools: input.tools } : {}),
   };
-  if (input.tools && input.tools.length > 0) context.tools = input.tools;
+  // llama.cpp leaves add_generation_prompt undefined rather than false; some templates test `is defined`.
+  if (input.addGenerationPrompt ?? true) context.add_generation_prompt = true;
+  let text: string;
   try {
-    return compile(template).render(context);
+    text = runTemplate(parsed, context, new Date(input.now ?? Date.now()));
   } catch (error) {
     if (error instanceof CortexError) throw error;
     // Templates reject unsupported conversations with raise_exception (e.g. roles out of order).
-    throw new CortexError(
-      "invalid_request",
-      `the model's chat template rejected the messages: ${String(error)}`,
-      {
-        param: "messages",
-        cause: error,
-      },
-    );
+    const message = error instanceof TemplateRaised ? error.message : String(error);
+    throw new CortexError("invalid_request", `the model's chat template rejected the messages: ${message}`, {
+      param: "messages",
+      cause: error,
+    });
   }
+  return tokens.addBos && tokens.bosToken !== "" && text.startsWith(tokens.bosToken)
+    ? text.slice(tokens.bosToken.length)
+    : text;
+}
+
+const systemRole = new Map<string, boolean>();
+const objectArguments = new Map<string, boolean>();
+
+/** Memoized per template source (bounded, like the parse cache). */
+function probed(cache: Map<string, boolean>, template: string, probe: () => boolean): boolean {
+  let result = cache.get(template);
+  if (result === undefined) {
+    try {
+      result = probe();
+    } catch {
+      result = false;
+    }
+    if (cache.size > 32) cache.clear();
+    cache.set(template, result);
+  }
+  return result;
+}
+
+/**
+ * Tool-call arguments as the template reads them (llama.cpp's capability
+ * probe): an object where the template looks inside it (`arguments|tojson`,
+ * `arguments.items()`), else the JSON text, which templates print as it is.
+ */
+function withArgumentsFor(
+  template: string,
+  parsed: Template["parsed"],
+  messages: readonly TemplateMessage[],
+): readonly TemplateMessage[] {
+  if (!messages.some((m) => m.tool_calls !== undefined)) return messages;
+  const objects = probed(objectArguments, template, () => {
+    const probe = "cortex-argument-probe";
+    const call = { id: "call_1", type: "function", function: { name: "tool1", arguments: { arg: probe } } };
+    return runTemplate(
+      parsed,
+      {
+        messages: [
+          { role: "user", content: "User message" },
+          { role: "assistant", content: "", tool_calls: [call] },
+        ],
+        bos_token: "",
+        eos_token: "",
+      },
+      new Date(0),
+    ).includes(probe);
+  });
+  if (objects) return messages;
+  return messages.map((m) =>
+    m.tool_calls === undefined
+      ? m
+      : {
+          ...m,
+          tool_calls: m.tool_calls.map((c) => ({
+            ...c,
+            function: {
+              ...c.function,
+              arguments:
+                typeof c.function.arguments === "string"
+                  ? c.function.arguments
+                  : JSON.stringify(c.function.arguments),
+            },
+          })),
+        },
+  );
+}
+
+/**
+ * Whether the template prints a system message's text (llama.cpp's
+ * capability probe): Gemma 2's raises on one, others drop it silently.
+ */
+function supportsSystemRole(template: string, parsed: Template["parsed"]): boolean {
+  return probed(systemRole, template, () => {
+    const probe = "<cortex system probe>";
+    return runTemplate(
+      parsed,
+      {
+        messages: [
+          { role: "system", content: probe },
+          { role: "user", content: "hi" },
+        ],
+        bos_token: "",
+        eos_token: "",
+        add_generation_prompt: true,
+      },
+      new Date(0),
+    ).includes(probe);
+  });
+}
+
+/** llama.cpp's workaround for such templates: a leading system message opens the next message (or goes). */
+function foldSystemIntoUser(messages: readonly TemplateMessage[]): readonly TemplateMessage[] {
+  const [first, second, ...rest] = messages;
+  if (first?.role !== "system") return messages;
+  if (second === undefined) return [];
+  return [{ ...second, content: `${first.content}\n${second.content}` }, ...rest];
 }

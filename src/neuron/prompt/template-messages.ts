@@ -38,7 +38,6 @@ export function toTemplateMessages(
   modelId: string,
 ): TemplateMessage[] {
   const out: TemplateMessage[] = [];
-  const toolNames = new Map<string, string>();
   for (const message of messages) {
     switch (message.role) {
       case "system":
@@ -61,7 +60,6 @@ export function toTemplateMessages(
           if (part.type === "text") text.push(part.text);
           else if (part.type === "thinking") reasoning = (reasoning ?? "") + part.text;
           else if (part.type === "tool_call") {
-            toolNames.set(part.id, part.name);
             calls.push({
               id: part.id,
               type: "function",
@@ -85,12 +83,11 @@ export function toTemplateMessages(
             if (part.type === "image") throw imagesUnsupported(modelId);
             return part.text;
           });
-          const name = toolNames.get(result.toolCallId);
           out.push({
             role: "tool",
             content: (result.isError ? "Error: " : "") + parts.join("\n"),
+            // No `name`: llama.cpp passes none either (templates that want it look up tool_call_id).
             tool_call_id: result.toolCallId,
-            ...(name === undefined ? {} : { name }),
           });
         }
         break;
