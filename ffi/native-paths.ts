@@ -28,7 +28,7 @@ const EXPECTED_FILES = `${LIB_NAMES.map((n) => n.llama).join(" or ")}, its libgg
 
 export const CPU_PACKAGE = "@node-llama-cpp/linux-x64";
 export const CUDA_PACKAGE = "@node-llama-cpp/linux-x64-cuda";
-/** Where `npm run setup:cuda` and `npm run build:native:cuda` put a CUDA set in a source checkout. */
+/** Where `npm run setup:cuda`, `npm run build:native:cuda` and `npm run build:native` put a set in a source checkout. */
 export const LOCAL_NATIVE_DIR = ".cortex-native";
 
 export type NativeFlavor = "cpu" | "cuda";
@@ -102,6 +102,8 @@ export function candidateDirs(options: LocateOptions): Candidate[] {
   }
   if (besideExecutable)
     out.push({ dir: join(dirname(execPath), "native"), source: "beside-executable", flavor: "cpu" });
+  // A CPU set built for this machine's instruction sets (`npm run build:native`) wins over the prebuilt package.
+  out.push({ dir: join(cwd, LOCAL_NATIVE_DIR, "cpu-built"), source: "local", flavor: "cpu" });
   out.push({ dir: packageBinsDir(cwd, CPU_PACKAGE), source: "package", flavor: "cpu" });
   return out;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { discoverCudaDevices, formatGpuUuid } from "../../ffi/cuda.ts";
@@ -9,7 +9,10 @@ import { candidateDirs, checkVersions, locateNativeSet } from "../../ffi/native-
 
 describe("native set lookup", () => {
   test("finds the CPU set in node_modules with matching versions", () => {
-    const set = locateNativeSet({ env: {}, execPath: "/nonexistent/bin/cortex" });
+    // cwd = the repository root (node_modules), less a local build: a copy of it without .cortex-native.
+    const root = mkdtempSync(join(tmpdir(), "cortex-native-root-"));
+    symlinkSync(join(process.cwd(), "node_modules"), join(root, "node_modules"));
+    const set = locateNativeSet({ env: {}, execPath: "/nonexistent/bin/cortex", cwd: root });
     expect(set.source).toBe("package");
     expect(set.flavor).toBe("cpu");
     expect(set.libllama).toEndWith("libllama.v0.5.0.so");
@@ -33,8 +36,30 @@ describe("native set lookup", () => {
       "/srv/.cortex-native/cuda",
       "/srv/node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda",
       "/usr/local/bin/native",
+      "/srv/.cortex-native/cpu-built",
       "/srv/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64",
     ]);
+  });
+
+  test("a CPU set `npm run build:native` made is preferred to the package, with the same version check", () => {
+    const root = mkdtempSync(join(tmpdir(), "cortex-native-root-"));
+    const built = join(root, ".cortex-native", "cpu-built");
+    mkdirSync(built, { recursive: true });
+    for (const file of ["libllama.so", "libggml.so", "libggml-base.so", "libggml-cpu.so"])
+      writeFileSync(join(built, file), "");
+    const metadata = (release: string) =>
+      writeFileSync(
+        join(built, "_nlcBuildMetadata.json"),
+        JSON.stringify({ buildOptions: { llamaCpp: { release } } }),
+      );
+    metadata("v0.5.0");
+    const set = locateNativeSet({ env: {}, execPath: "/nonexistent/bin/cortex", cwd: root });
+    expect(set.source).toBe("local");
+    expect(set.dir).toBe(built);
+    metadata("v0.4.9");
+    expect(() => locateNativeSet({ env: {}, execPath: "/nonexistent/bin/cortex", cwd: root })).toThrow(
+      "v0.4.9",
+    );
   });
 
   test("run from source (the executable is Bun), nothing is looked for beside Bun", () => {
