@@ -44,13 +44,7 @@ const fixtures = JSON.parse(readFileSync(FIXTURE, "utf8")) as Fixtures;
 const KNOWN_DIFFERENCES: Record<string, string> = {
   "Apertus-8B-Instruct.jinja":
     "llama.cpp sets enable_thinking from its reasoning-format detection, which does not recognize Apertus's deliberation; we pass true",
-  "Apriel-1.6-15b-Thinker-fixed.jinja": "`tool|string` on an object (Python's dict repr) is not supported",
-  "unsloth-Apriel-1.5.jinja": "`tool|string` on an object (Python's dict repr) is not supported",
   "ByteDance-Seed-OSS.jinja": "dict literals with integer keys are not supported by @huggingface/jinja",
-  "deepseek-ai-DeepSeek-V4.jinja":
-    "llama.cpp gives earlier assistant turns an empty reasoning_content, which this template renders as <think></think>",
-  "deepseek-ai-DeepSeek-V4-Flash-0731.jinja":
-    "llama.cpp gives earlier assistant turns an empty reasoning_content, which this template renders as <think></think>",
   "google-gemma-4-31B-it-interleaved.jinja":
     "tool results after interleaved tool calls take a path that looks ahead in the history differently",
 };

@@ -39,6 +39,19 @@ export interface TemplateTokens {
 const compiled = new Map<string, Template>();
 
 /**
+ * llama-server keeps earlier turns' reasoning by default (`preserve_reasoning`,
+ * and the names templates read it by: DeepSeek V4's `drop_thinking`, GLM's
+ * `clear_thinking`, …).
+ */
+const PRESERVE_REASONING = {
+  preserve_reasoning: true,
+  preserve_thinking: true,
+  clear_thinking: false,
+  truncate_history_thinking: false,
+  drop_thinking: false,
+};
+
+/**
  * The reason a chat template does not parse, or undefined when it does:
  * checked at load, so a broken template is a failed load, not a 500 on
  * every chat.
@@ -78,8 +91,9 @@ export function renderChatTemplate(
     throw new CortexError("invalid_request", "messages must not be empty", { param: "messages" });
   const parsed = compile(template).parsed;
   const context: Record<string, unknown> = {
-    // llama.cpp's default; a request turns thinking off through the kwargs (reasoning effort "none").
+    // llama.cpp's defaults; a request turns thinking off through the kwargs (reasoning effort "none").
     enable_thinking: true,
+    ...PRESERVE_REASONING,
     ...input.kwargs,
     messages: withArgumentsFor(
       template,

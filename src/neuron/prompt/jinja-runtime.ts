@@ -13,8 +13,9 @@
  *   with an undefined value and a string concatenates (Hermes, Command R);
  * - `for a, b in [("x", "y"), …]` unpacks tuples as it does lists
  *   (Functionary);
- * - `list.append(x)`, `list.pop(i)` and `"{}".format(x)`, and the `min` and
- *   `max` filters (Kimi K2, Hunyuan, MiniCPM).
+ * - `list.append(x)`, `list.pop(i)` and `"{}".format(x)`, the `min` and
+ *   `max` filters (Kimi K2, Hunyuan, MiniCPM), and `x|string` of a dict or
+ *   list as Python prints it (Apriel).
  *
  * And the globals llama.cpp gives every template: `raise_exception`,
  * `range`, `strftime_now` at the render's `now` (not the wall clock, so a
@@ -160,6 +161,8 @@ class LlamaCppInterpreter extends BaseInterpreter {
       return super.applyFilter(this.#emptyList(environment), filterNode, environment);
     if (operand.type === "UndefinedValue" && STRING_FILTERS.has(name))
       return super.applyFilter(this.#string("", environment), filterNode, environment);
+    if (name === "string" && (operand.type === "ObjectValue" || operand.type === "ArrayValue"))
+      return this.#string(pythonRepr(operand), environment);
     if ((name === "min" || name === "max") && operand.type === "ArrayValue") {
       const items = operand.value as Value[];
       const sign = name === "min" ? 1 : -1;
@@ -192,6 +195,39 @@ class LlamaCppInterpreter extends BaseInterpreter {
     ) => Value;
     return new FunctionValue(fn);
   }
+}
+
+/** Python's `str()` of a dict or list, which is what `x|string` prints in jinja2 and llama.cpp. */
+function pythonRepr(value: Value): string {
+  switch (value.type) {
+    case "ObjectValue":
+      return `{${[...(value.value as Map<string, Value>)].map(([k, v]) => `${pythonString(k)}: ${pythonRepr(v)}`).join(", ")}}`;
+    case "ArrayValue":
+    case "TupleValue":
+      return `[${(value.value as Value[]).map(pythonRepr).join(", ")}]`;
+    case "StringValue":
+      return pythonString(String(value.value));
+    case "BooleanValue":
+      return value.value ? "True" : "False";
+    case "NullValue":
+    case "UndefinedValue":
+      return "None";
+    case "FloatValue":
+      return Number.isInteger(value.value) ? `${value.value}.0` : String(value.value);
+    default:
+      return String(value.value);
+  }
+}
+
+function pythonString(text: string): string {
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  const escaped = text
+    .replaceAll("\\", "\\\\")
+    .replaceAll("\n", "\\n")
+    .replaceAll("\r", "\\r")
+    .replaceAll("\t", "\\t")
+    .replaceAll(quote, `\\${quote}`);
+  return `${quote}${escaped}${quote}`;
 }
 
 function compare(a: unknown, b: unknown): number {
