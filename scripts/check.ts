@@ -14,6 +14,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { Glob } from "bun";
+import { ensureLlamaSource } from "../bench/peers/build-llama-server.ts";
 import { helmToolsReady } from "./ensure-helm-tools.ts";
 import { ensureDebianTools } from "./debian-tools.ts";
 import { ensureChromium } from "./fetch-chromium.ts";
@@ -97,6 +98,16 @@ try {
 } catch (error) {
   console.warn(
     `check: chromium could not be had, the dashboard's browser test will skip: ${error instanceof Error ? error.message : String(error)}`,
+  );
+}
+
+// llama.cpp's source (unpacked from node-llama-cpp's bundle, not built): its models/templates/ are the
+// real chat templates tests/integration/template-fidelity.test.ts compares; without it only SmolLM2's is.
+try {
+  await ensureLlamaSource();
+} catch (error) {
+  console.warn(
+    `check: llama.cpp's source could not be unpacked, the template-fidelity test compares SmolLM2's template only: ${error instanceof Error ? error.message : String(error)}`,
   );
 }
 

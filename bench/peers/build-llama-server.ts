@@ -33,14 +33,14 @@ export interface LlamaServerBuild {
   version: string;
 }
 
-/** Paths of the cached build for the installed version; builds it when missing. */
-export async function ensureLlamaServer(jobs = 2): Promise<LlamaServerBuild> {
+/**
+ * The llama.cpp source of the installed version, unpacked (not built) into
+ * `.cache/llama-server/<version>/src`: the build's input, and the real chat
+ * templates (models/templates/) the template-fidelity test reads.
+ */
+export async function ensureLlamaSource(): Promise<string> {
   const version = prebuiltVersion();
   const dir = join(ROOT, ".cache", "llama-server", version);
-  const server = join(dir, "build", "bin", "llama-server");
-  const bench = join(dir, "build", "bin", "llama-bench");
-  if (existsSync(server) && existsSync(bench)) return { server, bench, version };
-
   const src = join(dir, "src");
   if (!existsSync(join(src, "CMakeLists.txt"))) {
     const tmp = mkdtempSync(join(tmpdir(), "cortex-llama-src-"));
@@ -56,6 +56,18 @@ export async function ensureLlamaServer(jobs = 2): Promise<LlamaServerBuild> {
       rmSync(tmp, { recursive: true, force: true });
     }
   }
+  return src;
+}
+
+/** Paths of the cached build for the installed version; builds it when missing. */
+export async function ensureLlamaServer(jobs = 2): Promise<LlamaServerBuild> {
+  const version = prebuiltVersion();
+  const dir = join(ROOT, ".cache", "llama-server", version);
+  const server = join(dir, "build", "bin", "llama-server");
+  const bench = join(dir, "build", "bin", "llama-bench");
+  if (existsSync(server) && existsSync(bench)) return { server, bench, version };
+
+  const src = await ensureLlamaSource();
   const build = join(dir, "build");
   await run(
     [
