@@ -167,11 +167,12 @@ run(["cmake", "--build", build, "--target", ...targets, "-j", args.jobs ?? Strin
 // The libraries (and llama-bench) side by side: libllama's RUNPATH is $ORIGIN.
 mkdirSync(out, { recursive: true });
 const bin = join(build, "bin");
-// Every name the loader may ask for (libllama.so, and the libggml.so.0 its NEEDED entries name), as files:
-// the links CMake makes point into the build folder, which goes.
+// Every name the loader may ask for (libllama.so, and the libggml.so.0 its NEEDED entries name), the links
+// as CMake made them (relative, so they hold in the new folder): copies would be two libggml instances,
+// one with the backends registered and one without.
 for (const file of readdirSync(bin)) {
   if (/\.so(\.\d+)*$/.test(file) || file === "llama-bench")
-    cpSync(join(bin, file), join(out, file), { dereference: true });
+    cpSync(join(bin, file), join(out, file), { verbatimSymlinks: true });
 }
 // The release the neuron checks against the vendored headers (ffi/native-paths.ts checkVersions).
 writeFileSync(
