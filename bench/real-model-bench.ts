@@ -71,6 +71,8 @@ async function streamCompletion(
   const response = await fetch(`${url}/v1/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
+    // A fresh connection each time: llama-server closes idle keep-alive sockets, which Bun would reuse.
+    keepalive: false,
     body: JSON.stringify({ model, prompt, max_tokens: maxTokens, temperature: 0, stream: true }),
   });
   if (!response.ok || !response.body)
@@ -249,6 +251,7 @@ const lines = [
 for (const name of Object.keys(MODELS) as ModelName[]) {
   const model = await ensureModel(name);
   const lb = await llamaBench(bench, model);
+  console.log(`${name}: llama-bench pp ${fixed(lb.pp)} tg ${fixed(lb.tg)}`);
   const port = freePort();
   const ls = await withServer(
     [
@@ -273,6 +276,7 @@ for (const name of Object.keys(MODELS) as ModelName[]) {
     `http://127.0.0.1:${port}`,
     () => measureHttp(`http://127.0.0.1:${port}`, "m"),
   );
+  console.log(`${name}: llama-server ${JSON.stringify(ls)}`);
   lines.push(
     `| ${name} | llama-bench | ${fixed(lb.pp, 1)} | ${fixed(lb.tg, 1)} | | | | | | | |`,
     `| ${name} | llama-server | ${fixed(ls.prefillTps, 1)} | | ${fixed(ls.ttftMs, 1)} | ${fixed(ls.decodeTps, 1)} | ${fixed(ls.aggregate4 / ls.aggregate1, 2)} | | | | |`,
