@@ -16,6 +16,10 @@
  * tokens/s against llama-server's (≥ 1.0). Medians of --rounds; ratios from
  * this run only.
  *
+ * Every runner is up at once and sampled in turn each round (llama-bench
+ * one repetition per round), so a change in a shared machine's load falls
+ * on all of them alike.
+ *
  *   bun bench/real-model-bench.ts [--threads 2] [--rounds 3] [--tokens 64] [--prompt 128]
  */
 import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -101,41 +105,50 @@ async function streamCompletion(
   };
 }
 
+/** Per-round samples of one HTTP runner. */
+interface Samples {
+  ttftMs: number[];
+  decodeTps: number[];
+  aggregate1: number[];
+  aggregate4: number[];
+}
+
+function noSamples(): Samples {
+  return { ttftMs: [], decodeTps: [], aggregate1: [], aggregate4: [] };
+}
+
+/** One round against a server: a single stream of a fresh prompt, then the aggregate of 1 and of 4 streams. */
+async function sampleRound(url: string, round: number, samples: Samples): Promise<void> {
+  // A new prompt each round (a number in front) so no prefix cache serves it.
+  const run = await streamCompletion(url, "m", `${round + 1}. ${promptOf(promptTokens)}`, tokens);
+  samples.ttftMs.push(run.ttftMs);
+  samples.decodeTps.push(run.decodeTps);
+  for (const streams of [1, 4]) {
+    const started = performance.now();
+    const done = await Promise.all(
+      Array.from({ length: streams }, (_, i) =>
+        streamCompletion(url, "m", `${i} ${round} ${promptOf(16)}`, tokens),
+      ),
+    );
+    const rate = (done.reduce((sum, r) => sum + r.tokens, 0) * 1000) / (performance.now() - started);
+    (streams === 1 ? samples.aggregate1 : samples.aggregate4).push(rate);
+  }
+}
+
 interface HttpFigures {
   ttftMs: number;
   decodeTps: number;
   prefillTps: number;
-  aggregate1: number;
-  aggregate4: number;
+  scaling: number;
 }
 
-async function measureHttp(url: string, model: string): Promise<HttpFigures> {
-  const prompt = promptOf(promptTokens);
-  await streamCompletion(url, model, "warm up", 4);
-  const runs: StreamRun[] = [];
-  // A new prompt each round (a number in front) so no prefix cache serves it.
-  for (let r = 0; r < rounds; r++)
-    runs.push(await streamCompletion(url, model, `${r + 1}. ${prompt}`, tokens));
-  const aggregate = async (streams: number) => {
-    const rates: number[] = [];
-    for (let r = 0; r < rounds; r++) {
-      const started = performance.now();
-      const done = await Promise.all(
-        Array.from({ length: streams }, (_, i) =>
-          streamCompletion(url, model, `${i} ${r} ${promptOf(16)}`, tokens),
-        ),
-      );
-      rates.push((done.reduce((sum, run) => sum + run.tokens, 0) * 1000) / (performance.now() - started));
-    }
-    return median(rates);
-  };
-  const ttftMs = median(runs.map((run) => run.ttftMs));
+function figures(samples: Samples): HttpFigures {
+  const ttftMs = median(samples.ttftMs);
   return {
     ttftMs,
-    decodeTps: median(runs.map((run) => run.decodeTps)),
+    decodeTps: median(samples.decodeTps),
     prefillTps: (promptTokens * 1000) / ttftMs,
-    aggregate1: await aggregate(1),
-    aggregate4: await aggregate(4),
+    scaling: median(samples.aggregate4) / median(samples.aggregate1),
   };
 }
 
@@ -154,7 +167,7 @@ async function llamaBench(bench: string, model: string): Promise<{ pp: number; t
       "-n",
       String(tokens),
       "-r",
-      String(rounds),
+      "1",
       "-o",
       "json",
     ],
@@ -168,37 +181,65 @@ async function llamaBench(bench: string, model: string): Promise<{ pp: number; t
   };
 }
 
-async function withServer<T>(
-  cmd: string[],
-  env: Record<string, string>,
-  url: string,
-  run: () => Promise<T>,
-): Promise<T> {
+interface Server {
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function startServer(cmd: string[], env: Record<string, string>, url: string): Promise<Server> {
   const child = Bun.spawn(cmd, {
     env: { ...process.env, ...env },
     stdout: "ignore",
     stderr: "ignore",
     cwd: ROOT,
   });
+  const stop = async () => {
+    child.kill();
+    await child.exited;
+  };
   try {
     await waitUntil(
       cmd[0] ?? "server",
       async () => (await fetch(`${url}/health`)).ok,
-      120_000,
+      180_000,
       () => child.exitCode === null,
     );
-    return await run();
-  } finally {
-    child.kill();
-    await child.exited;
+    await streamCompletion(url, "m", "warm up", 4);
+  } catch (error) {
+    await stop();
+    throw error;
   }
+  return { url, stop };
 }
 
-async function withCortex<T>(
-  modelPath: string,
-  nativeDir: string | undefined,
-  run: (url: string) => Promise<T>,
-): Promise<T> {
+function startLlamaServer(server: string, model: string): Promise<Server> {
+  const port = freePort();
+  return startServer(
+    [
+      server,
+      "-m",
+      model,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "-t",
+      String(threads),
+      "-tb",
+      String(threads),
+      "-np",
+      "4",
+      "-c",
+      String(CONTEXT * 4),
+      "--no-webui",
+    ],
+    { LD_LIBRARY_PATH: dirname(server) },
+    `http://127.0.0.1:${port}`,
+  );
+}
+
+/** `cortex serve` over the one model, on the native set in `nativeDir` (CORTEX_NATIVE_DIR). */
+async function startCortex(modelPath: string, nativeDir: string): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), "cortex-real-bench-"));
   const models = join(dir, "models");
   await Bun.write(join(models, ".keep"), "");
@@ -223,70 +264,73 @@ async function withCortex<T>(
       "",
     ].join("\n"),
   );
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    return await withServer(
-      [process.execPath, join(ROOT, "src/cli/main.ts"), "serve", "--config", join(dir, "cortex.toml")],
-      nativeDir === undefined ? {} : { CORTEX_NATIVE_DIR: nativeDir },
-      url,
-      () => run(url),
-    );
-  } finally {
+  const server = await startServer(
+    [process.execPath, join(ROOT, "src/cli/main.ts"), "serve", "--config", join(dir, "cortex.toml")],
+    { CORTEX_NATIVE_DIR: nativeDir },
+    `http://127.0.0.1:${port}`,
+  ).catch((error: unknown) => {
     rmSync(dir, { recursive: true, force: true });
-  }
+    throw error;
+  });
+  return {
+    url: server.url,
+    stop: async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 const { server, bench } = await ensureLlamaServer();
+// Each set named explicitly: run from the repository, the neuron would otherwise prefer the native build.
+const sets: Array<[string, string]> = [
+  ["prebuilt", join(ROOT, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64")],
+];
 const native = join(ROOT, ".cortex-native", "cpu-built");
-const sets: Array<[string, string | undefined]> = [["prebuilt", undefined]];
 if (existsSync(join(native, "libllama.so"))) sets.push(["build:native", native]);
 else console.log(`(no ${native}: run npm run build:native to compare the native build)`);
 
 const lines = [
-  `threads ${threads}, prompt ${promptTokens} tokens, ${tokens} generated, medians of ${rounds}`,
+  `threads ${threads}, prompt ${promptTokens} tokens, ${tokens} generated, medians of ${rounds} interleaved rounds`,
   "",
   "| model | runner | prefill tok/s | decode tok/s | TTFT ms | HTTP decode tok/s | 4 streams / 1 | decode / llama-bench tg | prefill / llama-bench pp | TTFT llama-server / cortex | tok/s cortex / llama-server |",
   "|---|---|---|---|---|---|---|---|---|---|---|",
 ];
 for (const name of Object.keys(MODELS) as ModelName[]) {
   const model = await ensureModel(name);
-  const lb = await llamaBench(bench, model);
-  console.log(`${name}: llama-bench pp ${fixed(lb.pp)} tg ${fixed(lb.tg)}`);
-  const port = freePort();
-  const ls = await withServer(
-    [
-      server,
-      "-m",
-      model,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "-t",
-      String(threads),
-      "-tb",
-      String(threads),
-      "-np",
-      "4",
-      "-c",
-      String(CONTEXT * 4),
-      "--no-webui",
-    ],
-    { LD_LIBRARY_PATH: dirname(server) },
-    `http://127.0.0.1:${port}`,
-    () => measureHttp(`http://127.0.0.1:${port}`, "m"),
-  );
-  console.log(`${name}: llama-server ${JSON.stringify(ls)}`);
-  lines.push(
-    `| ${name} | llama-bench | ${fixed(lb.pp, 1)} | ${fixed(lb.tg, 1)} | | | | | | | |`,
-    `| ${name} | llama-server | ${fixed(ls.prefillTps, 1)} | | ${fixed(ls.ttftMs, 1)} | ${fixed(ls.decodeTps, 1)} | ${fixed(ls.aggregate4 / ls.aggregate1, 2)} | | | | |`,
-  );
-  for (const [label, dir] of sets) {
-    const cx = await withCortex(model, dir, (url) => measureHttp(url, "m"));
+  // Every runner up at once and sampled in turn each round, so a change in the machine's load
+  // (it is shared) falls on all of them alike.
+  const runners: Array<[string, Server]> = [];
+  try {
+    runners.push(["llama-server", await startLlamaServer(server, model)]);
+    for (const [label, dir] of sets) runners.push([`cortex (${label})`, await startCortex(model, dir)]);
+    const pp: number[] = [];
+    const tg: number[] = [];
+    const samples = new Map(runners.map(([label]) => [label, noSamples()]));
+    for (let round = 0; round < rounds; round++) {
+      const lb = await llamaBench(bench, model);
+      pp.push(lb.pp);
+      tg.push(lb.tg);
+      for (const [label, runner] of runners)
+        await sampleRound(runner.url, round, samples.get(label) ?? noSamples());
+      console.log(`${name}: round ${round + 1} of ${rounds} done`);
+    }
+    const lbPp = median(pp);
+    const lbTg = median(tg);
+    const ls = figures(samples.get("llama-server") ?? noSamples());
     lines.push(
-      `| ${name} | cortex (${label}) | ${fixed(cx.prefillTps, 1)} | | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.aggregate4 / cx.aggregate1, 2)} | ${fixed(cx.decodeTps / lb.tg, 2)} | ${fixed(cx.prefillTps / lb.pp, 2)} | ${fixed(ls.ttftMs / cx.ttftMs, 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
+      `| ${name} | llama-bench | ${fixed(lbPp, 1)} | ${fixed(lbTg, 1)} | | | | | | | |`,
+      `| ${name} | llama-server | ${fixed(ls.prefillTps, 1)} | | ${fixed(ls.ttftMs, 1)} | ${fixed(ls.decodeTps, 1)} | ${fixed(ls.scaling, 2)} | | | | |`,
     );
+    for (const [label] of runners.slice(1)) {
+      const cx = figures(samples.get(label) ?? noSamples());
+      lines.push(
+        `| ${name} | ${label} | ${fixed(cx.prefillTps, 1)} | | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.scaling, 2)} | ${fixed(cx.decodeTps / lbTg, 2)} | ${fixed(cx.prefillTps / lbPp, 2)} | ${fixed(ls.ttftMs / cx.ttftMs, 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
+      );
+    }
+    console.log(lines.slice(-runners.length - 1).join("\n"));
+  } finally {
+    for (const [, runner] of runners) await runner.stop();
   }
-  console.log(lines.slice(-2 - sets.length).join("\n"));
 }
 console.log(`\n${lines.join("\n")}`);
