@@ -20,6 +20,8 @@ import { startLocalNeuron } from "../../src/cli/local-neuron.ts";
 import { loadConfig } from "../../src/core/config/load-config.ts";
 import { configureLogging } from "../../src/core/logger.ts";
 import { type RunningGateway, startGateway } from "../../src/gateway/run-gateway.ts";
+import { ensureDemoModel } from "../../src/neuron/gguf/tiny-model.ts";
+import { type FakeHub, startFakeHub } from "./helpers/fake-hub.ts";
 
 const ADMIN = "dashboard-admin-token";
 const MODEL = "cortex-tiny";
@@ -53,6 +55,8 @@ else
 if (skipReason !== "") console.warn(`dashboard browser test skipped: ${skipReason}`);
 
 let dir = "";
+let hub: FakeHub | undefined;
+let heldPull: { release(): void } | undefined;
 let gateway: RunningGateway;
 let page: Page;
 
@@ -60,6 +64,16 @@ beforeAll(async () => {
   if (browser === undefined) return;
   mkdirSync(ARTIFACTS, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), "cortex-dashboard-"));
+  // A hub for the pull the page shows; its download is held until the test lets it go.
+  hub = startFakeHub();
+  hub.addRepo("acme/shown-GGUF", {
+    "shown-Q4_K_M.gguf": new Uint8Array(
+      await Bun.file(await ensureDemoModel(join(dir, "hub"))).arrayBuffer(),
+    ),
+  });
+  // One chunk: the download waits before its first byte until released once.
+  hub.chunkBytes = 8 * 1024 * 1024;
+  heldPull = hub.hold("acme/shown-GGUF", "shown-Q4_K_M.gguf");
   const path = join(dir, "cortex.toml");
   writeFileSync(
     path,
@@ -71,6 +85,8 @@ beforeAll(async () => {
       "poll_interval_ms = 200",
       "[neuron]",
       "threads = 1",
+      `hf_endpoint = "${hub.url}"`,
+      "pull_keep_free = 0",
       "",
     ].join("\n"),
   );
@@ -87,8 +103,10 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  heldPull?.release();
   await browser?.close();
   await gateway?.stop();
+  hub?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -137,6 +155,22 @@ describe.skipIf(browser === undefined)("the dashboard in Chromium", () => {
     await page.locator(`article[data-node="local"] tr[data-model="${MODEL}"]`).waitFor();
     const nodes = await gateway.whenFleet((all) => all.some((n) => n.loaded.some((m) => m.id === MODEL)));
     expect(nodes.find((n) => n.name === "local")?.loaded.map((m) => m.id)).toContain(MODEL);
+  });
+
+  test("a model pull shows on its node with its progress, then as done", async () => {
+    const started = await fetch(`${gateway.url}/admin/models/pull`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${ADMIN}` },
+      body: JSON.stringify({ source: "acme/shown-GGUF:Q4_K_M" }),
+    });
+    expect(started.ok).toBe(true);
+    const item = page.locator('article[data-node="local"] li[data-pull*="acme/shown-GGUF"]');
+    await page.locator('article[data-node="local"] li[data-pull][data-state="downloading"]').waitFor();
+    expect(await item.getByRole("progressbar").count()).toBe(1);
+    expect(await item.textContent()).toMatch(/of \d/);
+    await shot("pull-in-progress.png");
+    heldPull?.release();
+    await page.locator('article[data-node="local"] li[data-pull][data-state="done"]').waitFor();
   });
 
   test("pin and unpin, from the page", async () => {

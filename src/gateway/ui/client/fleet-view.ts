@@ -10,6 +10,30 @@ import type { DeviceInfo, LoadedModel } from "../../../core/neuron-api.ts";
 import { h } from "./dom.ts";
 import { bytes, duration } from "./format.ts";
 
+type Pull = NonNullable<FleetNode["pulls"]>[number];
+
+/** A model pull on the node (docs/MODELS-PULL.md): source, state, bytes, rate and ETA. */
+function pullItem(pull: Pull): HTMLElement {
+  const total = Math.max(pull.bytesTotal, 0);
+  const progress = h("progress", { max: String(total || 1), "aria-label": `${pull.source} downloaded` });
+  (progress as HTMLProgressElement).value = Math.min(pull.bytesDone, total || 1);
+  const detail =
+    pull.state === "failed"
+      ? (pull.error ?? "failed")
+      : `${bytes(pull.bytesDone)} of ${bytes(total)}${pull.rate > 0 && pull.state !== "done" ? `, ${bytes(pull.rate)}/s` : ""}${pull.etaS !== undefined && pull.state !== "done" ? `, ${duration(pull.etaS * 1000)} left` : ""}`;
+  return h(
+    "li",
+    { "data-pull": pull.source, "data-state": pull.state },
+    h("span", {}, pull.source),
+    " ",
+    h("span", { class: `state state-${pull.state}` }, pull.state),
+    " ",
+    progress,
+    " ",
+    h("span", { class: pull.state === "failed" ? "error" : "muted" }, detail),
+  );
+}
+
 export type AdminAction = "load" | "unload" | "pin" | "unpin";
 export type Act = (action: AdminAction, body: { model: string; node?: string }) => void;
 
@@ -104,6 +128,14 @@ function nodeCard(node: FleetNode, now: number, act: Act): HTMLElement {
     ),
     node.error ? h("p", { class: "error" }, node.error) : null,
     h("div", { class: "devices" }, node.devices.map(memoryBar)),
+    node.pulls !== undefined && node.pulls.length > 0
+      ? h(
+          "section",
+          { class: "pulls", "aria-label": `Model pulls on ${node.name}` },
+          h("h4", {}, "Pulls"),
+          h("ul", {}, node.pulls.map(pullItem)),
+        )
+      : null,
     node.loaded.length === 0
       ? h("p", { class: "muted" }, "No model loaded.")
       : h(
