@@ -64,6 +64,9 @@ beforeAll(async () => {
   if (browser === undefined) return;
   mkdirSync(ARTIFACTS, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), "cortex-dashboard-"));
+  // The neuron serves the demo model from XDG_CACHE_HOME/cortex/models, and the pull below lands
+  // there: a folder of this run's own, so no earlier run's pull is "already present".
+  process.env.XDG_CACHE_HOME = join(dir, "xdg");
   // A hub for the pull the page shows; its download is held until the test lets it go.
   hub = startFakeHub();
   hub.addRepo("acme/shown-GGUF", {
