@@ -18,6 +18,8 @@ export interface Service {
   readonly url: string;
   /** The process serving it (with its child processes, e.g. nginx's workers); none for `direct`. */
   readonly pid?: number;
+  /** Headers every request to it carries besides the content type (e.g. Portkey's routing headers). */
+  readonly headers?: Readonly<Record<string, string>>;
   stop(): Promise<void>;
 }
 
@@ -61,18 +63,20 @@ async function stopChild(child: Bun.Subprocess, graceMs = 5_000): Promise<void> 
  * A spawned server in its own temp dir, as a Service once `chatWorks` answers;
  * stopped and cleaned up if it never does.
  */
-async function serviceWhenReady(
+export async function serviceWhenReady(
   name: string,
   child: Bun.Subprocess,
   url: string,
   dir: string,
   ready: () => Promise<boolean>,
   timeoutMs: number,
+  headers?: Readonly<Record<string, string>>,
 ): Promise<Service> {
   const service: Service = {
     name,
     url,
     pid: child.pid,
+    ...(headers ? { headers } : {}),
     async stop() {
       // SIGTERM: the gateway drains; nginx does a fast shutdown, its master taking the workers down.
       await stopChild(child);
@@ -133,10 +137,14 @@ export function startBunProxy(upstreamUrl: string): Promise<Service> {
 }
 
 /** A small chat request that must succeed once a proxy is ready. */
-async function chatWorks(url: string, model: string): Promise<boolean> {
+export async function chatWorks(
+  url: string,
+  model: string,
+  headers?: Readonly<Record<string, string>>,
+): Promise<boolean> {
   const response = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify({ model, max_tokens: 2, messages: [{ role: "user", content: "hi" }] }),
   });
   await response.arrayBuffer();

@@ -97,6 +97,7 @@ export async function startCcr(options: { upstreamUrl: string; model: string }):
   const service: Service = {
     name: "ccr",
     url,
+    pid: child.pid,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");

@@ -1,6 +1,6 @@
 /**
- * CPU time used by a process and its child processes (nginx's workers), per
- * thread, from Linux's /proc. The gateway benchmark divides it by the
+ * CPU time used by a process and its descendants (nginx's workers, LiteLLM's
+ * uvicorn workers), per thread, and their resident memory, from Linux's /proc. The gateway benchmark divides it by the
  * requests a run served: unlike a request rate, CPU per request does not
  * move with what else the machine is running, and the busiest thread's
  * share is what bounds a proxy whose work is on one thread (Bun's JS thread,
@@ -52,21 +52,46 @@ function readOr(path: string): string | undefined {
   }
 }
 
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
+/** `pid` and every process below it (children, their children, …). */
+function processTree(pid: number): number[] {
+  const parentOf = new Map<number, number>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = readOr(`/proc/${entry}/stat`);
-    if (stat !== undefined && parseStatParent(stat) === pid) children.push(Number(entry));
+    if (stat !== undefined) parentOf.set(Number(entry), parseStatParent(stat));
   }
-  return children;
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++)
+    for (const [child, parent] of parentOf) if (parent === tree[i]) tree.push(child);
+  return tree;
 }
 
-/** Every thread of `pid` and of its child processes; undefined without /proc (not Linux). */
+/** VmRSS of one /proc/…/status text, in bytes (0 for a kernel thread or a zombie, which have none). */
+export function parseStatusRssBytes(status: string): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}
+
+/**
+ * Resident memory of `pid` and its descendants, in bytes; undefined without
+ * /proc. Pages that processes share (a forked worker's) count once per
+ * process, as adding up `ps`'s RSS column would: an upper bound.
+ */
+export function residentBytes(pid: number): number | undefined {
+  if (readOr(`/proc/${pid}/status`) === undefined) return undefined;
+  let total = 0;
+  for (const proc of processTree(pid)) {
+    const status = readOr(`/proc/${proc}/status`);
+    if (status !== undefined) total += parseStatusRssBytes(status);
+  }
+  return total;
+}
+
+/** Every thread of `pid` and of its descendants; undefined without /proc (not Linux). */
 export function snapshotCpu(pid: number): CpuSnapshot | undefined {
   if (readOr(`/proc/${pid}/stat`) === undefined) return undefined;
   const threads = new Map<number, number>();
-  for (const proc of [pid, ...childrenOf(pid)]) {
+  for (const proc of processTree(pid)) {
     let tids: string[];
     try {
       tids = readdirSync(`/proc/${proc}/task`);

@@ -37,11 +37,14 @@ function luaString(text: string): string {
   return `"${text.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")}"`;
 }
 
-function script(body: string): string {
+function script(body: string, headers: Readonly<Record<string, string>>): string {
+  const extra = Object.entries(headers)
+    .map(([name, value]) => `wrk.headers[${luaString(name)}] = ${luaString(value)}\n`)
+    .join("");
   return `wrk.method = "POST"
 wrk.body = ${luaString(body)}
 wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
+${extra}done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'WRK_RESULT {"requests":%d,"durationUs":%d,"statusErrors":%d,"socketErrors":%d,"p50Us":%d,"p99Us":%d,"meanUs":%f}\\n',
@@ -53,19 +56,20 @@ end
 
 /**
  * One wrk run of `durationS` seconds against `url` with `connections`
- * keep-alive connections on one wrk thread, every request POSTing `body`.
- * Throws when any request failed, so a broken target never reports a rate.
+ * keep-alive connections on one wrk thread, every request POSTing `body`
+ * (JSON, with `headers` besides the content type). Throws when any request failed, so a broken target never reports a rate.
  */
 export async function runWrk(options: {
   wrk: string;
   url: string;
   body: string;
+  headers?: Readonly<Record<string, string>>;
   connections: number;
   durationS: number;
 }): Promise<LoadResult> {
   const dir = tempDir("wrk");
   const lua = join(dir, "post.lua");
-  writeFileSync(lua, script(options.body));
+  writeFileSync(lua, script(options.body, options.headers ?? {}));
   try {
     const child = Bun.spawn(
       [

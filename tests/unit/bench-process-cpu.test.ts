@@ -1,5 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { cpuBetween, parseStatCpuMs, parseStatParent, snapshotCpu } from "../../bench/process-cpu.ts";
+import {
+  cpuBetween,
+  parseStatCpuMs,
+  parseStatParent,
+  parseStatusRssBytes,
+  residentBytes,
+  snapshotCpu,
+} from "../../bench/process-cpu.ts";
 
 // A real /proc/<pid>/stat line of a thread whose name holds a space and a ")".
 const STAT =
@@ -44,5 +51,28 @@ describe("process CPU for the gateway benchmark", () => {
 
   test("a process that is gone has no snapshot", () => {
     expect(snapshotCpu(2 ** 30)).toBeUndefined();
+    expect(residentBytes(2 ** 30)).toBeUndefined();
+  });
+
+  test("resident memory is read from VmRSS in kB; a process without one counts zero", () => {
+    expect(parseStatusRssBytes("Name:\tbun\nVmPeak:\t  900 kB\nVmRSS:\t   51234 kB\nRssAnon:\t 1 kB\n")).toBe(
+      51234 * 1024,
+    );
+    expect(parseStatusRssBytes("Name:\tkthreadd\nState:\tS (sleeping)\n")).toBe(0);
+  });
+
+  test.if(process.platform === "linux")("a child process's memory counts in its parent's", async () => {
+    const own = residentBytes(process.pid)!;
+    expect(own).toBeGreaterThan(1 << 20);
+    // A child that holds 64 MiB of touched memory until its stdin closes.
+    const child = Bun.spawn(
+      [process.execPath, "-e", "const b = Buffer.alloc(64 << 20, 1); console.log(b[0]); await Bun.stdin.text();"],
+      { stdin: "pipe", stdout: "pipe" },
+    );
+    const reader = child.stdout.getReader();
+    await reader.read(); // the child printed: its buffer is allocated and touched
+    expect(residentBytes(process.pid)! - own).toBeGreaterThan(64 << 20);
+    child.stdin.end();
+    await child.exited;
   });
 });
