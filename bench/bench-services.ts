@@ -161,6 +161,10 @@ export interface GatewayOptions {
   /** Extra arguments for bun before the script (e.g. `--cpu-prof`). */
   bunArgs?: string[];
   cwd?: string;
+  /** Another checkout's root to run the gateway from (an A/B of two trees); default this one. */
+  root?: string;
+  /** The Service's name; default "gateway". */
+  name?: string;
 }
 
 /** `bun src/cli/main.ts serve --config <temp TOML>` in front of one neuron (the fake). */
@@ -191,11 +195,11 @@ export async function startGateway(options: GatewayOptions): Promise<Service> {
     ].join("\n"),
   );
   const child = Bun.spawn(
-    [BUN, ...(options.bunArgs ?? []), join(ROOT, "src/cli/main.ts"), "serve", "--config", config],
+    [BUN, ...(options.bunArgs ?? []), join(options.root ?? ROOT, "src/cli/main.ts"), "serve", "--config", config],
     { cwd: options.cwd ?? dir, stdin: "ignore", stdout: "ignore", stderr: "inherit" },
   );
   const url = `http://127.0.0.1:${port}`;
-  return serviceWhenReady("gateway", child, url, dir, () => chatWorks(url, model), 30_000);
+  return serviceWhenReady(options.name ?? "gateway", child, url, dir, () => chatWorks(url, model), 30_000);
 }
 
 /** Where nginx is, or undefined (the caller prints how to install it). */

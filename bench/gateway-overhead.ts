@@ -26,7 +26,8 @@
  *
  *   bun bench/gateway-overhead.ts [--rounds 5] [--duration 2] [--concurrency 32]
  *                                 [--nginx-workers 1] [--metrics on|off]
- *                                 [--peers litellm,portkey,ccr|none] [--json out.json]
+ *                                 [--peers litellm,portkey,ccr|none] [--gateway-b other-checkout]
+ *                                 [--json out.json]
  *
  * Needs `wrk` and `nginx` on PATH (Debian: apt-get install -y wrk nginx);
  * the peers need python3 (LiteLLM) and node (claude-code-router).
@@ -61,6 +62,8 @@ const { values: args } = parseArgs({
     "nginx-workers": { type: "string", default: "1" },
     metrics: { type: "string", default: "on" },
     peers: { type: "string", default: "litellm,portkey,ccr" },
+    /** Another checkout's root: its gateway runs too, as "gateway-b" (an A/B of two trees, same run). */
+    "gateway-b": { type: "string" },
     json: { type: "string" },
   },
 });
@@ -121,7 +124,8 @@ function requestBody(mode: Mode): string {
 }
 
 function requestHeaders(target: Service, mode: Mode): Record<string, string> {
-  return { ...target.headers, ...(mode === "anthropic" ? ANTHROPIC_HEADERS : {}) };
+  // The target's own (a peer's key) win over the Anthropic client's placeholder key.
+  return { ...(mode === "anthropic" ? ANTHROPIC_HEADERS : {}), ...target.headers };
 }
 
 /** The text of a streamed answer's data payloads, in the mode's dialect. */
@@ -242,6 +246,17 @@ async function main(): Promise<number> {
       { service: bunProxy, role: "reference", modes: openai },
       { service: gateway, role: "gateway", modes: MODES },
     ];
+    if (args["gateway-b"]) {
+      const other = await startGateway({
+        upstreamUrl: upstream.url,
+        metrics: args.metrics !== "off",
+        root: args["gateway-b"],
+        name: "gateway-b",
+      });
+      services.push(other);
+      targets.push({ service: other, role: "reference", modes: MODES });
+      consola.info(`gateway-b: the gateway of ${args["gateway-b"]}`);
+    }
     const leftOut: Record<string, string> = {};
     for (const name of PEERS) {
       const peer = await startPeer(name, upstream.url);
@@ -266,7 +281,12 @@ async function main(): Promise<number> {
       });
 
     consola.start("warming up (JIT, connection pools)");
-    for (const target of targets) for (const mode of target.modes) await load(target.service, mode, CONCURRENCY, 1);
+    // A slow starter (LiteLLM's first requests take seconds) may finish nothing within a warm-up run.
+    for (const target of targets)
+      for (const mode of target.modes)
+        await load(target.service, mode, CONCURRENCY, 2).catch((error: unknown) =>
+          consola.warn(`warm-up of ${target.service.name} (${mode}): ${error instanceof Error ? error.message : error}`),
+        );
     // Idle: after the warm-up, with nothing in flight, as a deployment sits between bursts.
     const rssIdleMiB = new Map<string, number | undefined>();
     for (const { service } of targets) {

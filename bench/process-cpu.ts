@@ -53,7 +53,7 @@ function readOr(path: string): string | undefined {
 }
 
 /** `pid` and every process below it (children, their children, …). */
-function processTree(pid: number): number[] {
+export function processTree(pid: number): number[] {
   const parentOf = new Map<number, number>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;

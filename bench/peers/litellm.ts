@@ -1,13 +1,16 @@
 /**
  * The gateway benchmark's peer LiteLLM proxy (PyPI `litellm[proxy]`), in a
  * virtual environment under .cache/bench-peers/litellm-<version>/, set up
- * the way its production guide says: a config file, no database (so no
- * spend logs or key checks against one), `set_verbose` off, JSON logs at
- * level ERROR (`LITELLM_LOG`), `LITELLM_MODE=PRODUCTION`, one worker per CPU
- * (`--num_workers`). The fake neuron is an `openai/` model with its
+ * the way its production guide says: a config file, a master key (it refuses
+ * to start without one), no database (so no spend logs or key checks against
+ * one), `set_verbose` off, JSON logs at level ERROR (`LITELLM_LOG`),
+ * `LITELLM_MODE=PRODUCTION`, one worker per CPU (`--num_workers`). The fake neuron is an `openai/` model with its
  * `api_base`: LiteLLM's OpenAI-compatible route. LiteLLM also serves
- * Anthropic's `/v1/messages` for any model, translating to the provider's
- * chat completions, so it has an Anthropic-in/OpenAI-out row.
+ * Anthropic's `/v1/messages` for any model, so it has an Anthropic-in/OpenAI-out
+ * row; for an `openai/` model it would call the Responses API, which a neuron
+ * (and most OpenAI-compatible servers) does not serve, so
+ * `use_chat_completions_url_for_anthropic_messages` has it translate to chat
+ * completions instead.
  *
  * The pin: the newest release whose `[proxy]` extra resolves from the
  * registry this project reaches (from 1.110 on it needs `litellm-proxy`,
@@ -18,6 +21,7 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { consola } from "consola";
 import { chatWorks, freePort, type Service, serviceWhenReady, tempDir } from "../bench-services.ts";
+import { processTree } from "../process-cpu.ts";
 import { FAKE_MODEL } from "../fake-upstream.ts";
 
 export const LITELLM_PACKAGE = "litellm[proxy]";
@@ -25,6 +29,7 @@ export const LITELLM_VERSION = "1.106.12";
 const VENV = join(import.meta.dir, "..", "..", ".cache", "bench-peers", `litellm-${LITELLM_VERSION}`);
 const PYTHON = join(VENV, "bin", "python");
 const CLI = join(VENV, "bin", "litellm");
+const MASTER_KEY = "sk-cortex-bench";
 
 async function run(command: string[]): Promise<boolean> {
   const child = Bun.spawn(command, { stdout: "inherit", stderr: "inherit" });
@@ -72,6 +77,7 @@ export async function startLitellm(options: { upstreamUrl: string; workers?: num
       "  set_verbose: false",
       "  json_logs: true",
       "  request_timeout: 600",
+      "  use_chat_completions_url_for_anthropic_messages: true",
       "",
     ].join("\n"),
   );
@@ -94,6 +100,7 @@ export async function startLitellm(options: { upstreamUrl: string; workers?: num
         HOME: dir,
         LITELLM_LOG: "ERROR",
         LITELLM_MODE: "PRODUCTION",
+        LITELLM_MASTER_KEY: MASTER_KEY,
         // Telemetry and the model-cost map would be fetched from the internet at start.
         LITELLM_LOCAL_MODEL_COST_MAP: "True",
         LITELLM_TELEMETRY: "False",
@@ -104,5 +111,29 @@ export async function startLitellm(options: { upstreamUrl: string; workers?: num
     },
   );
   const url = `http://127.0.0.1:${port}`;
-  return serviceWhenReady("litellm", child, url, dir, () => chatWorks(url, FAKE_MODEL), 120_000);
+  // The master key, as OpenAI and Anthropic clients send it.
+  const headers = { authorization: `Bearer ${MASTER_KEY}`, "x-api-key": MASTER_KEY };
+  const service = await serviceWhenReady(
+    "litellm",
+    child,
+    url,
+    dir,
+    () => chatWorks(url, FAKE_MODEL, headers),
+    180_000,
+    headers,
+  );
+  return {
+    ...service,
+    async stop() {
+      // Its workers are processes of their own: stop them with it, so none outlives the benchmark.
+      const tree = processTree(child.pid).slice(1);
+      await service.stop();
+      for (const pid of tree)
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // gone already
+        }
+    },
+  };
 }
