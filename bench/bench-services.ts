@@ -195,7 +195,14 @@ export async function startGateway(options: GatewayOptions): Promise<Service> {
     ].join("\n"),
   );
   const child = Bun.spawn(
-    [BUN, ...(options.bunArgs ?? []), join(options.root ?? ROOT, "src/cli/main.ts"), "serve", "--config", config],
+    [
+      BUN,
+      ...(options.bunArgs ?? []),
+      join(options.root ?? ROOT, "src/cli/main.ts"),
+      "serve",
+      "--config",
+      config,
+    ],
     { cwd: options.cwd ?? dir, stdin: "ignore", stdout: "ignore", stderr: "inherit" },
   );
   const url = `http://127.0.0.1:${port}`;

@@ -21,8 +21,8 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { consola } from "consola";
 import { chatWorks, freePort, type Service, serviceWhenReady, tempDir } from "../bench-services.ts";
-import { processTree } from "../process-cpu.ts";
 import { FAKE_MODEL } from "../fake-upstream.ts";
+import { processTree } from "../process-cpu.ts";
 
 export const LITELLM_PACKAGE = "litellm[proxy]";
 export const LITELLM_VERSION = "1.106.12";

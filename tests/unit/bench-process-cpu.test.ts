@@ -66,7 +66,11 @@ describe("process CPU for the gateway benchmark", () => {
     expect(own).toBeGreaterThan(1 << 20);
     // A child that holds 64 MiB of touched memory until its stdin closes.
     const child = Bun.spawn(
-      [process.execPath, "-e", "const b = Buffer.alloc(64 << 20, 1); console.log(b[0]); await Bun.stdin.text();"],
+      [
+        process.execPath,
+        "-e",
+        "const b = Buffer.alloc(64 << 20, 1); console.log(b[0]); await Bun.stdin.text();",
+      ],
       { stdin: "pipe", stdout: "pipe" },
     );
     const reader = child.stdout.getReader();
