@@ -112,6 +112,11 @@ export interface CanonicalRequest {
   responseFormat?: CanonicalResponseFormat;
   reasoningEffort?: ReasoningEffort;
   /**
+   * `chat_template_kwargs` (the llama-server and vLLM convention): variables
+   * for the model's chat template, over the ones the reasoning effort sets.
+   */
+  templateKwargs?: Record<string, unknown>;
+  /**
    * The Anthropic client enabled extended thinking (`thinking.type` enabled
    * or adaptive): only then are `thinking` blocks shown to it.
    */

@@ -307,12 +307,18 @@ export class NeuronService {
           {
             messages: history,
             ...(tools.length > 0 ? { tools } : {}),
-            kwargs: reasoningKwargs(request.reasoningEffort),
+            kwargs: { ...reasoningKwargs(request.reasoningEffort), ...request.templateKwargs },
           },
           { bosToken: model.bosToken, eosToken: model.eosToken, addBos: model.addBos },
         )) + prefill
       );
     }
+    if (request.templateKwargs !== undefined)
+      throw new CortexError(
+        "invalid_request",
+        `chat_template_kwargs: ${model.id} has no chat template of its own (it is served with llama.cpp's built-in ChatML), so there is nothing to pass them to`,
+        { param: "chat_template_kwargs" },
+      );
     if (tools.length > 0)
       log.warn(`${model.id} has no chat template; tools are not rendered into the prompt`);
     return (await this.#pool.applyBuiltinTemplate(model.id, messages, true)) + prefill;

@@ -146,4 +146,21 @@ describe.skipIf(GEMMA_PATH === undefined)("Gemma 3 270M, a real base model of an
     for await (const chunk of stream) streamed += chunk.choices[0]?.text ?? "";
     expect(streamed).toBe(text);
   }, 60_000);
+
+  test("chat_template_kwargs for a model with no chat template of its own: a 400 naming the field, not ignored", async () => {
+    const response = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: GEMMA,
+        max_tokens: 4,
+        messages: [{ role: "user", content: "Hi" }],
+        chat_template_kwargs: { enable_thinking: false },
+      }),
+    });
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { param: string | null; message: string } };
+    expect(body.error.param).toBe("chat_template_kwargs");
+    expect(body.error.message).toContain("no chat template");
+  }, 60_000);
 });

@@ -173,6 +173,22 @@ describe("reasoning", () => {
     expect(message.content?.length).toBeGreaterThan(0);
   });
 
+  test("chat_template_kwargs reach the template: enable_thinking false turns thinking off, and wins over reasoning_effort", async () => {
+    const chat = await openai.chat.completions.create({
+      ...ask,
+      max_tokens: 12,
+      seed: 1,
+      reasoning_effort: "high",
+      chat_template_kwargs: { enable_thinking: false },
+    } as never);
+    const message = (chat as OpenAI.ChatCompletion).choices[0]!.message as {
+      content: string | null;
+      reasoning_content?: string;
+    };
+    expect(message.reasoning_content).toBeUndefined();
+    expect(message.content?.length).toBeGreaterThan(0);
+  });
+
   test("earlier reasoning in the history reaches the template", async () => {
     const history = (reasoning?: string) =>
       openai.chat.completions.create({

@@ -110,6 +110,7 @@ const RequestSchema = z.object({
   function_call: z.unknown().optional(),
   web_search_options: z.unknown().optional(),
   reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).nullish(),
+  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
 });
 type RequestBody = z.infer<typeof RequestSchema>;
 
@@ -149,6 +150,8 @@ export function parseOpenAIRequest(body: unknown): CanonicalRequest {
   if (req.logit_bias != null) canonical.logitBias = req.logit_bias;
   if (responseFormat !== undefined) canonical.responseFormat = responseFormat;
   if (req.reasoning_effort != null) canonical.reasoningEffort = req.reasoning_effort;
+  if (req.chat_template_kwargs != null && Object.keys(req.chat_template_kwargs).length > 0)
+    canonical.templateKwargs = req.chat_template_kwargs;
   if (req.user != null) canonical.user = req.user;
   if (req.prompt_cache_key != null && req.prompt_cache_key !== "")
     canonical.sessionKey = req.prompt_cache_key;

@@ -52,6 +52,7 @@ export interface OpenAIChatRequestBody {
   frequency_penalty?: number;
   logit_bias?: Record<string, number>;
   reasoning_effort?: ReasoningEffort;
+  chat_template_kwargs?: Record<string, unknown>;
   response_format?:
     | { type: "text" }
     | { type: "json_object" }
@@ -158,6 +159,7 @@ function renderCore(
   if (req.logitBias !== undefined) body.logit_bias = req.logitBias;
   if (req.responseFormat !== undefined) body.response_format = renderResponseFormat(req.responseFormat);
   if (req.reasoningEffort !== undefined) body.reasoning_effort = req.reasoningEffort;
+  if (req.templateKwargs !== undefined) body.chat_template_kwargs = req.templateKwargs;
   body.stream = stream;
   if (stream && includeUsage) body.stream_options = { include_usage: true };
   return body;
