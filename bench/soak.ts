@@ -29,6 +29,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureDemoModel, TINY_MODEL_FILE } from "../src/neuron/gguf/tiny-model.ts";
+import { parseStatusRssBytes } from "./process-cpu.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -162,7 +163,7 @@ function sample(pid: number): Sample {
     }
   }).length;
   return {
-    rssMiB: Math.round((field("VmRSS") / 1024) * 10) / 10,
+    rssMiB: Math.round((parseStatusRssBytes(status) / 1024 / 1024) * 10) / 10,
     fds: readdirSync(`/proc/${pid}/fd`).length,
     threads: field("Threads"),
     workers,

@@ -12,8 +12,9 @@
  *
  *   bun scripts/fetch-chromium.ts     # prints the browser's path
  */
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { aptInstall, aptUnpack, canAptInstall } from "./debian-tools.ts";
 
 const CACHE = join(import.meta.dir, "..", ".cache", "chromium");
 const UNPACKED = join(CACHE, "usr", "lib", "chromium", "chromium");
@@ -26,42 +27,15 @@ export function findChromium(): string | undefined {
   return [SYSTEM, UNPACKED].find((path) => existsSync(path));
 }
 
-function run(cmd: string[], cwd?: string): { ok: boolean; output: string } {
-  const proc = Bun.spawnSync(cmd, {
-    cwd,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-    // A mirror that never answers must not hold `npm test` up: the browser test then skips.
-    timeout: 10 * 60_000,
-  });
-  return { ok: proc.exitCode === 0, output: `${proc.stdout.toString()}${proc.stderr.toString()}`.trim() };
-}
-
-const tail = (text: string) => text.split("\n").slice(-3).join(" | ");
-
 /** The browser's path, installing Debian's package first where it can; throws saying why it cannot. */
 export function ensureChromium(): string {
   const found = findChromium();
   if (found !== undefined) return found;
   if (!existsSync("/usr/bin/apt-get"))
     throw new Error("no apt-get on this machine to install Debian's chromium");
-  if (process.getuid?.() === 0) {
-    const install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"];
-    let result = run(install);
-    // A machine whose package lists were never fetched knows no chromium yet.
-    if (!result.ok && run(["apt-get", "update", "-qq"]).ok) result = run(install);
-    if (!result.ok) throw new Error(`apt-get install chromium failed: ${tail(result.output)}`);
-  } else {
-    const debs = join(CACHE, "debs");
-    mkdirSync(debs, { recursive: true });
-    const download = run(["apt-get", "download", "chromium", "chromium-common"], debs);
-    if (!download.ok) throw new Error(`apt-get download chromium failed: ${tail(download.output)}`);
-    for (const deb of readdirSync(debs).filter((file) => file.endsWith(".deb"))) {
-      const unpack = run(["dpkg", "-x", join(debs, deb), CACHE]);
-      if (!unpack.ok) throw new Error(`dpkg -x ${deb} failed: ${tail(unpack.output)}`);
-    }
-  }
+  // Without root, its shared libraries must already be on the machine.
+  if (canAptInstall()) aptInstall(["chromium"]);
+  else aptUnpack(["chromium", "chromium-common"], CACHE);
   const installed = findChromium();
   if (installed === undefined) throw new Error("chromium was installed but its binary is not where expected");
   return installed;

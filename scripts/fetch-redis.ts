@@ -8,20 +8,15 @@
  *
  *   bun scripts/fetch-redis.ts     # prints the binary's path
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { aptUnpack } from "./debian-tools.ts";
 
 export const REDIS_DIR = join(import.meta.dir, "..", ".cache", "redis");
 export const REDIS_SERVER = join(REDIS_DIR, "usr", "bin", "redis-server");
 export const REDIS_LIBS = join(REDIS_DIR, "usr", "lib", "x86_64-linux-gnu");
 
 const PACKAGES = ["redis-server", "redis-tools", "liblzf1", "libjemalloc2"];
-
-function run(cmd: string[], cwd: string): void {
-  const proc = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
-  if (proc.exitCode !== 0)
-    throw new Error(`${cmd.join(" ")} failed: ${proc.stderr.toString().trim().split("\n").at(-1) ?? ""}`);
-}
 
 /** True when the unpacked server runs. */
 function works(): boolean {
@@ -41,11 +36,8 @@ export function ensureRedis(): string {
   mkdirSync(join(REDIS_DIR, ".."), { recursive: true });
   const work = mkdtempSync(join(REDIS_DIR, "..", ".redis-fetch-"));
   try {
-    run(["apt-get", "download", ...PACKAGES], work);
     const unpacked = join(work, "root");
-    mkdirSync(unpacked);
-    for (const deb of readdirSync(work).filter((name) => name.endsWith(".deb")))
-      run(["dpkg", "-x", deb, unpacked], work);
+    aptUnpack(PACKAGES, unpacked);
     rmSync(REDIS_DIR, { recursive: true, force: true });
     renameSync(unpacked, REDIS_DIR);
   } finally {

@@ -5,6 +5,7 @@
  * loopback. An open port on a cluster network is found within hours, and an
  * open LLM API is free compute for whoever finds it.
  */
+import { basename } from "node:path";
 import type { LoadedConfig } from "./load-config.ts";
 import type { ListenAddress } from "./parse-listen.ts";
 
@@ -56,7 +57,7 @@ export function exposureProblem(config: LoadedConfig, role: ServerRole): string 
   const exposure = exposureOf(config, role);
   if (exposure.hasCredential || exposure.allowed || isLoopback(exposure.listen.hostname)) return undefined;
   const env = config.envSources.get(exposure.listenKey);
-  const file = config.path === undefined ? "(defaults)" : config.path.split("/").at(-1);
+  const file = config.path === undefined ? "(defaults)" : basename(config.path);
   const where = env === undefined ? `${file}: ${exposure.listenKey}` : `environment ${env}`;
   const section = exposure.listenKey.split(".")[0];
   const host = exposure.listen.hostname.includes(":")

@@ -11,9 +11,9 @@
  * decisions (what joined, moved, left) are `planRound`, a pure function.
  */
 import { promises as dns } from "node:dns";
-import { z } from "zod";
 import { errorMessage } from "../../core/errors.ts";
 import { logger } from "../../core/logger.ts";
+import { NeuronClient } from "../neuron-client.ts";
 
 const log = logger("discovery");
 
@@ -182,15 +182,9 @@ export interface DnsDiscoveryOptions {
   probe?: (endpoint: string, token: string) => Promise<string>;
 }
 
-const HealthNode = z.object({ node: z.string().min(1) });
-
+/** The node name an endpoint's /health reports, read by the client the fleet polls with. */
 async function probeHealth(endpoint: string, token: string): Promise<string> {
-  const response = await fetch(`${endpoint}/health`, {
-    headers: token === "" ? {} : { authorization: `Bearer ${token}` },
-    signal: AbortSignal.timeout(5_000),
-  });
-  if (!response.ok) throw new Error(`/health answered ${response.status}`);
-  return HealthNode.parse(await response.json()).node;
+  return (await new NeuronClient({ name: endpoint, endpoint, token }).health()).node;
 }
 
 export class DnsDiscovery {
