@@ -6,26 +6,10 @@
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { codexBinary } from "./helpers-dialects/codex.ts";
+import { codexBinary, runLoopbackOnly } from "./helpers-dialects/codex.ts";
 
 const binary = codexBinary();
 const session = join(import.meta.dir, "helpers-dialects/codex-session.ts");
-
-/**
- * The `unshare` flags that give a child a network namespace of its own with
- * loopback up: `-n` as root, `-rn` (a user namespace too) for a user where
- * the kernel allows it; undefined where neither works.
- */
-function loopbackOnlyNamespace(): string | undefined {
-  for (const flags of ["-n", "-rn"]) {
-    const probe = Bun.spawnSync(["unshare", flags, "ip", "link", "set", "lo", "up"], {
-      stdout: "ignore",
-      stderr: "ignore",
-    });
-    if (probe.success) return flags;
-  }
-  return undefined;
-}
 
 interface SessionResult {
   exitCode: number | null;
@@ -42,18 +26,7 @@ interface SessionResult {
 
 describe.skipIf(binary === undefined)("Codex CLI", () => {
   test("codex exec answers through POST /v1/responses and exits 0", async () => {
-    const flags = loopbackOnlyNamespace();
-    if (flags === undefined)
-      console.warn("codex test: no network namespace here (unshare); on loopback only");
-    const command = flags
-      ? ["unshare", flags, "sh", "-c", 'ip link set lo up && exec "$0" "$1"', process.execPath, session]
-      : [process.execPath, session];
-    const proc = Bun.spawn(command, { stdout: "pipe", stderr: "pipe", env: process.env });
-    const [stdout, stderr, exitCode] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
+    const { exitCode, stdout, stderr } = await runLoopbackOnly(session, []);
     if (exitCode !== 0) throw new Error(`codex session failed (${exitCode}): ${stderr}`);
     const result = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as SessionResult;
     if (result.exitCode !== 0) throw new Error(`codex exited ${result.exitCode}: ${result.stderr}`);

@@ -42,6 +42,8 @@ export interface ClaudeRunOptions {
   home?: string;
   /** Arguments before `-p`, e.g. `--continue`. */
   args?: string[];
+  /** More environment, e.g. CLAUDE_CODE_MAX_OUTPUT_TOKENS. */
+  env?: Record<string, string>;
 }
 
 export async function runClaudeCode(options: ClaudeRunOptions): Promise<ClaudeRun> {
@@ -74,6 +76,7 @@ export async function runClaudeCode(options: ClaudeRunOptions): Promise<ClaudeRu
         CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY: "1",
         CLAUDE_CODE_DISABLE_TERMINAL_TITLE: "1",
         CI: "1",
+        ...options.env,
       },
     },
   );
@@ -94,3 +97,32 @@ export async function runClaudeCode(options: ClaudeRunOptions): Promise<ClaudeRu
     if (options.home === undefined) rmSync(home, { recursive: true, force: true });
   }
 }
+
+/**
+ * What makes `claude -p` fit a small local model, all of it the CLI's own
+ * options (docs/CLIENTS.md shows the same): a one-line system prompt instead
+ * of its ~16 KB one, no built-in tools (their ~30 KB of schemas), no MCP
+ * servers, hooks, CLAUDE.md or slash commands. Its first request drops from
+ * ~48 KB to under 1 KB.
+ */
+export const SMALL_MODEL_CLAUDE_ARGS = [
+  "--bare",
+  "--system-prompt",
+  "You are a helpful assistant.",
+  "--tools",
+  "",
+  "--strict-mcp-config",
+  "--disable-slash-commands",
+];
+
+/**
+ * Its environment for a small model: greedy sampling (it sends no
+ * temperature of its own to a model it does not know, so the gateway would
+ * sample), a bound on each answer instead of 32000 tokens that the context
+ * clamp would let a rambling model fill, and no thinking request.
+ */
+export const SMALL_MODEL_CLAUDE_ENV = {
+  CLAUDE_CODE_EXTRA_BODY: JSON.stringify({ temperature: 0 }),
+  CLAUDE_CODE_MAX_OUTPUT_TOKENS: "128",
+  CLAUDE_CODE_DISABLE_THINKING: "1",
+};
