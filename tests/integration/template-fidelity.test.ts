@@ -44,9 +44,6 @@ const fixtures = JSON.parse(readFileSync(FIXTURE, "utf8")) as Fixtures;
 const KNOWN_DIFFERENCES: Record<string, string> = {
   "Apertus-8B-Instruct.jinja":
     "llama.cpp sets enable_thinking from its reasoning-format detection, which does not recognize Apertus's deliberation; we pass true",
-  "ByteDance-Seed-OSS.jinja": "dict literals with integer keys are not supported by @huggingface/jinja",
-  "google-gemma-4-31B-it-interleaved.jinja":
-    "tool results after interleaved tool calls take a path that looks ahead in the history differently",
 };
 const SMOLLM2 = "SmolLM2-135M-Instruct (GGUF)";
 const smollm2Path = join(MODELS_DIR, MODELS["smollm2-135m"].file);

@@ -126,4 +126,26 @@ describe("chat template Jinja features", () => {
     expect(renderChatTemplate(template, { messages: user }, { ...tokens, addBos: true })).toBe("hi");
     expect(renderChatTemplate(template, { messages: user }, { ...tokens, addBos: false })).toBe("<s>hi");
   });
+
+  test("dicts with integer keys: lookup, get, items and dictsort in numeric order (Seed-OSS)", () => {
+    const dict = "{% set d = {2048: 512, 0: 0, 512: 128, 'name': 'x'} %}";
+    expect(render(`${dict}{{ d[512] }}|{{ d.get(2048) }}|{{ d.get(7, 'none') }}|{{ d['name'] }}`)).toBe(
+      "128|512|none|x",
+    );
+    // Integer keys stay integers (k + 1 adds), in insertion order.
+    expect(render(`${dict}{% for k, v in d.items() %}{{ k + 1 }}:{{ v }};{% endfor %}`)).toBe(
+      "2049:512;1:0;513:128;name1:x;",
+    );
+  });
+
+  test("dictsort orders integer keys as numbers, and finds the first gear at or above a budget", () => {
+    const template =
+      "{% set gears = {0: 0, 512: 128, 1024: 256, 16384: 1024} %}{% set ns = namespace(interval=none) %}" +
+      "{% for k, v in gears | dictsort %}{{ k }},{% if ns.interval is none and budget <= k %}{% set ns.interval = v %}{% endif %}{% endfor %}" +
+      "={{ ns.interval }}";
+    expect(render(template, { messages: user, kwargs: { budget: 600 } })).toBe("0,512,1024,16384,=256");
+    expect(
+      render("{% for k, v in {9: 'b', 10: 'a'} | dictsort(reverse=true) %}{{ k }}{{ v }};{% endfor %}"),
+    ).toBe("10a;9b;");
+  });
 });

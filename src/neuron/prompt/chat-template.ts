@@ -11,6 +11,7 @@
  */
 import { Template } from "@huggingface/jinja";
 import { CortexError } from "../../core/errors.ts";
+import { foldToolResponses, isGemma4Template, openModelTurn, wantsToolResponses } from "./gemma4-turns.ts";
 import { runTemplate, TemplateRaised } from "./jinja-runtime.ts";
 import type { TemplateMessage, TemplateTool } from "./template-messages.ts";
 
@@ -95,17 +96,14 @@ export function renderChatTemplate(
     enable_thinking: true,
     ...PRESERVE_REASONING,
     ...input.kwargs,
-    messages: withArgumentsFor(
-      template,
-      parsed,
-      supportsSystemRole(template, parsed) ? input.messages : foldSystemIntoUser(input.messages),
-    ),
+    messages: messagesFor(template, parsed, input.messages),
     bos_token: tokens.bosToken,
     eos_token: tokens.eosToken,
     ...(input.tools && input.tools.length > 0 ? { tools: input.tools } : {}),
   };
   // llama.cpp leaves add_generation_prompt undefined rather than false; some templates test `is defined`.
-  if (input.addGenerationPrompt ?? true) context.add_generation_prompt = true;
+  const addGenerationPrompt = input.addGenerationPrompt ?? true;
+  if (addGenerationPrompt) context.add_generation_prompt = true;
   let text: string;
   try {
     text = runTemplate(parsed, context, new Date(input.now ?? Date.now()));
@@ -118,9 +116,24 @@ export function renderChatTemplate(
       cause: error,
     });
   }
+  if (isGemma4Template(template)) text = openModelTurn(text, addGenerationPrompt);
   return tokens.addBos && tokens.bosToken !== "" && text.startsWith(tokens.bosToken)
     ? text.slice(tokens.bosToken.length)
     : text;
+}
+
+/** The messages as llama.cpp hands them to this template, after its per-template workarounds. */
+function messagesFor(
+  template: string,
+  parsed: Template["parsed"],
+  messages: readonly TemplateMessage[],
+): readonly unknown[] {
+  const prepared = withArgumentsFor(
+    template,
+    parsed,
+    supportsSystemRole(template, parsed) ? messages : foldSystemIntoUser(messages),
+  );
+  return wantsToolResponses(template) ? foldToolResponses(prepared) : prepared;
 }
 
 const systemRole = new Map<string, boolean>();

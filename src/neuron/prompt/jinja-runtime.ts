@@ -15,13 +15,15 @@
  *   (Functionary);
  * - `list.append(x)`, `list.pop(i)` and `"{}".format(x)`, the `min` and
  *   `max` filters (Kimi K2, Hunyuan, MiniCPM), and `x|string` of a dict or
- *   list as Python prints it (Apriel).
+ *   list as Python prints it (Apriel);
+ * - dicts with integer keys (Seed-OSS; jinja-int-keys.ts).
  *
  * And the globals llama.cpp gives every template: `raise_exception`,
  * `range`, `strftime_now` at the render's `now` (not the wall clock, so a
  * render is reproducible), and `datetime` / `date_string`.
  */
 import { Environment, Interpreter, type Template } from "@huggingface/jinja";
+import { IntKeyedDict, intKeyedDict } from "./jinja-int-keys.ts";
 
 type Parsed = Template["parsed"];
 type Value = ReturnType<Interpreter["run"]>;
@@ -87,6 +89,17 @@ class LlamaCppInterpreter extends BaseInterpreter {
   override evaluate(statement: Node | undefined, environment: Environment): Value {
     const type = (statement as { type?: string } | undefined)?.type;
     if (type === EVALUATED) return (statement as unknown as { value: Value }).value;
+    if (type === "ObjectLiteral") {
+      const literal = (statement as unknown as { value: Map<Node, Node> }).value;
+      const entries: Array<[Value, Value]> = [...literal].map(([key, value]) => [
+        this.evaluate(key, environment),
+        this.evaluate(value, environment),
+      ]);
+      const ints = intKeyedDict(entries);
+      if (ints) return ints as unknown as Value;
+      const evaluatedEntries = new Map(entries.map(([key, value]) => [evaluated(key), evaluated(value)]));
+      return super.evaluate({ type, value: evaluatedEntries } as unknown as Node, environment);
+    }
     return super.evaluate(statement as Node, environment);
   }
 
@@ -108,6 +121,16 @@ class LlamaCppInterpreter extends BaseInterpreter {
   override evaluateMemberExpression(expr: MemberNode, environment: Environment): Value {
     const { computed, property } = expr as unknown as { computed: boolean; property: { value: unknown } };
     const object = this.evaluate(expr.object, environment);
+    if ((object as unknown) instanceof IntKeyedDict && computed) {
+      const dict = object as unknown as IntKeyedDict;
+      const key = this.evaluate(expr.property as unknown as Node, environment);
+      // A missing key is undefined (a name no template can spell looks one up).
+      if (key.type === "IntegerValue") return dict.lookup(key) ?? environment.lookupVariable(" ");
+      return super.evaluateMemberExpression(
+        { ...expr, object: evaluated(object), property: evaluated(key) } as unknown as MemberNode,
+        environment,
+      );
+    }
     const name = computed ? undefined : property.value;
     const method = name === undefined ? undefined : this.#method(object, String(name), environment);
     return (
@@ -161,6 +184,8 @@ class LlamaCppInterpreter extends BaseInterpreter {
       return super.applyFilter(this.#emptyList(environment), filterNode, environment);
     if (operand.type === "UndefinedValue" && STRING_FILTERS.has(name))
       return super.applyFilter(this.#string("", environment), filterNode, environment);
+    if (name === "items" && (operand as unknown) instanceof IntKeyedDict)
+      return (operand as unknown as IntKeyedDict).items();
     if (name === "string" && (operand.type === "ObjectValue" || operand.type === "ArrayValue"))
       return this.#string(pythonRepr(operand), environment);
     if ((name === "min" || name === "max") && operand.type === "ArrayValue") {
@@ -201,7 +226,7 @@ class LlamaCppInterpreter extends BaseInterpreter {
 function pythonRepr(value: Value): string {
   switch (value.type) {
     case "ObjectValue":
-      return `{${[...(value.value as Map<string, Value>)].map(([k, v]) => `${pythonString(k)}: ${pythonRepr(v)}`).join(", ")}}`;
+      return `{${[...(value.value as Map<string | number, Value>)].map(([k, v]) => `${typeof k === "number" ? k : pythonString(k)}: ${pythonRepr(v)}`).join(", ")}}`;
     case "ArrayValue":
     case "TupleValue":
       return `[${(value.value as Value[]).map(pythonRepr).join(", ")}]`;
