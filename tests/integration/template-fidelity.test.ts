@@ -41,10 +41,7 @@ const fixtures = JSON.parse(readFileSync(FIXTURE, "utf8")) as Fixtures;
  * Where we still render differently, and why (each a llama.cpp behaviour not
  * reproduced yet); the test of these templates is skipped with this reason.
  */
-const KNOWN_DIFFERENCES: Record<string, string> = {
-  "Apertus-8B-Instruct.jinja":
-    "llama.cpp sets enable_thinking from its reasoning-format detection, which does not recognize Apertus's deliberation; we pass true",
-};
+const KNOWN_DIFFERENCES: Record<string, string> = {};
 const SMOLLM2 = "SmolLM2-135M-Instruct (GGUF)";
 const smollm2Path = join(MODELS_DIR, MODELS["smollm2-135m"].file);
 const templatesDir = llamaTemplatesDir(fixtures.llamaCpp);

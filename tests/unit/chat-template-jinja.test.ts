@@ -80,10 +80,12 @@ describe("chat template Jinja features", () => {
     expect(render(template, { messages: user, addGenerationPrompt: false })).toBe("undefined");
   });
 
-  test("kwargs reach the template: enable_thinking (true unless turned off), reasoning_effort, documents", () => {
+  test("kwargs reach the template: enable_thinking (llama-server's default unless set), reasoning_effort, documents", () => {
     const template =
       "{{ enable_thinking }}|{{ reasoning_effort | default('none') }}|{% for d in documents %}{{ d.title }};{% endfor %}";
-    expect(render(template)).toBe("true|none|");
+    // No reasoning in this template: off, as llama-server has it (thinking-support.test.ts).
+    expect(render(template)).toBe("false|none|");
+    expect(render(template, { messages: user, kwargs: { enable_thinking: true } })).toBe("true|none|");
     expect(
       render(template, {
         messages: user,

@@ -2,8 +2,8 @@
  * Renders template messages (template-messages.ts) and tools into a prompt
  * with the model's own Jinja `tokenizer.chat_template`, byte for byte as
  * llama.cpp renders it (tests/integration/template-fidelity.test.ts): the
- * same context (`enable_thinking` true unless the request's kwargs say
- * otherwise, the date), the same leniencies (jinja-runtime.ts), the same
+ * same context (`enable_thinking` as llama-server defaults it unless the
+ * request's kwargs say otherwise, the date), the same leniencies (jinja-runtime.ts), the same
  * workaround for templates without a system role, and the leading BOS
  * dropped when the tokenizer adds one. Models without a template fall back
  * to llama.cpp's built-in ChatML (a Worker job; see NeuronService). Pure
@@ -14,6 +14,7 @@ import { CortexError } from "../../core/errors.ts";
 import { foldToolResponses, isGemma4Template, openModelTurn, wantsToolResponses } from "./gemma4-turns.ts";
 import { runTemplate, TemplateRaised } from "./jinja-runtime.ts";
 import type { TemplateMessage, TemplateTool } from "./template-messages.ts";
+import { supportsThinking } from "./thinking-support.ts";
 
 export interface TemplateRenderInput {
   messages: readonly TemplateMessage[];
@@ -92,8 +93,9 @@ export function renderChatTemplate(
     throw new CortexError("invalid_request", "messages must not be empty", { param: "messages" });
   const parsed = compile(template).parsed;
   const context: Record<string, unknown> = {
-    // llama.cpp's defaults; a request turns thinking off through the kwargs (reasoning effort "none").
-    enable_thinking: true,
+    // llama-server's default (thinking on where the template supports it, thinking-support.ts); a
+    // request sets it through the kwargs (reasoning effort "none" turns it off).
+    enable_thinking: thinkingDefault(template, parsed, tokens),
     ...PRESERVE_REASONING,
     ...input.kwargs,
     messages: messagesFor(template, parsed, input.messages),
@@ -137,6 +139,7 @@ function messagesFor(
 }
 
 const systemRole = new Map<string, boolean>();
+const thinking = new Map<string, boolean>();
 const objectArguments = new Map<string, boolean>();
 
 /** Memoized per template source (bounded, like the parse cache). */
@@ -152,6 +155,24 @@ function probed(cache: Map<string, boolean>, template: string, probe: () => bool
     cache.set(template, result);
   }
   return result;
+}
+
+/** llama-server's `enable_thinking` when the request does not set it. */
+function thinkingDefault(template: string, parsed: Template["parsed"], tokens: TemplateTokens): boolean {
+  const key = `${tokens.bosToken}\u0000${tokens.eosToken}\u0000${template}`;
+  return probed(thinking, key, () =>
+    supportsThinking(template, (context) => {
+      try {
+        return runTemplate(
+          parsed,
+          { ...context, bos_token: tokens.bosToken, eos_token: tokens.eosToken },
+          new Date(0),
+        );
+      } catch {
+        return undefined;
+      }
+    }),
+  );
 }
 
 /**
