@@ -69,6 +69,31 @@ export const CASES: Record<string, Record<string, unknown>> = {
       { role: "user", content: "Name the capital of France." },
     ],
   },
+  // The multimodal message shape: content as an array of parts (text only; see "image").
+  "content-parts": {
+    messages: [
+      { role: "system", content: [{ type: "text", text: "You are a terse assistant." }] },
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "Name the capital" },
+          { type: "text", text: "of France." },
+        ],
+      },
+    ],
+  },
+  // An image for a model without a vision projector (SmolLM2): refused by llama-server and by us.
+  image: {
+    messages: [
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "What is in this picture?" },
+          { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
+        ],
+      },
+    ],
+  },
   tools: { messages: [system, question], tools: [weather, time] },
   "tool-results": {
     messages: [

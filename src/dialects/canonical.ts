@@ -41,10 +41,18 @@ export interface ThinkingPart {
 export interface SystemMessage {
   role: "system";
   content: TextPart[];
+  /**
+   * One part sent as a list of parts (OpenAI's multimodal shape), which a
+   * string cannot tell apart: llama.cpp hands templates that take lists the
+   * list. (Several parts are a list anyway.)
+   */
+  asParts?: true;
 }
 export interface UserMessage {
   role: "user";
   content: Array<TextPart | ImagePart>;
+  /** As for SystemMessage. */
+  asParts?: true;
 }
 export interface AssistantMessage {
   role: "assistant";

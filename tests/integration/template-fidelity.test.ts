@@ -3,7 +3,9 @@
  * models' templates: SmolLM2-135M-Instruct's own (from its GGUF) and the
  * templates of other families llama.cpp keeps in models/templates/ (Llama 3,
  * Qwen 2.5/3, Mistral, Gemma, DeepSeek, gpt-oss, GLM, Granite, Hermes, …),
- * over system prompts, multi-turn histories, tools and tool results. The
+ * over system prompts, multi-turn histories, tools and tool results,
+ * content sent as a list of parts, and an image (which llama-server refuses
+ * for a model without a vision projector, as we refuse it). The
  * request goes the way a client's does (OpenAI body → canonical → template
  * messages → Jinja); the expected prompt is llama-server's `/apply-template`
  * for the same body.
@@ -59,6 +61,26 @@ function ourPrompt(template: string, body: Record<string, unknown>): string {
   );
 }
 
+/** Our prompt is llama-server's, or where it refused the request (a template's raise_exception, an image for a text-only model), we refuse it too, as a client error. */
+function expectSame(
+  caseName: string,
+  source: string,
+  expected: { prompt: string } | { error: string },
+): void {
+  const body = CASES[caseName] ?? {};
+  if ("prompt" in expected) {
+    expect(`${caseName}:\n${ourPrompt(source, body)}`).toBe(`${caseName}:\n${expected.prompt}`);
+    return;
+  }
+  let thrown: unknown;
+  try {
+    ourPrompt(source, body);
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown instanceof CortexError && thrown.status === 400, `${caseName} refused`).toBe(true);
+}
+
 const sources = new Map<string, string>();
 beforeAll(async () => {
   if (existsSync(smollm2Path)) sources.set(SMOLLM2, await ggufTemplate(smollm2Path));
@@ -86,21 +108,8 @@ describe("chat templates render as llama.cpp renders them", () => {
         sha256(source),
         "the template changed since the fixture was recorded: run scripts/template-fixtures.ts",
       ).toBe(fixture.sha256);
-      for (const [caseName, expected] of Object.entries(fixture.prompts)) {
-        const body = CASES[caseName] ?? {};
-        if ("prompt" in expected)
-          expect(`${caseName}:\n${ourPrompt(source, body)}`).toBe(`${caseName}:\n${expected.prompt}`);
-        else {
-          // The template refused the conversation (raise_exception): so do we, as a client error.
-          let thrown: unknown;
-          try {
-            ourPrompt(source, body);
-          } catch (error) {
-            thrown = error;
-          }
-          expect(thrown instanceof CortexError && thrown.status === 400, `${caseName} refused`).toBe(true);
-        }
-      }
+      for (const [caseName, expected] of Object.entries(fixture.prompts))
+        expectSame(caseName, source, expected);
     });
   }
 });
@@ -137,8 +146,14 @@ describe.skipIf(!existsSync(server) || !existsSync(smollm2Path))(
       const source = sources.get(SMOLLM2) ?? "";
       for (const [caseName, body] of Object.entries(CASES)) {
         const response = await fetch(`${url}/apply-template`, { method: "POST", body: JSON.stringify(body) });
-        const { prompt } = (await response.json()) as { prompt: string };
-        expect(`${caseName}:\n${ourPrompt(source, body)}`).toBe(`${caseName}:\n${prompt}`);
+        const json = (await response.json()) as { prompt?: string; error?: { message?: string } };
+        expectSame(
+          caseName,
+          source,
+          response.ok && typeof json.prompt === "string"
+            ? { prompt: json.prompt }
+            : { error: json.error?.message ?? `HTTP ${response.status}` },
+        );
       }
     });
   },

@@ -179,9 +179,17 @@ function parseMessage(m: z.infer<typeof MessageSchema>, path: string): Canonical
   switch (m.role) {
     case "system":
     case "developer":
-      return { role: "system", content: parseTextContent(m.content, `${path}.content`) };
+      return {
+        role: "system",
+        content: parseTextContent(m.content, `${path}.content`),
+        ...(oneTextPartList(m.content) ? { asParts: true as const } : {}),
+      };
     case "user":
-      return { role: "user", content: parseUserContent(m.content, `${path}.content`) };
+      return {
+        role: "user",
+        content: parseUserContent(m.content, `${path}.content`),
+        ...(oneTextPartList(m.content) ? { asParts: true as const } : {}),
+      };
     case "assistant":
       return parseAssistant(m, path);
     case "tool": {
@@ -238,6 +246,11 @@ function parseAssistant(m: z.infer<typeof MessageSchema>, path: string): Assista
     content.push(part);
   }
   return { role: "assistant", content };
+}
+
+/** One text part sent as a list (canonical `asParts`: a string would read the same). */
+function oneTextPartList(content: z.infer<typeof Content>): boolean {
+  return Array.isArray(content) && content.length === 1 && content[0]?.type === "text";
 }
 
 function parseTextContent(content: z.infer<typeof Content>, path: string): TextPart[] {

@@ -168,9 +168,9 @@ function renderCore(
 function renderMessage(message: CanonicalMessage): OpenAIMessage[] {
   switch (message.role) {
     case "system":
-      return [{ role: "system", content: textContent(message.content) }];
+      return [{ role: "system", content: textContent(message.content, message.asParts) }];
     case "user":
-      return [{ role: "user", content: mixedContent(message.content) }];
+      return [{ role: "user", content: mixedContent(message.content, message.asParts) }];
     case "assistant": {
       const texts: TextPart[] = [];
       const calls: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }> =
@@ -207,13 +207,13 @@ function renderMessage(message: CanonicalMessage): OpenAIMessage[] {
   }
 }
 
-function textContent(parts: TextPart[]): string | Array<{ type: "text"; text: string }> {
-  if (parts.length === 1 && parts[0]) return parts[0].text;
+function textContent(parts: TextPart[], asParts?: true): string | Array<{ type: "text"; text: string }> {
+  if (parts.length === 1 && parts[0] && !asParts) return parts[0].text;
   return parts.map((p) => ({ type: "text" as const, text: p.text }));
 }
 
-function mixedContent(parts: Array<TextPart | ImagePart>): string | OpenAIContentPart[] {
-  if (parts.length === 1 && parts[0]?.type === "text") return parts[0].text;
+function mixedContent(parts: Array<TextPart | ImagePart>, asParts?: true): string | OpenAIContentPart[] {
+  if (parts.length === 1 && parts[0]?.type === "text" && !asParts) return parts[0].text;
   return parts.map((p) =>
     p.type === "text"
       ? { type: "text" as const, text: p.text }

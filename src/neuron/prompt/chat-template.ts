@@ -11,6 +11,7 @@
  */
 import { Template } from "@huggingface/jinja";
 import { CortexError } from "../../core/errors.ts";
+import { type ContentCaps, contentCaps, shapeContent } from "./content-shape.ts";
 import { foldToolResponses, isGemma4Template, openModelTurn, wantsToolResponses } from "./gemma4-turns.ts";
 import { runTemplate, TemplateRaised } from "./jinja-runtime.ts";
 import type { TemplateMessage, TemplateTool } from "./template-messages.ts";
@@ -135,7 +136,40 @@ function messagesFor(
     parsed,
     supportsSystemRole(template, parsed) ? messages : foldSystemIntoUser(messages),
   );
-  return wantsToolResponses(template) ? foldToolResponses(prepared) : prepared;
+  return shapeContent(
+    wantsToolResponses(template) ? foldToolResponses(prepared) : prepared,
+    contentCapsOf(template, parsed),
+  );
+}
+
+const contentCapsCache = new Map<string, ContentCaps>();
+
+/** How the template takes message content (llama.cpp's probe, with its context: no tokens, no tools). */
+function contentCapsOf(template: string, parsed: Template["parsed"]): ContentCaps {
+  let caps = contentCapsCache.get(template);
+  if (caps === undefined) {
+    caps = contentCaps((messages, ops) => {
+      try {
+        return runTemplate(
+          parsed,
+          { messages, tools: [], bos_token: "", eos_token: "", add_generation_prompt: true },
+          new Date(0),
+          { pick: (env) => firstContent(env.lookupVariable("messages")), ops },
+        );
+      } catch {
+        return undefined;
+      }
+    });
+    if (contentCapsCache.size > 32) contentCapsCache.clear();
+    contentCapsCache.set(template, caps);
+  }
+  return caps;
+}
+
+/** `messages[0].content` as the render holds it (the value whose uses the probe records). */
+function firstContent(messages: { value: unknown }): unknown {
+  const first = (messages.value as Array<{ value: Map<string, unknown> }>)[0];
+  return first?.value.get("content");
 }
 
 const systemRole = new Map<string, boolean>();
@@ -250,5 +284,7 @@ function foldSystemIntoUser(messages: readonly TemplateMessage[]): readonly Temp
   const [first, second, ...rest] = messages;
   if (first?.role !== "system") return messages;
   if (second === undefined) return [];
-  return [{ ...second, content: `${first.content}\n${second.content}` }, ...rest];
+  // Joined as text (llama.cpp joins the two contents as strings).
+  const { textParts: _, ...next } = second;
+  return [{ ...next, content: `${first.content}\n${second.content}` }, ...rest];
 }

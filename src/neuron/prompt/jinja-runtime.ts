@@ -15,7 +15,8 @@
  *   (Functionary);
  * - `list.append(x)`, `list.pop(i)` and `"{}".format(x)`, the `min` and
  *   `max` filters (Kimi K2, Hunyuan, MiniCPM), and `x|string` of a dict or
- *   list as Python prints it (Apriel);
+ *   list as Python prints it (Apriel), which the other string filters
+ *   work on too (`content | trim` of a list of parts: Gemma 4);
  * - dicts with integer keys (Seed-OSS; jinja-int-keys.ts).
  *
  * And the globals llama.cpp gives every template: `raise_exception`,
@@ -36,12 +37,14 @@ type ForNode = Node & { iterable: Node };
 type FilterNode = Node;
 type BinaryNode = Node & { left: Node; right: Node; operator: { value: string } };
 type MemberNode = Node & { object: Node; computed: boolean; property: { value: unknown } };
+type TestNode = Node & { operand: Node; test: { value: string } };
 
 /** The interpreter's methods these overrides wrap (private in its typings, plain methods at run time). */
 interface InterpreterMethods {
   run(program: Parsed): Value;
   evaluate(statement: Node | undefined, environment: Environment): Value;
   evaluateFor(node: ForNode, environment: Environment): Value;
+  evaluateTestExpression(node: TestNode, environment: Environment): Value;
   evaluateBinaryExpression(node: BinaryNode, environment: Environment): Value;
   evaluateMemberExpression(expr: MemberNode, environment: Environment): Value;
   applyFilter(operand: Value, filterNode: FilterNode, environment: Environment): Value;
@@ -85,7 +88,34 @@ function evaluated(value: Value): Node {
 
 type NativeFunction = (args: Value[]) => Value;
 
+/** One value whose uses a render records (llama.cpp's Jinja usage stats, as its capability probes read them). */
+export interface Watch {
+  /** Picks the value to watch from the render's environment (e.g. the first message's content). */
+  pick(environment: Environment): unknown;
+  /** What was done with it: `array_access` (iterated, indexed), `test_is_<test>`, filter names. */
+  ops: Set<string>;
+}
+
 class LlamaCppInterpreter extends BaseInterpreter {
+  readonly #watched: unknown;
+  readonly #ops: Set<string> | undefined;
+
+  constructor(environment: Environment, watch?: Watch) {
+    super(environment);
+    this.#watched = watch?.pick(environment);
+    this.#ops = watch?.ops;
+  }
+
+  #use(value: Value, op: string): void {
+    if (this.#watched !== undefined && value === this.#watched) this.#ops?.add(op);
+  }
+
+  override evaluateTestExpression(node: TestNode, environment: Environment): Value {
+    const operand = this.evaluate(node.operand, environment);
+    this.#use(operand, `test_is_${node.test.value}`);
+    return super.evaluateTestExpression({ ...node, operand: evaluated(operand) } as TestNode, environment);
+  }
+
   override evaluate(statement: Node | undefined, environment: Environment): Value {
     const type = (statement as { type?: string } | undefined)?.type;
     if (type === EVALUATED) return (statement as unknown as { value: Value }).value;
@@ -131,6 +161,18 @@ class LlamaCppInterpreter extends BaseInterpreter {
         environment,
       );
     }
+    if (this.#watched !== undefined && object === this.#watched) {
+      const key = expr.property as unknown as Node;
+      if (computed && key.type !== "SliceExpression") {
+        const index = this.evaluate(key, environment);
+        this.#use(object, index.type === "IntegerValue" ? "array_access" : "object_access");
+        return super.evaluateMemberExpression(
+          { ...expr, object: evaluated(object), property: evaluated(index) } as unknown as MemberNode,
+          environment,
+        );
+      }
+      if (!computed) this.#use(object, String(property.value));
+    }
     const name = computed ? undefined : property.value;
     const method = name === undefined ? undefined : this.#method(object, String(name), environment);
     return (
@@ -169,6 +211,7 @@ class LlamaCppInterpreter extends BaseInterpreter {
     const select = node.iterable.type === "SelectExpression";
     const target = select ? (node.iterable as unknown as { lhs: Node }).lhs : (node.iterable as Node);
     let value = this.evaluate(target, new Environment(environment));
+    this.#use(value, "array_access");
     if (value.type === "UndefinedValue" || value.type === "NullValue") value = this.#emptyList(environment);
     else if (value.type === "ArrayValue" || value.type === "TupleValue")
       for (const item of value.value as Value[]) if (item.type === "TupleValue") asList(item);
@@ -179,6 +222,7 @@ class LlamaCppInterpreter extends BaseInterpreter {
   override applyFilter(operand: Value, filterNode: FilterNode, environment: Environment): Value {
     const callee = filterNode.callee as { value?: unknown } | undefined;
     const name = String((filterNode.type === "Identifier" ? filterNode.value : callee?.value) ?? "");
+    this.#use(operand, name);
     const missing = operand.type === "UndefinedValue" || operand.type === "NullValue";
     if (missing && LIST_FILTERS.has(name))
       return super.applyFilter(this.#emptyList(environment), filterNode, environment);
@@ -188,6 +232,9 @@ class LlamaCppInterpreter extends BaseInterpreter {
       return (operand as unknown as IntKeyedDict).items();
     if (name === "string" && (operand.type === "ObjectValue" || operand.type === "ArrayValue"))
       return this.#string(pythonRepr(operand), environment);
+    // The other string filters work on that text too (`content | trim` of a list of parts: Gemma 4).
+    if (STRING_FILTERS.has(name) && (operand.type === "ObjectValue" || operand.type === "ArrayValue"))
+      return super.applyFilter(this.#string(pythonRepr(operand), environment), filterNode, environment);
     if ((name === "min" || name === "max") && operand.type === "ArrayValue") {
       const items = operand.value as Value[];
       const sign = name === "min" ? 1 : -1;
@@ -339,8 +386,16 @@ function range(...args: number[]): number[] {
   return out;
 }
 
-/** Renders a parsed template with `context` (plain data) and llama.cpp's globals at `now`. */
-export function runTemplate(parsed: Parsed, context: Record<string, unknown>, now: Date): string {
+/**
+ * Renders a parsed template with `context` (plain data) and llama.cpp's
+ * globals at `now`; a watch records what the template does with one value.
+ */
+export function runTemplate(
+  parsed: Parsed,
+  context: Record<string, unknown>,
+  now: Date,
+  watch?: Watch,
+): string {
   const env = new Environment();
   const globals: Record<string, unknown> = {
     false: false,
@@ -359,7 +414,7 @@ export function runTemplate(parsed: Parsed, context: Record<string, unknown>, no
     date_string: strftime(now, "%d %b %Y"),
   };
   for (const [key, value] of Object.entries({ ...globals, ...context })) env.set(key, value);
-  return String(new LlamaCppInterpreter(env).run(parsed).value);
+  return String(new LlamaCppInterpreter(env, watch).run(parsed).value);
 }
 
 /** A template's own `raise_exception(message)`: the message is for the client. */

@@ -26,6 +26,12 @@ export interface TemplateMessage {
   reasoning_content?: string;
   /** The same, where the template reads it from `thinking` (gpt-oss). */
   thinking?: string;
+  /**
+   * A system or user message's text parts when it came as a list of parts
+   * (the multimodal shape); `content` is them joined by newlines. The template
+   * gets one or the other as it takes content (content-shape.ts).
+   */
+  textParts?: string[];
 }
 
 export interface TemplateTool {
@@ -41,7 +47,13 @@ export function toTemplateMessages(
   for (const message of messages) {
     switch (message.role) {
       case "system":
-        out.push({ role: "system", content: message.content.map((part) => part.text).join("\n") });
+        out.push(
+          withParts(
+            "system",
+            message.content.map((part) => part.text),
+            message.asParts,
+          ),
+        );
         break;
       case "user": {
         const text: string[] = [];
@@ -49,7 +61,7 @@ export function toTemplateMessages(
           if (part.type === "image") throw imagesUnsupported(modelId);
           text.push(part.text);
         }
-        out.push({ role: "user", content: text.join("\n") });
+        out.push(withParts("user", text, message.asParts));
         break;
       }
       case "assistant": {
@@ -107,6 +119,10 @@ export function toTemplateTools(tools: readonly CanonicalTool[]): TemplateTool[]
       parameters: tool.parameters,
     },
   }));
+}
+
+function withParts(role: "system" | "user", text: string[], asParts: true | undefined): TemplateMessage {
+  return { role, content: text.join("\n"), ...(asParts || text.length > 1 ? { textParts: text } : {}) };
 }
 
 function parseArguments(args: string): unknown {

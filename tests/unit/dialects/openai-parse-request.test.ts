@@ -114,6 +114,26 @@ describe("parseOpenAIRequest", () => {
     expect(req.messages[0]?.role).toBe("tool");
   });
 
+  test("one text part sent as a list stays a list on the way to the neuron (templates that take lists get it)", () => {
+    const req = parseOpenAIRequest({
+      model: "m",
+      messages: [
+        { role: "system", content: [{ type: "text", text: "Be brief." }] },
+        { role: "user", content: "hi" },
+      ],
+    });
+    expect(req.messages[0]).toEqual({
+      role: "system",
+      content: [{ type: "text", text: "Be brief." }],
+      asParts: true,
+    });
+    expect(req.messages[1]).toEqual({ role: "user", content: [{ type: "text", text: "hi" }] });
+    expect(toUpstreamChatBody(req).messages).toEqual([
+      { role: "system", content: [{ type: "text", text: "Be brief." }] },
+      { role: "user", content: "hi" },
+    ]);
+  });
+
   test.each([
     ["n", { n: 2 }],
     ["logprobs", { logprobs: true }],
