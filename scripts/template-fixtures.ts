@@ -69,6 +69,15 @@ export const CASES: Record<string, Record<string, unknown>> = {
       { role: "user", content: "Name the capital of France." },
     ],
   },
+  // An earlier turn's reasoning, which each template keeps or drops its own way.
+  "reasoning-history": {
+    messages: [
+      system,
+      { role: "user", content: "Hi!" },
+      { role: "assistant", reasoning_content: "The user greets me.", content: "Hello. What do you need?" },
+      { role: "user", content: "Name the capital of France." },
+    ],
+  },
   // The multimodal message shape: content as an array of parts (text only; see "image").
   "content-parts": {
     messages: [

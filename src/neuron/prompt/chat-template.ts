@@ -14,6 +14,7 @@ import { CortexError } from "../../core/errors.ts";
 import { type ContentCaps, contentCaps, shapeContent } from "./content-shape.ts";
 import { foldToolResponses, isGemma4Template, openModelTurn, wantsToolResponses } from "./gemma4-turns.ts";
 import { runTemplate, TemplateRaised } from "./jinja-runtime.ts";
+import { placeReasoning } from "./reasoning-fields.ts";
 import type { TemplateMessage, TemplateTool } from "./template-messages.ts";
 import { supportsThinking } from "./thinking-support.ts";
 
@@ -136,10 +137,11 @@ function messagesFor(
     parsed,
     supportsSystemRole(template, parsed) ? messages : foldSystemIntoUser(messages),
   );
-  return shapeContent(
+  const shaped = shapeContent(
     wantsToolResponses(template) ? foldToolResponses(prepared) : prepared,
     contentCapsOf(template, parsed),
   );
+  return placeReasoning(template, shaped as Array<Record<string, unknown>>);
 }
 
 const contentCapsCache = new Map<string, ContentCaps>();

@@ -22,10 +22,11 @@ export interface TemplateMessage {
   tool_calls?: TemplateToolCall[];
   tool_call_id?: string;
   name?: string;
-  /** An assistant turn's reasoning (the llama.cpp / vLLM convention templates read). */
+  /**
+   * An assistant turn's reasoning (the llama.cpp / vLLM convention templates
+   * read; reasoning-fields.ts moves it where other families read it).
+   */
   reasoning_content?: string;
-  /** The same, where the template reads it from `thinking` (gpt-oss). */
-  thinking?: string;
   /**
    * A system or user message's text parts when it came as a list of parts
    * (the multimodal shape); `content` is them joined by newlines. The template
