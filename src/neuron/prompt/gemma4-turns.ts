@@ -1,6 +1,6 @@
 /**
- * What llama.cpp does around a Gemma 4 template (common/chat.cpp detects
- * one by `'<|tool_call>call:'` in its source; common/parsers/gemma4.cpp):
+ * What llama.cpp does around a Gemma 4 template (llama-cpp-family.ts;
+ * common/parsers/gemma4.cpp):
  *
  * - the templates older than Google's OpenAI-compatible one (no
  *   `{#- OpenAI Chat Completions:` comment) read tool results from the
@@ -14,11 +14,12 @@
  *
  * Pure.
  */
+import { llamaCppFamily } from "./llama-cpp-family.ts";
 import type { TemplateMessage, TemplateToolCall } from "./template-messages.ts";
 
 /** A Gemma 4 template, as llama.cpp recognizes one. */
 export function isGemma4Template(source: string): boolean {
-  return source.includes("'<|tool_call>call:'");
+  return llamaCppFamily(source) === "gemma-4";
 }
 
 /** A Gemma 4 template that wants tool results inside the assistant turn. */

@@ -7,31 +7,14 @@
  * `thinking` block before the `text` one. Pure.
  */
 
+import { llamaCppFamily } from "./llama-cpp-family.ts";
+
 type Message = Record<string, unknown>;
 
-/** A template llama.cpp handles as Ministral 3's. */
-function isMinistral3(src: string): boolean {
-  return (
-    src.includes("[SYSTEM_PROMPT]") &&
-    src.includes("[TOOL_CALLS]") &&
-    src.includes("[ARGS]") &&
-    !src.includes("[CALL_ID]")
-  );
-}
-
-/** gpt-oss's and LFM2's (LFM2.5's) templates, which read reasoning from `thinking`. */
-function readsThinking(src: string): boolean {
-  return (
-    src.includes("<|channel|>") ||
-    (src.includes("<|tool_list_start|>") && src.includes("<|tool_list_end|>")) ||
-    (src.includes("List of tools: [") && !src.includes("<|tool_list_start|>"))
-  );
-}
-
 export function placeReasoning(src: string, messages: readonly Message[]): readonly Message[] {
-  // Checked in llama.cpp's order: a template that is Ministral 3's is handled as that.
-  if (isMinistral3(src)) return messages.map(asBlocks);
-  if (readsThinking(src))
+  const family = llamaCppFamily(src);
+  if (family === "ministral-3") return messages.map(asBlocks);
+  if (family === "gpt-oss" || family === "lfm2" || family === "lfm2.5")
     return messages.map((m) =>
       typeof m.reasoning_content === "string" ? { ...m, thinking: m.reasoning_content } : m,
     );

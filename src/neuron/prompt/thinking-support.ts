@@ -21,6 +21,8 @@
  * are over UTF-8 bytes, as in llama.cpp. Pure, given the render function.
  */
 
+import { type LlamaCppFamily, llamaCppFamily } from "./llama-cpp-family.ts";
+
 /** Renders the template with a context (llama.cpp's direct apply); undefined where the template failed. */
 export type ProbeRender = (context: Record<string, unknown>) => string | undefined;
 
@@ -52,39 +54,17 @@ const probeTools = [
 ];
 const user = { role: "user", content: USER_MSG };
 
-/** The thinking support of the templates llama.cpp has a dedicated handler for (chat.cpp's order). */
-export function dedicatedHandlerThinking(src: string): boolean | undefined {
-  const has = (text: string) => src.includes(text);
-  if (has("[SYSTEM_PROMPT]") && has("[TOOL_CALLS]") && has("[ARGS]") && !has("[CALL_ID]")) return true; // Ministral 3
-  if (has("<|channel|>")) return true; // gpt-oss
-  if (has("<atem:function_calls>") && has("<|eom|>")) return true; // Muse Glimmer
-  // Functionary v3.2 (its source has a literal `>>>${recipient}`).
-  if (has(">>>all") && has(">>>$" + "{recipient}")) return false;
-  if (has("<|tool_calls_section_begin|>") && has("<|tool_call_begin|>")) return true; // Kimi K2
-  if (has("<|open|>") && has("<|close|>") && has("<|end_of_msg|>")) return true; // Kimi K3
-  if (has("<role>ASSISTANT</role>") && has("<arg_key>")) return true; // Ling 3
-  if (has("<|START_TEXT|>") && has("<|START_ACTION|>")) return true; // Cohere2 MoE
-  if (has("<|tool_list_start|>") && has("<|tool_list_end|>")) return true; // LFM2
-  if (has("List of tools: [") && !has("<|tool_list_start|>")) return true; // LFM2.5
-  if (has("<|role_sep|>") && has("<|message_sep|>") && !has("<|function_call|>")) return false; // GigaChat V3
-  if (has("]<]minimax[>[") && has("<tool_call>") && has("<invoke name=")) return true; // MiniMax M3
-  if (has("dsml_token") && has("DSML") && (has("function_calls") || has("tool_calls"))) return true; // DeepSeek V3.2/V4
-  if (has("'<|tool_call>call:'")) return true; // Gemma 4
-  if (has("Tool usage guidelines:") && has('<function name="') && has('<param name="')) return true; // MiniCPM5
-  if (
-    has("<tool_call>") &&
-    has("<function=") &&
-    has("<parameter=") &&
-    !has("'<tool_call><function=' ~ tool_call.name ~ '>'")
-  )
-    return has("<think>"); // Qwen3-Coder / Qwen3.5 / Nemotron 3
-  return undefined;
+/** What each dedicated handler says (common/parsers/): all think but Functionary v3.2 and GigaChat V3; Qwen3-Coder's kin where they know `<think>`. */
+function familyThinks(family: LlamaCppFamily, src: string): boolean {
+  if (family === "functionary-v3.2" || family === "gigachat-v3") return false;
+  if (family === "qwen3-coder") return src.includes("<think>");
+  return true;
 }
 
 /** llama-server's default `enable_thinking` for this template. */
 export function supportsThinking(src: string, render: ProbeRender): boolean {
-  const dedicated = dedicatedHandlerThinking(src);
-  if (dedicated !== undefined) return dedicated;
+  const family = llamaCppFamily(src);
+  if (family !== undefined) return familyThinks(family, src);
   const bytes: ProbeRender = (context) => {
     const text = render(context);
     return text === undefined ? undefined : toBytes(text);
