@@ -61,6 +61,13 @@ const calls = {
 export const CASES: Record<string, Record<string, unknown>> = {
   user: { messages: [{ role: "user", content: "Name the capital of France." }] },
   "system-user": { messages: [system, { role: "user", content: "Name the capital of France." }] },
+  // OpenAI's newer name for the system role (llama.cpp keeps it for gpt-oss, whose template reads it).
+  developer: {
+    messages: [
+      { role: "developer", content: "You are a terse assistant." },
+      { role: "user", content: "Name the capital of France." },
+    ],
+  },
   "multi-turn": {
     messages: [
       system,
