@@ -3,11 +3,14 @@
  * with the model's own Jinja `tokenizer.chat_template`, byte for byte as
  * llama.cpp renders it (tests/integration/template-fidelity.test.ts): the
  * same context (`enable_thinking` as llama-server defaults it unless the
- * request's kwargs say otherwise, the date), the same leniencies (jinja-runtime.ts), the same
- * workaround for templates without a system role, and the leading BOS
- * dropped when the tokenizer adds one. Models without a template fall back
- * to llama.cpp's built-in ChatML (a Worker job; see NeuronService). Pure
- * apart from a parse cache.
+ * request's kwargs say otherwise, thinking-support.ts; the date), the same
+ * leniencies (jinja-runtime.ts), the messages shaped as llama.cpp shapes
+ * them for the template (system role, tool-call arguments, content parts in
+ * content-shape.ts, its dedicated handlers' rewrites in gemma4-turns.ts and
+ * reasoning-fields.ts), and the leading BOS dropped when the tokenizer adds
+ * one. Models without a template fall back to llama.cpp's built-in ChatML
+ * (a Worker job; see NeuronService). Pure apart from the parse and probe
+ * caches.
  */
 import { Template } from "@huggingface/jinja";
 import { CortexError } from "../../core/errors.ts";

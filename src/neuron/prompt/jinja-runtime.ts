@@ -21,7 +21,9 @@
  *
  * And the globals llama.cpp gives every template: `raise_exception`,
  * `range`, `strftime_now` at the render's `now` (not the wall clock, so a
- * render is reproducible), and `datetime` / `date_string`.
+ * render is reproducible), and `datetime` / `date_string`. A render can
+ * watch one value and record what the template does with it (llama.cpp's
+ * usage stats, which its capability probes read: content-shape.ts).
  */
 import { Environment, Interpreter, type Template } from "@huggingface/jinja";
 import { IntKeyedDict, intKeyedDict } from "./jinja-int-keys.ts";
