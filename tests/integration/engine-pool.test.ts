@@ -159,6 +159,21 @@ describe("DevicePool on the tiny model", () => {
     });
   });
 
+  test("a reader that fell behind gets the same text, in fewer pieces", async () => {
+    const expected = textOf(await collect(generate("tiny", { maxTokens: 300, logitBias: NEVER_END })));
+    const pausedNow = new Promise((resolve) => {
+      onPaused = resolve;
+    });
+    const stream = generate("tiny", { maxTokens: 300, logitBias: NEVER_END });
+    await pausedNow;
+    onPaused = undefined;
+    const events = await collect(stream);
+    expect(last(events)).toMatchObject({ finishReason: "length", usage: { completionTokens: 300 } });
+    expect(textOf(events)).toBe(expected);
+    // The tokens that waited while it was paused came joined, not one event each.
+    expect(events.filter((e) => e.type === "text").length).toBeLessThan(300 - 32);
+  });
+
   test("a prompt longer than the context is refused with its counts", async () => {
     await pool.load({ id: "tiny-short", path: modelPath, contextSize: 32, slots: 1 });
     try {

@@ -10,12 +10,33 @@ const done = {
 describe("SequenceStream", () => {
   test("delivers events pushed before and after the reader pulls, then closes", async () => {
     const s = new SequenceStream(() => {});
+    const reader = s.stream.getReader();
     s.push({ type: "text", text: "a" });
-    const reading = Array.fromAsync(s.stream);
+    expect(await reader.read()).toEqual({ done: false, value: { type: "text", text: "a" } });
+    const next = reader.read();
     s.push({ type: "text", text: "b" });
+    expect(await next).toEqual({ done: false, value: { type: "text", text: "b" } });
     s.push(done);
     s.push({ type: "text", text: "after the end" });
-    expect(await reading).toEqual([{ type: "text", text: "a" }, { type: "text", text: "b" }, done]);
+    expect(await reader.read()).toEqual({ done: false, value: done });
+    expect((await reader.read()).done).toBe(true);
+  });
+
+  test("text that waited for the reader comes as one event, byte for byte, never across other events", async () => {
+    const s = new SequenceStream(() => {});
+    s.push({ type: "start", promptTokens: 3, cachedTokens: 0 });
+    for (const text of ["Hel", "lo", ", ", "w\u00f6", "rld"]) s.push({ type: "text", text });
+    s.push({ type: "reasoning", text: "hm" });
+    s.push({ type: "text", text: "!" });
+    s.push({ type: "text", text: "\ud83d\ude00" });
+    s.push(done);
+    expect(await Array.fromAsync(s.stream)).toEqual([
+      { type: "start", promptTokens: 3, cachedTokens: 0 },
+      { type: "text", text: "Hello, w\u00f6rld" },
+      { type: "reasoning", text: "hm" },
+      { type: "text", text: "!\ud83d\ude00" },
+      done,
+    ]);
   });
 
   test("cancelling the stream before its end calls onCancel once", async () => {

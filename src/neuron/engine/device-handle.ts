@@ -88,9 +88,11 @@ export class DeviceHandle {
     });
     // A device that never became ready has nobody awaiting `ready` once the pool gave up on it.
     this.ready.catch(() => undefined);
-    this.worker.onmessage = (event: MessageEvent<WorkerToMain>) => {
-      const message = event.data;
+    const receive = (message: WorkerToMain): void => {
       switch (message.type) {
+        case "batch":
+          for (const one of message.messages) receive(one);
+          return;
         case "ready":
           consola.debug(`${spec.id}: ready (${message.systemInfo.trim()})`);
           this.threadId = message.threadId;
@@ -131,6 +133,7 @@ export class DeviceHandle {
         }
       }
     };
+    this.worker.onmessage = (event: MessageEvent<WorkerToMain>) => receive(event.data);
     this.worker.onerror = (event) => {
       events.fault(this, `worker crashed: ${event.message}`);
       readyReject(

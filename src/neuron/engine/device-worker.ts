@@ -58,8 +58,19 @@ let promptCache: PromptCache | undefined;
 /** This device's place in a tensor-parallel group, if any. */
 const tp = new TpRankRuntime();
 
+/** Messages of the step under way, posted as one when it ends (WorkerToMain "batch"). */
+let outbox: WorkerToMain[] | undefined;
+
 function send(message: WorkerToMain): void {
-  self.postMessage(message);
+  if (outbox) outbox.push(message);
+  else self.postMessage(message);
+}
+
+function flushOutbox(): void {
+  const messages = outbox ?? [];
+  outbox = undefined;
+  if (messages.length === 1) self.postMessage(messages[0]);
+  else if (messages.length > 1) self.postMessage({ type: "batch", messages } satisfies WorkerToMain);
 }
 
 function emit(seqKey: number, event: GenerationEvent): void {
@@ -117,6 +128,16 @@ function reportStep(loaded: Loaded, stats: StepStats): void {
 function tick(): void {
   tickScheduled = false;
   if (poisoned) return;
+  outbox = [];
+  try {
+    if (stepModels()) scheduleTick();
+  } finally {
+    flushOutbox();
+  }
+}
+
+/** One step of every self-driven model; whether any has work left. */
+function stepModels(): boolean {
   let more = false;
   for (const [modelId, loaded] of models) {
     if (loaded.driven) continue;
@@ -130,12 +151,12 @@ function tick(): void {
           ? error.message
           : `unexpected failure in a decode step: ${String(error)}`,
       );
-      return;
+      return false;
     } finally {
       runtime?.drainLog();
     }
   }
-  if (more) scheduleTick();
+  return more;
 }
 
 function requireModel(modelId: string): Loaded {

@@ -144,4 +144,11 @@ export type WorkerToMain =
   /** After a self-driven step that decoded something or changed the KV use. */
   | ({ type: "step" } & StepStats)
   /** A model's prefix-reuse figures changed (cumulative since its load). */
-  | { type: "prefix-stats"; modelId: string; stats: PrefixReuseStats };
+  | { type: "prefix-stats"; modelId: string; stats: PrefixReuseStats }
+  /**
+   * Everything one self-driven step sent (its sequences' events, then its
+   * stats), in order: one message per step instead of one per token and
+   * sequence, since each costs a structured clone and a wake-up of the main
+   * thread while the decode thread waits for a core.
+   */
+  | { type: "batch"; messages: WorkerToMain[] };
