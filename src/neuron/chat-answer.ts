@@ -37,11 +37,7 @@ import {
   renderOpenAIResponse,
   renderOpenAIUsage,
 } from "../dialects/openai/render-response.ts";
-import {
-  createOpenAIStreamEncoder,
-  OpenAIStreamEncoder,
-  openAIErrorEvent,
-} from "../dialects/openai/stream-encoder.ts";
+import { OpenAIStreamEncoder, openAIErrorEvent } from "../dialects/openai/stream-encoder.ts";
 import { encodeSseComment, encodeSseJson } from "../dialects/sse/sse-parser.ts";
 import { neuronError } from "./error-body.ts";
 
@@ -107,21 +103,44 @@ export function streamAnswer(
     headers: SSE_HEADERS,
     heartbeat: utf8.encode(encodeSseComment("waiting for the first token")),
     body: ({ request, parts }) =>
-      parts
-        .pipeThrough(
-          trailer === undefined
-            ? createOpenAIStreamEncoder({
+      parts.pipeThrough(
+        trailer === undefined
+          ? sseBytes(
+              new OpenAIStreamEncoder({
                 includeUsage: request.includeUsage,
                 reportStopSequence: true,
                 reportPromptTokens: options.reportPromptTokens === true,
-              })
-            : trailedEncoder(request.includeUsage, trailer.receivedAt, options.now),
-        )
-        .pipeThrough(new TextEncoderStream()),
+              }),
+            )
+          : trailedEncoder(request.includeUsage, trailer.receivedAt, options.now),
+      ),
     error: (error) => {
       if (trailer === undefined) return utf8.encode(encodeSseJson(JSON.stringify(neuronError(error).body)));
       const cortex = toCortexError(error);
       return utf8.encode(openAIErrorEvent(cortex) + streamTrailer({ error: cortex.code }));
+    },
+  });
+}
+
+/**
+ * Canonical parts to SSE bytes in one stage: each part's frames as one
+ * chunk, encoded once (a stage of its own for the UTF-8 encoding cost a
+ * pipe hop and an enqueue per token).
+ */
+function sseBytes(encoder: {
+  push(part: CanonicalStreamPart): string[];
+  end(): string[];
+}): TransformStream<CanonicalStreamPart, Uint8Array> {
+  const emit = (frames: string[], controller: TransformStreamDefaultController<Uint8Array>) => {
+    if (frames.length > 0)
+      controller.enqueue(utf8.encode(frames.length === 1 ? frames[0]! : frames.join("")));
+  };
+  return new TransformStream({
+    transform(part, controller) {
+      emit(encoder.push(part), controller);
+    },
+    flush(controller) {
+      emit(encoder.end(), controller);
     },
   });
 }
@@ -139,21 +158,20 @@ function trailedEncoder(
   includeUsage: boolean,
   receivedAt: number,
   now?: () => number,
-): TransformStream<CanonicalStreamPart, string> {
+): TransformStream<CanonicalStreamPart, Uint8Array> {
   const encoder = new OpenAIStreamEncoder({ includeUsage });
   const clock = tokenClock(receivedAt, now);
   const trailer: NeuronStreamTrailer = {};
-  return new TransformStream({
-    transform(part, controller) {
+  return sseBytes({
+    push(part) {
       clock.see(part);
       if (part.type === "usage") trailer.usage = renderOpenAIUsage(part.usage);
       else if (part.type === "finish") trailer.finish_reason = part.reason;
       else if (part.type === "error") trailer.error = part.error.code;
-      for (const frame of encoder.push(part)) controller.enqueue(frame);
+      return encoder.push(part);
     },
-    flush(controller) {
-      controller.enqueue(streamTrailer({ ...clock.timings, ...trailer }));
-      for (const frame of encoder.end()) controller.enqueue(frame);
+    end() {
+      return [streamTrailer({ ...clock.timings, ...trailer }), ...encoder.end()];
     },
   });
 }
