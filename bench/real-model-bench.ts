@@ -12,9 +12,26 @@
  *   build:native` built for this CPU (.cortex-native/cpu-built).
  *
  * cortex's decode is set against llama-bench `tg` (target ≥ 0.95), its
- * prefill (prompt tokens / TTFT) against `pp` (≥ 0.95), and its TTFT and
- * tokens/s against llama-server's (≥ 1.0). Medians of --rounds; ratios from
- * this run only.
+ * prefill against `pp` (≥ 0.95), and its TTFT and tokens/s against
+ * llama-server's (≥ 1.0). Medians of --rounds; ratios from this run only.
+ *
+ * Prefill is measured inside each server, never over HTTP (a streamed TTFT
+ * also holds the first decode step, the template and the hops): cortex's by
+ * bench/neuron-prefill.ts (the device Worker's own time for the step that
+ * decodes the whole prompt, same context shape and threads as `cortex
+ * serve` here), llama-server's by the `timings` of its last chunk; and
+ * llama-bench's `pp` runs at exactly the neuron's prompt length (BOS
+ * included), with its defaults otherwise, which are the neuron's: n_batch
+ * ≥ the prompt, n_ubatch 512, flash attention auto, F16 KV, one thread
+ * count for batch and decode.
+ *
+ * Tokens are counted from each stream's usage (cortex may join tokens that
+ * waited into one chunk), and the CPU each server used per generated token
+ * outside its busiest thread (the decode thread) is read from /proc: unlike
+ * a rate it does not move with what else the machine runs, so it is where
+ * a per-token cost of the streaming path shows. `--baseline <checkout>`
+ * adds `cortex serve` from another checkout (prebuilt set), for an A/B of a
+ * change in the same run.
  *
  * Every runner is up at once and sampled in turn each round (llama-bench
  * one repetition per round), so a change in a shared machine's load falls
@@ -23,14 +40,17 @@
  *   bun bench/real-model-bench.ts [--threads 2] [--rounds 3] [--tokens 64] [--prompt 128]
  */
 import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { ensureModel, MODELS, type ModelName } from "../scripts/fetch-models.ts";
 import { SseDecoder } from "../src/dialects/sse/sse-parser.ts";
 import { freePort, waitUntil } from "./bench-services.ts";
+import type { PrefillResult } from "./neuron-prefill.ts";
+import { promptOf } from "./neuron-prefill.ts";
 import { ensureLlamaServer } from "./peers/build-llama-server.ts";
+import { cpuBetween, snapshotCpu } from "./process-cpu.ts";
 import { fixed, median } from "./stats.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -40,6 +60,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     tokens: { type: "string", default: "64" },
     prompt: { type: "string", default: "128" },
+    baseline: { type: "string" },
   },
 });
 const threads = Number(values.threads);
@@ -48,21 +69,21 @@ const tokens = Number(values.tokens);
 const promptTokens = Number(values.prompt);
 const CONTEXT = 1024;
 
-/** A prompt of about `n` tokens for either tokenizer (common English words are one token each). */
-function promptOf(n: number): string {
-  const words = "the garden in the evening light is quiet and the river runs past the old stone wall".split(
-    " ",
-  );
-  return Array.from({ length: n }, (_, i) => words[i % words.length]).join(" ");
-}
-
 interface StreamRun {
   ttftMs: number;
   /** Tokens after the first, per second of the time after the first. */
   decodeTps: number;
   tokens: number;
   totalMs: number;
+  /** The server's own prefill rate (llama-server's `timings`), when it reports one. */
+  promptPerSecond: number | undefined;
 }
+
+const StreamChunk = z.object({
+  choices: z.array(z.object({ text: z.string().nullish() })).nullish(),
+  usage: z.object({ completion_tokens: z.number() }).nullish(),
+  timings: z.object({ prompt_per_second: z.number() }).nullish(),
+});
 
 /** One streamed text completion (the chunks with text counted as tokens). */
 async function streamCompletion(
@@ -77,7 +98,14 @@ async function streamCompletion(
     headers: { "content-type": "application/json" },
     // A fresh connection each time: llama-server closes idle keep-alive sockets, which Bun would reuse.
     keepalive: false,
-    body: JSON.stringify({ model, prompt, max_tokens: maxTokens, temperature: 0, stream: true }),
+    body: JSON.stringify({
+      model,
+      prompt,
+      max_tokens: maxTokens,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
   });
   if (!response.ok || !response.body)
     throw new Error(`${url}: HTTP ${response.status} ${await response.text()}`);
@@ -85,11 +113,15 @@ async function streamCompletion(
   let first = 0;
   let last = 0;
   let chunks = 0;
+  let usageTokens: number | undefined;
+  let promptPerSecond: number | undefined;
   for await (const bytes of response.body) {
     for (const event of sse.push(bytes)) {
       if (event.data === "[DONE]") continue;
-      const text =
-        (JSON.parse(event.data) as { choices?: Array<{ text?: string }> }).choices?.[0]?.text ?? "";
+      const chunk = StreamChunk.parse(JSON.parse(event.data));
+      usageTokens = chunk.usage?.completion_tokens ?? usageTokens;
+      promptPerSecond = chunk.timings?.prompt_per_second ?? promptPerSecond;
+      const text = chunk.choices?.[0]?.text ?? "";
       if (text.length === 0) continue;
       const now = performance.now();
       if (chunks === 0) first = now;
@@ -97,11 +129,14 @@ async function streamCompletion(
       chunks++;
     }
   }
+  // Usage counts the tokens; the first chunk is one token (nothing waited before it).
+  const tokens = usageTokens ?? chunks;
   return {
     ttftMs: first - started,
-    decodeTps: chunks > 1 ? ((chunks - 1) * 1000) / (last - first) : 0,
-    tokens: chunks,
+    decodeTps: chunks > 1 ? ((tokens - 1) * 1000) / (last - first) : 0,
+    tokens,
     totalMs: last - started,
+    promptPerSecond,
   };
 }
 
@@ -111,18 +146,26 @@ interface Samples {
   decodeTps: number[];
   aggregate1: number[];
   aggregate4: number[];
+  /** Prefill tok/s measured inside the server. */
+  prefillTps: number[];
+  /** CPU ms per generated token outside the busiest (decode) thread. */
+  sideCpuMs: number[];
 }
 
 function noSamples(): Samples {
-  return { ttftMs: [], decodeTps: [], aggregate1: [], aggregate4: [] };
+  return { ttftMs: [], decodeTps: [], aggregate1: [], aggregate4: [], prefillTps: [], sideCpuMs: [] };
 }
 
 /** One round against a server: a single stream of a fresh prompt, then the aggregate of 1 and of 4 streams. */
-async function sampleRound(url: string, round: number, samples: Samples): Promise<void> {
+async function sampleRound(server: Server, round: number, samples: Samples): Promise<void> {
+  const { url } = server;
   // A new prompt each round (a number in front) so no prefix cache serves it.
+  const before = snapshotCpu(server.pid);
   const run = await streamCompletion(url, "m", `${round + 1}. ${promptOf(promptTokens)}`, tokens);
+  let generated = run.tokens;
   samples.ttftMs.push(run.ttftMs);
   samples.decodeTps.push(run.decodeTps);
+  if (run.promptPerSecond !== undefined) samples.prefillTps.push(run.promptPerSecond);
   for (const streams of [1, 4]) {
     const started = performance.now();
     const done = await Promise.all(
@@ -130,8 +173,17 @@ async function sampleRound(url: string, round: number, samples: Samples): Promis
         streamCompletion(url, "m", `${i} ${round} ${promptOf(16)}`, tokens),
       ),
     );
-    const rate = (done.reduce((sum, r) => sum + r.tokens, 0) * 1000) / (performance.now() - started);
-    (streams === 1 ? samples.aggregate1 : samples.aggregate4).push(rate);
+    const streamed = done.reduce((sum, r) => sum + r.tokens, 0);
+    generated += streamed;
+    (streams === 1 ? samples.aggregate1 : samples.aggregate4).push(
+      (streamed * 1000) / (performance.now() - started),
+    );
+  }
+  // Over the whole round: /proc counts in 10 ms ticks, too coarse for one short stream.
+  const after = snapshotCpu(server.pid);
+  if (before && after && generated > 0) {
+    const cpu = cpuBetween(before, after);
+    samples.sideCpuMs.push((cpu.totalMs - cpu.busiestThreadMs) / generated);
   }
 }
 
@@ -139,22 +191,28 @@ interface HttpFigures {
   ttftMs: number;
   decodeTps: number;
   prefillTps: number;
+  sideCpuMs: number;
   scaling: number;
 }
 
 function figures(samples: Samples): HttpFigures {
-  const ttftMs = median(samples.ttftMs);
   return {
-    ttftMs,
+    ttftMs: median(samples.ttftMs),
     decodeTps: median(samples.decodeTps),
-    prefillTps: (promptTokens * 1000) / ttftMs,
+    prefillTps: median(samples.prefillTps),
+    sideCpuMs: median(samples.sideCpuMs),
     scaling: median(samples.aggregate4) / median(samples.aggregate1),
   };
 }
 
 const LlamaBenchRow = z.object({ n_prompt: z.number(), n_gen: z.number(), avg_ts: z.number() });
 
-async function llamaBench(bench: string, model: string): Promise<{ pp: number; tg: number }> {
+/** llama-bench `pp` at `nPrompt` tokens and `tg` at --tokens, one repetition. */
+async function llamaBench(
+  bench: string,
+  model: string,
+  nPrompt: number,
+): Promise<{ pp: number; tg: number }> {
   const child = Bun.spawn(
     [
       bench,
@@ -163,7 +221,7 @@ async function llamaBench(bench: string, model: string): Promise<{ pp: number; t
       "-t",
       String(threads),
       "-p",
-      String(promptTokens),
+      String(nPrompt),
       "-n",
       String(tokens),
       "-r",
@@ -183,6 +241,7 @@ async function llamaBench(bench: string, model: string): Promise<{ pp: number; t
 
 interface Server {
   url: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -209,7 +268,7 @@ async function startServer(cmd: string[], env: Record<string, string>, url: stri
     await stop();
     throw error;
   }
-  return { url, stop };
+  return { url, pid: child.pid, stop };
 }
 
 function startLlamaServer(server: string, model: string): Promise<Server> {
@@ -238,8 +297,8 @@ function startLlamaServer(server: string, model: string): Promise<Server> {
   );
 }
 
-/** `cortex serve` over the one model, on the native set in `nativeDir` (CORTEX_NATIVE_DIR). */
-async function startCortex(modelPath: string, nativeDir: string): Promise<Server> {
+/** `cortex serve` from the checkout at `root` over the one model, on the native set in `nativeDir` (CORTEX_NATIVE_DIR). */
+async function startCortex(modelPath: string, nativeDir: string, root = ROOT): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), "cortex-real-bench-"));
   const models = join(dir, "models");
   await Bun.write(join(models, ".keep"), "");
@@ -265,7 +324,7 @@ async function startCortex(modelPath: string, nativeDir: string): Promise<Server
     ].join("\n"),
   );
   const server = await startServer(
-    [process.execPath, join(ROOT, "src/cli/main.ts"), "serve", "--config", join(dir, "cortex.toml")],
+    [process.execPath, join(root, "src/cli/main.ts"), "serve", "--config", join(dir, "cortex.toml")],
     { CORTEX_NATIVE_DIR: nativeDir },
     `http://127.0.0.1:${port}`,
   ).catch((error: unknown) => {
@@ -274,6 +333,7 @@ async function startCortex(modelPath: string, nativeDir: string): Promise<Server
   });
   return {
     url: server.url,
+    pid: server.pid,
     stop: async () => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -281,56 +341,100 @@ async function startCortex(modelPath: string, nativeDir: string): Promise<Server
   };
 }
 
+const PrefillLine = z.object({ promptTokens: z.number(), stepMs: z.number(), engineTtftMs: z.number() });
+
+/** bench/neuron-prefill.ts in a process of its own on one native set (one process loads one libllama). */
+async function neuronPrefill(model: string, nativeDir: string): Promise<PrefillResult> {
+  const child = Bun.spawn(
+    [
+      process.execPath,
+      join(ROOT, "bench", "neuron-prefill.ts"),
+      "--model",
+      model,
+      "--prompt",
+      String(promptTokens),
+      "--threads",
+      String(threads),
+      "--reps",
+      "3",
+    ],
+    { env: { ...process.env, CORTEX_NATIVE_DIR: nativeDir }, stdout: "pipe", stderr: "pipe", cwd: ROOT },
+  );
+  const [out, err] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+  ]);
+  if ((await child.exited) !== 0) throw new Error(`neuron-prefill on ${nativeDir} failed:\n${err}`);
+  return PrefillLine.parse(JSON.parse(out.trim().split("\n").at(-1) ?? ""));
+}
+
 const { server, bench } = await ensureLlamaServer();
+const prebuilt = join(ROOT, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64");
 // Each set named explicitly: run from the repository, the neuron would otherwise prefer the native build.
-const sets: Array<[string, string]> = [
-  ["prebuilt", join(ROOT, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64")],
+const sets: Array<{ label: string; dir: string; root: string }> = [
+  { label: "prebuilt", dir: prebuilt, root: ROOT },
 ];
 const native = join(ROOT, ".cortex-native", "cpu-built");
-if (existsSync(join(native, "libllama.so"))) sets.push(["build:native", native]);
+if (existsSync(join(native, "libllama.so"))) sets.push({ label: "build:native", dir: native, root: ROOT });
 else console.log(`(no ${native}: run npm run build:native to compare the native build)`);
+if (values.baseline) sets.push({ label: "baseline, prebuilt", dir: prebuilt, root: values.baseline });
 
 const lines = [
-  `threads ${threads}, prompt ${promptTokens} tokens, ${tokens} generated, medians of ${rounds} interleaved rounds`,
+  `threads ${threads}, prompt ${promptTokens} words, ${tokens} generated, medians of ${rounds} interleaved rounds`,
   "",
-  "| model | runner | prefill tok/s | decode tok/s | TTFT ms | HTTP decode tok/s | 4 streams / 1 | decode / llama-bench tg | prefill / llama-bench pp | TTFT llama-server / cortex | tok/s cortex / llama-server |",
-  "|---|---|---|---|---|---|---|---|---|---|---|",
+  "| model | runner | prefill tok/s | decode tok/s | TTFT ms | HTTP decode tok/s | side CPU ms/token | 4 streams / 1 | decode / llama-bench tg | prefill / llama-bench pp | TTFT llama-server / cortex | tok/s cortex / llama-server |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|",
 ];
 for (const name of Object.keys(MODELS) as ModelName[]) {
   const model = await ensureModel(name);
   // Every runner up at once and sampled in turn each round, so a change in the machine's load
   // (it is shared) falls on all of them alike.
-  const runners: Array<[string, Server]> = [];
+  const runners: Array<{ label: string; server: Server; set?: (typeof sets)[number] }> = [];
   try {
-    runners.push(["llama-server", await startLlamaServer(server, model)]);
-    for (const [label, dir] of sets) runners.push([`cortex (${label})`, await startCortex(model, dir)]);
+    runners.push({ label: "llama-server", server: await startLlamaServer(server, model) });
+    for (const set of sets)
+      runners.push({
+        label: `cortex (${set.label})`,
+        server: await startCortex(model, set.dir, set.root),
+        set,
+      });
     const pp: number[] = [];
     const tg: number[] = [];
-    const samples = new Map(runners.map(([label]) => [label, noSamples()]));
+    let nPrompt = 0;
+    const samples = new Map(runners.map(({ label }) => [label, noSamples()]));
     for (let round = 0; round < rounds; round++) {
-      const lb = await llamaBench(bench, model);
+      for (const { label, set } of runners) {
+        // The baseline's engine prefills as this one's does (nothing here changes it): not run twice.
+        if (!set || set.root !== ROOT) continue;
+        const prefill = await neuronPrefill(model, set.dir);
+        if (nPrompt !== 0 && prefill.promptTokens !== nPrompt)
+          throw new Error(`${label}: ${prefill.promptTokens} prompt tokens, earlier ${nPrompt}`);
+        nPrompt = prefill.promptTokens;
+        samples.get(label)?.prefillTps.push((prefill.promptTokens * 1000) / prefill.stepMs);
+      }
+      const lb = await llamaBench(bench, model, nPrompt);
       pp.push(lb.pp);
       tg.push(lb.tg);
-      for (const [label, runner] of runners)
-        await sampleRound(runner.url, round, samples.get(label) ?? noSamples());
-      console.log(`${name}: round ${round + 1} of ${rounds} done`);
+      for (const { label, server: runner } of runners)
+        await sampleRound(runner, round, samples.get(label) ?? noSamples());
+      console.log(`${name}: round ${round + 1} of ${rounds} done (load average ${loadavg()[0]?.toFixed(1)})`);
     }
     const lbPp = median(pp);
     const lbTg = median(tg);
     const ls = figures(samples.get("llama-server") ?? noSamples());
     lines.push(
-      `| ${name} | llama-bench | ${fixed(lbPp, 1)} | ${fixed(lbTg, 1)} | | | | | | | |`,
-      `| ${name} | llama-server | ${fixed(ls.prefillTps, 1)} | | ${fixed(ls.ttftMs, 1)} | ${fixed(ls.decodeTps, 1)} | ${fixed(ls.scaling, 2)} | | | | |`,
+      `| ${name} | llama-bench (pp${nPrompt}, tg${tokens}) | ${fixed(lbPp, 1)} | ${fixed(lbTg, 1)} | | | | | | | | |`,
+      `| ${name} | llama-server | ${fixed(ls.prefillTps, 1)} | | ${fixed(ls.ttftMs, 1)} | ${fixed(ls.decodeTps, 1)} | ${fixed(ls.sideCpuMs, 2)} | ${fixed(ls.scaling, 2)} | | ${fixed(ls.prefillTps / lbPp, 2)} | | |`,
     );
-    for (const [label] of runners.slice(1)) {
+    for (const { label } of runners.slice(1)) {
       const cx = figures(samples.get(label) ?? noSamples());
       lines.push(
-        `| ${name} | ${label} | ${fixed(cx.prefillTps, 1)} | | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.scaling, 2)} | ${fixed(cx.decodeTps / lbTg, 2)} | ${fixed(cx.prefillTps / lbPp, 2)} | ${fixed(ls.ttftMs / cx.ttftMs, 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
+        `| ${name} | ${label} | ${fixed(cx.prefillTps, 1)} | | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.sideCpuMs, 2)} | ${fixed(cx.scaling, 2)} | ${fixed(cx.decodeTps / lbTg, 2)} | ${fixed(cx.prefillTps / lbPp, 2)} | ${fixed(ls.ttftMs / cx.ttftMs, 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
       );
     }
     console.log(lines.slice(-runners.length - 1).join("\n"));
   } finally {
-    for (const [, runner] of runners) await runner.stop();
+    for (const { server: runner } of runners) await runner.stop();
   }
 }
 console.log(`\n${lines.join("\n")}`);
