@@ -17,13 +17,15 @@
  *
  * Prefill is measured inside each server, never over HTTP (a streamed TTFT
  * also holds the first decode step, the template and the hops): cortex's by
- * bench/neuron-prefill.ts (the device Worker's own time for the step that
+ * bench/neuron-steps.ts (the device Worker's own time for the step that
  * decodes the whole prompt, same context shape and threads as `cortex
  * serve` here), llama-server's by the `timings` of its last chunk; and
  * llama-bench's `pp` runs at exactly the neuron's prompt length (BOS
  * included), with its defaults otherwise, which are the neuron's: n_batch
  * ≥ the prompt, n_ubatch 512, flash attention auto, F16 KV, one thread
- * count for batch and decode.
+ * count for batch and decode. cortex's decode is set against `tg` the same
+ * way, from inside (the median one-token step of neuron-steps.ts, sampling
+ * included), and over HTTP against llama-server.
  *
  * Tokens are counted from each stream's usage (cortex may join tokens that
  * waited into one chunk), and the CPU each server used per generated token
@@ -47,8 +49,8 @@ import { z } from "zod";
 import { ensureModel, MODELS, type ModelName } from "../scripts/fetch-models.ts";
 import { SseDecoder } from "../src/dialects/sse/sse-parser.ts";
 import { freePort, waitUntil } from "./bench-services.ts";
-import type { PrefillResult } from "./neuron-prefill.ts";
-import { promptOf } from "./neuron-prefill.ts";
+import type { StepsResult } from "./neuron-steps.ts";
+import { promptOf } from "./neuron-steps.ts";
 import { ensureLlamaServer } from "./peers/build-llama-server.ts";
 import { cpuBetween, snapshotCpu } from "./process-cpu.ts";
 import { fixed, median } from "./stats.ts";
@@ -148,12 +150,22 @@ interface Samples {
   aggregate4: number[];
   /** Prefill tok/s measured inside the server. */
   prefillTps: number[];
+  /** Decode tok/s measured inside the neuron (cortex only). */
+  insideDecodeTps: number[];
   /** CPU ms per generated token outside the busiest (decode) thread. */
   sideCpuMs: number[];
 }
 
 function noSamples(): Samples {
-  return { ttftMs: [], decodeTps: [], aggregate1: [], aggregate4: [], prefillTps: [], sideCpuMs: [] };
+  return {
+    ttftMs: [],
+    decodeTps: [],
+    aggregate1: [],
+    aggregate4: [],
+    prefillTps: [],
+    insideDecodeTps: [],
+    sideCpuMs: [],
+  };
 }
 
 /** One round against a server: a single stream of a fresh prompt, then the aggregate of 1 and of 4 streams. */
@@ -191,6 +203,7 @@ interface HttpFigures {
   ttftMs: number;
   decodeTps: number;
   prefillTps: number;
+  insideDecodeTps: number;
   sideCpuMs: number;
   scaling: number;
 }
@@ -200,6 +213,7 @@ function figures(samples: Samples): HttpFigures {
     ttftMs: median(samples.ttftMs),
     decodeTps: median(samples.decodeTps),
     prefillTps: median(samples.prefillTps),
+    insideDecodeTps: median(samples.insideDecodeTps),
     sideCpuMs: median(samples.sideCpuMs),
     scaling: median(samples.aggregate4) / median(samples.aggregate1),
   };
@@ -341,18 +355,25 @@ async function startCortex(modelPath: string, nativeDir: string, root = ROOT): P
   };
 }
 
-const PrefillLine = z.object({ promptTokens: z.number(), stepMs: z.number(), engineTtftMs: z.number() });
+const StepsLine = z.object({
+  promptTokens: z.number(),
+  stepMs: z.number(),
+  engineTtftMs: z.number(),
+  decodeStepMs: z.number(),
+});
 
-/** bench/neuron-prefill.ts in a process of its own on one native set (one process loads one libllama). */
-async function neuronPrefill(model: string, nativeDir: string): Promise<PrefillResult> {
+/** bench/neuron-steps.ts in a process of its own on one native set (one process loads one libllama). */
+async function neuronSteps(model: string, nativeDir: string): Promise<StepsResult> {
   const child = Bun.spawn(
     [
       process.execPath,
-      join(ROOT, "bench", "neuron-prefill.ts"),
+      join(ROOT, "bench", "neuron-steps.ts"),
       "--model",
       model,
       "--prompt",
       String(promptTokens),
+      "--tokens",
+      String(tokens),
       "--threads",
       String(threads),
       "--reps",
@@ -364,8 +385,8 @@ async function neuronPrefill(model: string, nativeDir: string): Promise<PrefillR
     new Response(child.stdout).text(),
     new Response(child.stderr).text(),
   ]);
-  if ((await child.exited) !== 0) throw new Error(`neuron-prefill on ${nativeDir} failed:\n${err}`);
-  return PrefillLine.parse(JSON.parse(out.trim().split("\n").at(-1) ?? ""));
+  if ((await child.exited) !== 0) throw new Error(`neuron-steps on ${nativeDir} failed:\n${err}`);
+  return StepsLine.parse(JSON.parse(out.trim().split("\n").at(-1) ?? ""));
 }
 
 const { server, bench } = await ensureLlamaServer();
@@ -406,11 +427,12 @@ for (const name of Object.keys(MODELS) as ModelName[]) {
       for (const { label, set } of runners) {
         // The baseline's engine prefills as this one's does (nothing here changes it): not run twice.
         if (!set || set.root !== ROOT) continue;
-        const prefill = await neuronPrefill(model, set.dir);
+        const prefill = await neuronSteps(model, set.dir);
         if (nPrompt !== 0 && prefill.promptTokens !== nPrompt)
           throw new Error(`${label}: ${prefill.promptTokens} prompt tokens, earlier ${nPrompt}`);
         nPrompt = prefill.promptTokens;
         samples.get(label)?.prefillTps.push((prefill.promptTokens * 1000) / prefill.stepMs);
+        samples.get(label)?.insideDecodeTps.push(1000 / prefill.decodeStepMs);
       }
       const lb = await llamaBench(bench, model, nPrompt);
       pp.push(lb.pp);
@@ -429,7 +451,7 @@ for (const name of Object.keys(MODELS) as ModelName[]) {
     for (const { label } of runners.slice(1)) {
       const cx = figures(samples.get(label) ?? noSamples());
       lines.push(
-        `| ${name} | ${label} | ${fixed(cx.prefillTps, 1)} | | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.sideCpuMs, 2)} | ${fixed(cx.scaling, 2)} | ${fixed(cx.decodeTps / lbTg, 2)} | ${fixed(cx.prefillTps / lbPp, 2)} | ${fixed(ls.ttftMs / cx.ttftMs, 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
+        `| ${name} | ${label} | ${fixed(cx.prefillTps, 1)} | ${fixed(cx.insideDecodeTps, 1)} | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.sideCpuMs, 2)} | ${fixed(cx.scaling, 2)} | ${fixed(cx.insideDecodeTps / lbTg, 2)} | ${fixed(cx.prefillTps / lbPp, 2)} | ${fixed(ls.ttftMs / cx.ttftMs, 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
       );
     }
     console.log(lines.slice(-runners.length - 1).join("\n"));

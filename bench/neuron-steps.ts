@@ -1,15 +1,18 @@
 /**
- * The neuron's prefill measured inside it, for bench/real-model-bench.ts to
- * set against llama-bench `pp` at the same prompt length: the device
- * Worker's own duration of the step that decodes the whole prompt (one
- * llama_decode over it, then the first token's sampling), as the engine's
- * step observer (the metrics' hook) reports it. No HTTP, no chat template,
- * no first decode step: what llama-bench's `pp` times, plus one sample.
+ * The neuron's prefill and decode measured inside it, for
+ * bench/real-model-bench.ts to set against llama-bench `pp` (at the same
+ * prompt length) and `tg`: the device Worker's own duration of the step
+ * that decodes the whole prompt (one llama_decode over it, then the first
+ * token's sampling), and the median of its one-token decode steps (each
+ * with its sampling, detokenizing and event), as the engine's step
+ * observer (the metrics' hook) reports them. No HTTP, no chat template: what
+ * llama-bench times, plus the sampling it does not do. A median of per-token
+ * steps also holds up better on a shared machine than a run's mean.
  *
  * Run as a child process, one per native set (CORTEX_NATIVE_DIR picks it;
  * one process loads one libllama). Prints one JSON line.
  *
- *   bun bench/neuron-prefill.ts --model m.gguf --prompt 64 [--threads 1] [--reps 3]
+ *   bun bench/neuron-steps.ts --model m.gguf --prompt 64 [--tokens 32] [--threads 1] [--reps 3]
  */
 import { parseArgs } from "node:util";
 import { DevicePool } from "../src/neuron/engine/device-pool.ts";
@@ -20,13 +23,15 @@ import { median } from "./stats.ts";
 const CONTEXT = 1024;
 const SLOTS = 4;
 
-export interface PrefillResult {
+export interface StepsResult {
   /** Prompt tokens as the neuron counted them (BOS included): llama-bench's `-p`. */
   promptTokens: number;
   /** Median of the prefill step's milliseconds. */
   stepMs: number;
   /** Median from `generate` to the first text event (tokenizing and the Worker hop included). */
   engineTtftMs: number;
+  /** Median of the one-sequence, one-token decode steps' milliseconds. */
+  decodeStepMs: number;
 }
 
 /** A prompt of about `n` tokens for either tokenizer (common English words are one token each). */
@@ -42,6 +47,7 @@ async function main(): Promise<void> {
     options: {
       model: { type: "string" },
       prompt: { type: "string", default: "64" },
+      tokens: { type: "string", default: "32" },
       threads: { type: "string", default: "1" },
       reps: { type: "string", default: "3" },
     },
@@ -72,6 +78,7 @@ async function main(): Promise<void> {
     await pool.load({ id: "m", path: values.model, contextSize: CONTEXT, slots: SLOTS });
     const stepMs: number[] = [];
     const ttftMs: number[] = [];
+    const decodeMs: number[] = [];
     let promptTokens = 0;
     const reps = Math.min(8, Number(values.reps));
     // One warm-up, then reps; a different digit in front of each prompt (one token, so every
@@ -81,7 +88,8 @@ async function main(): Promise<void> {
       const prompt = `${rep + 2}. ${promptOf(Number(values.prompt))}`;
       const started = performance.now();
       let firstAt = 0;
-      for await (const event of pool.generate("m", { prompt, maxTokens: 1, temperature: 0 })) {
+      const maxTokens = Number(values.tokens);
+      for await (const event of pool.generate("m", { prompt, maxTokens, temperature: 0 })) {
         if (event.type === "text" && firstAt === 0) firstAt = performance.now();
         if (event.type === "error") throw new Error(event.error.message);
         if (event.type === "done") {
@@ -92,9 +100,15 @@ async function main(): Promise<void> {
       const prefill = await prefillStep(promptTokens);
       if (rep < 0) continue;
       stepMs.push(prefill.ms);
+      for (const step of steps) if (step.tokens === 1 && step.batchSize === 1) decodeMs.push(step.ms);
       ttftMs.push((firstAt || performance.now()) - started);
     }
-    const result: PrefillResult = { promptTokens, stepMs: median(stepMs), engineTtftMs: median(ttftMs) };
+    const result: StepsResult = {
+      promptTokens,
+      stepMs: median(stepMs),
+      engineTtftMs: median(ttftMs),
+      decodeStepMs: median(decodeMs),
+    };
     console.log(JSON.stringify(result));
   } finally {
     await pool.close();
