@@ -25,13 +25,16 @@
  * ≥ the prompt, n_ubatch 512, flash attention auto, F16 KV, one thread
  * count for batch and decode. cortex's decode is set against `tg` the same
  * way, from inside (the median one-token step of neuron-steps.ts, sampling
- * included), and over HTTP against llama-server.
+ * included), and against llama-server's own `timings` decode rate (which
+ * samples too), and over HTTP against llama-server.
  *
  * Tokens are counted from each stream's usage (cortex may join tokens that
  * waited into one chunk), and the CPU each server used per generated token
  * outside its busiest thread (the decode thread) is read from /proc: unlike
  * a rate it does not move with what else the machine runs, so it is where
- * a per-token cost of the streaming path shows. `--baseline <checkout>`
+ * a per-token cost of the streaming path shows. `cortex neuron` alone, over
+ * its own API, is sampled too, to tell the gateway's hop from the neuron's
+ * part. `--baseline <checkout>`
  * adds `cortex serve` from another checkout (prebuilt set), for an A/B of a
  * change in the same run.
  *
@@ -79,51 +82,71 @@ interface StreamRun {
   totalMs: number;
   /** The server's own prefill rate (llama-server's `timings`), when it reports one. */
   promptPerSecond: number | undefined;
+  /** The server's own decode rate (llama-server's `timings`), when it reports one. */
+  predictedPerSecond: number | undefined;
 }
 
 const StreamChunk = z.object({
-  choices: z.array(z.object({ text: z.string().nullish() })).nullish(),
+  choices: z
+    .array(
+      z.object({ text: z.string().nullish(), delta: z.object({ content: z.string().nullish() }).nullish() }),
+    )
+    .nullish(),
   usage: z.object({ completion_tokens: z.number() }).nullish(),
-  timings: z.object({ prompt_per_second: z.number() }).nullish(),
+  timings: z.object({ prompt_per_second: z.number(), predicted_per_second: z.number() }).nullish(),
 });
+
+/**
+ * How a runner takes a raw-prompt completion: OpenAI's `/v1/completions`, or
+ * the neuron's own API (a chat completion whose `cortex_completion` carries
+ * the prompt past the chat template, as the gateway sends it).
+ */
+type Api = "completions" | "neuron";
 
 /** One streamed text completion (the chunks with text counted as tokens). */
 async function streamCompletion(
-  url: string,
-  model: string,
+  server: Pick<Server, "url" | "api">,
   prompt: string,
   maxTokens: number,
 ): Promise<StreamRun> {
   const started = performance.now();
-  const response = await fetch(`${url}/v1/completions`, {
+  const common = {
+    model: "m",
+    max_tokens: maxTokens,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  };
+  const neuron = server.api === "neuron";
+  const response = await fetch(`${server.url}/v1/${neuron ? "chat/completions" : "completions"}`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     // A fresh connection each time: llama-server closes idle keep-alive sockets, which Bun would reuse.
     keepalive: false,
-    body: JSON.stringify({
-      model,
-      prompt,
-      max_tokens: maxTokens,
-      temperature: 0,
-      stream: true,
-      stream_options: { include_usage: true },
-    }),
+    body: JSON.stringify(
+      neuron
+        ? { ...common, messages: [{ role: "user", content: prompt }], cortex_completion: { prompt } }
+        : { ...common, prompt },
+    ),
   });
   if (!response.ok || !response.body)
-    throw new Error(`${url}: HTTP ${response.status} ${await response.text()}`);
+    throw new Error(`${server.url}: HTTP ${response.status} ${await response.text()}`);
   const sse = new SseDecoder();
   let first = 0;
   let last = 0;
   let chunks = 0;
   let usageTokens: number | undefined;
   let promptPerSecond: number | undefined;
+  let predictedPerSecond: number | undefined;
   for await (const bytes of response.body) {
     for (const event of sse.push(bytes)) {
       if (event.data === "[DONE]") continue;
       const chunk = StreamChunk.parse(JSON.parse(event.data));
       usageTokens = chunk.usage?.completion_tokens ?? usageTokens;
       promptPerSecond = chunk.timings?.prompt_per_second ?? promptPerSecond;
-      const text = chunk.choices?.[0]?.text ?? "";
+      predictedPerSecond = chunk.timings?.predicted_per_second ?? predictedPerSecond;
+      const choice = chunk.choices?.[0];
+      const text = choice?.text ?? choice?.delta?.content ?? "";
       if (text.length === 0) continue;
       const now = performance.now();
       if (chunks === 0) first = now;
@@ -139,6 +162,7 @@ async function streamCompletion(
     tokens,
     totalMs: last - started,
     promptPerSecond,
+    predictedPerSecond,
   };
 }
 
@@ -150,7 +174,7 @@ interface Samples {
   aggregate4: number[];
   /** Prefill tok/s measured inside the server. */
   prefillTps: number[];
-  /** Decode tok/s measured inside the neuron (cortex only). */
+  /** Decode tok/s measured inside the server (neuron-steps.ts; llama-server's `timings`). */
   insideDecodeTps: number[];
   /** CPU ms per generated token outside the busiest (decode) thread. */
   sideCpuMs: number[];
@@ -170,19 +194,19 @@ function noSamples(): Samples {
 
 /** One round against a server: a single stream of a fresh prompt, then the aggregate of 1 and of 4 streams. */
 async function sampleRound(server: Server, round: number, samples: Samples): Promise<void> {
-  const { url } = server;
   // A new prompt each round (a number in front) so no prefix cache serves it.
   const before = snapshotCpu(server.pid);
-  const run = await streamCompletion(url, "m", `${round + 1}. ${promptOf(promptTokens)}`, tokens);
+  const run = await streamCompletion(server, `${round + 1}. ${promptOf(promptTokens)}`, tokens);
   let generated = run.tokens;
   samples.ttftMs.push(run.ttftMs);
   samples.decodeTps.push(run.decodeTps);
   if (run.promptPerSecond !== undefined) samples.prefillTps.push(run.promptPerSecond);
+  if (run.predictedPerSecond !== undefined) samples.insideDecodeTps.push(run.predictedPerSecond);
   for (const streams of [1, 4]) {
     const started = performance.now();
     const done = await Promise.all(
       Array.from({ length: streams }, (_, i) =>
-        streamCompletion(url, "m", `${i} ${round} ${promptOf(16)}`, tokens),
+        streamCompletion(server, `${i} ${round} ${promptOf(16)}`, tokens),
       ),
     );
     const streamed = done.reduce((sum, r) => sum + r.tokens, 0);
@@ -255,11 +279,19 @@ async function llamaBench(
 
 interface Server {
   url: string;
+  api: Api;
   pid: number;
   stop(): Promise<void>;
 }
 
-async function startServer(cmd: string[], env: Record<string, string>, url: string): Promise<Server> {
+async function startServer(
+  cmd: string[],
+  env: Record<string, string>,
+  url: string,
+  api: Api = "completions",
+  /** Runs once the server is healthy, before the warm-up (the neuron's model load). */
+  prepare: () => Promise<void> = async () => {},
+): Promise<Server> {
   const child = Bun.spawn(cmd, {
     env: { ...process.env, ...env },
     stdout: "ignore",
@@ -277,12 +309,13 @@ async function startServer(cmd: string[], env: Record<string, string>, url: stri
       180_000,
       () => child.exitCode === null,
     );
-    await streamCompletion(url, "m", "warm up", 4);
+    await prepare();
+    await streamCompletion({ url, api }, "warm up", 4);
   } catch (error) {
     await stop();
     throw error;
   }
-  return { url, pid: child.pid, stop };
+  return { url, api, pid: child.pid, stop };
 }
 
 function startLlamaServer(server: string, model: string): Promise<Server> {
@@ -346,8 +379,58 @@ async function startCortex(modelPath: string, nativeDir: string, root = ROOT): P
     throw error;
   });
   return {
-    url: server.url,
-    pid: server.pid,
+    ...server,
+    stop: async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * `cortex neuron` alone, over its own HTTP API (no gateway in front): the
+ * model loaded as `cortex serve` loads it. Where cortex serve's figures
+ * differ from these, the difference is the gateway's hop.
+ */
+async function startNeuronDirect(modelPath: string, nativeDir: string): Promise<Server> {
+  const dir = mkdtempSync(join(tmpdir(), "cortex-real-bench-"));
+  const models = join(dir, "models");
+  await Bun.write(join(models, ".keep"), "");
+  symlinkSync(modelPath, join(models, "model.gguf"));
+  const port = freePort();
+  const url = `http://127.0.0.1:${port}`;
+  writeFileSync(
+    join(dir, "neuron.toml"),
+    [
+      "[log]",
+      'level = "warn"',
+      "[neuron]",
+      `listen = "127.0.0.1:${port}"`,
+      `models_dir = ${JSON.stringify(models)}`,
+      `threads = ${threads}`,
+      "",
+    ].join("\n"),
+  );
+  const load = async () => {
+    const response = await fetch(`${url}/models/load`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id: "m", file: "model.gguf", contextSize: CONTEXT, slots: 4 }),
+    });
+    if (!response.ok) throw new Error(`neuron load: HTTP ${response.status} ${await response.text()}`);
+  };
+  const server = await startServer(
+    [process.execPath, join(ROOT, "src/cli/main.ts"), "neuron", "--config", join(dir, "neuron.toml")],
+    { CORTEX_NATIVE_DIR: nativeDir },
+    url,
+    "neuron",
+    load,
+  ).catch((error: unknown) => {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  });
+  return {
+    ...server,
     stop: async () => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -403,8 +486,8 @@ if (values.baseline) sets.push({ label: "baseline, prebuilt", dir: prebuilt, roo
 const lines = [
   `threads ${threads}, prompt ${promptTokens} words, ${tokens} generated, medians of ${rounds} interleaved rounds`,
   "",
-  "| model | runner | prefill tok/s | decode tok/s | TTFT ms | HTTP decode tok/s | side CPU ms/token | 4 streams / 1 | decode / llama-bench tg | prefill / llama-bench pp | TTFT llama-server / cortex | tok/s cortex / llama-server |",
-  "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  "| model | runner | prefill tok/s | decode tok/s | TTFT ms | HTTP decode tok/s | side CPU ms/token | 4 streams / 1 | decode / llama-bench tg | prefill / llama-bench pp | decode / llama-server's | TTFT llama-server / cortex | tok/s cortex / llama-server |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ];
 for (const name of Object.keys(MODELS) as ModelName[]) {
   const model = await ensureModel(name);
@@ -419,6 +502,10 @@ for (const name of Object.keys(MODELS) as ModelName[]) {
         server: await startCortex(model, set.dir, set.root),
         set,
       });
+    runners.push({
+      label: "cortex neuron alone (prebuilt)",
+      server: await startNeuronDirect(model, prebuilt),
+    });
     const pp: number[] = [];
     const tg: number[] = [];
     let nPrompt = 0;
@@ -445,13 +532,13 @@ for (const name of Object.keys(MODELS) as ModelName[]) {
     const lbTg = median(tg);
     const ls = figures(samples.get("llama-server") ?? noSamples());
     lines.push(
-      `| ${name} | llama-bench (pp${nPrompt}, tg${tokens}) | ${fixed(lbPp, 1)} | ${fixed(lbTg, 1)} | | | | | | | | |`,
-      `| ${name} | llama-server | ${fixed(ls.prefillTps, 1)} | | ${fixed(ls.ttftMs, 1)} | ${fixed(ls.decodeTps, 1)} | ${fixed(ls.sideCpuMs, 2)} | ${fixed(ls.scaling, 2)} | | ${fixed(ls.prefillTps / lbPp, 2)} | | |`,
+      `| ${name} | llama-bench (pp${nPrompt}, tg${tokens}) | ${fixed(lbPp, 1)} | ${fixed(lbTg, 1)} | | | | | | | | | |`,
+      `| ${name} | llama-server | ${fixed(ls.prefillTps, 1)} | ${fixed(ls.insideDecodeTps, 1)} | ${fixed(ls.ttftMs, 1)} | ${fixed(ls.decodeTps, 1)} | ${fixed(ls.sideCpuMs, 2)} | ${fixed(ls.scaling, 2)} | ${fixed(ls.insideDecodeTps / lbTg, 2)} | ${fixed(ls.prefillTps / lbPp, 2)} | | | |`,
     );
     for (const { label } of runners.slice(1)) {
       const cx = figures(samples.get(label) ?? noSamples());
       lines.push(
-        `| ${name} | ${label} | ${fixed(cx.prefillTps, 1)} | ${fixed(cx.insideDecodeTps, 1)} | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.sideCpuMs, 2)} | ${fixed(cx.scaling, 2)} | ${fixed(cx.insideDecodeTps / lbTg, 2)} | ${fixed(cx.prefillTps / lbPp, 2)} | ${fixed(ls.ttftMs / cx.ttftMs, 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
+        `| ${name} | ${label} | ${fixed(cx.prefillTps, 1)} | ${fixed(cx.insideDecodeTps, 1)} | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.sideCpuMs, 2)} | ${fixed(cx.scaling, 2)} | ${fixed(cx.insideDecodeTps / lbTg, 2)} | ${fixed(cx.prefillTps / lbPp, 2)} | ${fixed(cx.insideDecodeTps / ls.insideDecodeTps, 2)} | ${fixed(ls.ttftMs / cx.ttftMs, 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
       );
     }
     console.log(lines.slice(-runners.length - 1).join("\n"));
