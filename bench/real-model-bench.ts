@@ -445,8 +445,24 @@ const StepsLine = z.object({
   decodeStepMs: z.number(),
 });
 
-/** bench/neuron-steps.ts in a process of its own on one native set (one process loads one libllama). */
+/**
+ * bench/neuron-steps.ts in a process of its own on one native set (one
+ * process loads one libllama); tried up to 3 times, since Bun's TinyCC has
+ * been seen to fail the shim's compile twice running on a loaded machine
+ * (ffi/shim.ts retries once itself).
+ */
 async function neuronSteps(model: string, nativeDir: string): Promise<StepsResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await neuronStepsOnce(model, nativeDir);
+    } catch (error) {
+      if (attempt === 3) throw error;
+      console.log(`(neuron-steps failed, attempt ${attempt} of 3: ${String(error).split("\n")[0]})`);
+    }
+  }
+}
+
+async function neuronStepsOnce(model: string, nativeDir: string): Promise<StepsResult> {
   const child = Bun.spawn(
     [
       process.execPath,
