@@ -39,6 +39,22 @@ describe("SequenceStream", () => {
     ]);
   });
 
+  test("joinText false keeps one text event per token (the output parser counts reasoning tokens by them)", async () => {
+    const s = new SequenceStream(
+      () => {},
+      () => {},
+      { joinText: false },
+    );
+    for (const text of ["<think>", "hm", "</think>"]) s.push({ type: "text", text });
+    s.push(done);
+    expect(await Array.fromAsync(s.stream)).toEqual([
+      { type: "text", text: "<think>" },
+      { type: "text", text: "hm" },
+      { type: "text", text: "</think>" },
+      done,
+    ]);
+  });
+
   test("cancelling the stream before its end calls onCancel once", async () => {
     let cancels = 0;
     const s = new SequenceStream(() => cancels++);

@@ -5,12 +5,12 @@
  * the next queued request. The model's counters live on its registry entry.
  */
 import { CortexError } from "../../core/errors.ts";
+import { needsParser } from "../tool-formats/output-format.ts";
+import { outputTransform } from "../tool-formats/output-transform.ts";
 import { admit, refusalRetryAfterS, type SlotCounts, takeRunnable } from "./admission.ts";
 import type { ActiveSequence, DeviceHandle } from "./device-handle.ts";
 import { type ModelEntry, type QueuedRequest, wakeIdle } from "./model-registry.ts";
 import { SequenceStream } from "./sequence-stream.ts";
-import { needsParser } from "../tool-formats/output-format.ts";
-import { outputTransform } from "../tool-formats/output-transform.ts";
 import type { GenerateParams, GenerationEvent } from "./types.ts";
 
 export interface DispatchHost {
@@ -83,6 +83,8 @@ export class SequenceDispatch {
     signal?.throwIfAborted();
     const seqKey = nextSeqKey++;
     let stall: ReturnType<typeof setTimeout> | undefined;
+    // The output parser counts one text event as one token (reasoning tokens): it gets them unjoined.
+    const parsed = params.output !== undefined && needsParser(params.output);
     const channel: SequenceStream = new SequenceStream(
       () => {
         clearTimeout(stall);
@@ -100,6 +102,7 @@ export class SequenceDispatch {
         if (pause && stallMs !== undefined)
           stall = setTimeout(() => this.#stalled(model, seqKey, channel, stallMs), stallMs);
       },
+      { joinText: !parsed },
     );
     const request: QueuedRequest = { seqKey, params, channel };
     model.lastUsed = Date.now();
@@ -116,7 +119,7 @@ export class SequenceDispatch {
       },
       { once: true },
     );
-    if (params.output === undefined || !needsParser(params.output)) return channel.stream;
+    if (!parsed || params.output === undefined) return channel.stream;
     return channel.stream.pipeThrough(outputTransform(`call_${nextCallPrefix++}_`, params.output));
   }
 

@@ -1,7 +1,8 @@
 /**
  * A pull-based ReadableStream of one sequence's events, fed by Worker
  * messages. Events wait in a small buffer until the consumer pulls (text
- * that waited is handed over in one event); when the
+ * that waited is handed over in one event, unless the consumer counts
+ * tokens by events); when the
  * consumer falls behind, the sequence is paused in its Worker (keeping its
  * slot) and resumed once the buffer drains. The stream closes after the
  * final (`done`/`error`) event.
@@ -22,13 +23,21 @@ export class SequenceStream {
   #failed = false;
   #paused = false;
   readonly #onPressure: (pause: boolean) => void;
+  readonly #joinText: boolean;
 
   /**
    * `onCancel` runs when the consumer cancels the stream before its end;
-   * `onPressure(true|false)` asks for the sequence to pause or resume.
+   * `onPressure(true|false)` asks for the sequence to pause or resume;
+   * `joinText: false` keeps one text event per token (a consumer that
+   * counts tokens by events, the output parser).
    */
-  constructor(onCancel: () => void, onPressure: (pause: boolean) => void = () => {}) {
+  constructor(
+    onCancel: () => void,
+    onPressure: (pause: boolean) => void = () => {},
+    options: { joinText?: boolean } = {},
+  ) {
     this.#onPressure = onPressure;
+    this.#joinText = options.joinText ?? true;
     this.stream = new ReadableStream<GenerationEvent>(
       {
         pull: async (controller) => {
@@ -66,7 +75,7 @@ export class SequenceStream {
    */
   #takeNext(): GenerationEvent | undefined {
     const next = this.#buffer.shift();
-    if (next?.type !== "text" || this.#buffer[0]?.type !== "text") return next;
+    if (!this.#joinText || next?.type !== "text" || this.#buffer[0]?.type !== "text") return next;
     let text = next.text;
     while (this.#buffer[0]?.type === "text") text += (this.#buffer.shift() as typeof next).text;
     return { type: "text", text };
