@@ -24,7 +24,7 @@ import { prefixChain } from "./routing/prefix-chain.ts";
 import type { RoutingServices } from "./routing/routing-services.ts";
 import { callNeuronRelay, observeRelay, relayBody } from "./sse-relay.ts";
 import { callNeuronChat, callNeuronCompletion, type UpstreamCall } from "./upstream-call.ts";
-import { type AttemptWatch, requestDeadline, type UpstreamWatchdog } from "./upstream-guard.ts";
+import { ChatBounds, type UpstreamWatchdog } from "./upstream-guard.ts";
 
 const log = logger("gateway");
 
@@ -163,10 +163,9 @@ async function routeChat<T, R>(
   let logModel = request.model;
   let release: (() => void) | undefined;
   let chat: RoutedChat<T>;
-  // The client's signal, and the request's own deadline: every wait and call below ends at either.
-  const deadline = requestDeadline(ctx.signal, deps.requestTimeoutMs);
-  const signal = deadline.signal;
-  let watch: AttemptWatch | undefined;
+  // The client's signal, the request's own deadline, and each attempt's read timeout and node:
+  // every wait and call below ends at any of them.
+  const bounds = new ChatBounds(ctx.signal, deps.requestTimeoutMs, deps.watchdog);
   try {
     const resolved = routing.loader.resolve(request.model);
     const model = resolved.id;
@@ -181,9 +180,9 @@ async function routeChat<T, R>(
         { param: "messages" },
       );
     const queuedAt = performance.now();
-    signal.throwIfAborted();
+    bounds.signal.throwIfAborted();
     // A free slot is taken without a promise hop; the releaser is idempotent.
-    release = routing.admission.tryAcquire(model) ?? (await routing.admission.acquire(model, signal));
+    release = routing.admission.tryAcquire(model) ?? (await routing.admission.acquire(model, bounds.signal));
     metrics?.queueWait.observe({ model: modelLabel }, (performance.now() - queuedAt) / 1000);
     const routeStarted = performance.now();
     let waitedForLoad = false;
@@ -203,9 +202,6 @@ async function routeChat<T, R>(
           metrics?.retries.inc({ model: modelLabel, from_node: previousNode });
         previousNode = target.node;
         const upstream = target.upstream("v1/chat/completions");
-        watch?.clear();
-        const attemptWatch = deps.watchdog?.watch(target.node, signal);
-        watch = attemptWatch;
         const call: UpstreamCall = {
           target: { node: target.node, url: upstream.url, headers: upstream.headers },
           body: toUpstreamChatBody(request, {
@@ -217,13 +213,16 @@ async function routeChat<T, R>(
             promptTokens: ctx.dialect === "anthropic",
           }),
           requestId: ctx.requestId,
-          signal: attemptWatch?.signal ?? signal,
+          signal: bounds.attempt(target.node),
+          onRead: bounds.reading,
         };
-        if (attemptWatch !== undefined) call.onRead = attemptWatch.reading;
         return send(call);
       },
       {
-        signal,
+        // Read at each use: an attempt ended for its own reasons leaves a fresh signal for the next.
+        get signal() {
+          return bounds.signal;
+        },
         deadline: deps.requestTimeoutMs === undefined ? undefined : Date.now() + deps.requestTimeoutMs,
         prefix: routing.cacheAffinity === true ? prefixChain(request, model) : undefined,
       },
@@ -235,24 +234,21 @@ async function routeChat<T, R>(
     waitedForLoad = !attempted && metrics !== undefined && routing.loader.isLoading(model);
     const routed = await routing$;
     const slot = release;
-    const attempt = watch;
     chat = {
       model,
       routed,
       end: (observation) => {
         routed.finish();
-        attempt?.clear();
-        deadline.clear();
+        bounds.clear();
         slot();
         recordOutcome(deps, ctx, modelLabel, model, routed.node, request.stream, observation);
       },
     };
   } catch (caught) {
     release?.();
-    watch?.clear();
-    deadline.clear();
+    bounds.clear();
     // A wait our deadline ended rejects with the signal's reason: the deadline's own error.
-    const error = !ctx.signal.aborted && signal.aborted ? signal.reason : caught;
+    const error = !ctx.signal.aborted && bounds.signal.aborted ? bounds.signal.reason : caught;
     recordFailure(deps, ctx, { label: modelLabel, log: logModel }, request.stream, error);
     throw error;
   }
