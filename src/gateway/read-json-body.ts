@@ -7,7 +7,7 @@
  * on. Every refusal is a CortexError the caller renders in its dialect.
  */
 import { CortexError } from "../core/errors.ts";
-import { readBodyBounded, tooLarge } from "../core/read-body.ts";
+import { readBodyTextBounded, tooLarge } from "../core/read-body.ts";
 
 /** Default `maxBytes`: bigger bodies get 413. */
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
@@ -43,14 +43,13 @@ export async function readJsonBody(request: Request, options: ReadJsonOptions): 
     );
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > options.maxBytes) throw tooLarge(options.maxBytes, declared);
-  const bytes = await readBodyBounded(request, options.maxBytes, options.timeoutMs);
-  const depth = nestingDepth(bytes, MAX_JSON_DEPTH);
+  const text = await readBodyTextBounded(request, options.maxBytes, options.timeoutMs);
+  const depth = nestingDepth(text, MAX_JSON_DEPTH);
   if (depth > MAX_JSON_DEPTH)
     throw new CortexError(
       "invalid_request",
       `the request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
     );
-  const text = new TextDecoder().decode(bytes);
   if (text.trim() === "")
     throw new CortexError("invalid_request", "the request body is empty; expected JSON");
   try {
@@ -68,29 +67,30 @@ const CLOSE_BRACE = 0x7d;
 const CLOSE_BRACKET = 0x5d;
 
 /**
- * The deepest nesting of `{`/`[` outside strings, scanning UTF-8 bytes (no
- * byte of a multi-byte character equals a quote or a bracket); stops early
- * once past `limit`. Malformed JSON is left to `JSON.parse` to report.
+ * The deepest nesting of `{`/`[` outside strings, scanning the decoded text's
+ * UTF-16 code units (none of a non-ASCII character's equals a quote, a
+ * backslash or a bracket); stops early once past `limit`. Malformed JSON is
+ * left to `JSON.parse` to report.
  */
-export function nestingDepth(bytes: Uint8Array, limit: number): number {
+export function nestingDepth(text: string, limit: number): number {
   let depth = 0;
   let deepest = 0;
   let inString = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const byte = bytes[i];
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
     if (inString) {
-      if (byte === BACKSLASH) i++;
-      else if (byte === QUOTE) inString = false;
+      if (code === BACKSLASH) i++;
+      else if (code === QUOTE) inString = false;
       continue;
     }
-    if (byte === QUOTE) inString = true;
-    else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+    if (code === QUOTE) inString = true;
+    else if (code === OPEN_BRACE || code === OPEN_BRACKET) {
       depth++;
       if (depth > deepest) {
         deepest = depth;
         if (deepest > limit) return deepest;
       }
-    } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) depth--;
+    } else if (code === CLOSE_BRACE || code === CLOSE_BRACKET) depth--;
   }
   return deepest;
 }

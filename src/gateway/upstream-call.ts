@@ -12,7 +12,7 @@
  * signal does the same.
  */
 import { CortexError } from "../core/errors.ts";
-import { NeuronCompletionTimings } from "../core/neuron-api.ts";
+import type { NeuronCompletionTimings } from "../core/neuron-api.ts";
 import type { CanonicalResponse, CanonicalStreamPart } from "../dialects/canonical.ts";
 import type { UpstreamChatBody } from "../dialects/openai/render-request.ts";
 import { parseUpstreamResponse, UpstreamSseDecoder } from "../dialects/openai/upstream.ts";
@@ -110,7 +110,8 @@ export async function callNeuronCompletion(call: UpstreamCall): Promise<Upstream
   const sentAt = performance.now();
   const node = call.target.node;
   const answer = await fetchUpstream(call);
-  if (!accepted(answer)) throw await failedAnswer(node, answer);
+  // The status alone: `response.body` would make a JS stream that `text()` does not need.
+  if (answer.status !== 200) throw await failedAnswer(node, answer);
   let text: string;
   try {
     text = await readText(call, answer);
@@ -122,6 +123,8 @@ export async function callNeuronCompletion(call: UpstreamCall): Promise<Upstream
       details: { node },
     });
   }
+  // A 200 without a body: refused as `accepted` refuses one on the streamed path.
+  if (text === "") throw errorFromResponse(node, answer.status, "", answer.headers.get("retry-after"));
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -144,16 +147,20 @@ export async function callNeuronCompletion(call: UpstreamCall): Promise<Upstream
   }
   // Read when present (a neuron always sends it once a token was generated); a malformed one is ignored.
   const cortex = (json as { cortex?: unknown }).cortex;
-  const timings = cortex === undefined ? undefined : NeuronCompletionTimings.safeParse(cortex);
-  const reported = timings?.success ? timings.data : undefined;
-  return {
-    response,
-    sentAt,
-    tokens:
-      reported === undefined
-        ? undefined
-        : { firstMs: reported.first_token_ms, lastMs: reported.last_token_ms },
-  };
+  return { response, sentAt, tokens: cortex === undefined ? undefined : tokenTimes(cortex) };
+}
+
+/**
+ * The neuron's token times (NeuronCompletionTimings) checked by hand: a zod
+ * parse per answer showed in the profile, and a malformed value is only
+ * ignored, so there is no error message to keep.
+ */
+function tokenTimes(cortex: unknown): { firstMs: number; lastMs: number } | undefined {
+  if (typeof cortex !== "object" || cortex === null) return undefined;
+  const { first_token_ms: firstMs, last_token_ms: lastMs } = cortex as Partial<NeuronCompletionTimings>;
+  return typeof firstMs === "number" && firstMs >= 0 && typeof lastMs === "number" && lastMs >= 0
+    ? { firstMs, lastMs }
+    : undefined;
 }
 
 /**
