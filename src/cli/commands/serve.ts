@@ -20,7 +20,10 @@ export const serveCommand = defineCommand({
     );
     // Loaded on use, so the other commands start without the gateway and the neuron.
     const { runGateway } = await import("../../gateway/run-gateway.ts");
-    const { startLocalNeuron } = await import("../local-neuron.ts");
-    return runGateway(config, { startLocalNeuron });
+    // The local neuron only when there is no fleet to front: its module pulls in the neuron's
+    // (engine, templates, native bindings), which a gateway in front of a fleet does not hold.
+    return runGateway(config, {
+      startLocalNeuron: async (loaded) => (await import("../local-neuron.ts")).startLocalNeuron(loaded),
+    });
   },
 });
