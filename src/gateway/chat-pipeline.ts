@@ -219,9 +219,10 @@ async function routeChat<T, R>(
         return send(call);
       },
       {
-        // Read at each use: an attempt ended for its own reasons leaves a fresh signal for the next.
+        // Read at each use: an attempt ended for its own reasons leaves a fresh signal for the next,
+        // and a failed attempt's node marked down later must not end the wait for another copy.
         get signal() {
-          return bounds.signal;
+          return bounds.betweenAttempts();
         },
         deadline: deps.requestTimeoutMs === undefined ? undefined : Date.now() + deps.requestTimeoutMs,
         prefix: routing.cacheAffinity === true ? prefixChain(request, model) : undefined,

@@ -119,6 +119,18 @@ export class ChatBounds {
     return this.#controller.signal;
   }
 
+  /**
+   * The signal for what the router does between attempts (its checks, the
+   * wait for a load or a copy): the attempt before is over, so its node, if
+   * marked down now, no longer ends this request (the router reads this only
+   * then, never while an attempt runs).
+   */
+  betweenAttempts(): AbortSignal {
+    this.#leaveNode();
+    this.#pendingSince = undefined;
+    return this.#controller.signal;
+  }
+
   /** A read from the node starts (`true`) or has returned (`false`): the read timeout's clock. */
   readonly reading = (pending: boolean): void => {
     this.#pendingSince = pending ? performance.now() : undefined;
