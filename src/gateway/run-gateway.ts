@@ -24,6 +24,7 @@ import { instrumentNeuron } from "./metrics/instrumented-neuron.ts";
 import { NeuronClient } from "./neuron-client.ts";
 import { createRecordStore } from "./responses/create-response-store.ts";
 import { RedisConnection } from "./state/redis-connection.ts";
+import { RedisConversationHomes } from "./state/redis-conversation-homes.ts";
 import { createRoutingServices } from "./routing/routing-services.ts";
 
 const log = logger("gateway");
@@ -66,6 +67,14 @@ export interface LocalNeuron {
   stop(): Promise<void>;
 }
 
+/**
+ * A conversation's shared node is a routing hint: past this, a turn goes by
+ * this replica's own memory rather than wait on Redis.
+ */
+const CONVERSATION_HOME_TIMEOUT_MS = 100;
+/** A conversation's shared node is forgotten after a day without a turn (its KV cache is long gone). */
+const CONVERSATION_HOME_TTL_MS = 86_400_000;
+
 /** A URL this machine can reach a listener at (a wildcard address becomes loopback). */
 function localUrl(hostname: string, port: number): string {
   const host = hostname === "0.0.0.0" ? "127.0.0.1" : hostname === "::" ? "::1" : hostname;
@@ -100,9 +109,24 @@ export async function startGateway(
     log.info(`no [[neurons]] configured: serving from a local neuron process (${embedded.url})`);
   }
   const metrics = gateway.metrics ? new GatewayMetrics() : undefined;
+  const stateUrl = config.file.state.redis_url;
+  const sharedState =
+    stateUrl === undefined
+      ? undefined
+      : new RedisConnection({ url: stateUrl, timeoutMs: config.file.state.timeout_s * 1000 });
   const services = createRoutingServices(effective, {
     version: VERSION,
     neurons,
+    ...(sharedState === undefined
+      ? {}
+      : {
+          conversationHomes: new RedisConversationHomes(sharedState, {
+            prefix: config.file.state.key_prefix,
+            ttlMs: CONVERSATION_HOME_TTL_MS,
+            timeoutMs: CONVERSATION_HOME_TIMEOUT_MS,
+            retryAfterMs: 1_000,
+          }),
+        }),
     ...(options.evictorIntervalMs === undefined ? {} : { evictorIntervalMs: options.evictorIntervalMs }),
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(metrics === undefined
@@ -160,11 +184,6 @@ export async function startGateway(
 
   // Shared state (docs/GATEWAY.md, "Shared state"): a Redis that is not there yet is an ERROR, not a
   // refusal to start; only requests that need it answer 503 until it is.
-  const stateUrl = config.file.state.redis_url;
-  const sharedState =
-    stateUrl === undefined
-      ? undefined
-      : new RedisConnection({ url: stateUrl, timeoutMs: config.file.state.timeout_s * 1000 });
   await sharedState?.start();
   const records = createRecordStore(config.file.responses, config.file.state, sharedState);
   let draining = false;

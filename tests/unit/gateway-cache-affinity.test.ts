@@ -155,6 +155,43 @@ describe("replicas that share nothing agree on a new conversation's node (rendez
   });
 });
 
+describe("the conversation's node shared by the replicas (Redis) outranks each replica's own guess", () => {
+  const two = (counts: [number, number]) =>
+    fleet(
+      node("a", { loaded: [model("m", { inFlight: counts[0] })] }),
+      node("b", { loaded: [model("m", { inFlight: counts[1] })] }),
+    );
+  const chain = prefixChain(request(turn1));
+  const winner = pickLoadedNode(two([0, 0]), "m", {
+    affinity: { matched: () => 0, maxImbalance: 4, conversation: chain.conversation },
+  })?.node as string;
+  const other = winner === "a" ? "b" : "a";
+  const pick = (counts: [number, number], affinity: { home?: string; matched?: string }) =>
+    pickLoadedNode(two(counts), "m", {
+      affinity: {
+        matched: (candidate) => (candidate === affinity.matched ? 3 : 0),
+        maxImbalance: 4,
+        conversation: chain.conversation,
+        home: affinity.home,
+      },
+    })?.node;
+
+  test("over the rendezvous winner, and over the node this replica's memory points to", () => {
+    expect(pick([0, 0], { home: other })).toBe(other);
+    expect(pick([0, 0], { home: other, matched: winner })).toBe(other);
+  });
+
+  test("a shared node busier than the allowed imbalance gives way, as a remembered one does", () => {
+    const busy: [number, number] = other === "a" ? [5, 0] : [0, 5];
+    expect(pick(busy, { home: other })).toBe(winner);
+  });
+
+  test("a shared node without a ready copy (gone, unloaded) is passed over for the usual choice", () => {
+    expect(pick([0, 0], { home: "gone" })).toBe(winner);
+    expect(pick([0, 0], { home: "gone", matched: other })).toBe(other);
+  });
+});
+
 describe("where the session hints come from", () => {
   test("Claude Code's metadata.user_id session_id, OpenAI's prompt_cache_key (chat and Responses)", async () => {
     const { parseAnthropicRequest } = await import("../../src/dialects/anthropic/parse-request.ts");

@@ -21,6 +21,7 @@ import { CortexError } from "../../core/errors.ts";
 import { logger } from "../../core/logger.ts";
 import type { Fleet } from "../fleet/fleet.ts";
 import { classifyNeuronError, type NeuronApi, type UpstreamTarget } from "../neuron-client.ts";
+import type { ConversationHomes } from "./conversation-homes.ts";
 import type { ModelLoader } from "./model-loader.ts";
 import type { PrefixAffinity } from "./prefix-affinity.ts";
 import type { PrefixChain } from "./prefix-chain.ts";
@@ -60,6 +61,8 @@ export interface RouteOptions {
 export interface CacheAffinity {
   served: PrefixAffinity;
   maxImbalance: number;
+  /** Where the replicas share state: each conversation's node, as every replica recorded it. */
+  homes?: ConversationHomes | undefined;
 }
 
 /** Whether a failure before the first byte is worth another node. */
@@ -84,13 +87,16 @@ export async function routeWithFailover<T>(
   const { fleet, loader } = services;
   const chain = options.prefix;
   const cache = chain === undefined ? undefined : services.affinity;
+  const conversation = chain?.conversation;
+  const homes = conversation === undefined ? undefined : cache?.homes;
   const affinity =
     cache === undefined || chain === undefined
       ? undefined
       : {
           matched: (node: string) => cache.served.matched(node, chain),
           maxImbalance: cache.maxImbalance,
-          conversation: chain.conversation,
+          conversation,
+          home: conversation === undefined ? undefined : await homes?.lookup(conversation),
         };
   const maxAttempts = options.maxAttempts ?? 3;
   const tried = new Set<string>();
@@ -129,6 +135,8 @@ export async function routeWithFailover<T>(
         upstream: (path) => client.target(path),
       });
       if (cache !== undefined && chain !== undefined) cache.served.record(target.node, chain);
+      // Every turn, even to the same node: the record expires after a while without one.
+      if (conversation !== undefined) homes?.record(conversation, target.node);
       return { value, node: target.node, modelId: target.modelId, attempts: attemptNo, finish };
     } catch (error) {
       finish();

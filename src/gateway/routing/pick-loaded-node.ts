@@ -28,17 +28,24 @@ export interface PrefixPreference {
   maxImbalance: number;
   /** The conversation's key (PrefixChain.conversation): where no node matched, the rendezvous winner takes it. */
   conversation?: bigint | undefined;
+  /**
+   * The node that last served the conversation, as every replica recorded it
+   * (conversation-homes.ts): it outranks this replica's own memory, which
+   * misses the turns other replicas served.
+   */
+  home?: string | undefined;
 }
 
 /**
  * The least busy ready copy on a live node: fewest requests in flight plus
  * queued, then the node with the most free memory, then by name (so replicas
- * pick alike). With a prefix preference, the copy on the node with the
- * longest match instead; where no node matched (a new conversation, or one
- * another gateway replica served so far), the rendezvous winner for the
- * conversation's key, which every replica computes alike. Either way not a
- * copy busier than the least busy one by more than the allowed imbalance.
- * Undefined when no ready copy exists.
+ * pick alike). With a prefix preference, in this order: the conversation's
+ * shared home node (where the replicas share one); else the copy on the node
+ * with the longest match in this replica's memory; where no node matched (a
+ * new conversation, or one another gateway replica served so far), the
+ * rendezvous winner for the conversation's key, which every replica computes
+ * alike. Never a copy busier than the least busy one by more than the
+ * allowed imbalance. Undefined when no ready copy exists.
  */
 export function pickLoadedNode(
   fleet: FleetSnapshot,
@@ -56,6 +63,11 @@ export function pickLoadedNode(
   if (least === undefined) return undefined;
   let best = least;
   if (options.affinity !== undefined && copies.length > 1) {
+    const { conversation, maxImbalance, home } = options.affinity;
+    const withinImbalance = (copy: ModelCopy) => busyness(copy.model) - busyness(least.model) <= maxImbalance;
+    const homeCopy = home === undefined ? undefined : copies.find((copy) => copy.node === home);
+    if (homeCopy !== undefined && withinImbalance(homeCopy))
+      return { node: homeCopy.node, model: homeCopy.model };
     let longest = 0;
     for (const copy of copies) {
       const matched = options.affinity.matched(copy.node);
@@ -64,12 +76,9 @@ export function pickLoadedNode(
         best = copy;
       }
     }
-    const { conversation, maxImbalance } = options.affinity;
-    if (longest === 0 && conversation !== undefined) {
-      const eligible = copies.filter((copy) => busyness(copy.model) - busyness(least.model) <= maxImbalance);
-      best = rendezvousPick(conversation, eligible, (copy) => copy.node) ?? least;
-    }
-    if (busyness(best.model) - busyness(least.model) > maxImbalance) best = least;
+    if (longest === 0 && conversation !== undefined)
+      best = rendezvousPick(conversation, copies.filter(withinImbalance), (copy) => copy.node) ?? least;
+    if (!withinImbalance(best)) best = least;
   }
   return { node: best.node, model: best.model };
 }

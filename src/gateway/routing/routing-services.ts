@@ -10,6 +10,7 @@ import { Fleet } from "../fleet/fleet.ts";
 import type { NeuronApi } from "../neuron-client.ts";
 import { Admission } from "./admission.ts";
 import { buildCatalogue } from "./build-catalogue.ts";
+import type { ConversationHomes } from "./conversation-homes.ts";
 import { type Routed, type RouteOptions, type RouteTarget, routeWithFailover } from "./failover.ts";
 import { ModelLoader } from "./model-loader.ts";
 import { PrefixAffinity } from "./prefix-affinity.ts";
@@ -23,6 +24,8 @@ export interface RoutingServicesOptions {
   evictorIntervalMs?: number;
   /** The fleet's clock (idle times are measured on it); default Date.now. */
   now?: () => number;
+  /** Each conversation's node, shared by the gateway replicas (`[state]` Redis); unset: none shared. */
+  conversationHomes?: ConversationHomes;
 }
 
 export interface RoutingServices {
@@ -56,6 +59,7 @@ export function createRoutingServices(
     ? {
         served: new PrefixAffinity(routing.cache_affinity_entries),
         maxImbalance: routing.cache_affinity_max_imbalance,
+        homes: options.conversationHomes,
       }
     : undefined;
   const startedAt = options.startedAt ?? Date.now();

@@ -100,15 +100,28 @@ export class RedisConnection {
   /**
    * Runs `command` on the client; any failure to reach Redis, or a command
    * that takes longer than `timeoutMs` (a Redis that accepts and never
-   * answers), is a 503 `unavailable` naming the state store.
+   * answers), is a 503 `unavailable` naming the state store, logged as an
+   * ERROR unless `options.quiet` (a caller that does without the answer and
+   * reports the outage itself). `options.timeoutMs` bounds this command
+   * tighter than `[state] timeout_s`.
    */
-  async run<T>(what: string, command: (client: RedisClient) => Promise<T>): Promise<T> {
+  async run<T>(
+    what: string,
+    command: (client: RedisClient) => Promise<T>,
+    options: { timeoutMs?: number; quiet?: boolean } = {},
+  ): Promise<T> {
     if (this.#state === "closed") throw this.#unavailable(what, "the gateway is shutting down");
+    const timeoutMs = Math.min(options.timeoutMs ?? this.#timeoutMs, this.#timeoutMs);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`no answer within ${this.#timeoutMs / 1000} s ([state] timeout_s)`)),
-        this.#timeoutMs,
+        () =>
+          reject(
+            new Error(
+              `no answer within ${timeoutMs / 1000} s${timeoutMs === this.#timeoutMs ? " ([state] timeout_s)" : ""}`,
+            ),
+          ),
+        timeoutMs,
       );
     });
     try {
@@ -121,7 +134,7 @@ export class RedisConnection {
       ]);
     } catch (error) {
       if (error instanceof CortexError) throw error;
-      log.error(`state store ${this.where}: ${what} failed: ${reason(error)}`);
+      if (options.quiet !== true) log.error(`state store ${this.where}: ${what} failed: ${reason(error)}`);
       throw this.#unavailable(what, reason(error), error);
     } finally {
       clearTimeout(timer);
