@@ -12,6 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { RedisClient } from "bun";
+import { configureLogging } from "../../src/core/logger.ts";
 import { RedisConnection } from "../../src/gateway/state/redis-connection.ts";
 import { RedisConversationHomes } from "../../src/gateway/state/redis-conversation-homes.ts";
 import { type RedisServer, redisSkipReason, startRedis } from "./helpers/redis-server.ts";
@@ -78,26 +79,60 @@ describe.skipIf(redisSkipReason !== undefined)("the shared record of each conver
     b.close();
   });
 
-  test("a Redis that stops answering: unknown, then left alone until the back-off passes, then used again", async () => {
+  /** The state store's log lines while `body` runs, as JSON objects. */
+  async function stateLog(body: () => Promise<void>): Promise<Array<{ level: string; msg: string }>> {
+    const lines: Array<{ level: string; msg: string; tag?: string }> = [];
+    configureLogging({ level: "info", format: "json", write: (line) => lines.push(JSON.parse(line)) });
+    try {
+      await body();
+    } finally {
+      configureLogging({ level: "warn", format: "text" });
+    }
+    return lines.filter((line) => line.tag === "state");
+  }
+
+  test("a Redis that stops answering: unknown, then left alone until the back-off passes, then used again; one ERROR, one line when back", async () => {
     const connection = new RedisConnection({ url: redis.url, timeoutMs: 2000 });
     await connection.start();
     let now = 0;
     const homes = new RedisConversationHomes(connection, { ...options, now: () => now });
     homes.record(7n, "n1");
     expect(await homes.lookup(7n)).toBe("n1");
-    redis.pause();
-    try {
-      // Answered by the 100 ms lookup bound, not [state] timeout_s.
+    const lines = await stateLog(async () => {
+      redis.pause();
+      try {
+        // Answered by the 100 ms lookup bound, not [state] timeout_s.
+        expect(await homes.lookup(7n)).toBeUndefined();
+      } finally {
+        redis.resume();
+      }
+      // Within the back-off Redis is not asked, though it answers again.
+      now += 999;
       expect(await homes.lookup(7n)).toBeUndefined();
-    } finally {
-      redis.resume();
-    }
-    // Within the back-off Redis is not asked, though it answers again.
-    now += 999;
-    expect(await homes.lookup(7n)).toBeUndefined();
-    now += 1;
-    expect(await homes.lookup(7n)).toBe("n1");
+      now += 1;
+      expect(await homes.lookup(7n)).toBe("n1");
+    });
+    expect(lines.map((line) => line.level)).toEqual(["error", "info"]);
+    expect(lines[0]?.msg).toContain("did not answer for conversation routing (no answer within 0.1 s)");
+    expect(lines[1]?.msg).toContain("answers again");
     connection.close();
+  });
+
+  test("a record on its way or a lookup while the gateway shuts down is no outage: nothing logged", async () => {
+    const connection = new RedisConnection({ url: redis.url, timeoutMs: 2000 });
+    await connection.start();
+    const homes = new RedisConversationHomes(connection, options);
+    const closed = new Promise<void>((resolve) =>
+      connection.onStateChange((state) => state === "closed" && resolve()),
+    );
+    const lines = await stateLog(async () => {
+      homes.record(8n, "n1");
+      connection.close();
+      await closed;
+      // The write's failure settles after the close; a lookup after it proves it did.
+      expect(await homes.lookup(8n)).toBeUndefined();
+    });
+    expect(lines.filter((line) => line.level === "error")).toEqual([]);
   });
 });
 

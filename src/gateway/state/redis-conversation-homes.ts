@@ -85,6 +85,8 @@ export class RedisConversationHomes implements ConversationHomes {
   }
 
   #failed(error: unknown): void {
+    // A record still on its way when the gateway shuts down is no outage.
+    if (this.#redis.state === "closed") return;
     // RedisConnection's error names the store and the command; its cause says what went wrong.
     const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
     if (this.#failingUntil === undefined)
