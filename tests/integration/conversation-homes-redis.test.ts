@@ -7,8 +7,10 @@
  * - two real gateway replicas with real neurons, requests alternating between
  *   them: a conversation whose first turn went where its rendezvous hash would
  *   not send it (the only copy then) stays there once a second copy appears,
- *   new conversations spread over both nodes and each stays on one, and with
- *   Redis gone every turn is still answered.
+ *   new conversations spread over both nodes and each stays on one, a
+ *   replica that has not polled a copy another replica loaded still sends
+ *   the conversations placed there back to it, and with Redis gone every
+ *   turn is still answered.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { RedisClient } from "bun";
@@ -213,6 +215,51 @@ describe.skipIf(redisSkipReason !== undefined)("two gateway replicas sharing Red
     }
     expect(split).toContain(4);
     expect(split).toContain(0);
+  });
+
+  test("a replica that has not polled the copy another replica just loaded reads that node before routing", async () => {
+    const admin = (path: string, body: Record<string, unknown>) =>
+      fetch(`${replicas[0].url}/admin/models/${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "c", ...body }),
+      }).then((response) => expect(response.ok).toBe(true));
+    await admin("unload", { node: "y", force: true });
+    await bothSee(["x"]);
+    // Its first poll sees c on x only, and it does not poll again during this test.
+    const slow = await fleet.gateway({
+      toml: configToml({
+        gateway: { poll_interval_ms: 600_000 },
+        state: { redis_url: redis.url, key_prefix: "homes:", timeout_s: 2 },
+        models: [profile("c", "c.gguf")],
+      }),
+    });
+    try {
+      await admin("load", { node: "y" });
+      await waitForFleet(replicas[0], (nodes) =>
+        nodes.every((node) => node.loaded.some((model) => model.id === "c" && model.state === "ready")),
+      );
+      const conversations = Array.from({ length: 6 }, (_, i) => new Conversation(`catch-up ${i}`));
+      const first: Array<"x" | "y"> = [];
+      for (const conversation of conversations) {
+        const before = await served();
+        await conversation.turn(replicas[0]);
+        first.push((await served()).y > before.y ? "y" : "x");
+      }
+      // Replica 0 placed some on y's new copy, which the slow replica has not seen.
+      expect(first).toContain("y");
+      for (const [i, conversation] of conversations.entries()) {
+        const before = await served();
+        await conversation.turn(slow);
+        const after = await served();
+        expect({ conversation: i, on: after.y > before.y ? "y" : "x" }).toEqual({
+          conversation: i,
+          on: first[i] as string,
+        });
+      }
+    } finally {
+      await slow.stop();
+    }
   });
 
   test("with Redis gone every turn is still answered", async () => {

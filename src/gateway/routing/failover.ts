@@ -20,6 +20,7 @@ import type { ModelProfile } from "../../core/config/config-schema.ts";
 import { CortexError } from "../../core/errors.ts";
 import { logger } from "../../core/logger.ts";
 import type { Fleet } from "../fleet/fleet.ts";
+import { isLive } from "../fleet/fleet-types.ts";
 import { classifyNeuronError, type NeuronApi, type UpstreamTarget } from "../neuron-client.ts";
 import type { ConversationHomes } from "./conversation-homes.ts";
 import type { ModelLoader } from "./model-loader.ts";
@@ -98,6 +99,7 @@ export async function routeWithFailover<T>(
           conversation,
           home: conversation === undefined ? undefined : await homes?.lookup(conversation),
         };
+  if (affinity?.home !== undefined) await catchUpWithHome(fleet, loader, model, affinity.home);
   const maxAttempts = options.maxAttempts ?? 3;
   const tried = new Set<string>();
   let lastError: CortexError | undefined;
@@ -164,6 +166,30 @@ export async function routeWithFailover<T>(
   }
   if (lastStale) throw unloadedUnder(model, maxAttempts, lastError);
   throw lastError ?? new CortexError("unavailable", `no node could serve ${model}`, { retryAfterS: 1 });
+}
+
+/**
+ * The shared record names a live node where this replica's view shows no
+ * ready copy: another replica loaded one there since this replica's last
+ * poll. Read that node now, or this replica would send the turn elsewhere
+ * and move the conversation off the node holding its cache.
+ */
+async function catchUpWithHome(
+  fleet: Fleet,
+  loader: ModelLoader,
+  model: string,
+  home: string,
+): Promise<void> {
+  let modelId: string;
+  try {
+    modelId = loader.resolve(model).id;
+  } catch {
+    return; // An unknown model is the loader's to refuse, in the loop below.
+  }
+  const node = fleet.view().nodes.find((candidate) => candidate.name === home);
+  if (node === undefined || !isLive(node)) return;
+  if (node.loaded.some((copy) => copy.id === modelId && copy.state === "ready")) return;
+  await fleet.refresh(home);
 }
 
 /**
