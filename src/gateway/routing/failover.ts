@@ -90,6 +90,13 @@ export async function routeWithFailover<T>(
   const cache = chain === undefined ? undefined : services.affinity;
   const conversation = chain?.conversation;
   const homes = conversation === undefined ? undefined : cache?.homes;
+  // Asked only where this replica sees a ready copy: otherwise the request waits for a load
+  // anyway, and without a promise hop route() asks the loader synchronously (chat-pipeline.ts
+  // reads right after it whether the request waits for a load).
+  const home =
+    conversation === undefined || homes === undefined || readyModelId(fleet, loader, model) === undefined
+      ? undefined
+      : await homes.lookup(conversation);
   const affinity =
     cache === undefined || chain === undefined
       ? undefined
@@ -97,9 +104,9 @@ export async function routeWithFailover<T>(
           matched: (node: string) => cache.served.matched(node, chain),
           maxImbalance: cache.maxImbalance,
           conversation,
-          home: conversation === undefined ? undefined : await homes?.lookup(conversation),
+          home,
         };
-  if (affinity?.home !== undefined) await catchUpWithHome(fleet, loader, model, affinity.home);
+  if (home !== undefined) await catchUpWithHome(fleet, loader, model, home);
   const maxAttempts = options.maxAttempts ?? 3;
   const tried = new Set<string>();
   let lastError: CortexError | undefined;
@@ -168,6 +175,22 @@ export async function routeWithFailover<T>(
   throw lastError ?? new CortexError("unavailable", `no node could serve ${model}`, { retryAfterS: 1 });
 }
 
+/** The model's id where this replica sees a ready copy of it on a live node; else undefined. */
+function readyModelId(fleet: Fleet, loader: ModelLoader, model: string): string | undefined {
+  let modelId: string;
+  try {
+    modelId = loader.resolve(model).id;
+  } catch {
+    return undefined; // An unknown model is the loader's to refuse, in the routing loop.
+  }
+  const ready = fleet
+    .view()
+    .nodes.some(
+      (node) => isLive(node) && node.loaded.some((copy) => copy.id === modelId && copy.state === "ready"),
+    );
+  return ready ? modelId : undefined;
+}
+
 /**
  * The shared record names a live node where this replica's view shows no
  * ready copy: another replica loaded one there since this replica's last
@@ -180,12 +203,8 @@ async function catchUpWithHome(
   model: string,
   home: string,
 ): Promise<void> {
-  let modelId: string;
-  try {
-    modelId = loader.resolve(model).id;
-  } catch {
-    return; // An unknown model is the loader's to refuse, in the loop below.
-  }
+  const modelId = readyModelId(fleet, loader, model);
+  if (modelId === undefined) return;
   const node = fleet.view().nodes.find((candidate) => candidate.name === home);
   if (node === undefined || !isLive(node)) return;
   if (node.loaded.some((copy) => copy.id === modelId && copy.state === "ready")) return;
