@@ -245,6 +245,21 @@ function figures(samples: Samples): HttpFigures {
 
 const LlamaBenchRow = z.object({ n_prompt: z.number(), n_gen: z.number(), avg_ts: z.number() });
 
+/** `started`, whose temporary folder `dir` goes when it stops or fails to start. */
+async function removingDir(dir: string, started: Promise<Server>): Promise<Server> {
+  const server = await started.catch((error: unknown) => {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  });
+  return {
+    ...server,
+    stop: async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** llama-bench `pp` at `nPrompt` tokens and `tg` at --tokens, one repetition. */
 async function llamaBench(
   bench: string,
@@ -370,21 +385,14 @@ async function startCortex(modelPath: string, nativeDir: string, root = ROOT): P
       "",
     ].join("\n"),
   );
-  const server = await startServer(
-    [process.execPath, join(root, "src/cli/main.ts"), "serve", "--config", join(dir, "cortex.toml")],
-    { CORTEX_NATIVE_DIR: nativeDir },
-    `http://127.0.0.1:${port}`,
-  ).catch((error: unknown) => {
-    rmSync(dir, { recursive: true, force: true });
-    throw error;
-  });
-  return {
-    ...server,
-    stop: async () => {
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return removingDir(
+    dir,
+    startServer(
+      [process.execPath, join(root, "src/cli/main.ts"), "serve", "--config", join(dir, "cortex.toml")],
+      { CORTEX_NATIVE_DIR: nativeDir },
+      `http://127.0.0.1:${port}`,
+    ),
+  );
 }
 
 /**
@@ -419,23 +427,16 @@ async function startNeuronDirect(modelPath: string, nativeDir: string): Promise<
     });
     if (!response.ok) throw new Error(`neuron load: HTTP ${response.status} ${await response.text()}`);
   };
-  const server = await startServer(
-    [process.execPath, join(ROOT, "src/cli/main.ts"), "neuron", "--config", join(dir, "neuron.toml")],
-    { CORTEX_NATIVE_DIR: nativeDir },
-    url,
-    "neuron",
-    load,
-  ).catch((error: unknown) => {
-    rmSync(dir, { recursive: true, force: true });
-    throw error;
-  });
-  return {
-    ...server,
-    stop: async () => {
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return removingDir(
+    dir,
+    startServer(
+      [process.execPath, join(ROOT, "src/cli/main.ts"), "neuron", "--config", join(dir, "neuron.toml")],
+      { CORTEX_NATIVE_DIR: nativeDir },
+      url,
+      "neuron",
+      load,
+    ),
+  );
 }
 
 const StepsLine = z.object({

@@ -36,6 +36,7 @@ import {
 import { codexBinary, runLoopbackOnly } from "./helpers-dialects/codex.ts";
 import { type RecordingProxy, startRecordingProxy } from "./helpers-dialects/recording-proxy.ts";
 import { startTestGateway, type TestGateway } from "./helpers-dialects/test-gateway.ts";
+import { anthropicWeather, WEATHER_QUESTION, weather } from "./helpers/weather-tool.ts";
 
 const MODEL = "smollm2";
 const CONTEXT = 8192;
@@ -177,17 +178,6 @@ describe.skipIf(!modelPresent || claude === undefined)("Claude Code on SmolLM2-1
   }, 70_000);
 });
 
-const weather = {
-  name: "get_weather",
-  description: "Current weather in a city",
-  parameters: {
-    type: "object",
-    properties: { city: { type: "string", maxLength: 30 } },
-    required: ["city"],
-    additionalProperties: false,
-  },
-};
-const QUESTION_FOR_TOOL = "What is the weather in Paris?";
 const TOOL_RESULT = "Sunny, 24 degrees Celsius.";
 
 /**
@@ -200,15 +190,9 @@ const TOOL_RESULT = "Sunny, 24 degrees Celsius.";
 describe.skipIf(!modelPresent)("SmolLM2-135M-Instruct, multi-turn with a tool result", () => {
   test("Anthropic: tool_use, then tool_result: the answer uses the result", async () => {
     const anthropic = new Anthropic({ baseURL: gw.url, apiKey: KEY, maxRetries: 0 });
-    const tools = [
-      {
-        name: weather.name,
-        description: weather.description,
-        input_schema: { ...weather.parameters, type: "object" as const },
-      },
-    ];
+    const tools = [anthropicWeather];
     const greedy = { temperature: 0 } as object;
-    const question = { role: "user" as const, content: QUESTION_FOR_TOOL };
+    const question = { role: "user" as const, content: WEATHER_QUESTION };
     const call = await anthropic.messages.create({
       model: MODEL,
       max_tokens: 100,
@@ -238,7 +222,7 @@ describe.skipIf(!modelPresent)("SmolLM2-135M-Instruct, multi-turn with a tool re
   test("OpenAI: tool_calls, then a tool message: the answer uses the result", async () => {
     const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 });
     const tools = [{ type: "function" as const, function: weather }];
-    const question = { role: "user" as const, content: QUESTION_FOR_TOOL };
+    const question = { role: "user" as const, content: WEATHER_QUESTION };
     const call = await openai.chat.completions.create({
       model: MODEL,
       messages: [question],

@@ -14,6 +14,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { MODELS, MODELS_DIR } from "../../scripts/fetch-models.ts";
 import { startTestGateway, type TestGateway } from "./helpers-dialects/test-gateway.ts";
+import { anthropicWeather, WEATHER_QUESTION, weather } from "./helpers/weather-tool.ts";
 
 function fetched(name: keyof typeof MODELS): string | undefined {
   const path = join(MODELS_DIR, MODELS[name].file);
@@ -49,17 +50,6 @@ afterAll(async () => {
   await gw?.stop();
 });
 
-const weather = {
-  name: "get_weather",
-  description: "Current weather in a city",
-  parameters: {
-    type: "object",
-    properties: { city: { type: "string", maxLength: 30 } },
-    required: ["city"],
-    additionalProperties: false,
-  },
-};
-
 describe.skipIf(!present)("SmolLM2-135M-Instruct, a real instruct model", () => {
   test("a plain question gets a sensible answer in both dialects", async () => {
     const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: "x", maxRetries: 0 });
@@ -86,7 +76,7 @@ describe.skipIf(!present)("SmolLM2-135M-Instruct, a real instruct model", () => 
     const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: "x", maxRetries: 0 });
     const chat = await openai.chat.completions.create({
       model: MODEL,
-      messages: [{ role: "user", content: "What is the weather in Paris?" }],
+      messages: [{ role: "user", content: WEATHER_QUESTION }],
       tools: [{ type: "function", function: weather }],
       tool_choice: { type: "function", function: { name: "get_weather" } },
       temperature: 0,
@@ -104,14 +94,8 @@ describe.skipIf(!present)("SmolLM2-135M-Instruct, a real instruct model", () => 
     const message = await anthropic.messages.create({
       model: MODEL,
       max_tokens: 200,
-      messages: [{ role: "user", content: "What is the weather in Paris?" }],
-      tools: [
-        {
-          name: weather.name,
-          description: weather.description,
-          input_schema: { ...weather.parameters, type: "object" as const },
-        },
-      ],
+      messages: [{ role: "user", content: WEATHER_QUESTION }],
+      tools: [anthropicWeather],
       tool_choice: { type: "tool", name: "get_weather" },
       ...({ temperature: 0 } as object),
     });
