@@ -158,6 +158,31 @@ export function repoShimSources(): ShimSources {
 /** Entry-point addresses of a compiled shim, sendable to Workers. */
 export type ShimAddresses = Record<keyof typeof shimDefs, number>;
 
+/** Compile attempts before a failure counts as real (see compileWithRetries). */
+const COMPILE_ATTEMPTS = 3;
+
+/**
+ * Seen only on a machine under heavy load, a few times in hundreds of runs and once twice in a row: Bun's
+ * TinyCC reported a parse error in the unchanged, read-only headers (`';' expected (got 'size_t')`), and
+ * the same compile then succeeded. The cause is inside Bun's TinyCC and not established (a header read cut
+ * short would fit). A real error in the source fails every attempt, so a few attempts cost nothing there.
+ */
+function compileWithRetries<T>(compile: () => T, source: string): T {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return compile();
+    } catch (error) {
+      if (attempt >= COMPILE_ATTEMPTS)
+        throw new NativeError("broken", `compiling the native shim ${source} failed: ${String(error)}`, {
+          cause: error,
+        });
+      consola.warn(
+        `compiling the native shim failed (attempt ${attempt} of ${COMPILE_ATTEMPTS}), trying again: ${String(error).split("\n")[0]}`,
+      );
+    }
+  }
+}
+
 /**
  * Compiles and links the shim against `libllama` (a path in the native set). The
  * result must live as long as the process: llama.cpp keeps pointers into it
@@ -187,22 +212,7 @@ export function compileShim(libllama: string, sources: ShimSources = repoShimSou
       flags: ["-nostdinc", `-L${libDir}`, `-Wl,-rpath,${libDir}`],
       symbols: shimDefs,
     });
-  let compiled: ReturnType<typeof cc<typeof shimDefs>>;
-  try {
-    compiled = compile();
-  } catch (first) {
-    // Seen twice in hundreds of runs, only on a machine under heavy load: Bun's TinyCC reported a
-    // parse error in these unchanged headers (`';' expected (got 'size_t')`), and the same compile
-    // succeeded when run again. A real error in the source fails the second time too.
-    consola.warn(`compiling the native shim failed, trying once more: ${String(first).split("\n")[0]}`);
-    try {
-      compiled = compile();
-    } catch (error) {
-      throw new NativeError("broken", `compiling the native shim ${source} failed: ${String(error)}`, {
-        cause: error,
-      });
-    }
-  }
+  const compiled = compileWithRetries(compile, source);
   keepAlive.push(compiled);
   const sizes = {
     contextParams: compiled.symbols.shim_sizeof_context_params(),

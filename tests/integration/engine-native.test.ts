@@ -6,6 +6,7 @@ import { discoverCudaDevices, formatGpuUuid } from "../../ffi/cuda.ts";
 import { cudaLibDirs, locateCudaLibs } from "../../ffi/cuda-libs.ts";
 import { NativeError } from "../../ffi/native-error.ts";
 import { candidateDirs, checkVersions, locateNativeSet } from "../../ffi/native-paths.ts";
+import { compileShim, repoShimSources } from "../../ffi/shim.ts";
 
 describe("native set lookup", () => {
   test("finds the CPU set in node_modules with matching versions", () => {
@@ -250,5 +251,25 @@ describe("npm run setup:cuda", () => {
       expect(output).toContain("still missing: libcudart.so.13");
       expect(output).toContain("nvidia-cuda-runtime==13.*");
     }
+  });
+});
+
+describe("the native shim's compile", () => {
+  test("a source that does not compile is one clear error naming it, after the retries", () => {
+    // The retries are for a transient TinyCC failure seen under load; a real error must still surface.
+    const set = locateNativeSet({ env: {}, cwd: process.cwd() });
+    const dir = mkdtempSync(join(tmpdir(), "cortex-broken-shim-"));
+    const source = join(dir, "shim.c");
+    writeFileSync(source, "int shim_sizeof_context_params(void) { return ; \n");
+    const repo = repoShimSources();
+    let error: unknown;
+    try {
+      compileShim(set.libllama, { ...repo, source });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(NativeError);
+    expect((error as NativeError).code).toBe("broken");
+    expect((error as Error).message).toContain(`compiling the native shim ${source} failed`);
   });
 });
