@@ -3,7 +3,6 @@
  * catalogue, the admin API and the OpenAPI page. Handlers only translate
  * between HTTP and the pipeline; errors leave in the caller's dialect.
  */
-import { swagger } from "@elysiajs/swagger";
 import { Elysia } from "elysia";
 import { DEFAULT_BODY_TIMEOUT_S } from "../core/read-body.ts";
 import { AdminModelAction } from "../core/admin-api.ts";
@@ -25,6 +24,7 @@ import { toUpstreamChatBody } from "../dialects/openai/render-request.ts";
 import { renderOpenAIResponse } from "../dialects/openai/render-response.ts";
 import { OpenAIStreamEncoder } from "../dialects/openai/stream-encoder.ts";
 import type { AdminOps } from "./admin-ops.ts";
+import { mountApiDocs } from "./api-docs.ts";
 import { type ChatContext, canRelay, completeChat, relayChat, startChat } from "./chat-pipeline.ts";
 import { createCompletions } from "./completions.ts";
 import { createEmbeddings } from "./embeddings.ts";
@@ -380,19 +380,12 @@ export function createGatewayApp(options: GatewayAppOptions) {
         );
     });
   if (docs !== "off")
-    app.use(
-      swagger({
-        path: "/docs",
-        documentation: {
-          info: {
-            title: "cortex gateway",
-            version: options.version,
-            description:
-              "OpenAI- and Anthropic-compatible API in front of a fleet of llama.cpp nodes, plus the admin API.",
-          },
-        },
-      }),
-    );
+    mountApiDocs(app, {
+      title: "cortex gateway",
+      version: options.version,
+      description:
+        "OpenAI- and Anthropic-compatible API in front of a fleet of llama.cpp nodes, plus the admin API.",
+    });
   return app
     .get("/health", () =>
       options.draining?.()

@@ -41,6 +41,10 @@ test("/docs can be put behind the API keys, or turned off", async () => {
   expect((await fetch(`${keyed.url}/docs/json`)).status).toBe(401);
   const withKey = await fetch(`${keyed.url}/docs/json`, { headers: { authorization: "Bearer k1" } });
   expect(withKey.status).toBe(200);
+  // The plugin loads on this first request (api-docs.ts), and still describes the gateway's own routes.
+  const spec = (await withKey.json()) as { paths: Record<string, unknown> };
+  expect(Object.keys(spec.paths)).toContain("/v1/chat/completions");
+  expect(Object.keys(spec.paths)).not.toContain("/docs/json");
   const off = await fleet.gateway({ toml: configToml({ gateway: { docs: "off" } }), external });
   expect((await fetch(`${off.url}/docs/json`)).status).toBe(404);
 });
