@@ -122,6 +122,11 @@ describe("dist/cortex", () => {
       expect(script.headers.get("content-type")).toContain("text/javascript");
       expect(await script.text()).toContain("/admin/overview");
       expect(await (await fetch(`${url}/ui/app.css`)).text()).toContain("--accent");
+
+      // So does the API description, though its plugin is only imported on the first /docs request.
+      const spec = await fetch(`${url}/docs/json`);
+      expect(spec.status).toBe(200);
+      expect(Object.keys(((await spec.json()) as { paths: object }).paths)).toContain("/v1/chat/completions");
     } finally {
       proc.kill("SIGTERM");
     }
