@@ -18,25 +18,32 @@ export const DS = {
   sep: "<｜tool▁sep｜>",
 } as const;
 
-/** Streams one JSON value as argument deltas; `true` once it ended (`rest` then holds what follows). */
+/**
+ * Streams one JSON value as argument deltas, less the whitespace before the
+ * value (models write a space or newline after the marker); `done` once the
+ * value ended, `rest` then holds what follows.
+ */
 class ArgsStream {
   readonly #scanner = new JsonValueScanner();
+  #started = false;
 
-  feed(text: string): { delta: string; done: boolean; rest: string; error: boolean } {
+  feed(text: string): { delta: string; done: boolean; rest: string } {
     for (let i = 0; i < text.length; i++) {
       const step = this.#scanner.feed(text[i]!);
-      if (step === "error") return { delta: text.slice(0, i), done: true, rest: text.slice(i), error: true };
-      if (step === "done-before")
-        return { delta: text.slice(0, i), done: true, rest: text.slice(i), error: false };
+      if (step === "error" || step === "done-before")
+        return { delta: this.#lead(text.slice(0, i)), done: true, rest: text.slice(i) };
       if (step === "done")
-        return { delta: text.slice(0, i + 1), done: true, rest: text.slice(i + 1), error: false };
+        return { delta: this.#lead(text.slice(0, i + 1)), done: true, rest: text.slice(i + 1) };
     }
-    return { delta: text, done: false, rest: "", error: false };
+    return { delta: this.#lead(text), done: false, rest: "" };
   }
-}
 
-function stripLeadingWs(delta: string, started: boolean): string {
-  return started ? delta : delta.trimStart();
+  #lead(delta: string): string {
+    if (this.#started) return delta;
+    const trimmed = delta.trimStart();
+    if (trimmed !== "") this.#started = true;
+    return trimmed;
+  }
 }
 
 type DsMode = "text" | "calls" | "head" | "fence" | "args" | "tail";
@@ -44,7 +51,6 @@ type DsMode = "text" | "calls" | "head" | "fence" | "args" | "tail";
 export class DeepSeekParser extends BufferedParser {
   #mode: DsMode = "text";
   #args: ArgsStream | undefined;
-  #argsStarted = false;
 
   protected step(final: boolean): void {
     for (;;) {
@@ -116,9 +122,7 @@ export class DeepSeekParser extends BufferedParser {
         }
         case "args": {
           const fed = this.#args!.feed(this.buffer);
-          const delta = stripLeadingWs(fed.delta, this.#argsStarted);
-          if (delta !== "") this.#argsStarted = true;
-          this.args(delta);
+          this.args(fed.delta);
           this.buffer = fed.rest;
           if (!fed.done) {
             if (final) this.endCall();
@@ -145,7 +149,6 @@ export class DeepSeekParser extends BufferedParser {
 
   #beginArgs(): void {
     this.#args = new ArgsStream();
-    this.#argsStarted = false;
     this.#mode = "args";
   }
 }
@@ -157,7 +160,6 @@ type MistralMode = "text" | "after" | "name" | "args" | "array" | "array-call";
 export class MistralParser extends BufferedParser {
   #mode: MistralMode = "text";
   #args: ArgsStream | undefined;
-  #argsStarted = false;
   #reader: JsonCallReader | undefined;
 
   protected step(final: boolean): void {
@@ -201,15 +203,12 @@ export class MistralParser extends BufferedParser {
             this.buffer = scan.after;
           }
           this.#args = new ArgsStream();
-          this.#argsStarted = false;
           this.#mode = "args";
           continue;
         }
         case "args": {
           const fed = this.#args!.feed(this.buffer);
-          const delta = stripLeadingWs(fed.delta, this.#argsStarted);
-          if (delta !== "") this.#argsStarted = true;
-          this.args(delta);
+          this.args(fed.delta);
           this.buffer = fed.rest;
           if (!fed.done) {
             if (final) this.endCall();
