@@ -4,12 +4,12 @@
  * `cortex status` / `cortex models ls` show an operator.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { runCli } from "./helpers/run-cli.ts";
 import { chat, messages } from "./helpers/gateway-requests.ts";
 import { configToml, profile, RealFleet, type TestGateway, waitForFleet } from "./helpers/real-fleet.ts";
 
 const KEY = "sk-test-key";
 const ADMIN = "admin-secret";
-const ROOT = `${import.meta.dir}/../..`;
 
 let fleet: RealFleet;
 let gateway: TestGateway;
@@ -104,21 +104,6 @@ describe("admin API", () => {
   });
 });
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([process.execPath, "src/cli/main.ts", ...args], {
-    cwd: ROOT,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, CORTEX_ADMIN_TOKEN: "", CORTEX_GATEWAY_URL: "", NO_COLOR: "1" },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
-}
-
 describe("cortex status and cortex models ls", () => {
   // The harness polls every 100 ms with a 1 s timeout, so on a loaded machine a node can
   // look down for a moment; these tests are about rendering, so start from a settled fleet.
@@ -127,7 +112,7 @@ describe("cortex status and cortex models ls", () => {
   });
 
   test("status shows the nodes, their devices' memory and the loaded models", async () => {
-    const { code, stdout, stderr } = await cli("status", "--gateway", gateway.url, "--token", ADMIN);
+    const { code, stdout, stderr } = await runCli("status", "--gateway", gateway.url, "--token", ADMIN);
     expect(stderr).toBe("");
     expect(code).toBe(0);
     expect(stdout).toContain("2 node(s), 2 up");
@@ -139,7 +124,7 @@ describe("cortex status and cortex models ls", () => {
   });
 
   test("status --json is the fleet for scripts", async () => {
-    const { code, stdout } = await cli("status", "--json", "--gateway", gateway.url, "--token", ADMIN);
+    const { code, stdout } = await runCli("status", "--json", "--gateway", gateway.url, "--token", ADMIN);
     expect(code).toBe(0);
     const fleetView = JSON.parse(stdout) as {
       nodes: Array<{
@@ -157,13 +142,13 @@ describe("cortex status and cortex models ls", () => {
   });
 
   test("status with a wrong token says so and fails", async () => {
-    const { code, stderr } = await cli("status", "--gateway", gateway.url, "--token", "wrong");
+    const { code, stderr } = await runCli("status", "--gateway", gateway.url, "--token", "wrong");
     expect(code).not.toBe(0);
     expect(stderr).toContain("refused the admin token");
   });
 
   test("models ls shows where each model is loaded", async () => {
-    const { code, stdout, stderr } = await cli("models", "ls", "--gateway", gateway.url, "--token", ADMIN);
+    const { code, stdout, stderr } = await runCli("models", "ls", "--gateway", gateway.url, "--token", ADMIN);
     expect(stderr).toBe("");
     expect(code).toBe(0);
     expect(stdout).toMatch(/alpha\s+loaded\s+n1\(ready\)\s+n1\s+al/);

@@ -11,6 +11,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { FleetNode } from "../../src/core/admin-api.ts";
 import { type FakeHub, startFakeHub } from "./helpers/fake-hub.ts";
+import { type CliRun, runCli } from "./helpers/run-cli.ts";
 import { chat } from "./helpers/gateway-requests.ts";
 import { makePullModels } from "./helpers/pull-models.ts";
 import { configToml, FLEET_SIZING, RealFleet, type TestGateway } from "./helpers/real-fleet.ts";
@@ -32,19 +33,8 @@ const sourced = (id: string, source: string, extra: Record<string, unknown> = {}
   ...extra,
 });
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([process.execPath, "src/cli/main.ts", ...args, "--gateway", gateway.url], {
-    cwd: ROOT,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, CORTEX_ADMIN_TOKEN: "", CORTEX_GATEWAY_URL: "", NO_COLOR: "1" },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
+function cli(...args: string[]): Promise<CliRun> {
+  return runCli(...args, "--gateway", gateway.url);
 }
 
 const cdnGets = (object: string) =>
