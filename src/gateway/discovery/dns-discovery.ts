@@ -39,25 +39,23 @@ function isNoRecords(error: unknown): boolean {
   return NO_RECORDS.has(String((error as { code?: unknown } | null)?.code));
 }
 
+/** `query`'s records, or none where the name has none of that kind; other failures stay failures. */
+async function recordsOrNone<T>(query: Promise<T[]>): Promise<T[]> {
+  try {
+    return await query;
+  } catch (error) {
+    if (isNoRecords(error)) return [];
+    throw error;
+  }
+}
+
 /** The system resolver (getaddrinfo for addresses, as every other program on the host resolves). */
 export function systemLookup(): DnsLookup {
   return {
     async addresses(name) {
-      try {
-        return (await dns.lookup(name, { all: true })).map((entry) => entry.address);
-      } catch (error) {
-        if (isNoRecords(error)) return [];
-        throw error;
-      }
+      return (await recordsOrNone(dns.lookup(name, { all: true }))).map((entry) => entry.address);
     },
-    async srv(name) {
-      try {
-        return await dns.resolveSrv(name);
-      } catch (error) {
-        if (isNoRecords(error)) return [];
-        throw error;
-      }
-    },
+    srv: (name) => recordsOrNone(dns.resolveSrv(name)),
   };
 }
 
@@ -75,14 +73,7 @@ export function serverLookup(server: string): DnsLookup {
       if (isNoRecords(v4.reason)) return [];
       throw v4.reason;
     },
-    async srv(name) {
-      try {
-        return await resolver.resolveSrv(name);
-      } catch (error) {
-        if (isNoRecords(error)) return [];
-        throw error;
-      }
-    },
+    srv: (name) => recordsOrNone(resolver.resolveSrv(name)),
   };
 }
 
