@@ -20,7 +20,7 @@ import type { ModelProfile } from "../../core/config/config-schema.ts";
 import { CortexError } from "../../core/errors.ts";
 import { logger } from "../../core/logger.ts";
 import type { Fleet } from "../fleet/fleet.ts";
-import { isLive } from "../fleet/fleet-types.ts";
+import { type FleetNodeView, isLive } from "../fleet/fleet-types.ts";
 import { classifyNeuronError, type NeuronApi, type UpstreamTarget } from "../neuron-client.ts";
 import type { ConversationHomes } from "./conversation-homes.ts";
 import type { ModelLoader } from "./model-loader.ts";
@@ -93,8 +93,10 @@ export async function routeWithFailover<T>(
   // Asked only where this replica sees a ready copy: otherwise the request waits for a load
   // anyway, and without a promise hop route() asks the loader synchronously (chat-pipeline.ts
   // reads right after it whether the request waits for a load).
+  const readyId =
+    conversation === undefined || homes === undefined ? undefined : readyModelId(fleet, loader, model);
   const home =
-    conversation === undefined || homes === undefined || readyModelId(fleet, loader, model) === undefined
+    conversation === undefined || homes === undefined || readyId === undefined
       ? undefined
       : await homes.lookup(conversation);
   const affinity =
@@ -106,7 +108,7 @@ export async function routeWithFailover<T>(
           conversation,
           home,
         };
-  if (home !== undefined) await catchUpWithHome(fleet, loader, model, home);
+  if (home !== undefined && readyId !== undefined) await catchUpWithHome(fleet, readyId, home);
   const maxAttempts = options.maxAttempts ?? 3;
   const tried = new Set<string>();
   let lastError: CortexError | undefined;
@@ -183,31 +185,25 @@ function readyModelId(fleet: Fleet, loader: ModelLoader, model: string): string 
   } catch {
     return undefined; // An unknown model is the loader's to refuse, in the routing loop.
   }
-  const ready = fleet
-    .view()
-    .nodes.some(
-      (node) => isLive(node) && node.loaded.some((copy) => copy.id === modelId && copy.state === "ready"),
-    );
-  return ready ? modelId : undefined;
+  return fleet.view().nodes.some((node) => holdsReady(node, modelId)) ? modelId : undefined;
+}
+
+function holdsReady(node: FleetNodeView, modelId: string): boolean {
+  return isLive(node) && node.loaded.some((copy) => copy.id === modelId && copy.state === "ready");
 }
 
 /**
  * The shared record names a live node where this replica's view shows no
  * ready copy: another replica loaded one there since this replica's last
  * poll. Read that node now, or this replica would send the turn elsewhere
- * and move the conversation off the node holding its cache.
+ * and move the conversation off the node holding its cache. (The view is
+ * read again: the lookup before this was a wait.)
  */
-async function catchUpWithHome(
-  fleet: Fleet,
-  loader: ModelLoader,
-  model: string,
-  home: string,
-): Promise<void> {
-  const modelId = readyModelId(fleet, loader, model);
-  if (modelId === undefined) return;
-  const node = fleet.view().nodes.find((candidate) => candidate.name === home);
-  if (node === undefined || !isLive(node)) return;
-  if (node.loaded.some((copy) => copy.id === modelId && copy.state === "ready")) return;
+async function catchUpWithHome(fleet: Fleet, modelId: string, home: string): Promise<void> {
+  const nodes = fleet.view().nodes;
+  if (!nodes.some((node) => holdsReady(node, modelId))) return;
+  const node = nodes.find((candidate) => candidate.name === home);
+  if (node === undefined || !isLive(node) || holdsReady(node, modelId)) return;
   await fleet.refresh(home);
 }
 
