@@ -43,6 +43,7 @@
  * on all of them alike.
  *
  *   bun bench/real-model-bench.ts [--threads 2] [--rounds 3] [--tokens 64] [--prompt 128]
+ *                                 [--models smollm2-135m,gemma3-270m] [--baseline <checkout>]
  */
 import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -66,6 +67,7 @@ const { values } = parseArgs({
     tokens: { type: "string", default: "64" },
     prompt: { type: "string", default: "128" },
     baseline: { type: "string" },
+    models: { type: "string" },
   },
 });
 const threads = Number(values.threads);
@@ -506,7 +508,11 @@ const lines = [
   "| model | runner | prefill tok/s | decode tok/s | TTFT ms | HTTP decode tok/s | side CPU ms/token | 4 streams / 1 | decode / llama-bench tg | prefill / llama-bench pp | decode / llama-server's | TTFT llama-server / cortex | tok/s cortex / llama-server |",
   "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ];
-for (const name of Object.keys(MODELS) as ModelName[]) {
+const modelNames = (values.models?.split(",") ?? Object.keys(MODELS)) as ModelName[];
+for (const name of modelNames)
+  if (!(name in MODELS))
+    throw new Error(`--models: unknown model ${name} (known: ${Object.keys(MODELS).join(", ")})`);
+for (const name of modelNames) {
   const model = await ensureModel(name);
   // Every runner up at once and sampled in turn each round, so a change in the machine's load
   // (it is shared) falls on all of them alike.
