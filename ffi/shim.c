@@ -315,6 +315,43 @@ struct llama_sampler * shim_sampler_new(int32_t n_vocab, float temperature, int3
   return chain;
 }
 
+// Greedy decoding straight from the logits. llama_sampler_sample first copies
+// all n_vocab logits into llama_token_data for the greedy sampler to scan: for
+// a 262k vocabulary (Gemma 3) that was ~1.3 ms of a ~22 ms decode step on the
+// development machine, against ~0.2 ms for this scan. The same choice as
+// llama_sampler_init_greedy: the first highest logit (a NaN is never chosen
+// over an earlier logit). Four running maxima because TinyCC, which compiles
+// this file, neither unrolls nor vectorises. Returns -1 without logits.
+// shim_argmax is the scan alone, over any float array (tested on its own).
+int32_t shim_argmax(const float * logits, int32_t n) {
+  if (n <= 0) return -1;
+  const float * p = logits;
+  const float * end = logits + (n & ~3);
+  float m0 = logits[0], m1 = m0, m2 = m0, m3 = m0;
+  const float * b0 = logits, * b1 = logits, * b2 = logits, * b3 = logits;
+  for (; p < end; p += 4) {
+    if (p[0] > m0) { m0 = p[0]; b0 = p; }
+    if (p[1] > m1) { m1 = p[1]; b1 = p + 1; }
+    if (p[2] > m2) { m2 = p[2]; b2 = p + 2; }
+    if (p[3] > m3) { m3 = p[3]; b3 = p + 3; }
+  }
+  // Across lanes a tie goes to the earlier token, as in one scan from the start.
+  const float * best = b0;
+  float m = m0;
+  if (m1 > m || (m1 == m && b1 < best)) { m = m1; best = b1; }
+  if (m2 > m || (m2 == m && b2 < best)) { m = m2; best = b2; }
+  if (m3 > m || (m3 == m && b3 < best)) { m = m3; best = b3; }
+  for (; p < logits + n; p++)
+    if (*p > m) { m = *p; best = p; }
+  return (int32_t)(best - logits);
+}
+
+int32_t shim_sample_greedy(struct llama_context * ctx, int32_t idx, int32_t n_vocab) {
+  const float * logits = llama_get_logits_ith(ctx, idx);
+  if (logits == NULL) return -1;
+  return shim_argmax(logits, n_vocab);
+}
+
 // Samples one token of a grammar-constrained sequence (llama.cpp's common_sampler
 // trick): sample with the chain alone, and only when the grammar rejects that
 // token constrain the whole vocabulary and sample again. Checking one token is

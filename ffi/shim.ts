@@ -36,6 +36,8 @@ export const shimDefs = {
     returns: "ptr",
   },
   shim_sample_constrained: { args: ["ptr", "ptr", "ptr", "i32", "ptr", "i32"], returns: "i32" },
+  shim_sample_greedy: { args: ["ptr", "i32", "i32"], returns: "i32" },
+  shim_argmax: { args: ["ptr", "i32"], returns: "i32" },
   shim_chat_apply_template: { args: ["ptr", "i32", "ptr", "ptr", "bool", "ptr", "i32"], returns: "i32" },
   shim_sizeof_context_params: { args: [], returns: "i32" },
   shim_sizeof_model_params: { args: [], returns: "i32" },
@@ -118,6 +120,10 @@ export interface ShimSymbols {
     buf: PtrArg,
     nVocab: number,
   ): number;
+  /** The token with the highest logit at output `idx` (llama.cpp's greedy choice, without its copy of the logits); -1: no logits. */
+  shim_sample_greedy(ctx: LlamaContextPtr, idx: number, nVocab: number): number;
+  /** shim_sample_greedy's scan over `n` floats: the index of the first highest value; -1 when n ≤ 0. */
+  shim_argmax(values: PtrArg, n: number): number;
   shim_chat_apply_template(
     tmpl: PtrArg,
     nMsg: number,

@@ -6,7 +6,7 @@ import { discoverCudaDevices, formatGpuUuid } from "../../ffi/cuda.ts";
 import { cudaLibDirs, locateCudaLibs } from "../../ffi/cuda-libs.ts";
 import { NativeError } from "../../ffi/native-error.ts";
 import { candidateDirs, checkVersions, locateNativeSet } from "../../ffi/native-paths.ts";
-import { compileShim, repoShimSources } from "../../ffi/shim.ts";
+import { compileShim, linkShim, repoShimSources } from "../../ffi/shim.ts";
 
 describe("native set lookup", () => {
   test("finds the CPU set in node_modules with matching versions", () => {
@@ -271,5 +271,56 @@ describe("the native shim's compile", () => {
     expect(error).toBeInstanceOf(NativeError);
     expect((error as NativeError).code).toBe("broken");
     expect((error as Error).message).toContain(`compiling the native shim ${source} failed`);
+  });
+});
+
+describe("the native shim's greedy scan (shim_argmax, behind shim_sample_greedy)", () => {
+  // llama.cpp's greedy sampler (llama_sampler_greedy_apply): the first value strictly above every earlier one.
+  const llamaGreedy = (values: Float32Array): number => {
+    let selected = 0;
+    for (let i = 1; i < values.length; i++) if (values[i]! > values[selected]!) selected = i;
+    return selected;
+  };
+  const shim = linkShim(compileShim(locateNativeSet({ env: {}, cwd: process.cwd() }).libllama));
+  const argmax = (values: number[] | Float32Array) => {
+    const array = values instanceof Float32Array ? values : new Float32Array(values);
+    return shim.shim_argmax(array, array.length);
+  };
+
+  test("ties go to the earliest token, within a lane, across lanes and in the tail", () => {
+    expect(argmax([1, 3, 3, 2])).toBe(1);
+    expect(argmax([0, 5, 0, 0, 5, 0, 0, 0])).toBe(1);
+    expect(argmax([0, 0, 0, 5, 0, 0, 5, 0])).toBe(3);
+    expect(argmax([5, 0, 0, 0, 0, 0, 0, 0, 5])).toBe(0);
+    expect(argmax([0, 0, 0, 0, 0, 0, 0, 0, 7, 7])).toBe(8);
+    expect(argmax([2, 2, 2, 2, 2])).toBe(0);
+  });
+
+  test("NaN is never chosen over an earlier value, and a first NaN wins as llama.cpp's scan lets it", () => {
+    expect(argmax([1, Number.NaN, 0.5, 0.7, 2])).toBe(4);
+    expect(argmax([Number.NaN, 9, 9, 9, 9])).toBe(0);
+    expect(argmax([-Infinity, -Infinity, -Infinity])).toBe(0);
+    expect(argmax([-Infinity, -1e30, -Infinity, -Infinity, -Infinity])).toBe(1);
+  });
+
+  test("agrees with llama.cpp's scan on every length up to 40 with many ties, and on a 262k vocabulary", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let n = 1; n <= 40; n++)
+      for (let trial = 0; trial < 50; trial++) {
+        const values = Float32Array.from({ length: n }, () => Math.floor(random() * 4));
+        expect(argmax(values)).toBe(llamaGreedy(values));
+      }
+    const logits = Float32Array.from({ length: 262_144 }, () => random() * 30 - 15);
+    expect(argmax(logits)).toBe(llamaGreedy(logits));
+    logits[262_143] = 100;
+    expect(argmax(logits)).toBe(262_143);
+  });
+
+  test("no values is no choice", () => {
+    expect(shim.shim_argmax(new Float32Array(1), 0)).toBe(-1);
   });
 });

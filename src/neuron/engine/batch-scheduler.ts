@@ -30,6 +30,8 @@ interface Sequence {
   /** Tokens sampled so far (the last one not yet decoded). */
   sampled: number[];
   sampler: LlamaSamplerPtr;
+  /** The chain is llama.cpp's greedy sampler alone: sampled by shim_sample_greedy, without the chain's copy of the logits. */
+  greedy: boolean;
   /** Grammar sampler kept beside the chain (shim_sample_constrained), or null. */
   grammar: LlamaSamplerPtr | null;
   maxTokens: number;
@@ -52,6 +54,19 @@ export interface SchedulerStats {
 }
 
 const DEFAULT_PENALTY_LAST_N = 64;
+
+/**
+ * Whether the chain shim_sampler_new builds for `p` is the greedy sampler
+ * alone: temperature ≤ 0, no logit bias, no penalty. Compared in doubles,
+ * where the chain compares floats: a value that rounds to "off" there still
+ * counts as on here, so a sequence marked greedy always has a greedy-only chain.
+ */
+export function plainGreedy(p: GenerateParams, biasCount: number): boolean {
+  const penalties =
+    (p.penaltyLastN ?? DEFAULT_PENALTY_LAST_N) !== 0 &&
+    ((p.repeatPenalty ?? 1) !== 1 || (p.frequencyPenalty ?? 0) !== 0 || (p.presencePenalty ?? 0) !== 0);
+  return (p.temperature ?? 1) <= 0 && biasCount === 0 && !penalties;
+}
 
 export class BatchScheduler {
   readonly #rt: NativeRuntime;
@@ -187,7 +202,7 @@ export class BatchScheduler {
     });
     // Before a slot is taken: a grammar that does not parse is the request's fault.
     const grammar = params.grammar === undefined ? null : this.#makeGrammar(params.grammar);
-    let sampler: LlamaSamplerPtr;
+    let sampler: { chain: LlamaSamplerPtr; greedy: boolean };
     try {
       sampler = this.#makeSampler(params);
     } catch (error) {
@@ -203,7 +218,8 @@ export class BatchScheduler {
       prefilled: reused,
       reused,
       sampled: [],
-      sampler,
+      sampler: sampler.chain,
+      greedy: sampler.greedy && grammar === null,
       grammar,
       maxTokens,
       completion: 0,
@@ -250,7 +266,7 @@ export class BatchScheduler {
     return grammar;
   }
 
-  #makeSampler(p: GenerateParams): LlamaSamplerPtr {
+  #makeSampler(p: GenerateParams): { chain: LlamaSamplerPtr; greedy: boolean } {
     const bias = Object.entries(p.logitBias ?? {}).filter(([token]) => {
       const id = Number(token);
       return Number.isInteger(id) && id >= 0 && id < this.#model.nVocab;
@@ -272,7 +288,7 @@ export class BatchScheduler {
       bias.length > 0 ? new Float32Array(bias.map(([, v]) => v)) : null,
     );
     if (!sampler) throw new DeviceFault("llama_sampler_chain_init returned null");
-    return sampler;
+    return { chain: sampler, greedy: plainGreedy(p, bias.length) };
   }
 
   /**
@@ -346,9 +362,11 @@ export class BatchScheduler {
 
   #sample(seq: Sequence, index: number): void {
     if (seq.cancelled) return;
-    const token = seq.grammar
-      ? this.#sampleConstrained(seq, index)
-      : this.#rt.llama.llama_sampler_sample(seq.sampler, this.#model.ctx, index);
+    const token = seq.greedy
+      ? this.#sampleGreedy(index)
+      : seq.grammar
+        ? this.#sampleConstrained(seq, index)
+        : this.#rt.llama.llama_sampler_sample(seq.sampler, this.#model.ctx, index);
     this.#stats.tokensSampled++;
     seq.completion++;
     seq.sampled.push(token);
@@ -367,6 +385,12 @@ export class BatchScheduler {
       return;
     }
     seq.lastToken = token;
+  }
+
+  #sampleGreedy(index: number): number {
+    const token = this.#rt.shim.shim_sample_greedy(this.#model.ctx, index, this.#model.nVocab);
+    if (token < 0) throw new DeviceFault("greedy sampling found no logits");
+    return token;
   }
 
   #sampleConstrained(seq: Sequence, index: number): number {
