@@ -249,7 +249,8 @@ describe("placement", () => {
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ model: "alpha", node }),
       });
-      expect(response.status).toBe(200);
+      // Its reason in the failure (a 503 here once under a full run's load, reason unseen).
+      expect(`${response.status} ${response.status === 200 ? "" : await response.text()}`).toBe("200 ");
     };
     const urls = { n1: fleet.neuron("n1").url, n2: fleet.neuron("n2").url };
     const turn1 = [{ role: "user", content: "Tell me about the mill." }];
