@@ -18,6 +18,7 @@ import { type ContentCaps, contentCaps, shapeContent } from "./content-shape.ts"
 import { foldToolResponses, isGemma4Template, openModelTurn, wantsToolResponses } from "./gemma4-turns.ts";
 import { runTemplate, TemplateRaised } from "./jinja-runtime.ts";
 import { placeReasoning } from "./reasoning-fields.ts";
+import { memoBySource } from "./source-memo.ts";
 import type { TemplateMessage, TemplateTool } from "./template-messages.ts";
 import { supportsThinking } from "./thinking-support.ts";
 
@@ -73,19 +74,15 @@ export function chatTemplateProblem(source: string): string | undefined {
 }
 
 function compile(source: string): Template {
-  let template = compiled.get(source);
-  if (!template) {
+  return memoBySource(compiled, source, () => {
     try {
-      template = new Template(source);
+      return new Template(source);
     } catch (error) {
       throw new CortexError("internal", `the model's chat template does not parse: ${String(error)}`, {
         cause: error,
       });
     }
-    if (compiled.size > 32) compiled.clear();
-    compiled.set(source, template);
-  }
-  return template;
+  });
 }
 
 /** Renders with a Jinja chat template. */
@@ -151,9 +148,8 @@ const contentCapsCache = new Map<string, ContentCaps>();
 
 /** How the template takes message content (llama.cpp's probe, with its context: no tokens, no tools). */
 function contentCapsOf(template: string, parsed: Template["parsed"]): ContentCaps {
-  let caps = contentCapsCache.get(template);
-  if (caps === undefined) {
-    caps = contentCaps((messages, ops) => {
+  return memoBySource(contentCapsCache, template, () =>
+    contentCaps((messages, ops) => {
       try {
         return runTemplate(
           parsed,
@@ -164,11 +160,8 @@ function contentCapsOf(template: string, parsed: Template["parsed"]): ContentCap
       } catch {
         return undefined;
       }
-    });
-    if (contentCapsCache.size > 32) contentCapsCache.clear();
-    contentCapsCache.set(template, caps);
-  }
-  return caps;
+    }),
+  );
 }
 
 /** `messages[0].content` as the render holds it (the value whose uses the probe records). */
@@ -181,19 +174,15 @@ const systemRole = new Map<string, boolean>();
 const thinking = new Map<string, boolean>();
 const objectArguments = new Map<string, boolean>();
 
-/** Memoized per template source (bounded, like the parse cache). */
+/** A capability probe, once per template source; one that throws says no. */
 function probed(cache: Map<string, boolean>, template: string, probe: () => boolean): boolean {
-  let result = cache.get(template);
-  if (result === undefined) {
+  return memoBySource(cache, template, () => {
     try {
-      result = probe();
+      return probe();
     } catch {
-      result = false;
+      return false;
     }
-    if (cache.size > 32) cache.clear();
-    cache.set(template, result);
-  }
-  return result;
+  });
 }
 
 /** llama-server's `enable_thinking` when the request does not set it. */
