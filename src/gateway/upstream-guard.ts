@@ -112,8 +112,7 @@ export class ChatBounds {
 
   /** An attempt on `node` starts: the signal its call takes. */
   attempt(node: string): AbortSignal {
-    this.#leaveNode();
-    this.#pendingSince = undefined;
+    this.#leaveAttempt();
     this.#node = node;
     this.#watchdog?.join(node, this);
     return this.#controller.signal;
@@ -126,8 +125,7 @@ export class ChatBounds {
    * then, never while an attempt runs).
    */
   betweenAttempts(): AbortSignal {
-    this.#leaveNode();
-    this.#pendingSince = undefined;
+    this.#leaveAttempt();
     return this.#controller.signal;
   }
 
@@ -144,8 +142,7 @@ export class ChatBounds {
     if (this.#ended || this.#cleared || this.#node !== node) return;
     const attempt = this.#controller;
     this.#controller = new AbortController();
-    this.#leaveNode();
-    this.#pendingSince = undefined;
+    this.#leaveAttempt();
     attempt.abort(error);
   }
 
@@ -155,17 +152,19 @@ export class ChatBounds {
     this.#cleared = true;
     this.#sweep?.cancel();
     this.#client.removeEventListener("abort", this.#onClientAbort);
-    this.#leaveNode();
+    this.#leaveAttempt();
   }
 
   #end(reason: unknown): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.#leaveNode();
+    this.#leaveAttempt();
     this.#controller.abort(reason);
   }
 
-  #leaveNode(): void {
+  /** No attempt in progress: no node to watch, no read pending. */
+  #leaveAttempt(): void {
+    this.#pendingSince = undefined;
     if (this.#node === undefined) return;
     this.#watchdog?.leave(this.#node, this);
     this.#node = undefined;
