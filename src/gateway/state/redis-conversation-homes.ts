@@ -10,6 +10,7 @@
  * memory and rendezvous hashing. One ERROR when that starts, one line when
  * it ends.
  */
+import { errorMessage } from "../../core/errors.ts";
 import { logger } from "../../core/logger.ts";
 import type { ConversationHomes } from "../routing/conversation-homes.ts";
 import type { RedisConnection } from "./redis-connection.ts";
@@ -91,7 +92,7 @@ export class RedisConversationHomes implements ConversationHomes {
     const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
     if (this.#failingUntil === undefined)
       log.error(
-        `state store ${this.#redis.where} did not answer for conversation routing (${cause instanceof Error ? cause.message : String(cause)}): each replica routes by its own memory and rendezvous hashing until it does`,
+        `state store ${this.#redis.where} did not answer for conversation routing (${errorMessage(cause)}): each replica routes by its own memory and rendezvous hashing until it does`,
       );
     this.#failingUntil = this.#now() + this.#options.retryAfterMs;
   }
