@@ -68,6 +68,49 @@ export function plainGreedy(p: GenerateParams, biasCount: number): boolean {
   return (p.temperature ?? 1) <= 0 && biasCount === 0 && !penalties;
 }
 
+/** What `planBatch` needs of a sequence. */
+interface Plannable {
+  slot: number;
+  prompt: { readonly length: number };
+  /** Prompt tokens already decoded: all of them once it generates. */
+  prefilled: number;
+  paused: boolean;
+}
+
+/**
+ * Which sequences a step decodes and how many tokens each: every generating
+ * sequence one (that keeps their latency flat while prompts prefill), then
+ * prompt chunks in arrival order while the batch has room. Returned in
+ * ascending slot order, the order the batch is written in: each slot is its
+ * own KV stream (kv_unified = false), and llama.cpp cuts a batch into
+ * ubatches of sequences with consecutive ids in the order they first appear
+ * (llama_batch_allocr::split_equal, sequential), so slots 2, 3, 0, 1 written
+ * in that order run as two ubatches, each paying for every weight again,
+ * where 0, 1, 2, 3 run as one. Measured on Gemma 3 270M with 4 streams:
+ * 60–75 ms a step against 95–120 ms.
+ */
+export function planBatch<T extends Plannable>(
+  active: Iterable<T>,
+  room: number,
+): Array<{ seq: T; take: number }> {
+  const arrived = [...active];
+  const planned: Array<{ seq: T; take: number }> = [];
+  for (const seq of arrived) {
+    if (seq.paused || seq.prefilled < seq.prompt.length) continue;
+    planned.push({ seq, take: 1 });
+    room--;
+  }
+  for (const seq of arrived) {
+    if (room <= 0) break;
+    const left = seq.prompt.length - seq.prefilled;
+    if (left <= 0 || seq.paused) continue;
+    const take = Math.min(left, room);
+    planned.push({ seq, take });
+    room -= take;
+  }
+  return planned.sort((a, b) => a.seq.slot - b.seq.slot);
+}
+
 export class BatchScheduler {
   readonly #rt: NativeRuntime;
   readonly #model: NativeModel;
@@ -300,22 +343,17 @@ export class BatchScheduler {
     for (const seq of [...this.#active.values()]) if (seq.cancelled) this.#finish(seq, "stop");
     this.#admit();
     if (!this.busy) return false;
+    const planned = planBatch(this.#active.values(), BATCH_TOKENS);
+    if (planned.length === 0) return this.busy;
     let n = 0;
-    let sequences = 0;
     const outputs: Array<{ seq: Sequence; index: number }> = [];
-    // Generating sequences first: one token each keeps their latency flat while prompts prefill.
-    for (const seq of this.#active.values()) {
-      if (seq.paused || seq.prefilled < seq.prompt.length) continue;
-      this.#put(n, seq.lastToken, seq.prompt.length + seq.completion - 1, seq.slot, true);
-      outputs.push({ seq, index: n });
-      n++;
-      sequences++;
-    }
-    for (const seq of this.#active.values()) {
-      if (n >= BATCH_TOKENS) break;
-      const left = seq.prompt.length - seq.prefilled;
-      if (left <= 0 || seq.paused) continue;
-      const take = Math.min(left, BATCH_TOKENS - n);
+    for (const { seq, take } of planned) {
+      if (seq.prefilled >= seq.prompt.length) {
+        this.#put(n, seq.lastToken, seq.prompt.length + seq.completion - 1, seq.slot, true);
+        outputs.push({ seq, index: n });
+        n++;
+        continue;
+      }
       for (let i = 0; i < take; i++) {
         const at = seq.prefilled + i;
         const last = at === seq.prompt.length - 1;
@@ -324,9 +362,8 @@ export class BatchScheduler {
         n++;
       }
       seq.prefilled += take;
-      sequences++;
     }
-    if (n === 0) return this.busy;
+    const sequences = planned.length;
     if (this.failNextDecode) {
       this.failNextDecode = false;
       Atomics.store(this.#rt.abortFlag, 0, 1);

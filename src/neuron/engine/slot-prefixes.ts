@@ -1,8 +1,10 @@
 /**
  * Which tokens the KV cache of each slot of a model holds, and which free
  * slot a new prompt should take: the one sharing the longest common prefix
- * with it, the least recently used one on ties and misses (an emptied slot
- * counts as never used). Pure bookkeeping; slot-kv.ts does the native side.
+ * with it, the least recently used one on ties (an emptied slot counts as
+ * never used). On a miss, a slot next to the busy ones first (see
+ * `#runsAfterTaking`), then the least recently used. Pure bookkeeping; slot-kv.ts
+ * does the native side.
  */
 
 /** Number of leading tokens `a` and `b` share. */
@@ -48,20 +50,36 @@ export class SlotPrefixes {
   /** The free slot to give `prompt`, and how many leading tokens its KV already matches. */
   choose(prompt: ArrayLike<number>): { slot: number; common: number } {
     let match: { slot: number; common: number } | undefined;
-    let oldest: { slot: number; common: number } | undefined;
+    let miss: { slot: number; common: number; runs: number } | undefined;
+    const older = (slot: number, than: { slot: number }) =>
+      (this.#lastUsed[slot] ?? 0) < (this.#lastUsed[than.slot] ?? 0);
     for (const slot of this.#free) {
       const held = this.held(slot);
       const common = commonPrefix(held, prompt);
-      const older = (than: { slot: number } | undefined) =>
-        than === undefined || (this.#lastUsed[slot] ?? 0) < (this.#lastUsed[than.slot] ?? 0);
-      if (older(oldest)) oldest = { slot, common };
+      const runs = this.#runsAfterTaking(slot);
+      if (miss === undefined || runs < miss.runs || (runs === miss.runs && older(slot, miss)))
+        miss = { slot, common, runs };
       if (common === 0 || common < held.length * MIN_SHARED_FRACTION) continue;
-      if (match === undefined || common > match.common || (common === match.common && older(match)))
+      if (match === undefined || common > match.common || (common === match.common && older(slot, match)))
         match = { slot, common };
     }
-    const chosen = match ?? oldest;
+    const chosen = match ?? (miss && { slot: miss.slot, common: miss.common });
     if (chosen === undefined) throw new Error("no free slot");
     return chosen;
+  }
+
+  /**
+   * How many runs of consecutive busy slots there would be with `slot` taken
+   * too. Each slot is its own KV stream, and llama.cpp decodes a step's
+   * sequences in one ubatch only when their slots are consecutive (slots 0
+   * and 2 run as two ubatches, each paying for every weight); so a prompt
+   * that reuses nothing goes next to the running ones.
+   */
+  #runsAfterTaking(slot: number): number {
+    const busy = (s: number) => s >= 0 && s < this.#held.length && (s === slot || !this.#free.has(s));
+    let runs = 0;
+    for (let s = 0; s < this.#held.length; s++) if (busy(s) && !busy(s - 1)) runs++;
+    return runs;
   }
 
   /** Marks a free slot busy (its held tokens stay recorded until `release`). */
