@@ -14,6 +14,8 @@
  * cortex's decode is set against llama-bench `tg` (target ≥ 0.95), its
  * prefill against `pp` (≥ 0.95), and its TTFT and tokens/s against
  * llama-server's (≥ 1.0). Medians of --rounds; ratios from this run only.
+ * TTFT is sampled apart, --ttft-samples times a round with the servers side
+ * by side, and its ratio is the median of the side-by-side pairs.
  *
  * Prefill is measured inside each server, never over HTTP (a streamed TTFT
  * also holds the first decode step, the template and the hops): cortex's by
@@ -58,7 +60,7 @@ import type { StepsResult } from "./neuron-steps.ts";
 import { promptOf } from "./neuron-steps.ts";
 import { ensureLlamaServer } from "./peers/build-llama-server.ts";
 import { cpuBetween, snapshotCpu } from "./process-cpu.ts";
-import { fixed, median } from "./stats.ts";
+import { fixed, median, pairedRatio } from "./stats.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const { values } = parseArgs({
@@ -197,22 +199,16 @@ function noSamples(): Samples {
   };
 }
 
-/** One round against a server: a single stream of a fresh prompt, then the aggregate of 1 and of 4 streams. */
+/**
+ * One round against a server: a single stream of a fresh prompt (decode
+ * rates), then the aggregate of 1 and of 4 streams. Its TTFT samples are
+ * taken apart, interleaved across servers (`sampleFirstTokens`).
+ */
 async function sampleRound(server: Server, round: number, samples: Samples): Promise<void> {
   // A new prompt each round (a number in front) so no prefix cache serves it.
   const before = snapshotCpu(server.pid);
   const run = await streamCompletion(server, `${round + 1}. ${promptOf(promptTokens)}`, tokens);
   let generated = run.tokens;
-  samples.ttftMs.push(run.ttftMs);
-  // More first tokens than one a round: the prefill time of one server moves in two modes
-  // (~230 and ~300 ms on Gemma here) from one request to the next, and a handful of samples
-  // decides a 2 % difference by which mode each fell in. Two tokens each; fresh prompts.
-  for (let extra = 1; extra < ttftSamples; extra++) {
-    const more = await streamCompletion(server, `${round + 1}.${extra} ${promptOf(promptTokens)}`, 2);
-    samples.ttftMs.push(more.ttftMs);
-    if (more.promptPerSecond !== undefined) samples.prefillTps.push(more.promptPerSecond);
-    generated += more.tokens;
-  }
   samples.decodeTps.push(run.decodeTps);
   if (run.promptPerSecond !== undefined) samples.prefillTps.push(run.promptPerSecond);
   if (run.predictedPerSecond !== undefined) samples.insideDecodeTps.push(run.predictedPerSecond);
@@ -234,6 +230,30 @@ async function sampleRound(server: Server, round: number, samples: Samples): Pro
   if (before && after && generated > 0) {
     const cpu = cpuBetween(before, after);
     samples.sideCpuMs.push((cpu.totalMs - cpu.busiestThreadMs) / generated);
+  }
+}
+
+/**
+ * First-token times, one server after another, `--ttft-samples` times a
+ * round, the first server rotating: one server's prefill moves between two
+ * modes (~230 and ~300 ms on Gemma here) from one request to the next and
+ * over seconds, so samples taken side by side and compared pair by pair
+ * (`pairedRatio`) are what tells a 2 % difference. Two tokens each, on a
+ * fresh prompt of --prompt words.
+ */
+async function sampleFirstTokens(
+  runners: ReadonlyArray<{ label: string; server: Server }>,
+  round: number,
+  samples: Map<string, Samples>,
+): Promise<void> {
+  for (let k = 0; k < ttftSamples; k++) {
+    for (let i = 0; i < runners.length; i++) {
+      const { label, server } = runners[(i + k) % runners.length]!;
+      const run = await streamCompletion(server, `${round + 1}.${k} ${promptOf(promptTokens)}`, 2);
+      const into = samples.get(label);
+      into?.ttftMs.push(run.ttftMs);
+      if (run.promptPerSecond !== undefined) into?.prefillTps.push(run.promptPerSecond);
+    }
   }
 }
 
@@ -515,7 +535,7 @@ else console.log(`(no ${native}: run npm run build:native to compare the native 
 if (values.baseline) sets.push({ label: "baseline, prebuilt", dir: prebuilt, root: values.baseline });
 
 const lines = [
-  `threads ${threads}, prompt ${promptTokens} words, ${tokens} generated, medians of ${rounds} interleaved rounds (TTFT: ${ttftSamples} first tokens a round)`,
+  `threads ${threads}, prompt ${promptTokens} words, ${tokens} generated, medians of ${rounds} interleaved rounds; TTFT: ${ttftSamples} first tokens a round, servers side by side, ratio the median of the pairs`,
   "",
   "| model | runner | prefill tok/s | decode tok/s | TTFT ms | HTTP decode tok/s | side CPU ms/token | 4 streams / 1 | decode / llama-bench tg | prefill / llama-bench pp | decode / llama-server's | TTFT llama-server / cortex | tok/s cortex / llama-server |",
   "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -559,21 +579,24 @@ for (const name of modelNames) {
       const lb = await llamaBench(bench, model, nPrompt);
       pp.push(lb.pp);
       tg.push(lb.tg);
+      await sampleFirstTokens(runners, round, samples);
       for (const { label, server: runner } of runners)
         await sampleRound(runner, round, samples.get(label) ?? noSamples());
       console.log(`${name}: round ${round + 1} of ${rounds} done (load average ${loadavg()[0]?.toFixed(1)})`);
     }
     const lbPp = median(pp);
     const lbTg = median(tg);
-    const ls = figures(samples.get("llama-server") ?? noSamples());
+    const lsSamples = samples.get("llama-server") ?? noSamples();
+    const ls = figures(lsSamples);
     lines.push(
       `| ${name} | llama-bench (pp${nPrompt}, tg${tokens}) | ${fixed(lbPp, 1)} | ${fixed(lbTg, 1)} | | | | | | | | | |`,
       `| ${name} | llama-server | ${fixed(ls.prefillTps, 1)} | ${fixed(ls.insideDecodeTps, 1)} | ${fixed(ls.ttftMs, 1)} | ${fixed(ls.decodeTps, 1)} | ${fixed(ls.sideCpuMs, 2)} | ${fixed(ls.scaling, 2)} | ${fixed(ls.insideDecodeTps / lbTg, 2)} | ${fixed(ls.prefillTps / lbPp, 2)} | | | |`,
     );
     for (const { label } of runners.slice(1)) {
-      const cx = figures(samples.get(label) ?? noSamples());
+      const cxSamples = samples.get(label) ?? noSamples();
+      const cx = figures(cxSamples);
       lines.push(
-        `| ${name} | ${label} | ${fixed(cx.prefillTps, 1)} | ${fixed(cx.insideDecodeTps, 1)} | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.sideCpuMs, 2)} | ${fixed(cx.scaling, 2)} | ${fixed(cx.insideDecodeTps / lbTg, 2)} | ${fixed(cx.prefillTps / lbPp, 2)} | ${fixed(cx.insideDecodeTps / ls.insideDecodeTps, 2)} | ${fixed(ls.ttftMs / cx.ttftMs, 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
+        `| ${name} | ${label} | ${fixed(cx.prefillTps, 1)} | ${fixed(cx.insideDecodeTps, 1)} | ${fixed(cx.ttftMs, 1)} | ${fixed(cx.decodeTps, 1)} | ${fixed(cx.sideCpuMs, 2)} | ${fixed(cx.scaling, 2)} | ${fixed(cx.insideDecodeTps / lbTg, 2)} | ${fixed(cx.prefillTps / lbPp, 2)} | ${fixed(cx.insideDecodeTps / ls.insideDecodeTps, 2)} | ${fixed(pairedRatio(lsSamples.ttftMs, cxSamples.ttftMs), 2)} | ${fixed(cx.decodeTps / ls.decodeTps, 2)} |`,
       );
     }
     console.log(lines.slice(-runners.length - 1).join("\n"));
