@@ -163,11 +163,13 @@ export interface GatewayOptions {
   cwd?: string;
   /** Another checkout's root to run the gateway from (an A/B of two trees); default this one. */
   root?: string;
+  /** A built executable (`npm run build`'s dist/cortex) to run instead of the source with bun. */
+  executable?: string;
   /** The Service's name; default "gateway". */
   name?: string;
 }
 
-/** `bun src/cli/main.ts serve --config <temp TOML>` in front of one neuron (the fake). */
+/** `bun src/cli/main.ts serve --config <temp TOML>` (or a built executable's) in front of one neuron (the fake). */
 export async function startGateway(options: GatewayOptions): Promise<Service> {
   const model = options.model ?? FAKE_MODEL;
   const dir = tempDir("gateway");
@@ -194,17 +196,15 @@ export async function startGateway(options: GatewayOptions): Promise<Service> {
       "",
     ].join("\n"),
   );
-  const child = Bun.spawn(
-    [
-      BUN,
-      ...(options.bunArgs ?? []),
-      join(options.root ?? ROOT, "src/cli/main.ts"),
-      "serve",
-      "--config",
-      config,
-    ],
-    { cwd: options.cwd ?? dir, stdin: "ignore", stdout: "ignore", stderr: "inherit" },
-  );
+  const command = options.executable
+    ? [options.executable]
+    : [BUN, ...(options.bunArgs ?? []), join(options.root ?? ROOT, "src/cli/main.ts")];
+  const child = Bun.spawn([...command, "serve", "--config", config], {
+    cwd: options.cwd ?? dir,
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "inherit",
+  });
   const url = `http://127.0.0.1:${port}`;
   return serviceWhenReady(options.name ?? "gateway", child, url, dir, () => chatWorks(url, model), 30_000);
 }

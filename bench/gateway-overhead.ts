@@ -26,14 +26,15 @@
  *
  *   bun bench/gateway-overhead.ts [--rounds 5] [--duration 2] [--concurrency 32]
  *                                 [--nginx-workers 1] [--metrics on|off]
- *                                 [--peers litellm,portkey,ccr|none] [--gateway-b other-checkout]
+ *                                 [--peers litellm,portkey,ccr|none] [--gateway-b other-checkout|dist/cortex]
  *                                 [--json out.json]
  *
  * Needs `wrk` and `nginx` on PATH (Debian: apt-get install -y wrk nginx);
  * the peers need python3 (LiteLLM) and node (claude-code-router).
  */
-import { writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { consola } from "consola";
 import {
@@ -67,7 +68,7 @@ const { values: args } = parseArgs({
     "nginx-workers": { type: "string", default: "1" },
     metrics: { type: "string", default: "on" },
     peers: { type: "string", default: "litellm,portkey,ccr" },
-    /** Another checkout's root: its gateway runs too, as "gateway-b" (an A/B of two trees, same run). */
+    /** Another checkout's root, or a built executable (dist/cortex): its gateway runs too, as "gateway-b" (an A/B, same run). */
     "gateway-b": { type: "string" },
     json: { type: "string" },
   },
@@ -259,10 +260,11 @@ async function main(): Promise<number> {
       { service: gateway, role: "gateway", modes: MODES },
     ];
     if (args["gateway-b"]) {
+      const b = args["gateway-b"];
       const other = await startGateway({
         upstreamUrl: upstream.url,
         metrics: args.metrics !== "off",
-        root: args["gateway-b"],
+        ...(statSync(b).isFile() ? { executable: resolve(b) } : { root: b }),
         name: "gateway-b",
       });
       services.push(other);
