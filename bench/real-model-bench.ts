@@ -59,6 +59,7 @@ import { freePort, waitUntil } from "./bench-services.ts";
 import type { StepsResult } from "./neuron-steps.ts";
 import { promptOf } from "./neuron-steps.ts";
 import { ensureLlamaServer } from "./peers/build-llama-server.ts";
+import { llamaServerCommand } from "./peers/llama-server-process.ts";
 import { cpuBetween, snapshotCpu } from "./process-cpu.ts";
 import { fixed, median, pairedRatio } from "./stats.ts";
 
@@ -370,24 +371,7 @@ async function startServer(
 function startLlamaServer(server: string, model: string): Promise<Server> {
   const port = freePort();
   return startServer(
-    [
-      server,
-      "-m",
-      model,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "-t",
-      String(threads),
-      "-tb",
-      String(threads),
-      "-np",
-      "4",
-      "-c",
-      String(CONTEXT * 4),
-      "--no-webui",
-    ],
+    llamaServerCommand({ server, model, threads, slots: 4, contextSize: CONTEXT }, port),
     { LD_LIBRARY_PATH: dirname(server) },
     `http://127.0.0.1:${port}`,
   );

@@ -14,47 +14,48 @@ export interface LlamaServerOptions {
   slots: number;
   /** Per slot, as cortex counts it (llama-server splits -c over its slots). */
   contextSize: number;
-  batch: number;
-  cacheMiB: number;
+  /** -b and -ub; llama-server's own (2048, 512) when absent. */
+  batch?: number;
+  /** --cache-ram; llama-server's own (8192 MiB) when absent. */
+  cacheMiB?: number;
   /** Flags after the common ones (`--jinja`, …). */
   extra?: string[];
-  /** Where its log goes. */
-  log: string;
+}
+
+/** The command line that starts llama-server on `port` with `options`. */
+export function llamaServerCommand(options: LlamaServerOptions, port: number): string[] {
+  return [
+    options.server,
+    "-m",
+    options.model,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "-t",
+    String(options.threads),
+    "-tb",
+    String(options.threads),
+    "-np",
+    String(options.slots),
+    "-c",
+    String(options.contextSize * options.slots),
+    ...(options.batch === undefined ? [] : ["-b", String(options.batch), "-ub", String(options.batch)]),
+    ...(options.cacheMiB === undefined ? [] : ["--cache-ram", String(options.cacheMiB)]),
+    ...(options.extra ?? []),
+    "--no-webui",
+  ];
 }
 
 export async function withLlamaServer<T>(
-  options: LlamaServerOptions,
+  options: LlamaServerOptions & { /** Where its log goes. */ log: string },
   run: (url: string) => Promise<T>,
 ): Promise<T> {
   const port = freePort();
-  const child = Bun.spawn(
-    [
-      options.server,
-      "-m",
-      options.model,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "-t",
-      String(options.threads),
-      "-tb",
-      String(options.threads),
-      "-np",
-      String(options.slots),
-      "-c",
-      String(options.contextSize * options.slots),
-      "-b",
-      String(options.batch),
-      "-ub",
-      String(options.batch),
-      "--cache-ram",
-      String(options.cacheMiB),
-      ...(options.extra ?? []),
-      "--no-webui",
-    ],
-    { stdout: "ignore", stderr: Bun.file(options.log) },
-  );
+  const child = Bun.spawn(llamaServerCommand(options, port), {
+    stdout: "ignore",
+    stderr: Bun.file(options.log),
+  });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitUntil(
