@@ -156,4 +156,58 @@ describe("the host-memory prompt cache", () => {
     expect(b2.text).toBe(b.text);
     expect(b2.usage.cachedTokens).toBe(b.usage.promptTokens - 1);
   });
+
+  test("three conversations taking turns on one slot, each saved into memory another one left, answer as cold", async () => {
+    const topics = ["the miller", "the children", "the oven"];
+    const turns: TemplateMessage[][] = topics.map((topic) => [
+      SYSTEM,
+      { role: "user", content: `Tell me about ${topic}.` },
+    ]);
+    const expected: string[][] = [];
+    for (const [i, history] of turns.entries()) expected[i] = [(await cold("rand-1", history)).text];
+    for (const [i, history] of turns.entries()) {
+      const next = [
+        ...history,
+        { role: "assistant" as const, content: expected[i]?.[0] ?? "" },
+        { role: "user" as const, content: "And then?" },
+      ];
+      expected[i]?.push((await cold("rand-1", next)).text);
+      turns[i] = next;
+    }
+    await pool.resetKv("rand-1");
+    // Round one saves each conversation when the next takes the slot; round two restores each,
+    // and saves the one it displaces into the buffer a restored state left or a spare touched while idle.
+    for (const history of turns) await ask("rand-1", history.slice(0, 2));
+    for (const [i, history] of turns.entries()) {
+      const answer = await ask("rand-1", history);
+      expect(answer.text).toBe(expected[i]?.[1] ?? "");
+      expect(answer.usage.cachedTokens).toBeGreaterThan(answer.usage.promptTokens / 2);
+    }
+  });
+
+  test("a saved state restored only in part stays intact for the conversation it came from", async () => {
+    const long: TemplateMessage[] = [
+      SYSTEM,
+      {
+        role: "user",
+        content:
+          "Tell me everything about the miller: where he lives, how he grinds the grain, what he sells at the market, which days he rests, and why the baker trusts his flour more than anyone else's in the valley.",
+      },
+    ];
+    const edited: TemplateMessage[] = [SYSTEM, { role: "user", content: "Who is the baker?" }];
+    const other: TemplateMessage[] = [{ role: "user", content: "Name a river." }];
+    const expected = (await cold("rand-1", long)).text;
+    await pool.resetKv("rand-1");
+    await ask("rand-1", long);
+    await ask("rand-1", other);
+    // Shares the system prompt with the saved long conversation: less than half of it is restored, and the entry stays.
+    const partial = await ask("rand-1", edited);
+    expect(partial.usage.cachedTokens).toBeGreaterThan(0);
+    expect(partial.usage.cachedTokens).toBeLessThan(partial.usage.promptTokens);
+    // Saving the edited conversation must not write into the memory of the state it restored from.
+    await ask("rand-1", other);
+    const again = await ask("rand-1", long);
+    expect(again.usage.cachedTokens).toBe(again.usage.promptTokens - 1);
+    expect(again.text).toBe(expected);
+  });
 });

@@ -25,6 +25,7 @@ import type {
   WorkerInit,
   WorkerToMain,
 } from "./protocol.ts";
+import { IdleSpare } from "./idle-spare.ts";
 import { SlotKv } from "./slot-kv.ts";
 import type { GenerationEvent } from "./types.ts";
 
@@ -55,6 +56,8 @@ const stats: SchedulerStats = { decodeCalls: 0, tokensDecoded: 0, tokensSampled:
 let tickScheduled = false;
 /** Host-memory prompt cache shared by this device's models (off until init sets a budget). */
 let promptCache: PromptCache | undefined;
+/** The cache's next spare, touched while nothing else runs (undefined with no cache). */
+let idleSpare: IdleSpare | undefined;
 /** This device's place in a tensor-parallel group, if any. */
 const tp = new TpRankRuntime();
 
@@ -129,11 +132,22 @@ function tick(): void {
   tickScheduled = false;
   if (poisoned) return;
   outbox = [];
+  let more = false;
   try {
-    if (stepModels()) scheduleTick();
+    more = stepModels();
+    if (more) scheduleTick();
   } finally {
     flushOutbox();
   }
+  if (!more && !poisoned) idleSpare?.idle();
+}
+
+/** The largest state a save could write on this device now: the spare to prepare. */
+function largestSave(): number {
+  let largest = 0;
+  for (const loaded of models.values())
+    if (!loaded.driven) largest = Math.max(largest, loaded.slots.largestSave());
+  return largest;
 }
 
 /** One step of every self-driven model; whether any has work left. */
@@ -216,6 +230,8 @@ function runJob(job: Job): Results[JobType] {
       loaded.embedder?.free();
       loaded.native.free();
       models.delete(job.modelId);
+      // The cache dropped its spares with the last model's states; so goes the one being touched.
+      if (models.size === 0) idleSpare?.drop();
       return { freedBytes: loaded.native.memoryBytes } satisfies Results["unload"];
     }
     case "reset-kv":
@@ -366,6 +382,7 @@ function onMessage(message: MainToWorker): void {
       try {
         runtime = NativeRuntime.open(init);
         promptCache = init.promptCacheBytes > 0 ? new PromptCache(init.promptCacheBytes) : undefined;
+        idleSpare = promptCache && new IdleSpare(promptCache, { busy: () => tickScheduled, largestSave });
         send({ type: "ready", systemInfo: runtime.systemInfo, threadId: currentThreadId() });
       } catch (error) {
         send({ type: "init-failed", error: toEngineError(error).toWire() });

@@ -123,6 +123,21 @@ export class SlotKv {
     };
   }
 
+  /**
+   * The most bytes saving one free slot's state would take now: what the
+   * Worker prepares a spare buffer for while idle (0 with no cache).
+   */
+  largestSave(): number {
+    if (!this.#cache) return 0;
+    let largest = 0;
+    for (const slot of this.#prefixes.freeSlots()) {
+      if (this.#prefixes.held(slot).length === 0) continue;
+      const size = this.#rt.llama.llama_state_seq_get_size_ext(this.#model.ctx, slot, STATE_FLAGS_NONE);
+      largest = Math.max(largest, size);
+    }
+    return largest;
+  }
+
   /** Frees a slot whose KV holds exactly `held` (prompt and generated tokens decoded). */
   release(slot: number, held: Int32Array): void {
     this.#prefixes.release(slot, held);
@@ -204,16 +219,15 @@ export class SlotKv {
     if (!cache) return;
     const { llama } = this.#rt;
     const size = llama.llama_state_seq_get_size_ext(this.#model.ctx, slot, STATE_FLAGS_NONE);
-    if (size <= 0 || size > cache.budgetBytes) return;
-    const state = new Uint8Array(size);
-    const written = llama.llama_state_seq_get_data_ext(this.#model.ctx, state, size, slot, STATE_FLAGS_NONE);
-    if (written <= 0) return;
-    cache.put({ model: this.#modelId, tokens: held, state: state.subarray(0, written) });
+    const buffer = size > 0 ? cache.buffer(size) : undefined;
+    if (!buffer) return;
+    const written = llama.llama_state_seq_get_data_ext(this.#model.ctx, buffer, size, slot, STATE_FLAGS_NONE);
+    if (written > 0) cache.put({ model: this.#modelId, tokens: held, state: buffer.subarray(0, written) });
+    else cache.giveBack(buffer);
   }
 
   #restore(slot: number, entry: PromptCacheEntry, common: number): boolean {
     const { llama } = this.#rt;
-    this.#cache?.restored(entry, common * 2 >= entry.tokens.length);
     const read = llama.llama_state_seq_set_data_ext(
       this.#model.ctx,
       entry.state,
@@ -221,6 +235,8 @@ export class SlotKv {
       slot,
       STATE_FLAGS_NONE,
     );
+    // Only now may a moved entry's buffer become a spare for the next save.
+    this.#cache?.restored(entry, common * 2 >= entry.tokens.length);
     return read > 0;
   }
 }

@@ -42,6 +42,10 @@ export class SlotPrefixes {
     return this.#free.size;
   }
 
+  freeSlots(): Iterable<number> {
+    return this.#free;
+  }
+
   /** Tokens whose KV `slot` holds (from position 0 on). */
   held(slot: number): Int32Array {
     return this.#held[slot] ?? NONE;
