@@ -15,7 +15,9 @@
  *
  * The neuron prefers either folder over the prebuilt package when it is
  * present (ffi/native-paths.ts), with the same version checks. When the CPU
- * build pays is in docs/NATIVE.md; bench/real-model-bench.ts measures both.
+ * build pays is in BENCHMARKS.md ("When `npm run build:native` pays");
+ * bench/real-model-bench.ts measures both. AMX is left out where this
+ * machine's compiler builds it broken (scripts/amx-check.ts).
  *
  *   bun scripts/build-native.ts [--src DIR] [--out DIR] [--arch 90] [--cpu] [--bench] [--jobs N]
  *
@@ -38,6 +40,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { discoverCudaDevices } from "../ffi/cuda.ts";
+import { amxBroken } from "./amx-check.ts";
 import { LOCAL_NATIVE_DIR } from "../ffi/native-paths.ts";
 import versionJson from "../ffi/include/VERSION.json" with { type: "json" };
 
@@ -108,15 +111,21 @@ const X86_OPTIONS: [option: string, flags: string[]][] = [
   ["GGML_AMX_BF16", ["amx_bf16"]],
 ];
 
+/** Why AMX stays out of this build (scripts/amx-check.ts), asked once. */
+const noAmx = args.cpu ? amxBroken() : undefined;
+if (noAmx) console.log(`build-native: AMX left out: ${noAmx}`);
+
 /** CMake options for this CPU's instruction sets (GGML_NATIVE where they cannot be read). */
 function cpuOptions(): string[] {
   const cpuinfo = existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "";
   const line = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1];
   if (process.arch !== "x64" || line === undefined) return ["-DGGML_BACKEND_DL=OFF", "-DGGML_NATIVE=ON"];
   const flags = new Set(line.trim().split(/\s+/));
+  const usable = (option: string, needs: string[]) =>
+    needs.every((f) => flags.has(f)) && !(noAmx && option.startsWith("GGML_AMX_"));
   return [
     "-DGGML_NATIVE=OFF",
-    ...X86_OPTIONS.map(([option, needs]) => `-D${option}=${needs.every((f) => flags.has(f)) ? "ON" : "OFF"}`),
+    ...X86_OPTIONS.map(([option, needs]) => `-D${option}=${usable(option, needs) ? "ON" : "OFF"}`),
   ];
 }
 

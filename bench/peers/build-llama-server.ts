@@ -10,10 +10,11 @@
  *
  *   bun bench/peers/build-llama-server.ts            # prints the binary's path
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
+import { amxBroken } from "../../scripts/amx-check.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 
@@ -59,13 +60,31 @@ export async function ensureLlamaSource(): Promise<string> {
   return src;
 }
 
-/** Paths of the cached build for the installed version; builds it when missing. */
+/**
+ * The options the peer is built with beyond the source's defaults:
+ * GGML_NATIVE, less AMX where this machine's compiler builds it broken
+ * (scripts/amx-check.ts).
+ */
+function buildOptions(): string[] {
+  const noAmx = amxBroken();
+  if (!noAmx) return ["-DGGML_NATIVE=ON"];
+  console.log(`build-llama-server: AMX left out: ${noAmx}`);
+  const flags = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16";
+  return ["-DGGML_NATIVE=ON", `-DCMAKE_C_FLAGS=${flags}`, `-DCMAKE_CXX_FLAGS=${flags}`];
+}
+
+/** Paths of the cached build for the installed version; builds it when missing or made with other options. */
 export async function ensureLlamaServer(jobs = 2): Promise<LlamaServerBuild> {
   const version = prebuiltVersion();
   const dir = join(ROOT, ".cache", "llama-server", version);
   const server = join(dir, "build", "bin", "llama-server");
   const bench = join(dir, "build", "bin", "llama-bench");
-  if (existsSync(server) && existsSync(bench)) return { server, bench, version };
+  // Which options the cached build was made with: a build from before a change to them is made again.
+  const stamp = join(dir, "build", "cortex-options.json");
+  const options = buildOptions();
+  const stamped = existsSync(stamp) ? readFileSync(stamp, "utf8") : undefined;
+  if (existsSync(server) && existsSync(bench) && stamped === JSON.stringify(options))
+    return { server, bench, version };
 
   const src = await ensureLlamaSource();
   const build = join(dir, "build");
@@ -81,7 +100,7 @@ export async function ensureLlamaServer(jobs = 2): Promise<LlamaServerBuild> {
       "-DLLAMA_BUILD_TESTS=OFF",
       "-DLLAMA_BUILD_EXAMPLES=OFF",
       "-DLLAMA_BUILD_SERVER=ON",
-      "-DGGML_NATIVE=ON",
+      ...options,
     ],
     dir,
   );
@@ -102,6 +121,7 @@ export async function ensureLlamaServer(jobs = 2): Promise<LlamaServerBuild> {
   );
   if (!existsSync(server) || !existsSync(bench))
     throw new Error(`build finished without ${server} or ${bench}`);
+  writeFileSync(stamp, JSON.stringify(options));
   return { server, bench, version };
 }
 

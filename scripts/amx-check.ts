@@ -1,0 +1,80 @@
+/**
+ * Whether this machine's C compiler builds working AMX code for this CPU, for
+ * the two scripts that compile llama.cpp here (scripts/build-native.ts and
+ * bench/peers/build-llama-server.ts).
+ *
+ * GCC 12's `_tile_loadconfig` tells the optimizer it reads 8 bytes of the
+ * 64-byte tile configuration (amxtileintrin.h: `"m" (*((const void **)
+ * __config))`), so at -O2 the stores that fill the rest are dropped and
+ * `ldtilecfg` loads a configuration with no rows. ggml's AMX kernels
+ * (ggml-cpu/amx/mmq.cpp) fill theirs that way; built with that compiler on a
+ * Sapphire Rapids Xeon, llama-bench and llama-server die with SIGILL on
+ * `tilezero` at the first prefill, and a neuron on such a native set would
+ * too. The prebuilt package's AMX variant, built with another compiler,
+ * works on the same machine. So the check compiles ggml's pattern with the
+ * compiler the build will use and runs it; only where it fails are the AMX
+ * instruction sets left out of the build.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const PROBE = `
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+typedef struct {
+  unsigned char palette_id, start_row, reserved[14];
+  unsigned short colsb[16];
+  unsigned char rows[16];
+} tile_config_t;
+/* As ggml_tile_config_init: a zeroed configuration filled field by field, then loaded. */
+__attribute__((noinline)) static void configure(void) {
+  _Alignas(64) tile_config_t tc = {0};
+  tc.palette_id = 1;
+  for (int i = 0; i < 8; i++) { tc.rows[i] = 16; tc.colsb[i] = 64; }
+  _tile_loadconfig(&tc);
+}
+int main(void) {
+  /* ARCH_REQ_XCOMP_PERM for XTILEDATA, as ggml_amx_init asks. */
+  if (syscall(SYS_arch_prctl, 0x1023, 18)) return 3;
+  configure();
+  _tile_zero(4);
+  _tile_release();
+  return 0;
+}
+`;
+
+/** The CPU reports AMX (x86 Linux), so a build for it would compile ggml's AMX kernels. */
+function cpuHasAmx(): boolean {
+  if (process.arch !== "x64" || !existsSync("/proc/cpuinfo")) return false;
+  const flags = /^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "";
+  return flags.split(/\s+/).includes("amx_tile");
+}
+
+/**
+ * Why AMX must be left out of a llama.cpp build on this machine, or
+ * undefined when it may stay in (no AMX on this CPU, or the probe built
+ * with `compiler` runs).
+ */
+export function amxBroken(compiler = process.env.CC ?? "cc"): string | undefined {
+  if (!cpuHasAmx()) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), "cortex-amx-check-"));
+  try {
+    writeFileSync(join(dir, "probe.c"), PROBE);
+    const built = Bun.spawnSync(
+      [compiler, "-O2", "-mamx-tile", "-mamx-int8", "-o", join(dir, "probe"), join(dir, "probe.c")],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    if (built.exitCode !== 0)
+      return `${compiler} cannot compile AMX code: ${built.stderr.toString().trim().split("\n")[0]}`;
+    const ran = Bun.spawnSync([join(dir, "probe")], { stdout: "pipe", stderr: "pipe" });
+    if (ran.exitCode === 0) return undefined;
+    if (ran.exitCode === 3) return "the kernel refuses AMX to this process (arch_prctl ARCH_REQ_XCOMP_PERM)";
+    return `AMX code built by ${compiler} at -O2 fails on this machine (${ran.signalCode ?? `exit ${ran.exitCode}`}: the tile configuration was not loaded as written, as GCC 12's _tile_loadconfig allows)`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.main) console.log(amxBroken() ?? "AMX: not on this CPU, or builds and runs here");
