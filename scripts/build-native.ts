@@ -16,8 +16,9 @@
  * The neuron prefers either folder over the prebuilt package when it is
  * present (ffi/native-paths.ts), with the same version checks. When the CPU
  * build pays is in BENCHMARKS.md ("When `npm run build:native` pays");
- * bench/real-model-bench.ts measures both. AMX is left out where this
- * machine's compiler builds it broken (scripts/amx-check.ts).
+ * bench/real-model-bench.ts measures both. Where this machine's compiler
+ * builds AMX code broken, it is built with `-fno-dse` or left out
+ * (scripts/amx-check.ts).
  *
  *   bun scripts/build-native.ts [--src DIR] [--out DIR] [--arch 90] [--cpu] [--bench] [--jobs N]
  *
@@ -40,7 +41,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { discoverCudaDevices } from "../ffi/cuda.ts";
-import { amxBroken } from "./amx-check.ts";
+import { amxBuild } from "./amx-check.ts";
 import { LOCAL_NATIVE_DIR } from "../ffi/native-paths.ts";
 import versionJson from "../ffi/include/VERSION.json" with { type: "json" };
 
@@ -111,9 +112,13 @@ const X86_OPTIONS: [option: string, flags: string[]][] = [
   ["GGML_AMX_BF16", ["amx_bf16"]],
 ];
 
-/** Why AMX stays out of this build (scripts/amx-check.ts), asked once. */
-const noAmx = args.cpu ? amxBroken() : undefined;
-if (noAmx) console.log(`build-native: AMX left out: ${noAmx}`);
+/** What AMX needs in this build (scripts/amx-check.ts), asked once. */
+const amx = args.cpu ? amxBuild() : { amx: false, cflags: [] };
+if (amx.note) console.log(`build-native: AMX: ${amx.note}`);
+const amxFlags =
+  amx.cflags.length === 0
+    ? []
+    : [`-DCMAKE_C_FLAGS=${amx.cflags.join(" ")}`, `-DCMAKE_CXX_FLAGS=${amx.cflags.join(" ")}`];
 
 /** CMake options for this CPU's instruction sets (GGML_NATIVE where they cannot be read). */
 function cpuOptions(): string[] {
@@ -122,7 +127,7 @@ function cpuOptions(): string[] {
   if (process.arch !== "x64" || line === undefined) return ["-DGGML_BACKEND_DL=OFF", "-DGGML_NATIVE=ON"];
   const flags = new Set(line.trim().split(/\s+/));
   const usable = (option: string, needs: string[]) =>
-    needs.every((f) => flags.has(f)) && !(noAmx && option.startsWith("GGML_AMX_"));
+    needs.every((f) => flags.has(f)) && (amx.amx || !option.startsWith("GGML_AMX_"));
   return [
     "-DGGML_NATIVE=OFF",
     ...X86_OPTIONS.map(([option, needs]) => `-D${option}=${usable(option, needs) ? "ON" : "OFF"}`),
@@ -152,7 +157,7 @@ run([
   // Backends as loadable modules (libggml-cuda.so, libggml-cpu.so), the layout ggml_backend_load_all_from_path reads.
   "-DGGML_BACKEND_DL=ON",
   // CPU: this machine's instruction sets. CUDA: the CPU part stays portable.
-  ...(args.cpu ? cpuOptions() : ["-DGGML_NATIVE=OFF"]),
+  ...(args.cpu ? [...cpuOptions(), ...amxFlags] : ["-DGGML_NATIVE=OFF"]),
   "-DGGML_CPU_ALL_VARIANTS=OFF",
   "-DLLAMA_CURL=OFF",
   "-DLLAMA_OPENSSL=OFF",

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { amxBroken } from "../../scripts/amx-check.ts";
+import { amxBuild } from "../../scripts/amx-check.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 
@@ -62,15 +62,16 @@ export async function ensureLlamaSource(): Promise<string> {
 
 /**
  * The options the peer is built with beyond the source's defaults:
- * GGML_NATIVE, less AMX where this machine's compiler builds it broken
- * (scripts/amx-check.ts).
+ * GGML_NATIVE, and what AMX needs where this machine's compiler builds it
+ * broken (scripts/amx-check.ts): the neuron's prebuilt variant has working
+ * AMX, so a peer without it would be measured on slower kernels.
  */
 function buildOptions(): string[] {
-  const noAmx = amxBroken();
-  if (!noAmx) return ["-DGGML_NATIVE=ON"];
-  console.log(`build-llama-server: AMX left out: ${noAmx}`);
-  const flags = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16";
-  return ["-DGGML_NATIVE=ON", `-DCMAKE_C_FLAGS=${flags}`, `-DCMAKE_CXX_FLAGS=${flags}`];
+  const amx = amxBuild();
+  if (amx.note) console.log(`build-llama-server: AMX: ${amx.note}`);
+  const flags = [...amx.cflags, ...(amx.amx ? [] : ["-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16"])];
+  if (flags.length === 0) return ["-DGGML_NATIVE=ON"];
+  return ["-DGGML_NATIVE=ON", `-DCMAKE_C_FLAGS=${flags.join(" ")}`, `-DCMAKE_CXX_FLAGS=${flags.join(" ")}`];
 }
 
 /** Paths of the cached build for the installed version; builds it when missing or made with other options. */
