@@ -29,7 +29,7 @@ export class IdleSpare {
   /** The Worker has nothing to step: prepare a spare, or go on touching the one under way. */
   idle(): void {
     if (!this.#buffer) {
-      this.#buffer = this.#cache.spareFor(this.#largestSave());
+      this.#buffer = this.#allocate();
       this.#touched = 0;
     }
     if (this.#buffer && !this.#scheduled) {
@@ -41,6 +41,19 @@ export class IdleSpare {
   /** The spare under way is not needed (its model went): dropped untouched. */
   drop(): void {
     this.#buffer = undefined;
+  }
+
+  /**
+   * A spare is only a head start for the next save: memory the process cannot
+   * get now (a state of gigabytes) means no spare, never a failed Worker.
+   */
+  #allocate(): Uint8Array | undefined {
+    try {
+      return this.#cache.spareFor(this.#largestSave());
+    } catch (error) {
+      if (error instanceof RangeError) return undefined;
+      throw error;
+    }
   }
 
   #slice(): void {
