@@ -47,11 +47,18 @@ int main(void) {
 }
 `;
 
-/** The CPU reports AMX (x86 Linux), so a build for it would compile ggml's AMX kernels. */
-function cpuHasAmx(): boolean {
-  if (process.arch !== "x64" || !existsSync("/proc/cpuinfo")) return false;
-  const flags = /^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "";
-  return flags.split(/\s+/).includes("amx_tile");
+/** The instruction-set flags /proc/cpuinfo lists for this x86 CPU; undefined elsewhere, or when it lists none. */
+export function x86CpuFlags(): Set<string> | undefined {
+  if (process.arch !== "x64" || !existsSync("/proc/cpuinfo")) return undefined;
+  const line = /^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1];
+  return line === undefined ? undefined : new Set(line.trim().split(/\s+/));
+}
+
+/** CMake options that pass `flags` to both the C and the C++ compiler (none for no flags). */
+export function compilerFlagOptions(flags: readonly string[]): string[] {
+  if (flags.length === 0) return [];
+  const joined = flags.join(" ");
+  return [`-DCMAKE_C_FLAGS=${joined}`, `-DCMAKE_CXX_FLAGS=${joined}`];
 }
 
 /** How a llama.cpp build on this machine gets working AMX code. */
@@ -90,7 +97,8 @@ function probe(compiler: string, flags: string[]): string | undefined {
  * without RTL dead-store elimination: GCC 12), or AMX left out.
  */
 export function amxBuild(compiler = process.env.CC ?? "cc"): AmxBuild {
-  if (!cpuHasAmx()) return { amx: false, cflags: [] };
+  // No AMX on this CPU: a build for it compiles none of ggml's AMX kernels.
+  if (!x86CpuFlags()?.has("amx_tile")) return { amx: false, cflags: [] };
   const plain = probe(compiler, []);
   if (plain === undefined) return { amx: true, cflags: [] };
   if (probe(compiler, ["-fno-dse"]) === undefined)

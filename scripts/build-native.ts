@@ -27,21 +27,12 @@
  * --cpu    no CUDA backend; the CPU backend built for this machine (GGML_NATIVE)
  * --bench  also builds llama-bench, beside the libraries
  */
-import {
-  cpSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { discoverCudaDevices } from "../ffi/cuda.ts";
-import { amxBuild } from "./amx-check.ts";
+import { amxBuild, compilerFlagOptions, x86CpuFlags } from "./amx-check.ts";
 import { LOCAL_NATIVE_DIR } from "../ffi/native-paths.ts";
 import versionJson from "../ffi/include/VERSION.json" with { type: "json" };
 
@@ -115,17 +106,11 @@ const X86_OPTIONS: [option: string, flags: string[]][] = [
 /** What AMX needs in this build (scripts/amx-check.ts), asked once. */
 const amx = args.cpu ? amxBuild() : { amx: false, cflags: [] };
 if (amx.note) console.log(`build-native: AMX: ${amx.note}`);
-const amxFlags =
-  amx.cflags.length === 0
-    ? []
-    : [`-DCMAKE_C_FLAGS=${amx.cflags.join(" ")}`, `-DCMAKE_CXX_FLAGS=${amx.cflags.join(" ")}`];
 
 /** CMake options for this CPU's instruction sets (GGML_NATIVE where they cannot be read). */
 function cpuOptions(): string[] {
-  const cpuinfo = existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "";
-  const line = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1];
-  if (process.arch !== "x64" || line === undefined) return ["-DGGML_BACKEND_DL=OFF", "-DGGML_NATIVE=ON"];
-  const flags = new Set(line.trim().split(/\s+/));
+  const flags = x86CpuFlags();
+  if (flags === undefined) return ["-DGGML_BACKEND_DL=OFF", "-DGGML_NATIVE=ON"];
   const usable = (option: string, needs: string[]) =>
     needs.every((f) => flags.has(f)) && (amx.amx || !option.startsWith("GGML_AMX_"));
   return [
@@ -157,7 +142,7 @@ run([
   // Backends as loadable modules (libggml-cuda.so, libggml-cpu.so), the layout ggml_backend_load_all_from_path reads.
   "-DGGML_BACKEND_DL=ON",
   // CPU: this machine's instruction sets. CUDA: the CPU part stays portable.
-  ...(args.cpu ? [...cpuOptions(), ...amxFlags] : ["-DGGML_NATIVE=OFF"]),
+  ...(args.cpu ? [...cpuOptions(), ...compilerFlagOptions(amx.cflags)] : ["-DGGML_NATIVE=OFF"]),
   "-DGGML_CPU_ALL_VARIANTS=OFF",
   "-DLLAMA_CURL=OFF",
   "-DLLAMA_OPENSSL=OFF",

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { amxBuild } from "../../scripts/amx-check.ts";
+import { amxBuild, compilerFlagOptions } from "../../scripts/amx-check.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 
@@ -70,8 +70,7 @@ function buildOptions(): string[] {
   const amx = amxBuild();
   if (amx.note) console.log(`build-llama-server: AMX: ${amx.note}`);
   const flags = [...amx.cflags, ...(amx.amx ? [] : ["-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16"])];
-  if (flags.length === 0) return ["-DGGML_NATIVE=ON"];
-  return ["-DGGML_NATIVE=ON", `-DCMAKE_C_FLAGS=${flags.join(" ")}`, `-DCMAKE_CXX_FLAGS=${flags.join(" ")}`];
+  return ["-DGGML_NATIVE=ON", ...compilerFlagOptions(flags)];
 }
 
 /** Paths of the cached build for the installed version; builds it when missing or made with other options. */
