@@ -52,7 +52,7 @@ export class PromptCache {
   /** Insertion order is recency: the first entry is the least recently used. */
   readonly #entries = new Set<PromptCacheEntry>();
   readonly #counters = new Map<string, Counters>();
-  /** Buffers whose pages are touched, free to be written: whole buffers, never views. */
+  /** Buffers whose pages are touched, free to be written: whole buffers, never views, largest first. */
   #spares: Uint8Array[] = [];
   /** Bytes of entries and spares. */
   #bytes = 0;
@@ -208,12 +208,9 @@ export class PromptCache {
 
   /** The smallest spare of at least `size` bytes, taken out of the spares (and the count). */
   #takeSpare(size: number): Uint8Array | undefined {
-    let best = -1;
-    this.#spares.forEach((spare, i) => {
-      const fits = spare.byteLength >= size;
-      if (fits && (best < 0 || spare.byteLength < (this.#spares[best]?.byteLength ?? 0))) best = i;
-    });
-    const [spare] = best < 0 ? [] : this.#spares.splice(best, 1);
+    // Spares are kept largest first (#keepSpare): the last that fits is the smallest.
+    const at = this.#spares.findLastIndex((spare) => spare.byteLength >= size);
+    const [spare] = at < 0 ? [] : this.#spares.splice(at, 1);
     if (spare) this.#bytes -= spare.byteLength;
     return spare;
   }

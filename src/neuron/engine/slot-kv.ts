@@ -132,8 +132,7 @@ export class SlotKv {
     let largest = 0;
     for (const slot of this.#prefixes.freeSlots()) {
       if (this.#prefixes.held(slot).length === 0) continue;
-      const size = this.#rt.llama.llama_state_seq_get_size_ext(this.#model.ctx, slot, STATE_FLAGS_NONE);
-      largest = Math.max(largest, size);
+      largest = Math.max(largest, this.#stateSize(slot));
     }
     return largest;
   }
@@ -217,13 +216,23 @@ export class SlotKv {
   #save(slot: number, held: Int32Array): void {
     const cache = this.#cache;
     if (!cache) return;
-    const { llama } = this.#rt;
-    const size = llama.llama_state_seq_get_size_ext(this.#model.ctx, slot, STATE_FLAGS_NONE);
+    const size = this.#stateSize(slot);
     const buffer = size > 0 ? cache.buffer(size) : undefined;
     if (!buffer) return;
-    const written = llama.llama_state_seq_get_data_ext(this.#model.ctx, buffer, size, slot, STATE_FLAGS_NONE);
+    const written = this.#rt.llama.llama_state_seq_get_data_ext(
+      this.#model.ctx,
+      buffer,
+      size,
+      slot,
+      STATE_FLAGS_NONE,
+    );
     if (written > 0) cache.put({ model: this.#modelId, tokens: held, state: buffer.subarray(0, written) });
     else cache.giveBack(buffer);
+  }
+
+  /** Bytes the slot's sequence state takes (llama.cpp sizes it with a dry run of the save). */
+  #stateSize(slot: number): number {
+    return this.#rt.llama.llama_state_seq_get_size_ext(this.#model.ctx, slot, STATE_FLAGS_NONE);
   }
 
   #restore(slot: number, entry: PromptCacheEntry, common: number): boolean {
