@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import { z } from "zod";
 import { CortexError } from "../core/errors.ts";
 
 /** Validates one received value; a failure is a 400 naming the offending field. */
@@ -15,3 +15,21 @@ export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, pat
 export function unsupported(param: string, message: string): CortexError {
   return new CortexError("unsupported_parameter", message, { param });
 }
+
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function received(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+}
+
+/**
+ * A JSON object taken as it is (a tool's JSON schema, a tool call's input,
+ * template kwargs), with zod's own message when it is not one. `z.record`
+ * validates by building a copy, key by key, and an agent resends the schemas
+ * of all its tools on every request.
+ */
+export const jsonObject = z.custom<Record<string, unknown>>(isJsonObject, {
+  error: (issue) => `Invalid input: expected record, received ${received(issue.input)}`,
+});

@@ -24,7 +24,7 @@ import type {
   ToolResultPart,
 } from "../canonical.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { parseOrThrow } from "../zod-boundary.ts";
+import { jsonObject, parseOrThrow } from "../zod-boundary.ts";
 import { isBillingHeaderBlock } from "./billing-header.ts";
 
 const Block = z.looseObject({ type: z.string() });
@@ -41,7 +41,7 @@ const ToolUseBlock = z.object({
   type: z.literal("tool_use"),
   id: z.string(),
   name: z.string(),
-  input: z.record(z.string(), z.unknown()),
+  input: jsonObject,
 });
 const ToolResultBlock = z.object({
   type: z.literal("tool_result"),
@@ -59,7 +59,7 @@ const ToolSchema = z.looseObject({
   type: z.string().nullish(),
   name: z.string().min(1),
   description: z.string().optional(),
-  input_schema: z.record(z.string(), z.unknown()).optional(),
+  input_schema: jsonObject.optional(),
   strict: z.boolean().optional(),
 });
 
@@ -71,7 +71,7 @@ const ToolChoiceSchema = z.looseObject({
 
 const JsonOutputFormat = z.looseObject({
   type: z.literal("json_schema"),
-  schema: z.record(z.string(), z.unknown()),
+  schema: jsonObject,
 });
 
 const CommonSchema = z.looseObject({

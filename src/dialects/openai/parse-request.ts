@@ -20,7 +20,7 @@ import type {
 } from "../canonical.ts";
 import { imageSourceFromUrl } from "../images.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { parseOrThrow, unsupported } from "../zod-boundary.ts";
+import { jsonObject, parseOrThrow, unsupported } from "../zod-boundary.ts";
 
 const Part = z.looseObject({ type: z.string() });
 const TextPartSchema = z.object({ type: z.literal("text"), text: z.string() });
@@ -52,7 +52,7 @@ const FunctionToolSchema = z.object({
   function: z.object({
     name: z.string().min(1),
     description: z.string().optional(),
-    parameters: z.record(z.string(), z.unknown()).optional(),
+    parameters: jsonObject.optional(),
     strict: z.boolean().nullish(),
   }),
 });
@@ -65,7 +65,7 @@ const JsonSchemaFormatSchema = z.object({
   json_schema: z.object({
     name: z.string(),
     description: z.string().optional(),
-    schema: z.record(z.string(), z.unknown()).optional(),
+    schema: jsonObject.optional(),
     strict: z.boolean().nullish(),
   }),
 });
@@ -110,7 +110,7 @@ const RequestSchema = z.object({
   function_call: z.unknown().optional(),
   web_search_options: z.unknown().optional(),
   reasoning_effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]).nullish(),
-  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
+  chat_template_kwargs: jsonObject.nullish(),
 });
 type RequestBody = z.infer<typeof RequestSchema>;
 

@@ -22,7 +22,7 @@ import type {
 } from "../canonical.ts";
 import { imageSourceFromUrl } from "../images.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { parseOrThrow, unsupported } from "../zod-boundary.ts";
+import { jsonObject, parseOrThrow, unsupported } from "../zod-boundary.ts";
 
 const Typed = z.looseObject({ type: z.string().optional() });
 const Part = z.looseObject({ type: z.string() });
@@ -56,7 +56,7 @@ const FunctionToolSchema = z.object({
   type: z.literal("function"),
   name: z.string().min(1),
   description: z.string().nullish(),
-  parameters: z.record(z.string(), z.unknown()).nullish(),
+  parameters: jsonObject.nullish(),
   strict: z.boolean().nullish(),
 });
 
@@ -66,7 +66,7 @@ const FunctionChoiceSchema = z.object({ name: z.string().min(1) });
 const TextFormatSchema = z.looseObject({ type: z.string() });
 const JsonSchemaFormatSchema = z.object({
   name: z.string().min(1),
-  schema: z.record(z.string(), z.unknown()),
+  schema: jsonObject,
   description: z.string().optional(),
   strict: z.boolean().nullish(),
 });
