@@ -1,5 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import type { CanonicalMessage, CanonicalRequest } from "../../src/dialects/canonical.ts";
+import type {
+  CanonicalMessage,
+  CanonicalRequest,
+  ImagePart,
+  TextPart,
+  ThinkingPart,
+  ToolCallPart,
+  ToolResultPart,
+} from "../../src/dialects/canonical.ts";
 import { pickLoadedNode } from "../../src/gateway/routing/pick-loaded-node.ts";
 import { PrefixAffinity } from "../../src/gateway/routing/prefix-affinity.ts";
 import { prefixChain } from "../../src/gateway/routing/prefix-chain.ts";
@@ -34,6 +42,107 @@ describe("prefix chain", () => {
     expect(edited[0]).toBe(base[0]);
     expect(edited[1]).not.toBe(base[1]);
     expect(prefixChain(request(turn2), "other-model")[0]).not.toBe(base[0]);
+  });
+});
+
+describe("a message's link", () => {
+  // One of each part, every field present (Required<…>: a field added to a part type must be added
+  // here, and then a link that ignores it fails the test below).
+  const long = (tag: string) => `${tag}: ${"a long text, as an agent's turns are. ".repeat(4)}`;
+  const textPart: Required<TextPart> = { type: "text", text: long("text") };
+  const thinking: Required<ThinkingPart> = { type: "thinking", text: long("thinking") };
+  const call: Required<ToolCallPart> = {
+    type: "tool_call",
+    id: "call_1",
+    name: "read",
+    arguments: long("args"),
+  };
+  const byUrl: Required<ImagePart> = { type: "image", source: { kind: "url", url: "https://x.test/a.png" } };
+  const inline: Required<ImagePart> = {
+    type: "image",
+    source: { kind: "base64", mediaType: "image/png", data: long("png") },
+  };
+  const result: Required<ToolResultPart> = {
+    type: "tool_result",
+    toolCallId: "call_1",
+    content: [{ type: "text", text: "short" }, byUrl],
+    isError: false,
+  };
+  const history: CanonicalMessage[] = [
+    { role: "system", content: [{ type: "text", text: "short system" }], asParts: true },
+    { role: "user", content: [textPart, inline], asParts: true },
+    { role: "assistant", content: [thinking, textPart, call] },
+    { role: "tool", content: [result] },
+    { role: "user", content: [{ type: "text", text: "ok" }] },
+  ];
+
+  /** The fields that say which kind of message or part this is: changed below by hand, to another kind. */
+  const KINDS = new Set(["role", "type", "kind"]);
+
+  /** Every copy of `value` with one string or boolean changed, or one array shortened (kinds kept). */
+  function mutations(value: unknown): unknown[] {
+    if (typeof value === "string") return [`${value}x`, value.slice(1)];
+    if (typeof value === "boolean") return [!value];
+    if (Array.isArray(value))
+      return [
+        value.slice(1),
+        ...value.flatMap((item, i) => mutations(item).map((m) => value.map((v, j) => (j === i ? m : v)))),
+      ];
+    if (typeof value === "object" && value !== null)
+      return Object.entries(value).flatMap(([key, field]) =>
+        KINDS.has(key) ? [] : mutations(field).map((m) => ({ ...value, [key]: m })),
+      );
+    return [];
+  }
+
+  test("equal messages give equal links; any change to one gives another from there on", () => {
+    const base = prefixChain(request(history));
+    expect(prefixChain(request(structuredClone(history)))).toEqual(base);
+    const changed = history.flatMap((message, i) =>
+      mutations(message).map((m) => ({ at: i, messages: history.map((h, j) => (j === i ? m : h)) })),
+    );
+    expect(changed.length).toBeGreaterThan(30);
+    for (const { at, messages } of changed) {
+      const chain = prefixChain(request(messages as CanonicalMessage[]));
+      // The system message is in link 0; message i ≥ 1 is link i.
+      const link = at === 0 ? 0 : at;
+      expect(chain.slice(0, link)).toEqual(base.slice(0, link));
+      expect(chain[link]).not.toBe(base[link]);
+    }
+  });
+
+  test("text moved between two parts, or between a part's fields, changes the link", () => {
+    const split = (a: string, b: string) =>
+      prefixChain(
+        request([
+          system,
+          {
+            role: "user",
+            content: [
+              { type: "text", text: a },
+              { type: "text", text: b },
+            ],
+          },
+        ]),
+      )[1];
+    expect(split("ab", "c")).not.toBe(split("a", "bc"));
+    const called = (id: string, name: string) =>
+      prefixChain(
+        request([system, { role: "assistant", content: [{ type: "tool_call", id, name, arguments: "{}" }] }]),
+      )[1];
+    expect(called("call_1", "read")).not.toBe(called("call_1r", "ead"));
+  });
+
+  test("the same text as another role, or as another kind of part, changes the link", () => {
+    const one = (message: CanonicalMessage) => prefixChain(request([system, message]))[1];
+    const said = one({ role: "user", content: [{ type: "text", text: "same" }] });
+    expect(one({ role: "assistant", content: [{ type: "text", text: "same" }] })).not.toBe(said);
+    expect(one({ role: "assistant", content: [{ type: "thinking", text: "same" }] })).not.toBe(
+      one({ role: "assistant", content: [{ type: "text", text: "same" }] }),
+    );
+    expect(
+      one({ role: "user", content: [{ type: "image", source: { kind: "url", url: "same" } }] }),
+    ).not.toBe(said);
   });
 });
 

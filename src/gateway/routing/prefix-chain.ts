@@ -17,7 +17,15 @@
  * (a new session matches nowhere and goes to the least busy), requests of
  * one session stay together.
  */
-import type { CanonicalRequest } from "../../dialects/canonical.ts";
+import type {
+  CanonicalMessage,
+  CanonicalRequest,
+  ImagePart,
+  TextPart,
+  ThinkingPart,
+  ToolCallPart,
+  ToolResultPart,
+} from "../../dialects/canonical.ts";
 
 /**
  * `conversation`: the link that names the conversation (its session link, or
@@ -29,6 +37,70 @@ export type PrefixChain = readonly bigint[] & { readonly conversation?: bigint }
 
 function link(text: string, previous: bigint): bigint {
   return BigInt(Bun.hash(text, previous));
+}
+
+/**
+ * A message's link after `previous`: its long strings (texts, a tool call's
+ * arguments, an image's data) hashed where they lie, in order, and the rest
+ * (role, part types, ids, names, each long string's length) in an outline
+ * hashed last, each item tagged and sized so that the outline and the strings
+ * determine the message. JSON.stringify of every message copied and escaped
+ * the whole conversation on every request, which an agent resends each turn.
+ */
+function messageLink(message: CanonicalMessage, previous: bigint): bigint {
+  const at: Linking = { hash: previous, outline: message.role };
+  if ("asParts" in message && message.asParts === true) at.outline += "*";
+  for (const part of message.content) addPart(at, part);
+  return link(at.outline, at.hash);
+}
+
+type Part = TextPart | ImagePart | ToolCallPart | ThinkingPart | ToolResultPart;
+
+interface Linking {
+  hash: bigint;
+  outline: string;
+}
+
+/** A long string: its length in the outline, its text in the hash. */
+function addText(at: Linking, tag: string, value: string): void {
+  at.outline += `${tag}${value.length};`;
+  at.hash = Bun.hash(value, at.hash) as bigint;
+}
+
+/** A short string (an id, a name): in the outline, after its length. */
+function addShort(at: Linking, value: string): void {
+  at.outline += `${value.length}:${value}`;
+}
+
+function addPart(at: Linking, part: Part): void {
+  switch (part.type) {
+    case "text":
+      addText(at, "t", part.text);
+      return;
+    case "thinking":
+      addText(at, "r", part.text);
+      return;
+    case "tool_call":
+      at.outline += "c";
+      addShort(at, part.id);
+      addShort(at, part.name);
+      addText(at, "a", part.arguments);
+      return;
+    case "image":
+      if (part.source.kind === "url") addText(at, "u", part.source.url);
+      else {
+        at.outline += "b";
+        addShort(at, part.source.mediaType);
+        addText(at, "d", part.source.data);
+      }
+      return;
+    case "tool_result":
+      at.outline += part.isError ? "o!" : "o";
+      addShort(at, part.toolCallId);
+      at.outline += `[${part.content.length};`;
+      for (const inner of part.content) addPart(at, inner);
+      return;
+  }
 }
 
 export function prefixChain(
@@ -44,7 +116,7 @@ export function prefixChain(
   const firstOwn = chain.length;
   for (const message of request.messages) {
     if (message.role === "system") continue;
-    hash = link(JSON.stringify(message), hash);
+    hash = messageLink(message, hash);
     chain.push(hash);
   }
   const conversation = session !== 0n ? session : chain[firstOwn];
