@@ -244,6 +244,9 @@ error_log ${dir}/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  # Agent-sized request bodies (gateway-overhead --prompt-kib) stay in memory, as every other target keeps them.
+  client_body_buffer_size 8m;
+  client_max_body_size 0;
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;

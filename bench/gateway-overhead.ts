@@ -27,7 +27,11 @@
  *   bun bench/gateway-overhead.ts [--rounds 5] [--duration 2] [--concurrency 32]
  *                                 [--nginx-workers 1] [--metrics on|off]
  *                                 [--peers litellm,portkey,ccr|none] [--gateway-b other-checkout|dist/cortex]
- *                                 [--json out.json]
+ *                                 [--prompt-kib 0] [--json out.json]
+ *
+ * `--prompt-kib N` sends a coding agent's request of about N KiB instead of
+ * one short message (bench/agent-conversation.ts: system prompt, tools, the
+ * conversation so far), as Claude Code or Codex resend every turn.
  *
  * Needs `wrk` and `nginx` on PATH (Debian: apt-get install -y wrk nginx);
  * the peers need python3 (LiteLLM) and node (claude-code-router).
@@ -47,6 +51,7 @@ import {
   startGateway,
   startNginx,
 } from "./bench-services.ts";
+import { agentConversation, anthropicConversation, openAIConversation } from "./agent-conversation.ts";
 import { CCR_VERSION, ccrUnavailable, ensureCcrInstalled, startCcr } from "./ccr-peer.ts";
 import { DEFAULT_DELTAS, expectedText, FAKE_MODEL } from "./fake-upstream.ts";
 import {
@@ -71,6 +76,7 @@ const { values: args } = parseArgs({
     /** Another checkout's root, or a built executable (dist/cortex): its gateway runs too, as "gateway-b" (an A/B, same run). */
     "gateway-b": { type: "string" },
     json: { type: "string" },
+    "prompt-kib": { type: "string", default: "0" },
   },
 });
 
@@ -78,6 +84,8 @@ const ROUNDS = bounded(args.rounds, 1, 50, "--rounds");
 const DURATION_S = bounded(args.duration, 1, 30, "--duration");
 const CONCURRENCY = bounded(args.concurrency, 2, 512, "--concurrency");
 const NGINX_WORKERS = bounded(args["nginx-workers"], 1, 64, "--nginx-workers");
+const PROMPT_KIB = bounded(args["prompt-kib"], 0, 4096, "--prompt-kib");
+const CONVERSATION = PROMPT_KIB > 0 ? agentConversation(PROMPT_KIB) : undefined;
 const PEER_NAMES = ["litellm", "portkey", "ccr"] as const;
 type PeerName = (typeof PEER_NAMES)[number];
 const PEERS = peerList(args.peers ?? "");
@@ -119,10 +127,15 @@ function requestPath(mode: Mode): string {
 function requestBody(mode: Mode): string {
   const messages = [{ role: "user", content: "Say four words." }];
   if (mode === "anthropic")
-    return JSON.stringify({ model: FAKE_MODEL, messages, max_tokens: DEFAULT_DELTAS, stream: true });
+    return JSON.stringify({
+      model: FAKE_MODEL,
+      ...(CONVERSATION === undefined ? { messages } : anthropicConversation(CONVERSATION)),
+      max_tokens: DEFAULT_DELTAS,
+      stream: true,
+    });
   return JSON.stringify({
     model: FAKE_MODEL,
-    messages,
+    ...(CONVERSATION === undefined ? { messages } : openAIConversation(CONVERSATION)),
     max_tokens: DEFAULT_DELTAS,
     stream: mode === "sse",
     ...(mode === "sse" ? { stream_options: { include_usage: true } } : {}),
@@ -358,6 +371,8 @@ async function main(): Promise<number> {
       durationS: DURATION_S,
       concurrency: CONCURRENCY,
       nginxWorkers: NGINX_WORKERS,
+      promptKiB: PROMPT_KIB,
+      requestBytes: { json: requestBody("json").length, anthropic: requestBody("anthropic").length },
       gatewayMetrics: args.metrics !== "off",
       peers: Object.fromEntries(
         PEERS.map((name) => [name, leftOut[name] ? `not measured: ${leftOut[name]}` : PEER_VERSION[name]]),
@@ -367,7 +382,7 @@ async function main(): Promise<number> {
     };
     let allMet = true;
     console.log(
-      `\ngateway overhead — ${report.machine}; load average ${fixed(loadAtStart, 1)} at start, ${fixed(loadavg()[0]!, 1)} at end; wrk 1 thread; ${ROUNDS} rounds × ${DURATION_S} s per run; nginx ${NGINX_WORKERS} worker(s); gateway metrics ${args.metrics}`,
+      `\ngateway overhead — ${report.machine}; load average ${fixed(loadAtStart, 1)} at start, ${fixed(loadavg()[0]!, 1)} at end; wrk 1 thread; ${ROUNDS} rounds × ${DURATION_S} s per run; nginx ${NGINX_WORKERS} worker(s); gateway metrics ${args.metrics}; request ${PROMPT_KIB > 0 ? `an agent's conversation, ${(requestBody("json").length / 1024).toFixed(0)} KiB` : "one short message"}`,
     );
     const p50 = (s: Sample[]) => s.map((x) => x.latency.p50Ms);
     const p99 = (s: Sample[]) => s.map((x) => x.latency.p99Ms);

@@ -5,12 +5,15 @@
  * of all samples). The profile file is kept for a closer look.
  *
  *   bun bench/gateway-profile.ts [--mode json|sse] [--duration 8] [--concurrency 32]
- *                                [--metrics on|off] [--top 30] [--out dir]
+ *                                [--metrics on|off] [--top 30] [--out dir] [--prompt-kib 0]
+ *
+ * `--prompt-kib N`: a coding agent's request of about N KiB (see gateway-overhead.ts).
  */
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { consola } from "consola";
+import { agentConversation, openAIConversation } from "./agent-conversation.ts";
 import { startFakeUpstream, startGateway, tempDir } from "./bench-services.ts";
 import { DEFAULT_DELTAS, FAKE_MODEL } from "./fake-upstream.ts";
 import { findWrk, runWrk, WRK_INSTALL_HINT } from "./wrk-load.ts";
@@ -23,6 +26,7 @@ const { values: args } = parseArgs({
     metrics: { type: "string", default: "on" },
     top: { type: "string", default: "30" },
     out: { type: "string" },
+    "prompt-kib": { type: "string", default: "0" },
   },
 });
 
@@ -95,9 +99,12 @@ async function main(): Promise<number> {
       bunArgs: ["--cpu-prof", "--cpu-prof-dir", outDir],
     });
     try {
+      const kib = Number(args["prompt-kib"]);
       const body = JSON.stringify({
         model: FAKE_MODEL,
-        messages: [{ role: "user", content: "Say four words." }],
+        ...(kib > 0
+          ? openAIConversation(agentConversation(kib))
+          : { messages: [{ role: "user", content: "Say four words." }] }),
         max_tokens: DEFAULT_DELTAS,
         stream: mode === "sse",
         ...(mode === "sse" ? { stream_options: { include_usage: true } } : {}),
