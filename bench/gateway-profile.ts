@@ -4,7 +4,7 @@
  * the functions with the most self time and the most inclusive time (share
  * of all samples). The profile file is kept for a closer look.
  *
- *   bun bench/gateway-profile.ts [--mode json|sse] [--duration 8] [--concurrency 32]
+ *   bun bench/gateway-profile.ts [--mode json|sse|anthropic] [--duration 8] [--concurrency 32]
  *                                [--metrics on|off] [--top 30] [--out dir] [--prompt-kib 0]
  *
  * `--prompt-kib N`: a coding agent's request of about N KiB (see gateway-overhead.ts).
@@ -13,7 +13,7 @@ import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { consola } from "consola";
-import { agentConversation, openAIConversation } from "./agent-conversation.ts";
+import { agentConversation, anthropicConversation, openAIConversation } from "./agent-conversation.ts";
 import { startFakeUpstream, startGateway, tempDir } from "./bench-services.ts";
 import { DEFAULT_DELTAS, FAKE_MODEL } from "./fake-upstream.ts";
 import { findWrk, runWrk, WRK_INSTALL_HINT } from "./wrk-load.ts";
@@ -88,7 +88,7 @@ async function main(): Promise<number> {
     consola.error(`wrk is not on PATH: ${WRK_INSTALL_HINT}`);
     return 2;
   }
-  const mode = args.mode === "sse" ? "sse" : "json";
+  const mode = args.mode === "sse" || args.mode === "anthropic" ? args.mode : "json";
   const outDir = resolve(args.out ?? tempDir("profile"));
   mkdirSync(outDir, { recursive: true });
   const upstream = await startFakeUpstream();
@@ -100,19 +100,30 @@ async function main(): Promise<number> {
     });
     try {
       const kib = Number(args["prompt-kib"]);
-      const body = JSON.stringify({
-        model: FAKE_MODEL,
-        ...(kib > 0
-          ? openAIConversation(agentConversation(kib))
-          : { messages: [{ role: "user", content: "Say four words." }] }),
-        max_tokens: DEFAULT_DELTAS,
-        stream: mode === "sse",
-        ...(mode === "sse" ? { stream_options: { include_usage: true } } : {}),
-      });
-      const url = `${gateway.url}/v1/chat/completions`;
+      const conversation = kib > 0 ? agentConversation(kib) : undefined;
+      const messages = [{ role: "user", content: "Say four words." }];
+      // anthropic: an Anthropic client streaming through the translation to the neuron's OpenAI API.
+      const body = JSON.stringify(
+        mode === "anthropic"
+          ? {
+              model: FAKE_MODEL,
+              ...(conversation ? anthropicConversation(conversation) : { messages }),
+              max_tokens: DEFAULT_DELTAS,
+              stream: true,
+            }
+          : {
+              model: FAKE_MODEL,
+              ...(conversation ? openAIConversation(conversation) : { messages }),
+              max_tokens: DEFAULT_DELTAS,
+              stream: mode === "sse",
+              ...(mode === "sse" ? { stream_options: { include_usage: true } } : {}),
+            },
+      );
+      const url = `${gateway.url}${mode === "anthropic" ? "/v1/messages" : "/v1/chat/completions"}`;
+      const headers = mode === "anthropic" ? { "anthropic-version": "2023-06-01" } : undefined;
       const connections = Number(args.concurrency);
-      await runWrk({ wrk, url, body, connections, durationS: 1 });
-      const result = await runWrk({ wrk, url, body, connections, durationS: Number(args.duration) });
+      await runWrk({ wrk, url, body, headers, connections, durationS: 1 });
+      const result = await runWrk({ wrk, url, body, headers, connections, durationS: Number(args.duration) });
       consola.info(`${mode}: ${result.requestsPerS.toFixed(0)} req/s at c${connections}`);
     } finally {
       await gateway.stop();

@@ -110,7 +110,9 @@ export function prefixChain(
   const system = request.messages.filter((message) => message.role === "system");
   const session =
     request.sessionKey === undefined ? 0n : link(JSON.stringify([model, request.sessionKey]), 0n);
-  let hash = link(JSON.stringify([model, system, request.tools]), session);
+  // Link 0: the model and the tools (JSON schemas: structure more than text), then the system prompt's text.
+  let hash = link(JSON.stringify([model, request.tools]), session);
+  for (const message of system) hash = messageLink(message, hash);
   const chain =
     session !== 0n ? [session, hash] : system.length > 0 || request.tools.length > 0 ? [hash] : [];
   const firstOwn = chain.length;
