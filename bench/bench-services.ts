@@ -107,11 +107,17 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
  * A bench script in its own Bun process that prints `{"url": …}` once it
  * listens and exits when our end of its stdin closes.
  */
-async function startScript(name: string, script: string, args: string[]): Promise<Service> {
+async function startScript(
+  name: string,
+  script: string,
+  args: string[],
+  options: Pick<GatewayOptions, "env" | "stderrPath"> = {},
+): Promise<Service> {
   const child = Bun.spawn([BUN, join(import.meta.dir, script), ...args], {
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
     stdin: "pipe",
     stdout: "pipe",
-    stderr: "inherit",
+    stderr: options.stderrPath ? Bun.file(options.stderrPath) : "inherit",
   });
   const line = await firstLine(child.stdout);
   const { url } = JSON.parse(line) as { url: string };
@@ -132,8 +138,11 @@ export function startFakeUpstream(model = FAKE_MODEL): Promise<Service> {
 }
 
 /** bench/bun-proxy.ts in front of `upstreamUrl`: the floor for any proxy written on Bun. */
-export function startBunProxy(upstreamUrl: string): Promise<Service> {
-  return startScript("bun-proxy", "bun-proxy.ts", [upstreamUrl]);
+export function startBunProxy(
+  upstreamUrl: string,
+  options: Pick<GatewayOptions, "env" | "stderrPath"> = {},
+): Promise<Service> {
+  return startScript("bun-proxy", "bun-proxy.ts", [upstreamUrl], options);
 }
 
 /** A small chat request that must succeed once a proxy is ready. */
@@ -167,6 +176,10 @@ export interface GatewayOptions {
   executable?: string;
   /** The Service's name; default "gateway". */
   name?: string;
+  /** Extra environment (e.g. JSC's BUN_JSC_* options). */
+  env?: Readonly<Record<string, string>>;
+  /** Where the gateway's stderr goes (default: this process's). */
+  stderrPath?: string;
 }
 
 /** `bun src/cli/main.ts serve --config <temp TOML>` (or a built executable's) in front of one neuron (the fake). */
@@ -201,9 +214,10 @@ export async function startGateway(options: GatewayOptions): Promise<Service> {
     : [BUN, ...(options.bunArgs ?? []), join(options.root ?? ROOT, "src/cli/main.ts")];
   const child = Bun.spawn([...command, "serve", "--config", config], {
     cwd: options.cwd ?? dir,
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
     stdin: "ignore",
     stdout: "ignore",
-    stderr: "inherit",
+    stderr: options.stderrPath ? Bun.file(options.stderrPath) : "inherit",
   });
   const url = `http://127.0.0.1:${port}`;
   return serviceWhenReady(options.name ?? "gateway", child, url, dir, () => chatWorks(url, model), 30_000);
