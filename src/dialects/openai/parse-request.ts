@@ -37,7 +37,7 @@ const ToolCallSchema = z.object({
   function: z.object({ name: z.string(), arguments: z.string() }),
 });
 
-const MessageSchema = z.object({
+export const MessageSchema = z.object({
   role: z.string(),
   content: Content,
   tool_calls: z.array(ToolCallSchema).nullish(),
@@ -47,7 +47,7 @@ const MessageSchema = z.object({
   reasoning_content: z.string().nullish(),
 });
 
-const FunctionToolSchema = z.object({
+export const FunctionToolSchema = z.object({
   type: z.literal("function"),
   function: z.object({
     name: z.string().min(1),
@@ -85,6 +85,8 @@ const CommonFields = {
 };
 const COMMON_KEYS: ReadonlySet<string> = new Set(Object.keys(CommonFields));
 const CommonRequestSchema = z.object(CommonFields);
+/** For messages plainMessages vouched for: zod checks the rest of the request. */
+const VouchedMessages = { messages: z.array(z.unknown()).min(1, "expected at least one message") };
 
 const RequestSchema = z.object({
   ...CommonFields,
@@ -113,6 +115,67 @@ const RequestSchema = z.object({
   chat_template_kwargs: jsonObject.nullish(),
 });
 type RequestBody = z.infer<typeof RequestSchema>;
+const SCHEMAS = {
+  common: CommonRequestSchema,
+  full: RequestSchema,
+  commonVouched: CommonRequestSchema.extend(VouchedMessages),
+  fullVouched: RequestSchema.extend(VouchedMessages),
+};
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Whether every message has a shape MessageSchema accepts, checked by hand
+ * (as the gateway reads a neuron's answers): zod's parse of an agent's
+ * history, dozens of messages resent every turn, was the largest part of
+ * reading its request. A message this does not vouch for is left to zod,
+ * whose messages say what is wrong; it never vouches for one zod refuses
+ * (tests/unit/openai-message-shapes.test.ts).
+ */
+export function plainMessages(messages: unknown): boolean {
+  if (!Array.isArray(messages) || messages.length === 0) return false;
+  for (const message of messages) if (!plainMessage(message)) return false;
+  return true;
+}
+
+function plainMessage(m: unknown): boolean {
+  if (!isRecord(m) || typeof m.role !== "string") return false;
+  const content = m.content;
+  if (
+    !(content == null || typeof content === "string" || (Array.isArray(content) && content.every(typedPart)))
+  )
+    return false;
+  const calls = m.tool_calls;
+  if (!(calls == null || (Array.isArray(calls) && calls.every(toolCall)))) return false;
+  if (!(m.tool_call_id === undefined || typeof m.tool_call_id === "string")) return false;
+  return m.reasoning_content == null || typeof m.reasoning_content === "string";
+}
+
+/** A function tool FunctionToolSchema accepts (see plainMessages). */
+export function plainFunctionTool(tool: unknown): boolean {
+  if (!isRecord(tool) || tool.type !== "function" || !isRecord(tool.function)) return false;
+  const { name, description, parameters, strict } = tool.function;
+  return (
+    typeof name === "string" &&
+    name.length > 0 &&
+    (description === undefined || typeof description === "string") &&
+    (parameters === undefined || isRecord(parameters)) &&
+    (strict == null || typeof strict === "boolean")
+  );
+}
+
+function typedPart(part: unknown): boolean {
+  return isRecord(part) && typeof part.type === "string";
+}
+
+function toolCall(call: unknown): boolean {
+  if (!isRecord(call) || typeof call.id !== "string") return false;
+  if (!(call.type === undefined || call.type === "function")) return false;
+  const fn = call.function;
+  return isRecord(fn) && typeof fn.name === "string" && typeof fn.arguments === "string";
+}
 
 function onlyCommonKeys(body: unknown): boolean {
   if (typeof body !== "object" || body === null || Array.isArray(body)) return false;
@@ -121,9 +184,16 @@ function onlyCommonKeys(body: unknown): boolean {
 }
 
 export function parseOpenAIRequest(body: unknown): CanonicalRequest {
-  const req: RequestBody = onlyCommonKeys(body)
-    ? parseOrThrow(CommonRequestSchema, body, "")
-    : parseOrThrow(RequestSchema, body, "");
+  const vouched = isRecord(body) && plainMessages(body.messages);
+  const schema = onlyCommonKeys(body)
+    ? vouched
+      ? SCHEMAS.commonVouched
+      : SCHEMAS.common
+    : vouched
+      ? SCHEMAS.fullVouched
+      : SCHEMAS.full;
+  // Vouched messages are read as sent: parseMessage reads no key that zod would have stripped.
+  const req = parseOrThrow(schema, body, "") as RequestBody;
   rejectUnsupported(req);
   const stop = req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
   const maxTokens = req.max_completion_tokens ?? req.max_tokens ?? undefined;
@@ -282,7 +352,10 @@ function parseUserContent(content: z.infer<typeof Content>, path: string): Array
 function parseTool(tool: z.infer<typeof Part>, path: string): CanonicalTool {
   if (tool.type !== "function")
     throw unsupported(`${path}.type`, `tool type "${tool.type}" is not supported`);
-  const { function: fn } = parseOrThrow(FunctionToolSchema, tool, path);
+  // An agent sends all its tools every turn: the usual shape is checked by hand, anything else by zod.
+  const fn = plainFunctionTool(tool)
+    ? (tool.function as z.infer<typeof FunctionToolSchema>["function"])
+    : parseOrThrow(FunctionToolSchema, tool, path).function;
   return {
     name: fn.name,
     ...(fn.description === undefined ? {} : { description: fn.description }),

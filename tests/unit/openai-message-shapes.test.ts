@@ -1,0 +1,133 @@
+import { describe, expect, test } from "bun:test";
+import { z } from "zod";
+import {
+  FunctionToolSchema,
+  MessageSchema,
+  parseOpenAIRequest,
+  plainFunctionTool,
+  plainMessages,
+} from "../../src/dialects/openai/parse-request.ts";
+
+/** Every combination of the given values per key (undefined: the key left out). */
+function combinations(fields: Record<string, unknown[]>): Array<Record<string, unknown>> {
+  let out: Array<Record<string, unknown>> = [{}];
+  for (const [key, values] of Object.entries(fields))
+    out = out.flatMap((partial) =>
+      values.map((value) => (value === undefined ? partial : { ...partial, [key]: value })),
+    );
+  return out;
+}
+
+/** The request's canonical form, or the error it gets. */
+function outcome(body: unknown): unknown {
+  try {
+    return parseOpenAIRequest(body);
+  } catch (error) {
+    return { error: String(error) };
+  }
+}
+
+const call = { id: "call_1", type: "function", function: { name: "read", arguments: "{}" } };
+
+describe("messages and tools checked by hand, held to zod's schemas", () => {
+  const messages = combinations({
+    role: ["user", "assistant", "system", "tool", "developer", 5, undefined],
+    content: [
+      "text",
+      "",
+      null,
+      undefined,
+      [],
+      [{ type: "text", text: "x" }],
+      [{ type: 5 }],
+      [5],
+      [{}],
+      {},
+      7,
+    ],
+    tool_calls: [
+      undefined,
+      null,
+      [],
+      [call],
+      [{ ...call, id: 1 }],
+      [{ ...call, type: "other" }],
+      [{ id: "a", function: { name: "n" } }],
+      [{ ...call, extra: 1, function: { ...call.function, extra: 2 } }],
+      "x",
+    ],
+    tool_call_id: [undefined, "call_1", null, 5],
+    reasoning_content: [undefined, null, "thought", 5],
+    function_call: [undefined, { name: "f" }],
+    name: [undefined, "bob"],
+  });
+
+  test("a message is vouched for exactly when zod accepts it, and reads the same as zod's copy of it", () => {
+    let vouched = 0;
+    for (const message of messages) {
+      const parsed = z.array(MessageSchema).safeParse([message]);
+      // Exactly zod's verdict: it never vouches for what zod refuses, and misses nothing it accepts.
+      expect({ message, vouched: plainMessages([message]) }).toEqual({ message, vouched: parsed.success });
+      if (!parsed.success) continue;
+      vouched++;
+      // zod's copy lacks the keys it strips; the request must not read any of them.
+      expect(outcome({ model: "m", messages: [message] })).toEqual(
+        outcome({ model: "m", messages: parsed.data }),
+      );
+    }
+    expect(vouched).toBeGreaterThan(1000);
+  });
+
+  test("one message it cannot vouch for leaves the whole list to zod, which names the field", () => {
+    expect(
+      plainMessages([
+        { role: "user", content: "hi" },
+        { role: "user", tool_call_id: null },
+      ]),
+    ).toBe(false);
+    expect(
+      outcome({
+        model: "m",
+        messages: [
+          { role: "user", content: "hi" },
+          { role: "tool", tool_call_id: 5 },
+        ],
+      }),
+    ).toEqual({ error: expect.stringContaining("messages.1.tool_call_id") });
+    expect(plainMessages([])).toBe(false);
+  });
+
+  const tools = combinations({
+    type: ["function", "other", undefined],
+    function: [
+      { name: "read", description: "Reads.", parameters: { type: "object" }, strict: true },
+      { name: "read" },
+      { name: "", parameters: {} },
+      { name: "read", parameters: [] },
+      { name: "read", description: 5 },
+      { name: "read", strict: null },
+      { name: "read", strict: "yes" },
+      { name: 5 },
+      "read",
+      undefined,
+    ],
+    extra: [undefined, 1],
+  });
+
+  test("a tool is vouched for exactly when zod accepts it, and reads the same as zod's copy of it", () => {
+    let vouched = 0;
+    for (const tool of tools) {
+      const parsed = FunctionToolSchema.safeParse(tool);
+      expect({ tool, vouched: plainFunctionTool(tool) }).toEqual({ tool, vouched: parsed.success });
+      if (!parsed.success) continue;
+      vouched++;
+      const request = (t: unknown) => ({
+        model: "m",
+        messages: [{ role: "user", content: "hi" }],
+        tools: [t],
+      });
+      expect(outcome(request(tool))).toEqual(outcome(request(parsed.data)));
+    }
+    expect(vouched).toBeGreaterThan(5);
+  });
+});
