@@ -16,7 +16,8 @@ export function unsupported(param: string, message: string): CortexError {
   return new CortexError("unsupported_parameter", message, { param });
 }
 
-function isJsonObject(value: unknown): value is Record<string, unknown> {
+/** A JSON object: not null, not an array. */
+export function isJsonObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 

@@ -24,7 +24,7 @@ import type {
   ToolResultPart,
 } from "../canonical.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { jsonObject, parseOrThrow } from "../zod-boundary.ts";
+import { isJsonObject, jsonObject, parseOrThrow } from "../zod-boundary.ts";
 import { isBillingHeaderBlock } from "./billing-header.ts";
 
 const Block = z.looseObject({ type: z.string() });
@@ -50,7 +50,7 @@ const ToolResultBlock = z.object({
   is_error: z.boolean().optional(),
 });
 
-const MessageSchema = z.looseObject({
+export const MessageSchema = z.looseObject({
   role: z.enum(["user", "assistant", "system"]),
   content: z.union([z.string(), z.array(Block)]),
 });
@@ -109,6 +109,43 @@ const MessagesSchema = CommonSchema.extend({
   thread: z.unknown().optional(),
 });
 
+/** For messages plainMessages vouched for: zod checks the rest of the request. */
+const VouchedMessages = { messages: z.array(z.unknown()).min(1, "expected at least one message") };
+const VouchedMessagesSchema = MessagesSchema.extend(VouchedMessages);
+const VouchedCommonSchema = CommonSchema.extend(VouchedMessages);
+const ROLES: ReadonlySet<unknown> = new Set(MessageSchema.shape.role.options);
+
+/**
+ * Whether every message has a shape MessageSchema accepts, checked by hand:
+ * zod's parse of an agent's history, resent every turn, was the largest part
+ * of reading its request. A message this does not vouch for is left to zod,
+ * whose messages say what is wrong; it vouches for exactly what zod accepts
+ * (tests/unit/anthropic-message-shapes.test.ts). The blocks are read one by
+ * one below, as before.
+ */
+export function plainMessages(messages: unknown): boolean {
+  if (!Array.isArray(messages) || messages.length === 0) return false;
+  for (const m of messages) {
+    if (!isJsonObject(m) || !ROLES.has(m.role)) return false;
+    const content = m.content;
+    if (typeof content === "string") continue;
+    if (!Array.isArray(content)) return false;
+    for (const block of content) if (!isJsonObject(block) || typeof block.type !== "string") return false;
+  }
+  return true;
+}
+
+/** The body's schema: its messages left out of zod's parse when plainMessages vouched for them. */
+function vouched<T extends z.ZodType>(body: unknown, schema: T, lighter: z.ZodType): T {
+  // The vouched messages are read as sent: looseObject kept every key of them anyway.
+  return isJsonObject(body) && plainMessages(body.messages) ? (lighter as unknown as T) : schema;
+}
+
+/** A text block's text (its type already read as "text"); zod names the problem when it is not a string. */
+function blockText(block: z.infer<typeof Block>, path: string): string {
+  return typeof block.text === "string" ? block.text : parseOrThrow(TextBlock, block, path).text;
+}
+
 export interface AnthropicParseOptions {
   /** Told about every accepted-but-ignored setting that a user might miss (default: consola.warn). */
   onWarning?: (message: string) => void;
@@ -120,7 +157,7 @@ export interface AnthropicParseOptions {
 
 /** `POST /v1/messages` body → canonical request. Throws CortexError (400) on what it cannot honour. */
 export function parseAnthropicRequest(body: unknown, options: AnthropicParseOptions = {}): CanonicalRequest {
-  const req = parseOrThrow(MessagesSchema, body, "");
+  const req = parseOrThrow(vouched(body, MessagesSchema, VouchedMessagesSchema), body, "");
   if (req.thread !== undefined && req.thread !== null) throw threadUnsupported();
   const common = parseCommon(req, options);
   return {
@@ -144,7 +181,7 @@ export function parseAnthropicCountTokensRequest(
   options: AnthropicParseOptions = {},
 ): CanonicalRequest {
   return {
-    ...parseCommon(parseOrThrow(CommonSchema, body, ""), options),
+    ...parseCommon(parseOrThrow(vouched(body, CommonSchema, VouchedCommonSchema), body, ""), options),
     stop: [],
     stream: false,
     includeUsage: false,
@@ -280,7 +317,7 @@ function parseSystem(content: string | Array<z.infer<typeof Block>>, path: strin
   return content.map((block, i) => {
     if (block.type !== "text")
       throw invalid(`${path}.${i}.type`, `system blocks must be text, not "${block.type}"`);
-    return { type: "text", text: parseOrThrow(TextBlock, block, `${path}.${i}`).text };
+    return { type: "text", text: blockText(block, `${path}.${i}`) };
   });
 }
 
@@ -310,7 +347,7 @@ function parseUserContent(content: string | Array<z.infer<typeof Block>>, path: 
     const where = `${path}.${i}`;
     switch (block.type) {
       case "text":
-        pushPart({ type: "text", text: parseOrThrow(TextBlock, block, where).text });
+        pushPart({ type: "text", text: blockText(block, where) });
         break;
       case "image":
         pushPart(parseImage(block, where));
@@ -336,8 +373,7 @@ function parseToolResult(block: z.infer<typeof Block>, path: string): ToolResult
   } else {
     result.content?.forEach((inner, i) => {
       const where = `${path}.content.${i}`;
-      if (inner.type === "text")
-        content.push({ type: "text", text: parseOrThrow(TextBlock, inner, where).text });
+      if (inner.type === "text") content.push({ type: "text", text: blockText(inner, where) });
       else if (inner.type === "image") content.push(parseImage(inner, where));
       else throw invalid(`${where}.type`, `tool_result content type "${inner.type}" is not supported`);
     });
@@ -356,7 +392,7 @@ function parseAssistantContent(
     const where = `${path}.${i}`;
     switch (block.type) {
       case "text":
-        parts.push({ type: "text", text: parseOrThrow(TextBlock, block, where).text });
+        parts.push({ type: "text", text: blockText(block, where) });
         break;
       case "tool_use": {
         const use = parseOrThrow(ToolUseBlock, block, where);

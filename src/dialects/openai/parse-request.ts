@@ -20,7 +20,7 @@ import type {
 } from "../canonical.ts";
 import { imageSourceFromUrl } from "../images.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { jsonObject, parseOrThrow, unsupported } from "../zod-boundary.ts";
+import { isJsonObject, jsonObject, parseOrThrow, unsupported } from "../zod-boundary.ts";
 
 const Part = z.looseObject({ type: z.string() });
 const TextPartSchema = z.object({ type: z.literal("text"), text: z.string() });
@@ -122,10 +122,6 @@ const SCHEMAS = {
   fullVouched: RequestSchema.extend(VouchedMessages),
 };
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /**
  * Whether every message has a shape MessageSchema accepts, checked by hand
  * (as the gateway reads a neuron's answers): zod's parse of an agent's
@@ -141,7 +137,7 @@ export function plainMessages(messages: unknown): boolean {
 }
 
 function plainMessage(m: unknown): boolean {
-  if (!isRecord(m) || typeof m.role !== "string") return false;
+  if (!isJsonObject(m) || typeof m.role !== "string") return false;
   const content = m.content;
   if (
     !(content == null || typeof content === "string" || (Array.isArray(content) && content.every(typedPart)))
@@ -155,26 +151,26 @@ function plainMessage(m: unknown): boolean {
 
 /** A function tool FunctionToolSchema accepts (see plainMessages). */
 export function plainFunctionTool(tool: unknown): boolean {
-  if (!isRecord(tool) || tool.type !== "function" || !isRecord(tool.function)) return false;
+  if (!isJsonObject(tool) || tool.type !== "function" || !isJsonObject(tool.function)) return false;
   const { name, description, parameters, strict } = tool.function;
   return (
     typeof name === "string" &&
     name.length > 0 &&
     (description === undefined || typeof description === "string") &&
-    (parameters === undefined || isRecord(parameters)) &&
+    (parameters === undefined || isJsonObject(parameters)) &&
     (strict == null || typeof strict === "boolean")
   );
 }
 
 function typedPart(part: unknown): boolean {
-  return isRecord(part) && typeof part.type === "string";
+  return isJsonObject(part) && typeof part.type === "string";
 }
 
 function toolCall(call: unknown): boolean {
-  if (!isRecord(call) || typeof call.id !== "string") return false;
+  if (!isJsonObject(call) || typeof call.id !== "string") return false;
   if (!(call.type === undefined || call.type === "function")) return false;
   const fn = call.function;
-  return isRecord(fn) && typeof fn.name === "string" && typeof fn.arguments === "string";
+  return isJsonObject(fn) && typeof fn.name === "string" && typeof fn.arguments === "string";
 }
 
 function onlyCommonKeys(body: unknown): boolean {
@@ -184,7 +180,7 @@ function onlyCommonKeys(body: unknown): boolean {
 }
 
 export function parseOpenAIRequest(body: unknown): CanonicalRequest {
-  const vouched = isRecord(body) && plainMessages(body.messages);
+  const vouched = isJsonObject(body) && plainMessages(body.messages);
   const schema = onlyCommonKeys(body)
     ? vouched
       ? SCHEMAS.commonVouched

@@ -1,0 +1,104 @@
+import { describe, expect, test } from "bun:test";
+import { z } from "zod";
+import {
+  MessageSchema,
+  parseAnthropicCountTokensRequest,
+  parseAnthropicRequest,
+  plainMessages,
+} from "../../src/dialects/anthropic/parse-request.ts";
+
+/** Every combination of the given values per key (undefined: the key left out). */
+function combinations(fields: Record<string, unknown[]>): Array<Record<string, unknown>> {
+  let out: Array<Record<string, unknown>> = [{}];
+  for (const [key, values] of Object.entries(fields))
+    out = out.flatMap((partial) =>
+      values.map((value) => (value === undefined ? partial : { ...partial, [key]: value })),
+    );
+  return out;
+}
+
+/** The request's canonical form, or the error it gets. */
+function outcome(parse: () => unknown): unknown {
+  try {
+    return parse();
+  } catch (error) {
+    return { error: String(error) };
+  }
+}
+
+const quiet = { onWarning: () => {} };
+
+describe("Anthropic messages checked by hand, held to zod's schema", () => {
+  const blocks = [
+    { type: "text", text: "hello", cache_control: { type: "ephemeral" } },
+    { type: "text", text: 5 },
+    { type: "tool_use", id: "toolu_1", name: "read", input: { path: "a" } },
+    {
+      type: "tool_result",
+      tool_use_id: "toolu_1",
+      content: [{ type: "text", text: "ok" }, { type: "text" }],
+    },
+    { type: "thinking", thinking: "hm", signature: "s" },
+    { type: 7 },
+    "text",
+  ];
+  const messages = combinations({
+    role: ["user", "assistant", "system", "tool", 5, undefined],
+    content: [
+      "text",
+      "",
+      undefined,
+      null,
+      [],
+      ...blocks.map((block) => [block]),
+      [blocks[0], blocks[2]],
+      {},
+      7,
+    ],
+    extra: [undefined, "kept"],
+  });
+
+  test("a message is vouched for exactly when zod accepts it, and reads the same as zod's copy of it", () => {
+    let vouched = 0;
+    for (const message of messages) {
+      const parsed = z.array(MessageSchema).safeParse([message]);
+      expect({ message, vouched: plainMessages([message]) }).toEqual({ message, vouched: parsed.success });
+      if (!parsed.success) continue;
+      vouched++;
+      const body = (list: unknown[]) => ({ model: "m", max_tokens: 8, messages: list });
+      expect(outcome(() => parseAnthropicRequest(body([message]), quiet))).toEqual(
+        outcome(() => parseAnthropicRequest(body(parsed.data), quiet)),
+      );
+      expect(outcome(() => parseAnthropicCountTokensRequest(body([message]), quiet))).toEqual(
+        outcome(() => parseAnthropicCountTokensRequest(body(parsed.data), quiet)),
+      );
+    }
+    expect(vouched).toBeGreaterThan(20);
+  });
+
+  test("a text block whose text is not a string gets zod's message, with its path", () => {
+    const body = {
+      model: "m",
+      max_tokens: 8,
+      messages: [{ role: "user", content: [{ type: "text", text: 5 }] }],
+    };
+    expect(outcome(() => parseAnthropicRequest(body, quiet))).toEqual({
+      error: expect.stringContaining("messages.0.content.0.text"),
+    });
+  });
+
+  test("one message it cannot vouch for leaves the whole list to zod, which names the field", () => {
+    const body = {
+      model: "m",
+      max_tokens: 8,
+      messages: [
+        { role: "user", content: "hi" },
+        { role: "robot", content: "hi" },
+      ],
+    };
+    expect(plainMessages(body.messages)).toBe(false);
+    expect(outcome(() => parseAnthropicRequest(body, quiet))).toEqual({
+      error: expect.stringContaining("messages.1.role"),
+    });
+  });
+});
