@@ -120,7 +120,7 @@ const ROLES: ReadonlySet<unknown> = new Set(MessageSchema.shape.role.options);
  * zod's parse of an agent's history, resent every turn, was the largest part
  * of reading its request. A message this does not vouch for is left to zod,
  * whose messages say what is wrong; it vouches for exactly what zod accepts
- * (tests/unit/anthropic-message-shapes.test.ts). The blocks are read one by
+ * (tests/unit/dialects/anthropic-message-shapes.test.ts). The blocks are read one by
  * one below, as before.
  */
 export function plainMessages(messages: unknown): boolean {

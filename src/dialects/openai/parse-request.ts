@@ -128,7 +128,7 @@ const SCHEMAS = {
  * history, dozens of messages resent every turn, was the largest part of
  * reading its request. A message this does not vouch for is left to zod,
  * whose messages say what is wrong; it never vouches for one zod refuses
- * (tests/unit/openai-message-shapes.test.ts).
+ * (tests/unit/dialects/openai-message-shapes.test.ts).
  */
 export function plainMessages(messages: unknown): boolean {
   if (!Array.isArray(messages) || messages.length === 0) return false;

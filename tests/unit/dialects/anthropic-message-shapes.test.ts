@@ -5,26 +5,8 @@ import {
   parseAnthropicCountTokensRequest,
   parseAnthropicRequest,
   plainMessages,
-} from "../../src/dialects/anthropic/parse-request.ts";
-
-/** Every combination of the given values per key (undefined: the key left out). */
-function combinations(fields: Record<string, unknown[]>): Array<Record<string, unknown>> {
-  let out: Array<Record<string, unknown>> = [{}];
-  for (const [key, values] of Object.entries(fields))
-    out = out.flatMap((partial) =>
-      values.map((value) => (value === undefined ? partial : { ...partial, [key]: value })),
-    );
-  return out;
-}
-
-/** The request's canonical form, or the error it gets. */
-function outcome(parse: () => unknown): unknown {
-  try {
-    return parse();
-  } catch (error) {
-    return { error: String(error) };
-  }
-}
+} from "../../../src/dialects/anthropic/parse-request.ts";
+import { combinations, outcome } from "./field-combinations.ts";
 
 const quiet = { onWarning: () => {} };
 
