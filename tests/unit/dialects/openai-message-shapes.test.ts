@@ -7,7 +7,7 @@ import {
   plainFunctionTool,
   plainMessages,
 } from "../../../src/dialects/openai/parse-request.ts";
-import { combinations, outcome } from "./field-combinations.ts";
+import { combinations, expectVouchedAsZod, outcome } from "./field-combinations.ts";
 
 const call = { id: "call_1", type: "function", function: { name: "read", arguments: "{}" } };
 
@@ -45,18 +45,13 @@ describe("messages and tools checked by hand, held to zod's schemas", () => {
   });
 
   test("a message is vouched for exactly when zod accepts it, and reads the same as zod's copy of it", () => {
-    let vouched = 0;
-    for (const message of messages) {
-      const parsed = z.array(MessageSchema).safeParse([message]);
-      // Exactly zod's verdict: it never vouches for what zod refuses, and misses nothing it accepts.
-      expect({ message, vouched: plainMessages([message]) }).toEqual({ message, vouched: parsed.success });
-      if (!parsed.success) continue;
-      vouched++;
-      // zod's copy lacks the keys it strips; the request must not read any of them.
-      expect(outcome(() => parseOpenAIRequest({ model: "m", messages: [message] }))).toEqual(
-        outcome(() => parseOpenAIRequest({ model: "m", messages: parsed.data })),
-      );
-    }
+    // zod's copy lacks the keys it strips: the request must not read any of them.
+    const vouched = expectVouchedAsZod(
+      messages.map((message) => [message]),
+      z.array(MessageSchema),
+      plainMessages,
+      [(list) => parseOpenAIRequest({ model: "m", messages: list })],
+    );
     expect(vouched).toBeGreaterThan(1000);
   });
 
@@ -99,21 +94,10 @@ describe("messages and tools checked by hand, held to zod's schemas", () => {
   });
 
   test("a tool is vouched for exactly when zod accepts it, and reads the same as zod's copy of it", () => {
-    let vouched = 0;
-    for (const tool of tools) {
-      const parsed = FunctionToolSchema.safeParse(tool);
-      expect({ tool, vouched: plainFunctionTool(tool) }).toEqual({ tool, vouched: parsed.success });
-      if (!parsed.success) continue;
-      vouched++;
-      const request = (t: unknown) => ({
-        model: "m",
-        messages: [{ role: "user", content: "hi" }],
-        tools: [t],
-      });
-      expect(outcome(() => parseOpenAIRequest(request(tool)))).toEqual(
-        outcome(() => parseOpenAIRequest(request(parsed.data))),
-      );
-    }
+    const vouched = expectVouchedAsZod(tools, FunctionToolSchema, plainFunctionTool, [
+      (tool) =>
+        parseOpenAIRequest({ model: "m", messages: [{ role: "user", content: "hi" }], tools: [tool] }),
+    ]);
     expect(vouched).toBeGreaterThan(5);
   });
 });

@@ -5,16 +5,16 @@
  * Anthropic clients see thinking only when they enabled it.
  */
 import { describe, expect, test } from "bun:test";
-import type { CanonicalStreamPart } from "../../../src/dialects/canonical.ts";
 import { parseAnthropicRequest } from "../../../src/dialects/anthropic/parse-request.ts";
 import {
   renderAnthropicResponse,
   thinkingSignature,
 } from "../../../src/dialects/anthropic/render-response.ts";
 import { AnthropicStreamEncoder } from "../../../src/dialects/anthropic/stream-encoder.ts";
+import type { CanonicalStreamPart } from "../../../src/dialects/canonical.ts";
 import { parseOpenAIRequest } from "../../../src/dialects/openai/parse-request.ts";
-import { renderOpenAIUsage } from "../../../src/dialects/openai/render-response.ts";
 import { toUpstreamChatBody } from "../../../src/dialects/openai/render-request.ts";
+import { renderOpenAIUsage } from "../../../src/dialects/openai/render-response.ts";
 import { parseResponsesRequest } from "../../../src/dialects/responses/parse-request.ts";
 import { renderResponsesUsage } from "../../../src/dialects/responses/render-response.ts";
 import { reasoningKwargs } from "../../../src/neuron/tool-formats/reasoning-kwargs.ts";
