@@ -94,6 +94,10 @@ beforeAll(async () => {
       'listen = "127.0.0.1:0"',
       'metrics_listen = "127.0.0.1:0"',
       "poll_interval_ms = 100",
+      // Least busy, then by name: every request goes to the flaky node first. (With cache affinity a
+      // conversation's node would follow its hash, which says nothing about retries.)
+      "[routing]",
+      "cache_affinity = false",
       "[[neurons]]",
       'name = "flaky"',
       `endpoint = "${flaky.url}"`,
