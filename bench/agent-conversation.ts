@@ -1,16 +1,28 @@
 /**
  * A coding agent's request of a given size, for the gateway benches: what
  * Claude Code, Codex or opencode resend every turn (a system prompt, tool
- * definitions with JSON schemas, and the conversation so far, mostly long
- * text), in OpenAI's and Anthropic's shapes. Deterministic, so every target
- * of a run gets the same bytes.
+ * definitions with JSON schemas, and the conversation so far: the user's
+ * asks, the model's answers and tool calls, the tools' results), in OpenAI's
+ * and Anthropic's shapes. Deterministic, so every target of a run gets the
+ * same bytes.
  */
+
+interface Tool {
+  name: string;
+  description: string;
+  parameters: Record<string, unknown>;
+}
+
+/** One step of the history: text from a side, or a tool call and its result. */
+type Turn =
+  | { kind: "user" | "assistant"; text: string }
+  | { kind: "call"; id: string; name: string; input: Record<string, unknown>; result: string };
 
 export interface AgentConversation {
   system: string;
-  tools: Array<{ name: string; description: string; parameters: Record<string, unknown> }>;
-  /** Alternating user / assistant turns, the last one the user's. */
-  turns: Array<{ role: "user" | "assistant"; content: string }>;
+  tools: Tool[];
+  /** The history, ending on the user's turn. */
+  turns: Turn[];
 }
 
 const PROSE =
@@ -24,7 +36,7 @@ function prose(bytes: number, seed: number): string {
   );
 }
 
-function tool(i: number): AgentConversation["tools"][number] {
+function tool(i: number): Tool {
   return {
     name: `tool_${i}`,
     description: prose(300, 1000 + i),
@@ -41,42 +53,83 @@ function tool(i: number): AgentConversation["tools"][number] {
   };
 }
 
-/** About `kib` KiB of JSON: a tenth system prompt, 12 tools, the rest turns of ~2 KiB. */
+/**
+ * About `kib` KiB of JSON: a tenth system prompt, 12 tools, the rest a
+ * history of ~2 KiB steps in which every third one is a tool call with its
+ * result (a file read, mostly), as an agent's history is.
+ */
 export function agentConversation(kib: number): AgentConversation {
   const total = kib * 1024;
   const system = prose(Math.round(total / 10), 0);
   const tools = Array.from({ length: 12 }, (_, i) => tool(i));
-  const toolBytes = JSON.stringify(tools).length;
-  const turnBytes = 2048;
-  const count = Math.max(1, Math.round((total - system.length - toolBytes) / turnBytes));
-  // An odd count: the conversation ends on the user's turn.
-  const turns = Array.from({ length: count % 2 === 1 ? count : count + 1 }, (_, i) => ({
-    role: i % 2 === 0 ? ("user" as const) : ("assistant" as const),
-    content: prose(turnBytes, i + 1),
-  }));
+  const stepBytes = 2048;
+  const count = Math.max(1, Math.round((total - system.length - JSON.stringify(tools).length) / stepBytes));
+  const turns: Turn[] = [];
+  for (let i = 0; i < count; i++) {
+    if (i % 3 === 2)
+      turns.push({
+        kind: "call",
+        id: `call_${i}`,
+        name: `tool_${i % 12}`,
+        input: { path: `src/module_${i}.ts`, limit: 200 },
+        result: prose(stepBytes - 200, i + 1),
+      });
+    else turns.push({ kind: i % 3 === 0 ? "user" : "assistant", text: prose(stepBytes, i + 1) });
+  }
+  if (turns.at(-1)?.kind !== "user") turns.push({ kind: "user", text: prose(stepBytes, count + 1) });
   return { system, tools, turns };
 }
 
 /** OpenAI Chat Completions' fields for the conversation (messages with the system first, tools). */
 export function openAIConversation(conversation: AgentConversation): {
-  messages: Array<{ role: string; content: string }>;
-  tools: Array<{ type: "function"; function: AgentConversation["tools"][number] }>;
+  messages: Array<Record<string, unknown>>;
+  tools: Array<{ type: "function"; function: Tool }>;
 } {
-  return {
-    messages: [{ role: "system", content: conversation.system }, ...conversation.turns],
-    tools: conversation.tools.map((fn) => ({ type: "function", function: fn })),
-  };
+  const messages: Array<Record<string, unknown>> = [{ role: "system", content: conversation.system }];
+  for (const turn of conversation.turns) {
+    if (turn.kind !== "call") {
+      messages.push({ role: turn.kind, content: turn.text });
+      continue;
+    }
+    const call = {
+      id: turn.id,
+      type: "function",
+      function: { name: turn.name, arguments: JSON.stringify(turn.input) },
+    };
+    // The call comes with the assistant's text before it, in one message.
+    const last = messages.at(-1);
+    if (last?.role === "assistant") last.tool_calls = [call];
+    else messages.push({ role: "assistant", content: null, tool_calls: [call] });
+    messages.push({ role: "tool", tool_call_id: turn.id, content: turn.result });
+  }
+  return { messages, tools: conversation.tools.map((fn) => ({ type: "function", function: fn })) };
 }
 
-/** Anthropic Messages' fields for the conversation (a top-level system, tools with input_schema). */
+/** Anthropic Messages' fields for the conversation (a top-level system, blocks, tools with input_schema). */
 export function anthropicConversation(conversation: AgentConversation): {
   system: string;
-  messages: AgentConversation["turns"];
+  messages: Array<{ role: "user" | "assistant"; content: Array<Record<string, unknown>> }>;
   tools: Array<{ name: string; description: string; input_schema: Record<string, unknown> }>;
 } {
+  type Message = { role: "user" | "assistant"; content: Array<Record<string, unknown>> };
+  const messages: Message[] = [];
+  // Roles alternate: a block joins the message before it when that one is of the same side
+  // (the assistant's text and its tool_use; a tool_result and the user's next words).
+  const add = (role: Message["role"], block: Record<string, unknown>) => {
+    const last = messages.at(-1);
+    if (last?.role === role) last.content.push(block);
+    else messages.push({ role, content: [block] });
+  };
+  for (const turn of conversation.turns) {
+    if (turn.kind !== "call") add(turn.kind, { type: "text", text: turn.text });
+    else {
+      add("assistant", { type: "tool_use", id: turn.id, name: turn.name, input: turn.input });
+      add("user", { type: "tool_result", tool_use_id: turn.id, content: turn.result });
+    }
+  }
   return {
     system: conversation.system,
-    messages: conversation.turns,
+    messages,
     tools: conversation.tools.map((fn) => ({
       name: fn.name,
       description: fn.description,
