@@ -37,13 +37,13 @@ const ImageBlock = z.object({
     z.object({ type: z.literal("url"), url: z.string() }),
   ]),
 });
-const ToolUseBlock = z.object({
+export const ToolUseBlock = z.object({
   type: z.literal("tool_use"),
   id: z.string(),
   name: z.string(),
   input: jsonObject,
 });
-const ToolResultBlock = z.object({
+export const ToolResultBlock = z.object({
   type: z.literal("tool_result"),
   tool_use_id: z.string(),
   content: z.union([z.string(), z.array(Block)]).optional(),
@@ -139,6 +139,24 @@ export function plainMessages(messages: unknown): boolean {
 function vouched<T extends z.ZodType>(body: unknown, schema: T, lighter: z.ZodType): T {
   // The vouched messages are read as sent: looseObject kept every key of them anyway.
   return isJsonObject(body) && plainMessages(body.messages) ? (lighter as unknown as T) : schema;
+}
+
+/** A tool_use block ToolUseBlock accepts (its type already read), checked by hand as plainMessages does. */
+export function plainToolUse(block: Record<string, unknown>): block is z.infer<typeof ToolUseBlock> {
+  return typeof block.id === "string" && typeof block.name === "string" && isJsonObject(block.input);
+}
+
+/** A tool_result block ToolResultBlock accepts (its type already read), checked by hand as plainMessages does. */
+export function plainToolResult(block: Record<string, unknown>): block is z.infer<typeof ToolResultBlock> {
+  const content = block.content;
+  return (
+    typeof block.tool_use_id === "string" &&
+    (content === undefined ||
+      typeof content === "string" ||
+      (Array.isArray(content) &&
+        content.every((inner) => isJsonObject(inner) && typeof inner.type === "string"))) &&
+    (block.is_error === undefined || typeof block.is_error === "boolean")
+  );
 }
 
 /** A text block's text (its type already read as "text"); zod names the problem when it is not a string. */
@@ -366,7 +384,7 @@ function parseUserContent(content: string | Array<z.infer<typeof Block>>, path: 
 }
 
 function parseToolResult(block: z.infer<typeof Block>, path: string): ToolResultPart {
-  const result = parseOrThrow(ToolResultBlock, block, path);
+  const result = plainToolResult(block) ? block : parseOrThrow(ToolResultBlock, block, path);
   const content: Array<TextPart | ImagePart> = [];
   if (typeof result.content === "string") {
     content.push({ type: "text", text: result.content });
@@ -395,7 +413,7 @@ function parseAssistantContent(
         parts.push({ type: "text", text: blockText(block, where) });
         break;
       case "tool_use": {
-        const use = parseOrThrow(ToolUseBlock, block, where);
+        const use = plainToolUse(block) ? block : parseOrThrow(ToolUseBlock, block, where);
         parts.push({ type: "tool_call", id: use.id, name: use.name, arguments: JSON.stringify(use.input) });
         break;
       }

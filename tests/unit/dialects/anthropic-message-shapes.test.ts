@@ -5,6 +5,10 @@ import {
   parseAnthropicCountTokensRequest,
   parseAnthropicRequest,
   plainMessages,
+  plainToolResult,
+  plainToolUse,
+  ToolResultBlock,
+  ToolUseBlock,
 } from "../../../src/dialects/anthropic/parse-request.ts";
 import { combinations, expectVouchedAsZod, outcome } from "./field-combinations.ts";
 
@@ -52,6 +56,38 @@ describe("Anthropic messages checked by hand, held to zod's schema", () => {
       ],
     );
     expect(vouched).toBeGreaterThan(20);
+  });
+
+  test("tool_use and tool_result blocks are read by hand exactly when zod accepts them, and read the same", () => {
+    const uses = combinations({
+      type: ["tool_use"],
+      id: ["toolu_1", 5, undefined],
+      name: ["read", null, undefined],
+      input: [{ path: "a" }, {}, [], "x", null, undefined],
+      cache_control: [undefined, { type: "ephemeral" }],
+    });
+    const results = combinations({
+      type: ["tool_result"],
+      tool_use_id: ["toolu_1", 5, undefined],
+      content: [undefined, "ok", "", [], [{ type: "text", text: "ok" }], [{ type: 5 }], [7], {}, null],
+      is_error: [undefined, true, false, "yes", null],
+    });
+    const said = (role: string, block: unknown) => ({
+      model: "m",
+      max_tokens: 8,
+      messages: [{ role, content: [block] }],
+    });
+    const record = (block: unknown) => block as Record<string, unknown>;
+    expect(
+      expectVouchedAsZod(uses, ToolUseBlock, (block) => plainToolUse(record(block)), [
+        (block) => parseAnthropicRequest(said("assistant", block), quiet),
+      ]),
+    ).toBeGreaterThan(1);
+    expect(
+      expectVouchedAsZod(results, ToolResultBlock, (block) => plainToolResult(record(block)), [
+        (block) => parseAnthropicRequest(said("user", block), quiet),
+      ]),
+    ).toBeGreaterThan(5);
   });
 
   test("a text block whose text is not a string gets zod's message, with its path", () => {
