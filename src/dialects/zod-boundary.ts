@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { CortexError } from "../core/errors.ts";
+import { isJsonObject, jsonKind } from "../core/json-object.ts";
 
 /** Validates one received value; a failure is a 400 naming the offending field. */
 export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, path: string): z.infer<T> {
@@ -16,15 +17,6 @@ export function unsupported(param: string, message: string): CortexError {
   return new CortexError("unsupported_parameter", message, { param });
 }
 
-/** A JSON object: not null, not an array. */
-export function isJsonObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function received(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
-}
-
 /**
  * A JSON object taken as it is (a tool's JSON schema, a tool call's input,
  * template kwargs), with zod's own message when it is not one. `z.record`
@@ -32,5 +24,5 @@ function received(value: unknown): string {
  * of all its tools on every request.
  */
 export const jsonObject = z.custom<Record<string, unknown>>(isJsonObject, {
-  error: (issue) => `Invalid input: expected record, received ${received(issue.input)}`,
+  error: (issue) => `Invalid input: expected record, received ${jsonKind(issue.input)}`,
 });

@@ -24,6 +24,7 @@
  * references recurse into any schema); the pieces that stand alone, GBNF
  * building and regex translation, are their own modules.
  */
+import { isJsonObject } from "../json-object.ts";
 import { classChar, GrammarUnsupportedError, literal, RuleSet } from "./gbnf.ts";
 import { regexToGbnf } from "./regex-to-gbnf.ts";
 
@@ -78,10 +79,6 @@ type JsonType = (typeof TYPES)[number];
 const MAX_DIGITS = 15;
 
 type Schema = Record<string, unknown>;
-
-function isRecord(value: unknown): value is Schema {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 const PRIMITIVES: Record<string, string> = {
   ws: '| " "',
@@ -153,7 +150,8 @@ export class JsonGrammar {
   #visit(schema: unknown, path: string, root: unknown, rootPath: string): string {
     if (schema === true) return this.primitive("json-value");
     if (schema === false) throw new GrammarUnsupportedError(path, "the schema false allows no value");
-    if (!isRecord(schema)) throw new GrammarUnsupportedError(path, "a schema must be an object or a boolean");
+    if (!isJsonObject(schema))
+      throw new GrammarUnsupportedError(path, "a schema must be an object or a boolean");
     for (const key of Object.keys(schema))
       if (!KEYWORDS.has(key) && !ANNOTATIONS.has(key))
         throw new GrammarUnsupportedError(`${path}.${key}`, `the keyword ${key} is not supported`);
@@ -252,7 +250,7 @@ export class JsonGrammar {
 
   #ref(ref: unknown, path: string, root: unknown, rootPath: string): string {
     const match = typeof ref === "string" ? /^#\/(\$defs|definitions)\/([^/]+)$/.exec(ref) : null;
-    if (!match || !isRecord(root))
+    if (!match || !isJsonObject(root))
       throw new GrammarUnsupportedError(
         path,
         `only "#/$defs/…" and "#/definitions/…" references are supported`,
@@ -267,7 +265,7 @@ export class JsonGrammar {
     const known = cache.get(ref as string);
     if (known !== undefined) return known;
     const defs = root[section!];
-    if (!isRecord(defs) || defs[name] === undefined)
+    if (!isJsonObject(defs) || defs[name] === undefined)
       throw new GrammarUnsupportedError(path, `${ref as string} is not defined`);
     const rule = this.rules.reserve(`ref-${name}`);
     cache.set(ref as string, rule);
@@ -289,22 +287,22 @@ export class JsonGrammar {
     ];
     for (let [part, where] of parts) {
       // Follow references to the object schema they name.
-      for (let hops = 0; isRecord(part) && typeof part.$ref === "string" && hops < 16; hops++) {
+      for (let hops = 0; isJsonObject(part) && typeof part.$ref === "string" && hops < 16; hops++) {
         const m = /^#\/(\$defs|definitions)\/([^/]+)$/.exec(part.$ref);
-        const defs = m && isRecord(root) ? root[m[1]!] : undefined;
-        if (!m || !isRecord(defs) || defs[m[2]!] === undefined)
+        const defs = m && isJsonObject(root) ? root[m[1]!] : undefined;
+        if (!m || !isJsonObject(defs) || defs[m[2]!] === undefined)
           throw new GrammarUnsupportedError(`${where}.$ref`, `${part.$ref} is not defined`);
         where = `${rootPath}.${m[1]}.${m[2]}`;
         part = defs[m[2]!];
       }
-      if (!isRecord(part))
+      if (!isJsonObject(part))
         throw new GrammarUnsupportedError(where, "allOf is supported for object schemas only");
       for (const key of Object.keys(part)) {
         if (part[key] === undefined || ANNOTATIONS.has(key)) continue;
         if (key === "type") {
           if (part.type !== "object")
             throw new GrammarUnsupportedError(`${where}.type`, "allOf is supported for object schemas only");
-        } else if (key === "properties" && isRecord(part.properties)) {
+        } else if (key === "properties" && isJsonObject(part.properties)) {
           for (const [name, sub] of Object.entries(part.properties)) {
             if (properties[name] !== undefined)
               throw new GrammarUnsupportedError(
@@ -324,7 +322,7 @@ export class JsonGrammar {
           merged.additionalProperties = false;
           closed.push({
             where,
-            names: new Set(isRecord(part.properties) ? Object.keys(part.properties) : []),
+            names: new Set(isJsonObject(part.properties) ? Object.keys(part.properties) : []),
           });
         } else if (key !== "allOf" && key !== "nullable") {
           throw new GrammarUnsupportedError(`${where}.${key}`, `${key} inside allOf is not supported`);
@@ -346,7 +344,7 @@ export class JsonGrammar {
       if (schema[key] !== undefined && schema.type === "object")
         throw new GrammarUnsupportedError(`${path}.${key}`, `${key} does not apply to an object`);
     const props = schema.properties ?? {};
-    if (!isRecord(props))
+    if (!isJsonObject(props))
       throw new GrammarUnsupportedError(`${path}.properties`, "properties must be an object");
     const required = new Set<string>();
     if (schema.required !== undefined) {

@@ -7,6 +7,7 @@
  * values bare and others as JSON; Gemma 4's own object notation is held to
  * its shape only.
  */
+import { isJsonObject } from "../json-object.ts";
 import { literal } from "./gbnf.ts";
 import type { JsonGrammar } from "./json-schema-to-gbnf.ts";
 import type { ToolCallSyntax } from "./tool-call-syntax.ts";
@@ -120,10 +121,6 @@ export function callRule(
   return grammar.rules.add(`call-${name}`, body);
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /** Each schema property as an element, required ones in order, others optional. */
 function xmlParams(
   grammar: JsonGrammar,
@@ -132,12 +129,12 @@ function xmlParams(
   open: (key: string) => string,
   close: string,
 ): string {
-  const props = isRecord(tool.parameters.properties) ? tool.parameters.properties : {};
+  const props = isJsonObject(tool.parameters.properties) ? tool.parameters.properties : {};
   const required = new Set(Array.isArray(tool.parameters.required) ? tool.parameters.required : []);
   const parts: string[] = [];
   for (const [key, schema] of Object.entries(props)) {
     const value =
-      isRecord(schema) && schema.type === "string"
+      isJsonObject(schema) && schema.type === "string"
         ? bareText(grammar, schema, "[^<]", '([^<] | "<" [^/])*')
         : grammar.schema(schema, `${path}.properties.${key}`);
     const element = `${open(key)} ${value} ${close}`;
@@ -165,7 +162,7 @@ function bareText(
  * else held to the notation's shape only.
  */
 function gemmaParams(grammar: JsonGrammar, tool: ToolGrammarTool, path: string): string {
-  const props = isRecord(tool.parameters.properties) ? tool.parameters.properties : {};
+  const props = isJsonObject(tool.parameters.properties) ? tool.parameters.properties : {};
   const required = new Set(Array.isArray(tool.parameters.required) ? tool.parameters.required : []);
   const quote = literal('<|"|>');
   const anyString = `${quote} ([^<] | "<" [^|])* ${quote}`;
@@ -182,9 +179,9 @@ function gemmaParams(grammar: JsonGrammar, tool: ToolGrammarTool, path: string):
   const members: Array<{ element: string; required: boolean }> = [];
   for (const [key, schema] of Object.entries(props)) {
     let value = "gemma-value";
-    if (isRecord(schema) && schema.type === "string")
+    if (isJsonObject(schema) && schema.type === "string")
       value = `${quote} ${bareText(grammar, schema, "[^<]", '([^<] | "<" [^|])*')} ${quote}`;
-    else if (isRecord(schema) && ["integer", "number", "boolean"].includes(String(schema.type)))
+    else if (isJsonObject(schema) && ["integer", "number", "boolean"].includes(String(schema.type)))
       value = grammar.schema(schema, `${path}.properties.${key}`);
     members.push({ element: `${literal(`${key}:`)} ${value}`, required: required.has(key) });
   }

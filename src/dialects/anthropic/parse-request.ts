@@ -11,6 +11,7 @@ import { consola } from "consola";
 import { z } from "zod";
 import { CortexError } from "../../core/errors.ts";
 import { ANTHROPIC_SCHEMA_PATHS, checkStructuredOutput } from "../../core/grammar/request-grammar.ts";
+import { isJsonObject } from "../../core/json-object.ts";
 import type {
   AssistantMessage,
   CanonicalMessage,
@@ -24,7 +25,7 @@ import type {
   ToolResultPart,
 } from "../canonical.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { isJsonObject, jsonObject, parseOrThrow } from "../zod-boundary.ts";
+import { jsonObject, parseOrThrow } from "../zod-boundary.ts";
 import { isBillingHeaderBlock } from "./billing-header.ts";
 
 const Block = z.looseObject({ type: z.string() });

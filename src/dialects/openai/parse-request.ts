@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { CortexError } from "../../core/errors.ts";
 import { checkStructuredOutput, OPENAI_SCHEMA_PATHS } from "../../core/grammar/request-grammar.ts";
+import { isJsonObject } from "../../core/json-object.ts";
 import type {
   AssistantMessage,
   CanonicalMessage,
@@ -20,7 +21,7 @@ import type {
 } from "../canonical.ts";
 import { imageSourceFromUrl } from "../images.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { isJsonObject, jsonObject, parseOrThrow, unsupported } from "../zod-boundary.ts";
+import { jsonObject, parseOrThrow, unsupported } from "../zod-boundary.ts";
 
 const Part = z.looseObject({ type: z.string() });
 const TextPartSchema = z.object({ type: z.literal("text"), text: z.string() });
@@ -174,7 +175,7 @@ function toolCall(call: unknown): boolean {
 }
 
 function onlyCommonKeys(body: unknown): boolean {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) return false;
+  if (!isJsonObject(body)) return false;
   for (const key in body) if (!COMMON_KEYS.has(key)) return false;
   return true;
 }

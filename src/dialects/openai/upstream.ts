@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { CortexError, ERROR_CODES, isErrorCode } from "../../core/errors.ts";
+import { isJsonObject, jsonKind } from "../../core/json-object.ts";
 import type { CanonicalResponse, CanonicalStreamPart, CanonicalUsage, FinishReason } from "../canonical.ts";
 import { newId } from "../ids.ts";
 import { fromOpenAIFinishReason } from "../map-openai-finish-reason.ts";
@@ -58,14 +59,6 @@ export interface UpstreamChunk {
 
 type Json = Record<string, unknown>;
 
-function isObject(value: unknown): value is Json {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function kind(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
-}
-
 /** undefined when fine, else `path: expected …, got …`. */
 function badField(
   object: Json,
@@ -81,19 +74,19 @@ function badField(
     return `${path}${key}: expected a non-negative integer, got ${String(value)}`;
   }
   const want = type === "string" ? "string" : type === "number" ? "number" : "non-negative integer";
-  return `${path}${key}: expected ${want}${nullable ? " or null" : ""}, got ${kind(value)}`;
+  return `${path}${key}: expected ${want}${nullable ? " or null" : ""}, got ${jsonKind(value)}`;
 }
 
 function badToolCall(call: unknown, path: string): string | undefined {
-  if (!isObject(call)) return `${path}: expected object, got ${kind(call)}`;
+  if (!isJsonObject(call)) return `${path}: expected object, got ${jsonKind(call)}`;
   const fn = call.function;
   const fnBad =
     fn === undefined || fn === null
       ? undefined
-      : isObject(fn)
+      : isJsonObject(fn)
         ? (badField(fn, "name", `${path}.function.`, "string", true) ??
           badField(fn, "arguments", `${path}.function.`, "string", true))
-        : `${path}.function: expected object or null, got ${kind(fn)}`;
+        : `${path}.function: expected object or null, got ${jsonKind(fn)}`;
   return (
     badField(call, "index", `${path}.`, "count", false) ??
     badField(call, "id", `${path}.`, "string", true) ??
@@ -103,14 +96,14 @@ function badToolCall(call: unknown, path: string): string | undefined {
 
 function badDelta(delta: unknown, path: string): string | undefined {
   if (delta === undefined || delta === null) return undefined;
-  if (!isObject(delta)) return `${path}: expected object or null, got ${kind(delta)}`;
+  if (!isJsonObject(delta)) return `${path}: expected object or null, got ${jsonKind(delta)}`;
   const bad =
     badField(delta, "content", `${path}.`, "string", true) ??
     badField(delta, "reasoning_content", `${path}.`, "string", true);
   if (bad !== undefined) return bad;
   const calls = delta.tool_calls;
   if (calls === undefined || calls === null) return undefined;
-  if (!Array.isArray(calls)) return `${path}.tool_calls: expected array or null, got ${kind(calls)}`;
+  if (!Array.isArray(calls)) return `${path}.tool_calls: expected array or null, got ${jsonKind(calls)}`;
   for (let i = 0; i < calls.length; i++) {
     const callBad = badToolCall(calls[i], `${path}.tool_calls[${i}]`);
     if (callBad !== undefined) return callBad;
@@ -121,7 +114,7 @@ function badDelta(delta: unknown, path: string): string | undefined {
 /** What is wrong with an OpenAI usage object (absent or null is fine), for the checks here and the gateway's relay. */
 export function badUsage(usage: unknown): string | undefined {
   if (usage === undefined || usage === null) return undefined;
-  if (!isObject(usage)) return `usage: expected object or null, got ${kind(usage)}`;
+  if (!isJsonObject(usage)) return `usage: expected object or null, got ${jsonKind(usage)}`;
   const bad =
     badField(usage, "prompt_tokens", "usage.", "count", false) ??
     badField(usage, "completion_tokens", "usage.", "count", false);
@@ -130,10 +123,11 @@ export function badUsage(usage: unknown): string | undefined {
     return "usage: expected prompt_tokens and completion_tokens";
   const details = usage.prompt_tokens_details;
   if (details === undefined || details === null) return undefined;
-  if (!isObject(details)) return `usage.prompt_tokens_details: expected object or null, got ${kind(details)}`;
+  if (!isJsonObject(details))
+    return `usage.prompt_tokens_details: expected object or null, got ${jsonKind(details)}`;
   const cached = details.cached_tokens;
   if (cached === undefined || cached === null || Number.isInteger(cached)) return undefined;
-  return `usage.prompt_tokens_details.cached_tokens: expected integer or null, got ${kind(cached)}`;
+  return `usage.prompt_tokens_details.cached_tokens: expected integer or null, got ${jsonKind(cached)}`;
 }
 
 /** The envelope fields streamed chunks and whole completions share: id, model, created, usage. */
@@ -148,7 +142,7 @@ function badEnvelope(json: Json): string | undefined {
 
 /** One streamed chunk checked against what the decoder reads: the chunk, or what is wrong with it. */
 export function readUpstreamChunk(json: unknown): { chunk: UpstreamChunk } | { problem: string } {
-  if (!isObject(json)) return { problem: `expected object, got ${kind(json)}` };
+  if (!isJsonObject(json)) return { problem: `expected object, got ${jsonKind(json)}` };
   let problem =
     badEnvelope(json) ??
     (json.cortex_prompt_tokens === undefined
@@ -157,16 +151,16 @@ export function readUpstreamChunk(json: unknown): { chunk: UpstreamChunk } | { p
         badField(json, "cortex_cached_tokens", "", "count", false)));
   const choices = json.choices;
   if (problem === undefined && choices !== undefined && choices !== null) {
-    if (!Array.isArray(choices)) problem = `choices: expected array or null, got ${kind(choices)}`;
+    if (!Array.isArray(choices)) problem = `choices: expected array or null, got ${jsonKind(choices)}`;
     else
       for (let i = 0; i < choices.length && problem === undefined; i++) {
         const choice: unknown = choices[i];
         const path = `choices[${i}]`;
-        problem = isObject(choice)
+        problem = isJsonObject(choice)
           ? (badDelta(choice.delta, `${path}.delta`) ??
             badField(choice, "finish_reason", `${path}.`, "string", true) ??
             badField(choice, "stop_sequence", `${path}.`, "string", true))
-          : `${path}: expected object, got ${kind(choice)}`;
+          : `${path}: expected object, got ${jsonKind(choice)}`;
       }
   }
   if (problem === undefined && json.error !== undefined) {
@@ -197,10 +191,10 @@ interface UpstreamCompletionBody {
 }
 
 function badCompletionToolCall(call: unknown, path: string): string | undefined {
-  if (!isObject(call)) return `${path}: expected object, got ${kind(call)}`;
+  if (!isJsonObject(call)) return `${path}: expected object, got ${jsonKind(call)}`;
   const fn = call.function;
-  if (!isObject(fn)) return `${path}.function: expected object, got ${kind(fn)}`;
-  if (typeof fn.name !== "string") return `${path}.function.name: expected string, got ${kind(fn.name)}`;
+  if (!isJsonObject(fn)) return `${path}.function: expected object, got ${jsonKind(fn)}`;
+  if (typeof fn.name !== "string") return `${path}.function.name: expected string, got ${jsonKind(fn.name)}`;
   return (
     badField(call, "id", `${path}.`, "string", true) ??
     badField(fn, "arguments", `${path}.function.`, "string", true)
@@ -208,9 +202,9 @@ function badCompletionToolCall(call: unknown, path: string): string | undefined 
 }
 
 function badCompletionChoice(choice: unknown, path: string): string | undefined {
-  if (!isObject(choice)) return `${path}: expected object, got ${kind(choice)}`;
+  if (!isJsonObject(choice)) return `${path}: expected object, got ${jsonKind(choice)}`;
   const message = choice.message;
-  if (!isObject(message)) return `${path}.message: expected object, got ${kind(message)}`;
+  if (!isJsonObject(message)) return `${path}.message: expected object, got ${jsonKind(message)}`;
   const bad =
     badField(message, "content", `${path}.message.`, "string", true) ??
     badField(message, "reasoning_content", `${path}.message.`, "string", true) ??
@@ -219,7 +213,8 @@ function badCompletionChoice(choice: unknown, path: string): string | undefined 
   if (bad !== undefined) return bad;
   const calls = message.tool_calls;
   if (calls === undefined || calls === null) return undefined;
-  if (!Array.isArray(calls)) return `${path}.message.tool_calls: expected array or null, got ${kind(calls)}`;
+  if (!Array.isArray(calls))
+    return `${path}.message.tool_calls: expected array or null, got ${jsonKind(calls)}`;
   for (let i = 0; i < calls.length; i++) {
     const callBad = badCompletionToolCall(calls[i], `${path}.message.tool_calls[${i}]`);
     if (callBad !== undefined) return callBad;
@@ -235,11 +230,11 @@ function badCompletionChoice(choice: unknown, path: string): string | undefined 
 export function readUpstreamCompletion(
   json: unknown,
 ): { completion: UpstreamCompletionBody } | { problem: string } {
-  if (!isObject(json)) return { problem: `expected object, got ${kind(json)}` };
+  if (!isJsonObject(json)) return { problem: `expected object, got ${jsonKind(json)}` };
   let problem = badEnvelope(json);
   const choices = json.choices;
   if (problem === undefined) {
-    if (!Array.isArray(choices)) problem = `choices: expected array, got ${kind(choices)}`;
+    if (!Array.isArray(choices)) problem = `choices: expected array, got ${jsonKind(choices)}`;
     else if (choices.length === 0) problem = "choices: expected at least one choice";
     else
       for (let i = 0; i < choices.length && problem === undefined; i++)

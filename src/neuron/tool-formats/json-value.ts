@@ -70,10 +70,6 @@ export class JsonValueScanner {
   }
 }
 
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 export function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);

@@ -4,7 +4,8 @@
  * the text "42" is the schema's word. The arguments are rebuilt as a JSON
  * object, one member per parameter, emitted as each value ends.
  */
-import { isRecord, parseJson } from "./json-value.ts";
+import { isJsonObject } from "../../core/json-object.ts";
+import { parseJson } from "./json-value.ts";
 
 export interface ToolSchema {
   name: string;
@@ -17,7 +18,7 @@ export type StringParams = Map<string, Map<string, boolean>>;
 export function stringParams(tools: readonly ToolSchema[]): StringParams {
   const out: StringParams = new Map();
   for (const tool of tools) {
-    const props = isRecord(tool.parameters.properties) ? tool.parameters.properties : {};
+    const props = isJsonObject(tool.parameters.properties) ? tool.parameters.properties : {};
     const params = new Map<string, boolean>();
     for (const [key, schema] of Object.entries(props)) params.set(key, isStringSchema(schema));
     out.set(tool.name, params);
@@ -26,7 +27,7 @@ export function stringParams(tools: readonly ToolSchema[]): StringParams {
 }
 
 function isStringSchema(schema: unknown): boolean {
-  if (!isRecord(schema)) return false;
+  if (!isJsonObject(schema)) return false;
   const type = schema.type;
   if (type === "string") return true;
   if (Array.isArray(type)) return type.length > 0 && type.every((t) => t === "string" || t === "null");
