@@ -17,6 +17,14 @@ export function unsupported(param: string, message: string): CortexError {
   return new CortexError("unsupported_parameter", message, { param });
 }
 
+/** An object with a string `type` (a content part, a block), its other keys kept. */
+export const TypedObject = z.looseObject({ type: z.string() });
+
+/** What TypedObject accepts, checked by hand (for the hot path's hand checks of whole messages). */
+export function isTypedObject(value: unknown): value is z.infer<typeof TypedObject> {
+  return isJsonObject(value) && typeof value.type === "string";
+}
+
 /**
  * A JSON object taken as it is (a tool's JSON schema, a tool call's input,
  * template kwargs), with zod's own message when it is not one. `z.record`

@@ -25,10 +25,10 @@ import type {
   ToolResultPart,
 } from "../canonical.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { jsonObject, parseOrThrow } from "../zod-boundary.ts";
+import { isTypedObject, jsonObject, parseOrThrow, TypedObject } from "../zod-boundary.ts";
 import { isBillingHeaderBlock } from "./billing-header.ts";
 
-const Block = z.looseObject({ type: z.string() });
+const Block = TypedObject;
 const TextBlock = z.object({ type: z.literal("text"), text: z.string() });
 const ThinkingBlock = z.looseObject({ type: z.literal("thinking"), thinking: z.string() });
 const ImageBlock = z.object({
@@ -129,9 +129,8 @@ export function plainMessages(messages: unknown): boolean {
   for (const m of messages) {
     if (!isJsonObject(m) || !ROLES.has(m.role)) return false;
     const content = m.content;
-    if (typeof content === "string") continue;
-    if (!Array.isArray(content)) return false;
-    for (const block of content) if (!isJsonObject(block) || typeof block.type !== "string") return false;
+    if (typeof content !== "string" && !(Array.isArray(content) && content.every(isTypedObject)))
+      return false;
   }
   return true;
 }
@@ -154,8 +153,7 @@ export function plainToolResult(block: Record<string, unknown>): block is z.infe
     typeof block.tool_use_id === "string" &&
     (content === undefined ||
       typeof content === "string" ||
-      (Array.isArray(content) &&
-        content.every((inner) => isJsonObject(inner) && typeof inner.type === "string"))) &&
+      (Array.isArray(content) && content.every(isTypedObject))) &&
     (block.is_error === undefined || typeof block.is_error === "boolean")
   );
 }

@@ -21,9 +21,9 @@ import type {
 } from "../canonical.ts";
 import { imageSourceFromUrl } from "../images.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { jsonObject, parseOrThrow, unsupported } from "../zod-boundary.ts";
+import { isTypedObject, jsonObject, parseOrThrow, TypedObject, unsupported } from "../zod-boundary.ts";
 
-const Part = z.looseObject({ type: z.string() });
+const Part = TypedObject;
 const TextPartSchema = z.object({ type: z.literal("text"), text: z.string() });
 const RefusalPartSchema = z.object({ type: z.literal("refusal"), refusal: z.string() });
 const ImageUrlPartSchema = z.object({
@@ -141,7 +141,11 @@ function plainMessage(m: unknown): boolean {
   if (!isJsonObject(m) || typeof m.role !== "string") return false;
   const content = m.content;
   if (
-    !(content == null || typeof content === "string" || (Array.isArray(content) && content.every(typedPart)))
+    !(
+      content == null ||
+      typeof content === "string" ||
+      (Array.isArray(content) && content.every(isTypedObject))
+    )
   )
     return false;
   const calls = m.tool_calls;
@@ -161,10 +165,6 @@ export function plainFunctionTool(tool: unknown): boolean {
     (parameters === undefined || isJsonObject(parameters)) &&
     (strict == null || typeof strict === "boolean")
   );
-}
-
-function typedPart(part: unknown): boolean {
-  return isJsonObject(part) && typeof part.type === "string";
 }
 
 function toolCall(call: unknown): boolean {

@@ -22,10 +22,10 @@ import type {
 } from "../canonical.ts";
 import { imageSourceFromUrl } from "../images.ts";
 import { mergeToolMessages } from "../normalize-messages.ts";
-import { jsonObject, parseOrThrow, unsupported } from "../zod-boundary.ts";
+import { jsonObject, parseOrThrow, TypedObject, unsupported } from "../zod-boundary.ts";
 
 const Typed = z.looseObject({ type: z.string().optional() });
-const Part = z.looseObject({ type: z.string() });
+const Part = TypedObject;
 
 const MessageItemSchema = z.object({
   role: z.enum(["user", "assistant", "system", "developer"]),
