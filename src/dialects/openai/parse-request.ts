@@ -116,12 +116,9 @@ const RequestSchema = z.object({
   chat_template_kwargs: jsonObject.nullish(),
 });
 type RequestBody = z.infer<typeof RequestSchema>;
-const SCHEMAS = {
-  common: CommonRequestSchema,
-  full: RequestSchema,
-  commonVouched: CommonRequestSchema.extend(VouchedMessages),
-  fullVouched: RequestSchema.extend(VouchedMessages),
-};
+/** Each body schema, and the same one for messages plainMessages vouched for. */
+const COMMON = { checked: CommonRequestSchema, vouched: CommonRequestSchema.extend(VouchedMessages) };
+const FULL = { checked: RequestSchema, vouched: RequestSchema.extend(VouchedMessages) };
 
 /**
  * Whether every message has a shape MessageSchema accepts, checked by hand
@@ -181,14 +178,8 @@ function onlyCommonKeys(body: unknown): boolean {
 }
 
 export function parseOpenAIRequest(body: unknown): CanonicalRequest {
-  const vouched = isJsonObject(body) && plainMessages(body.messages);
-  const schema = onlyCommonKeys(body)
-    ? vouched
-      ? SCHEMAS.commonVouched
-      : SCHEMAS.common
-    : vouched
-      ? SCHEMAS.fullVouched
-      : SCHEMAS.full;
+  const schemas = onlyCommonKeys(body) ? COMMON : FULL;
+  const schema = isJsonObject(body) && plainMessages(body.messages) ? schemas.vouched : schemas.checked;
   // Vouched messages are read as sent: parseMessage reads no key that zod would have stripped.
   const req = parseOrThrow(schema, body, "") as RequestBody;
   rejectUnsupported(req);
