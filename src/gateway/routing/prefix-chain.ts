@@ -17,15 +17,7 @@
  * (a new session matches nowhere and goes to the least busy), requests of
  * one session stay together.
  */
-import type {
-  CanonicalMessage,
-  CanonicalRequest,
-  ImagePart,
-  TextPart,
-  ThinkingPart,
-  ToolCallPart,
-  ToolResultPart,
-} from "../../dialects/canonical.ts";
+import { assertNever, type CanonicalMessage, type CanonicalRequest } from "../../dialects/canonical.ts";
 
 /**
  * `conversation`: the link that names the conversation (its session link, or
@@ -54,7 +46,7 @@ function messageLink(message: CanonicalMessage, previous: bigint): bigint {
   return link(at.outline, at.hash);
 }
 
-type Part = TextPart | ImagePart | ToolCallPart | ThinkingPart | ToolResultPart;
+type Part = CanonicalMessage["content"][number];
 
 interface Linking {
   hash: bigint;
@@ -100,6 +92,9 @@ function addPart(at: Linking, part: Part): void {
       at.outline += `[${part.content.length};`;
       for (const inner of part.content) addPart(at, inner);
       return;
+    default:
+      // A part kind added to canonical.ts must be hashed here, or two messages that differ in it would match.
+      assertNever(part);
   }
 }
 
