@@ -6,6 +6,7 @@
  * and Anthropic's shapes. Deterministic, so every target of a run gets the
  * same bytes.
  */
+import { DEFAULT_DELTAS, FAKE_MODEL } from "./fake-upstream.ts";
 
 interface Tool {
   name: string;
@@ -136,4 +137,30 @@ export function anthropicConversation(conversation: AgentConversation): {
       input_schema: fn.parameters,
     })),
   };
+}
+
+/** How a gateway bench's client talks: OpenAI chat, plain or streamed, or Anthropic streamed through translation. */
+export type BenchMode = "json" | "sse" | "anthropic";
+
+/**
+ * The body a gateway bench POSTs for `mode` (to /v1/chat/completions, or
+ * /v1/messages for anthropic): one short message asking the fake neuron for
+ * its canned completion, or, given a conversation, an agent's whole request.
+ */
+export function benchRequestBody(mode: BenchMode, conversation?: AgentConversation): string {
+  const messages = [{ role: "user", content: "Say four words." }];
+  if (mode === "anthropic")
+    return JSON.stringify({
+      model: FAKE_MODEL,
+      ...(conversation === undefined ? { messages } : anthropicConversation(conversation)),
+      max_tokens: DEFAULT_DELTAS,
+      stream: true,
+    });
+  return JSON.stringify({
+    model: FAKE_MODEL,
+    ...(conversation === undefined ? { messages } : openAIConversation(conversation)),
+    max_tokens: DEFAULT_DELTAS,
+    stream: mode === "sse",
+    ...(mode === "sse" ? { stream_options: { include_usage: true } } : {}),
+  });
 }

@@ -15,9 +15,8 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { consola } from "consola";
-import { agentConversation, openAIConversation } from "./agent-conversation.ts";
+import { agentConversation, benchRequestBody } from "./agent-conversation.ts";
 import { type Service, startBunProxy, startFakeUpstream, startGateway, tempDir } from "./bench-services.ts";
-import { DEFAULT_DELTAS, FAKE_MODEL } from "./fake-upstream.ts";
 import { fixed } from "./stats.ts";
 import { findWrk, runWrk, WRK_INSTALL_HINT } from "./wrk-load.ts";
 
@@ -102,15 +101,7 @@ async function main(): Promise<number> {
   }
   const mode = args.mode === "sse" ? "sse" : "json";
   const kib = Number(args["prompt-kib"]);
-  const body = JSON.stringify({
-    model: FAKE_MODEL,
-    ...(kib > 0
-      ? openAIConversation(agentConversation(kib))
-      : { messages: [{ role: "user", content: "Say four words." }] }),
-    max_tokens: DEFAULT_DELTAS,
-    stream: mode === "sse",
-    ...(mode === "sse" ? { stream_options: { include_usage: true } } : {}),
-  });
+  const body = benchRequestBody(mode, kib > 0 ? agentConversation(kib) : undefined);
   const upstream = await startFakeUpstream();
   const rows: string[] = [];
   try {

@@ -51,7 +51,7 @@ import {
   startGateway,
   startNginx,
 } from "./bench-services.ts";
-import { agentConversation, anthropicConversation, openAIConversation } from "./agent-conversation.ts";
+import { agentConversation, type BenchMode, benchRequestBody } from "./agent-conversation.ts";
 import { CCR_VERSION, ccrUnavailable, ensureCcrInstalled, startCcr } from "./ccr-peer.ts";
 import { DEFAULT_DELTAS, expectedText, FAKE_MODEL } from "./fake-upstream.ts";
 import {
@@ -111,7 +111,7 @@ function peerList(value: string): PeerName[] {
 }
 
 /** json, sse: an OpenAI client; anthropic: an Anthropic client streaming through a gateway that translates. */
-type Mode = "json" | "sse" | "anthropic";
+type Mode = BenchMode;
 const MODES: readonly Mode[] = ["json", "sse", "anthropic"];
 const MODE_LABEL: Record<Mode, string> = {
   json: `non-streaming (${DEFAULT_DELTAS}-word completion)`,
@@ -125,21 +125,7 @@ function requestPath(mode: Mode): string {
 }
 
 function requestBody(mode: Mode): string {
-  const messages = [{ role: "user", content: "Say four words." }];
-  if (mode === "anthropic")
-    return JSON.stringify({
-      model: FAKE_MODEL,
-      ...(CONVERSATION === undefined ? { messages } : anthropicConversation(CONVERSATION)),
-      max_tokens: DEFAULT_DELTAS,
-      stream: true,
-    });
-  return JSON.stringify({
-    model: FAKE_MODEL,
-    ...(CONVERSATION === undefined ? { messages } : openAIConversation(CONVERSATION)),
-    max_tokens: DEFAULT_DELTAS,
-    stream: mode === "sse",
-    ...(mode === "sse" ? { stream_options: { include_usage: true } } : {}),
-  });
+  return benchRequestBody(mode, CONVERSATION);
 }
 
 function requestHeaders(target: Service, mode: Mode): Record<string, string> {

@@ -13,9 +13,8 @@ import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { consola } from "consola";
-import { agentConversation, anthropicConversation, openAIConversation } from "./agent-conversation.ts";
+import { agentConversation, benchRequestBody } from "./agent-conversation.ts";
 import { startFakeUpstream, startGateway, tempDir } from "./bench-services.ts";
-import { DEFAULT_DELTAS, FAKE_MODEL } from "./fake-upstream.ts";
 import { findWrk, runWrk, WRK_INSTALL_HINT } from "./wrk-load.ts";
 
 const { values: args } = parseArgs({
@@ -100,25 +99,7 @@ async function main(): Promise<number> {
     });
     try {
       const kib = Number(args["prompt-kib"]);
-      const conversation = kib > 0 ? agentConversation(kib) : undefined;
-      const messages = [{ role: "user", content: "Say four words." }];
-      // anthropic: an Anthropic client streaming through the translation to the neuron's OpenAI API.
-      const body = JSON.stringify(
-        mode === "anthropic"
-          ? {
-              model: FAKE_MODEL,
-              ...(conversation ? anthropicConversation(conversation) : { messages }),
-              max_tokens: DEFAULT_DELTAS,
-              stream: true,
-            }
-          : {
-              model: FAKE_MODEL,
-              ...(conversation ? openAIConversation(conversation) : { messages }),
-              max_tokens: DEFAULT_DELTAS,
-              stream: mode === "sse",
-              ...(mode === "sse" ? { stream_options: { include_usage: true } } : {}),
-            },
-      );
+      const body = benchRequestBody(mode, kib > 0 ? agentConversation(kib) : undefined);
       const url = `${gateway.url}${mode === "anthropic" ? "/v1/messages" : "/v1/chat/completions"}`;
       const headers = mode === "anthropic" ? { "anthropic-version": "2023-06-01" } : undefined;
       const connections = Number(args.concurrency);
